@@ -1,0 +1,156 @@
+//! Making certificates in memory: the CA and the leaves it signs.
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::{CertsError, SERVER_NAMES};
+
+const CA_LIFETIME: Duration = Duration::days(365);
+const LEAF_LIFETIME: Duration = Duration::days(90);
+/// Backdating absorbs small clock differences between this machine and a container.
+const BACKDATE: Duration = Duration::minutes(5);
+
+/// A certificate authority that exists only to sign the playbook's leaves.
+pub struct Authority {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Authority {
+    /// A fresh CA with a new P-256 key.
+    pub fn generate() -> Result<Self, CertsError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("oauth2-playbook local CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        set_validity(&mut params, CA_LIFETIME);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(Self { issuer })
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// Signs a new leaf with its own fresh key.
+    pub fn issue(&self, spec: &LeafSpec) -> Result<Leaf, CertsError> {
+        let mut params = CertificateParams::new(spec.names.clone())?;
+        params.distinguished_name = name(&spec.common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![spec.usage.clone()];
+        params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params, LEAF_LIFETIME);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// What a leaf is for: the names it carries and its extended key usage.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    common_name: String,
+    names: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+}
+
+impl LeafSpec {
+    /// A TLS server certificate valid for [`SERVER_NAMES`].
+    pub fn server(common_name: &str) -> Self {
+        Self {
+            common_name: common_name.to_owned(),
+            names: SERVER_NAMES.iter().map(|s| s.to_string()).collect(),
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+        }
+    }
+
+    /// A TLS client certificate; Keycloak identifies the OAuth client by `common_name`.
+    pub fn client(common_name: &str) -> Self {
+        Self {
+            common_name: common_name.to_owned(),
+            names: vec!["localhost".into(), "127.0.0.1".into(), "oauth2-playbook.dev".into()],
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+        }
+    }
+}
+
+/// A signed certificate and its private key, both PEM.
+#[derive(Clone)]
+pub struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Leaf {
+    pub(crate) fn from_pem(cert_pem: String, key_pem: String) -> Self {
+        Self { cert_pem, key_pem }
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// Certificate then key in one buffer: the form TLS client libraries (reqwest) take.
+    pub fn identity_pem(&self) -> Vec<u8> {
+        format!("{}{}", self.cert_pem, self.key_pem).into_bytes()
+    }
+
+    /// The DER of the certificate.
+    pub fn cert_der(&self) -> Vec<u8> {
+        pem_der(&self.cert_pem)
+    }
+
+    /// `base64url(SHA-256(DER))`: the RFC 8705 `x5t#S256` a bound token carries in `cnf`.
+    pub fn thumbprint_s256(&self) -> String {
+        thumbprint_s256(&self.cert_der())
+    }
+}
+
+impl std::fmt::Debug for Leaf {
+    /// Never prints the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leaf")
+            .field("thumbprint_s256", &self.thumbprint_s256())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `base64url(SHA-256(der))` without padding, as RFC 8705 section 3.1 defines `x5t#S256`.
+pub fn thumbprint_s256(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The DER of the first PEM block (empty if there is none).
+pub(crate) fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|der| der.to_vec())
+        .unwrap_or_default()
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + lifetime;
+}

@@ -1,0 +1,309 @@
+//! The certificate set on disk: where each file lives, writing it, and reusing it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use p12_keystore::{Certificate as P12Certificate, KeyStore, KeyStoreEntry};
+
+use crate::check::{check_chain, check_key, check_lifetime};
+use crate::{Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, TRUSTSTORE_PASSWORD};
+
+/// The file names inside the certificate directory.
+#[derive(Debug, Clone)]
+pub struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The CA certificate: every client's only trust anchor, and Keycloak's `truststore-paths`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca-key.pem")
+    }
+    /// The CA as a PKCS#12 truststore, for Keycloak's `https-trust-store-file`.
+    pub fn ca_truststore(&self) -> PathBuf {
+        self.dir.join("ca-truststore.p12")
+    }
+    pub fn keycloak_cert(&self) -> PathBuf {
+        self.dir.join("keycloak.pem")
+    }
+    pub fn keycloak_key(&self) -> PathBuf {
+        self.dir.join("keycloak-key.pem")
+    }
+    pub fn resource_server_cert(&self) -> PathBuf {
+        self.dir.join("resource-server.pem")
+    }
+    pub fn resource_server_key(&self) -> PathBuf {
+        self.dir.join("resource-server-key.pem")
+    }
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client-key.pem")
+    }
+
+    /// Every (certificate, key, is-client) pair of leaves.
+    fn leaves(&self) -> [(PathBuf, PathBuf, bool); 3] {
+        [
+            (self.keycloak_cert(), self.keycloak_key(), false),
+            (self.resource_server_cert(), self.resource_server_key(), false),
+            (self.client_cert(), self.client_key(), true),
+        ]
+    }
+}
+
+/// Whether [`CertSet::ensure`] made new material or found a usable set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Generated,
+    Reused,
+}
+
+/// A complete, verified set of the playbook's certificates, with the files it was read from.
+#[derive(Debug, Clone)]
+pub struct CertSet {
+    pub files: Files,
+    pub ca_pem: String,
+    pub keycloak: Leaf,
+    pub resource_server: Leaf,
+    pub client: Leaf,
+}
+
+impl CertSet {
+    /// Reuses a valid set in `dir`, or generates one if the directory holds none.
+    ///
+    /// A set that exists but is broken (expired, expiring within 7 days, mismatched) is an error
+    /// rather than silently replaced: something may trust that CA. `force` regenerates anyway.
+    pub fn ensure(dir: impl Into<PathBuf>, force: bool) -> Result<(Self, Ensured), CertsError> {
+        let files = Files::new(dir);
+        let nothing_there = !files.ca_cert().exists() && !files.ca_key().exists();
+        if force || nothing_there {
+            return Ok((Self::generate(files)?, Ensured::Generated));
+        }
+        Ok((Self::load(files)?, Ensured::Reused))
+    }
+
+    /// Reads and verifies the set in `files`, failing with the first [`Problem`] found.
+    pub fn load(files: Files) -> Result<Self, CertsError> {
+        let unusable = |problem| CertsError::Unusable {
+            dir: files.dir.clone(),
+            problem,
+        };
+        let ca_pem = read(&files.ca_cert()).map_err(unusable)?;
+        let ca_key = read(&files.ca_key()).map_err(unusable)?;
+        check_lifetime("ca.pem", &ca_pem).map_err(unusable)?;
+        check_key("ca.pem", &ca_pem, "ca-key.pem", &ca_key).map_err(unusable)?;
+        let mut leaves = Vec::new();
+        for (cert_path, key_path, client) in files.leaves() {
+            let (cert_name, key_name) = (file_name(&cert_path), file_name(&key_path));
+            let cert = read(&cert_path).map_err(unusable)?;
+            let key = read(&key_path).map_err(unusable)?;
+            check_lifetime(&cert_name, &cert).map_err(unusable)?;
+            check_chain(&cert_name, &cert, &ca_pem, client).map_err(unusable)?;
+            check_key(&cert_name, &cert, &key_name, &key).map_err(unusable)?;
+            leaves.push(Leaf::from_pem(cert, key));
+        }
+        if !files.ca_truststore().exists() {
+            write_truststore(&files.ca_truststore(), &ca_pem)?;
+        }
+        let [keycloak, resource_server, client] =
+            <[Leaf; 3]>::try_from(leaves).expect("three leaves");
+        Ok(Self {
+            files,
+            ca_pem,
+            keycloak,
+            resource_server,
+            client,
+        })
+    }
+
+    /// Makes a new CA and leaves and writes them, keys with mode 0600.
+    pub fn generate(files: Files) -> Result<Self, CertsError> {
+        fs::create_dir_all(&files.dir).map_err(io("create", &files.dir))?;
+        let ca = Authority::generate()?;
+        let set = Self {
+            ca_pem: ca.cert_pem(),
+            keycloak: ca.issue(&LeafSpec::server("keycloak"))?,
+            resource_server: ca.issue(&LeafSpec::server("resource-server"))?,
+            client: ca.issue(&LeafSpec::client(CLIENT_CN))?,
+            files,
+        };
+        let f = &set.files;
+        write_file(&f.ca_key(), &ca.key_pem(), true)?;
+        write_file(&f.ca_cert(), &set.ca_pem, false)?;
+        write_truststore(&f.ca_truststore(), &set.ca_pem)?;
+        for (leaf, (cert, key, _)) in [&set.keycloak, &set.resource_server, &set.client]
+            .into_iter()
+            .zip(f.leaves())
+        {
+            write_file(&key, leaf.key_pem(), true)?;
+            write_file(&cert, leaf.cert_pem(), false)?;
+        }
+        tracing::info!(dir = %f.dir.display(), "generated a new CA and leaf certificates");
+        Ok(set)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read(path: &Path) -> Result<String, Problem> {
+    fs::read_to_string(path).map_err(|_| Problem::Missing(file_name(path)))
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CertsError {
+    let path = path.to_owned();
+    move |source| CertsError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Writes a file; private keys are created 0600 and tightened if they already existed looser.
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
+    let mode = if private { 0o600 } else { 0o644 };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io("write", path))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io("set permissions of", path))?;
+    file.write_all(contents.as_bytes())
+        .map_err(io("write", path))
+}
+
+fn write_truststore(path: &Path, ca_pem: &str) -> Result<(), CertsError> {
+    let cert = P12Certificate::from_der(&crate::authority::pem_der(ca_pem))
+        .map_err(|e| CertsError::Truststore(e.to_string()))?;
+    let mut store = KeyStore::new();
+    store.add_entry("oauth2-playbook-ca", KeyStoreEntry::Certificate(cert));
+    let bytes = store
+        .writer(TRUSTSTORE_PASSWORD)
+        .write()
+        .map_err(|e| CertsError::Truststore(e.to_string()))?;
+    fs::write(path, bytes).map_err(io("write", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_then_reuses_with_private_keys_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, how) = CertSet::ensure(dir.path(), false).unwrap();
+        assert_eq!(how, Ensured::Generated);
+        for key in [
+            first.files.ca_key(),
+            first.files.keycloak_key(),
+            first.files.resource_server_key(),
+            first.files.client_key(),
+        ] {
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+        let (second, how) = CertSet::ensure(dir.path(), false).unwrap();
+        assert_eq!(how, Ensured::Reused);
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert_eq!(first.client.thumbprint_s256(), second.client.thumbprint_s256());
+    }
+
+    #[test]
+    fn force_regenerates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let (second, how) = CertSet::ensure(dir.path(), true).unwrap();
+        assert_eq!(how, Ensured::Generated);
+        assert_ne!(first.ca_pem, second.ca_pem);
+    }
+
+    #[test]
+    fn leaf_from_another_ca_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let stranger = Authority::generate()
+            .unwrap()
+            .issue(&LeafSpec::client(CLIENT_CN))
+            .unwrap();
+        write_file(&set.files.client_cert(), stranger.cert_pem(), false).unwrap();
+        write_file(&set.files.client_key(), stranger.key_pem(), true).unwrap();
+        let err = CertSet::ensure(dir.path(), false).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("client.pem is not signed by the CA"), "{line}");
+        assert!(line.contains("--force"), "{line}");
+        assert_eq!(read(&set.files.client_cert()).unwrap(), stranger.cert_pem());
+    }
+
+    #[test]
+    fn key_of_another_leaf_is_a_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        write_file(&set.files.client_key(), set.keycloak.key_pem(), true).unwrap();
+        let err = CertSet::ensure(dir.path(), false).unwrap_err();
+        assert!(
+            matches!(err, CertsError::Unusable { problem: Problem::KeyMismatch { .. }, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_leaf_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        fs::remove_file(set.files.resource_server_cert()).unwrap();
+        let err = CertSet::ensure(dir.path(), false).unwrap_err();
+        assert!(err.to_string().contains("resource-server.pem is missing"), "{err}");
+    }
+
+    #[test]
+    fn expiring_certificate_is_reported() {
+        let ca = Authority::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        assert!(matches!(
+            check_lifetime("x.pem", &pem),
+            Err(Problem::ExpiresSoon { .. })
+        ));
+        assert!(check_lifetime("ca.pem", &ca.cert_pem()).is_ok());
+    }
+
+    #[test]
+    fn truststore_reads_back_as_a_trusted_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let bytes = fs::read(set.files.ca_truststore()).unwrap();
+        let store = KeyStore::from_pkcs12(
+            &bytes,
+            TRUSTSTORE_PASSWORD,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .unwrap();
+        let entry = store.entry("oauth2-playbook-ca").expect("CA entry");
+        match entry {
+            KeyStoreEntry::Certificate(c) => {
+                assert_eq!(c.as_der(), crate::authority::pem_der(&set.ca_pem))
+            }
+            other => panic!("unexpected entry {other:?}"),
+        }
+    }
+}
