@@ -1,1 +1,164 @@
+//! A real Keycloak for the playbook, started on demand.
+//!
+//! [`start`] returns a [`Keycloak`] handle. Whatever backend runs it, the handle looks the same:
+//! an HTTPS base URL served with our certificate, admin credentials, and the CA that signs it.
+//! Dropping the handle stops Keycloak; a native Keycloak also dies with the process that started
+//! it, however that process ends (see `native::WATCHDOG`).
+//!
+//! Nothing else in the workspace knows how Keycloak starts: the CLI, the tests and the demo all go
+//! through [`start`] and [`ProviderArgs`].
 
+mod admin;
+mod config;
+mod container;
+mod distribution;
+mod error;
+mod health;
+mod http;
+mod java;
+mod native;
+mod progress;
+mod realm;
+
+pub use admin::{Admin, AdminCredentials, Secret};
+pub use config::{Backend, BackendChoice, ProviderArgs};
+pub use error::ProviderError;
+pub use http::{https_client, https_client_with_identity};
+pub use progress::{LogProgress, Progress};
+pub use realm::{REALM, RealmTemplate};
+
+use std::sync::Arc;
+
+use url::Url;
+
+/// The one place the Keycloak version is pinned: the distribution and the container image tag.
+pub const KEYCLOAK_VERSION: &str = "26.7.3";
+/// The container image, tagged [`KEYCLOAK_VERSION`].
+pub const KEYCLOAK_IMAGE: &str = "quay.io/keycloak/keycloak";
+
+/// A running Keycloak. Dropping it stops Keycloak (external ones are left alone).
+pub struct Keycloak {
+    base_url: Url,
+    admin: AdminCredentials,
+    ca_pem: String,
+    backend: Running,
+}
+
+/// What keeps Keycloak alive; dropping it stops Keycloak.
+enum Running {
+    Native(native::NativeKeycloak),
+    Container(container::ContainerKeycloak),
+    External,
+}
+
+impl Keycloak {
+    /// The server root, e.g. `https://localhost:9443/`.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The issuer of tokens of `realm`, as it appears in their `iss` claim.
+    pub fn issuer(&self, realm: &str) -> Url {
+        self.base_url
+            .join(&format!("realms/{realm}"))
+            .expect("realm names are URL path segments")
+    }
+
+    /// The token endpoint of `realm`.
+    pub fn token_endpoint(&self, realm: &str) -> Url {
+        self.base_url
+            .join(&format!("realms/{realm}/protocol/openid-connect/token"))
+            .expect("realm names are URL path segments")
+    }
+
+    pub fn admin_credentials(&self) -> &AdminCredentials {
+        &self.admin
+    }
+
+    /// The CA that signed Keycloak's certificate: the only one its clients should trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// An Admin API session for this Keycloak.
+    pub fn admin(&self) -> Result<Admin, ProviderError> {
+        Admin::new(self.base_url.clone(), self.admin.clone(), &self.ca_pem)
+    }
+
+    /// Which backend runs this Keycloak, for messages.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Running::Native(_) => "native",
+            Running::Container(_) => "container",
+            Running::External => "external",
+        }
+    }
+
+    /// Stops Keycloak now, without needing ownership or an async runtime: for handles shared
+    /// through a `static` (whose destructors never run), from an exit hook. External ones are
+    /// left alone. Idempotent.
+    pub fn terminate(&self) {
+        match &self.backend {
+            Running::Native(native) => native.terminate(),
+            Running::Container(container) => container.terminate(),
+            Running::External => {}
+        }
+    }
+
+    /// Stops Keycloak now and waits for it to be gone.
+    pub async fn stop(self) {
+        match self.backend {
+            Running::Native(native) => {
+                tokio::task::spawn_blocking(move || drop(native)).await.ok();
+            }
+            Running::Container(container) => container.stop().await,
+            Running::External => {}
+        }
+    }
+}
+
+/// Starts (or connects to) Keycloak as `args` say, reporting slow stages to `progress`.
+///
+/// The realm is not imported here: call [`Admin::create_realm`] with a [`RealmTemplate`], under
+/// whatever name you need.
+pub async fn start(
+    args: &ProviderArgs,
+    certs: &playbook_certs::CertSet,
+    progress: Arc<dyn Progress>,
+) -> Result<Keycloak, ProviderError> {
+    let backend = args.resolve_backend().await;
+    tracing::debug!(?backend, "Keycloak backend");
+    let keycloak = match backend {
+        Backend::External => {
+            let url = args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?;
+            let admin = args.admin_credentials_or_default();
+            let keycloak = Keycloak {
+                base_url: config::with_trailing_slash(url),
+                admin,
+                ca_pem: certs.ca_pem.clone(),
+                backend: Running::External,
+            };
+            health::check_external(&keycloak).await?;
+            keycloak
+        }
+        Backend::Native => {
+            let (native, base_url, admin) = native::start(args, certs, &progress).await?;
+            Keycloak {
+                base_url,
+                admin,
+                ca_pem: certs.ca_pem.clone(),
+                backend: Running::Native(native),
+            }
+        }
+        Backend::Container => {
+            let (container, base_url, admin) = container::start(args, certs, progress.as_ref()).await?;
+            Keycloak {
+                base_url,
+                admin,
+                ca_pem: certs.ca_pem.clone(),
+                backend: Running::Container(container),
+            }
+        }
+    };
+    Ok(keycloak)
+}

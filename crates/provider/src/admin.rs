@@ -1,0 +1,205 @@
+//! The Keycloak Admin API session: an admin token (renewed before its 60 s run out) and JSON calls.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::ProviderError;
+use crate::error::describe;
+
+/// A string that never appears in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value itself; call only where it is sent, never where it is printed.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Master-realm admin user and password.
+#[derive(Debug, Clone)]
+pub struct AdminCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl AdminCredentials {
+    pub fn new(username: impl Into<String>, password: Secret) -> Self {
+        Self {
+            username: username.into(),
+            password,
+        }
+    }
+}
+
+/// Renew this long before the admin token expires, so a call never carries a dying token.
+const RENEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// An Admin API session against one Keycloak, as the seed's `client/start.sh` step 1 opens it.
+pub struct Admin {
+    http: reqwest::Client,
+    base_url: Url,
+    credentials: AdminCredentials,
+    token: Mutex<Option<(Secret, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+impl Admin {
+    pub fn new(base_url: Url, credentials: AdminCredentials, ca_pem: &str) -> Result<Self, ProviderError> {
+        Ok(Self {
+            http: crate::https_client(ca_pem)?,
+            base_url: crate::config::with_trailing_slash(base_url),
+            credentials,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// A valid admin token, fetched with the password grant of `admin-cli` when needed.
+    pub async fn token(&self) -> Result<Secret, ProviderError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + RENEW_MARGIN < *expires
+        {
+            return Ok(token.clone());
+        }
+        let url = self.url("realms/master/protocol/openid-connect/token");
+        let response = self
+            .http
+            .post(url.clone())
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", &self.credentials.username),
+                ("password", self.credentials.password.expose()),
+            ])
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        match response.status().as_u16() {
+            200 => {}
+            400 | 401 => {
+                return Err(ProviderError::AdminRefused {
+                    user: self.credentials.username.clone(),
+                });
+            }
+            status => {
+                return Err(ProviderError::AdminApi {
+                    method: "POST",
+                    path: url.path().into(),
+                    status,
+                    body: response.text().await.unwrap_or_default(),
+                });
+            }
+        }
+        let body: TokenResponse = response.json().await.map_err(|e| unreachable(&url, &e))?;
+        let token = Secret::new(body.access_token);
+        *cached = Some((token.clone(), Instant::now() + Duration::from_secs(body.expires_in)));
+        Ok(token)
+    }
+
+    /// `GET` an Admin API path (relative to `admin/realms/`) as JSON; `None` on 404.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ProviderError> {
+        let response = self.send(reqwest::Method::GET, path, None).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = check("GET", path, response).await?;
+        let url = response.url().clone();
+        response.json().await.map(Some).map_err(|e| unreachable(&url, &e))
+    }
+
+    /// `POST` JSON to an Admin API path (relative to `admin/realms/`).
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+        let response = self.send(reqwest::Method::POST, path, Some(body)).await?;
+        check("POST", path, response).await.map(drop)
+    }
+
+    /// `DELETE` with a JSON body (role mappings take the roles to remove as the body).
+    pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+        let response = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
+        check("DELETE", path, response).await.map(drop)
+    }
+
+    /// Creates a realm from its JSON representation (`POST /admin/realms`).
+    pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), ProviderError> {
+        self.post("", realm).await
+    }
+
+    /// Deletes a realm; a realm that is already gone is fine.
+    pub async fn delete_realm(&self, name: &str) -> Result<(), ProviderError> {
+        let response = self.send(reqwest::Method::DELETE, name, None).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        check("DELETE", name, response).await.map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let url = self.url(&format!("admin/realms/{path}"));
+        let url = Url::parse(url.as_str().trim_end_matches('/')).unwrap_or(url);
+        let token = self.token().await?;
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| unreachable(&url, &e))
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base_url.join(path).expect("admin paths are relative URLs")
+    }
+}
+
+async fn check(
+    method: &'static str,
+    path: &str,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, ProviderError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(ProviderError::AdminApi {
+        method,
+        path: format!("/admin/realms/{path}"),
+        status: response.status().as_u16(),
+        body: response.text().await.unwrap_or_default(),
+    })
+}
+
+fn unreachable(url: &Url, error: &reqwest::Error) -> ProviderError {
+    ProviderError::Unreachable {
+        url: url.origin().ascii_serialization(),
+        reason: describe(error),
+    }
+}

@@ -1,0 +1,212 @@
+//! Getting a built Keycloak install: find or fetch the distribution, unpack it, `kc.sh build` it.
+//!
+//! Everything lands in the per-user cache, keyed by version and build options, so only the first
+//! run pays for the download (~170 MB) and the build (~30 s); later starts use `start --optimized`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::tail;
+use crate::java::Java;
+use crate::{KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+
+/// Build-time options. Changing any of them needs a new build, hence part of the cache key.
+pub(crate) const BUILD_OPTIONS: &[&str] = &[
+    "--health-enabled=true",
+    "--https-client-auth=request",
+    "--db=dev-mem",
+];
+
+/// Marks a finished build; a directory without it is a build that was interrupted.
+const BUILT_MARKER: &str = ".playbook-built";
+
+/// Returns the home of a built Keycloak, doing whatever of fetch/unpack/build is still needed.
+pub(crate) fn built_install(
+    args: &ProviderArgs,
+    java: &Java,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ProviderError> {
+    let version_dir = args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION);
+    let home = version_dir.join(format!("build-{}", build_key()));
+    if home.join(BUILT_MARKER).is_file() {
+        return Ok(home);
+    }
+    fs::create_dir_all(&version_dir).map_err(ProviderError::io("create", &version_dir))?;
+    let source = source(args, &version_dir, progress)?;
+
+    let staging = version_dir.join(format!("staging-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    progress.stage(&format!("unpacking Keycloak {KEYCLOAK_VERSION}"));
+    let unpacked = match &source {
+        Source::Tarball(tarball) => unpack(tarball, &staging)?,
+        Source::Directory(dir) => {
+            let copy = staging.join("keycloak");
+            copy_dir(dir, &copy)?;
+            copy
+        }
+    };
+    progress.stage(&format!("building Keycloak {KEYCLOAK_VERSION} (once per cache)"));
+    let built = build(&unpacked, java, &version_dir.join("build.log"));
+    let marked = built.and_then(|()| {
+        let marker = unpacked.join(BUILT_MARKER);
+        fs::write(&marker, BUILD_OPTIONS.join(" ")).map_err(ProviderError::io("write", marker))
+    });
+    // Another process may have finished the same build meanwhile: theirs is as good as ours.
+    if marked.is_ok() {
+        let _ = fs::rename(&unpacked, &home);
+    }
+    let _ = fs::remove_dir_all(&staging);
+    marked?;
+    progress.finished(&format!("Keycloak {KEYCLOAK_VERSION} built in {}", home.display()));
+    Ok(home)
+}
+
+/// A short, stable hash of the version and build options.
+fn build_key() -> String {
+    let text = format!("{KEYCLOAK_VERSION} {}", BUILD_OPTIONS.join(" "));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+enum Source {
+    Tarball(PathBuf),
+    Directory(PathBuf),
+}
+
+/// The distribution, in the documented order: explicit path, cache, Maven, GitHub release.
+fn source(args: &ProviderArgs, version_dir: &Path, progress: &dyn Progress) -> Result<Source, ProviderError> {
+    if let Some(dist) = &args.dist {
+        return if dist.is_dir() {
+            Ok(Source::Directory(dist.clone()))
+        } else if dist.is_file() {
+            Ok(Source::Tarball(dist.clone()))
+        } else {
+            Err(ProviderError::DistributionUnavailable {
+                version: KEYCLOAK_VERSION.into(),
+                tried: format!("PLAYBOOK_KEYCLOAK_DIST={} (no such file or directory)", dist.display()),
+            })
+        };
+    }
+    let cached = version_dir.join(format!("keycloak-{KEYCLOAK_VERSION}.tar.gz"));
+    if cached.is_file() {
+        return Ok(Source::Tarball(cached));
+    }
+    let mut tried = Vec::new();
+    progress.stage(&format!("downloading Keycloak {KEYCLOAK_VERSION} with Maven"));
+    match from_maven(version_dir, &cached) {
+        Ok(()) => return Ok(Source::Tarball(cached)),
+        Err(why) => tried.push(format!("Maven ({why})")),
+    }
+    progress.stage(&format!("downloading Keycloak {KEYCLOAK_VERSION} from its GitHub release"));
+    match from_github(&cached) {
+        Ok(()) => return Ok(Source::Tarball(cached)),
+        Err(why) => tried.push(format!("GitHub release ({why})")),
+    }
+    Err(ProviderError::DistributionUnavailable {
+        version: KEYCLOAK_VERSION.into(),
+        tried: tried.join("; "),
+    })
+}
+
+/// `mvn dependency:copy` of `org.keycloak:keycloak-quarkus-dist:<version>:tar.gz`.
+fn from_maven(version_dir: &Path, target: &Path) -> Result<(), String> {
+    let out = version_dir.join(format!("maven-{}", std::process::id()));
+    let output = Command::new("mvn")
+        .args(["-q", "-B", "dependency:copy"])
+        .arg(format!("-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:tar.gz"))
+        .arg(format!("-DoutputDirectory={}", out.display()))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run mvn: {e}"))?;
+    let file = out.join(format!("keycloak-quarkus-dist-{KEYCLOAK_VERSION}.tar.gz"));
+    let result = if output.status.success() && file.is_file() {
+        fs::rename(&file, target).map_err(|e| e.to_string())
+    } else {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let last = text.lines().rev().find(|l| l.contains("ERROR")).unwrap_or("mvn failed");
+        Err(last.trim().to_string())
+    };
+    let _ = fs::remove_dir_all(&out);
+    result
+}
+
+/// The release asset `keycloak-<version>.tar.gz`, over HTTPS with the system's public roots.
+fn from_github(target: &Path) -> Result<(), String> {
+    let url = format!(
+        "https://github.com/keycloak/keycloak/releases/download/{v}/keycloak-{v}.tar.gz",
+        v = KEYCLOAK_VERSION
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let bytes = runtime.block_on(async {
+        let response = reqwest::get(&url).await.map_err(|e| crate::error::describe(&e))?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        response.bytes().await.map_err(|e| e.to_string())
+    })?;
+    let partial = target.with_extension("part");
+    fs::write(&partial, &bytes).map_err(|e| e.to_string())?;
+    fs::rename(&partial, target).map_err(|e| e.to_string())
+}
+
+/// Unpacks the tarball into `target` and returns the directory holding `bin/kc.sh`.
+fn unpack(tarball: &Path, target: &Path) -> Result<PathBuf, ProviderError> {
+    let broken = |e: std::io::Error| ProviderError::DistributionUnavailable {
+        version: KEYCLOAK_VERSION.into(),
+        tried: format!("{} is not a Keycloak tar.gz ({e}); delete it and retry", tarball.display()),
+    };
+    let file = fs::File::open(tarball).map_err(ProviderError::io("open", tarball))?;
+    // `Archive::unpack` refuses entries that would escape `target` (`..`, absolute paths).
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(target)
+        .map_err(broken)?;
+    fs::read_dir(target)
+        .map_err(broken)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|dir| dir.join("bin/kc.sh").is_file())
+        .ok_or_else(|| broken(std::io::Error::other("no bin/kc.sh inside")))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), ProviderError> {
+    fs::create_dir_all(to).map_err(ProviderError::io("create", to))?;
+    for entry in fs::read_dir(from).map_err(ProviderError::io("read", from))? {
+        let entry = entry.map_err(ProviderError::io("read", from))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target).map_err(ProviderError::io("copy", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn build(home: &Path, java: &Java, log: &Path) -> Result<(), ProviderError> {
+    let log = log.to_path_buf();
+    let log_file = fs::File::create(&log).map_err(ProviderError::io("create", &log))?;
+    let mut command = Command::new(home.join("bin/kc.sh"));
+    command
+        .arg("build")
+        .args(BUILD_OPTIONS)
+        .env("JAVA", &java.path)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().map_err(ProviderError::io("open", &log))?)
+        .stderr(log_file);
+    let shown = format!("kc.sh build {}", BUILD_OPTIONS.join(" "));
+    let status = command.status().map_err(ProviderError::io("run", home.join("bin/kc.sh")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ProviderError::BuildFailed {
+            command: shown,
+            reason: status.to_string(),
+            tail: tail(&log, 20),
+            log,
+        })
+    }
+}

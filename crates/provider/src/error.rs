@@ -1,0 +1,96 @@
+//! Everything that can stop Keycloak from being there, each with what to do about it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(
+        "no Java 17+ found to run Keycloak natively ({found}); install OpenJDK 17 or newer and set JAVA_HOME, \
+         or start Docker for the container backend"
+    )]
+    JavaMissing { found: String },
+
+    #[error(
+        "cannot get the Keycloak {version} distribution; tried: {tried}. Install Maven (mvn) or set \
+         PLAYBOOK_KEYCLOAK_DIST to a keycloak-{version}.tar.gz or unpacked directory"
+    )]
+    DistributionUnavailable { version: String, tried: String },
+
+    #[error("`{command}` failed: {reason}\n--- last lines of {log} ---\n{tail}")]
+    BuildFailed {
+        command: String,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("Keycloak did not become ready: {reason}\ncommand: {command}\n--- last lines of {log} ---\n{tail}")]
+    StartFailed {
+        reason: String,
+        command: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("the container backend cannot start Keycloak: {0}; is a Docker daemon running?")]
+    Container(String),
+
+    #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
+    ExternalWithoutUrl,
+
+    #[error("cannot reach Keycloak at {url}: {reason}; is it running? (`playbook provider` starts one)")]
+    Unreachable { url: String, reason: String },
+
+    #[error("Keycloak refused the admin credentials of user `{user}`; check --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD")]
+    AdminRefused { user: String },
+
+    #[error("Keycloak Admin API {method} {path} answered {status}: {body}")]
+    AdminApi {
+        method: &'static str,
+        path: String,
+        status: u16,
+        body: String,
+    },
+
+    #[error("invalid TLS material: {0}")]
+    Tls(String),
+
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ProviderError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { action, path, source }
+    }
+
+    /// Whether this is a network-level failure rather than a refusal or a local problem.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
+
+/// Describes a reqwest error by its cause chain, which is where "connection refused" or
+/// "certificate not trusted" actually lives.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The last `lines` lines of a log file, for failure messages.
+pub(crate) fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

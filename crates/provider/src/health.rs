@@ -1,0 +1,59 @@
+//! Readiness: Keycloak answers `/health/ready` with 200 only once its bootstrap is complete.
+
+use std::time::{Duration, Instant};
+
+use crate::error::describe;
+use crate::{Keycloak, ProviderError};
+
+/// Why waiting stopped without a ready Keycloak.
+pub(crate) enum NotReady {
+    Exited(String),
+    TimedOut(String),
+}
+
+/// Polls `health_url` until it answers 200, Keycloak dies (`exited` says so) or `timeout` passes.
+pub(crate) async fn wait_ready(
+    health_url: &str,
+    ca_pem: &str,
+    timeout: Duration,
+    mut exited: impl FnMut() -> Option<String>,
+) -> Result<Duration, NotReady> {
+    let started = Instant::now();
+    let http = crate::https_client(ca_pem).map_err(|e| NotReady::Exited(e.to_string()))?;
+    loop {
+        if let Some(status) = exited() {
+            return Err(NotReady::Exited(status));
+        }
+        let last = match http.get(health_url).send().await {
+            Ok(response) if response.status().is_success() => return Ok(started.elapsed()),
+            Ok(response) => format!("{health_url} answered {}", response.status()),
+            Err(error) => describe(&error),
+        };
+        if started.elapsed() > timeout {
+            return Err(NotReady::TimedOut(format!(
+                "not ready after {} s (last: {last})",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Checks that an external Keycloak answers over TLS with our CA and serves the master realm.
+pub(crate) async fn check_external(keycloak: &Keycloak) -> Result<(), ProviderError> {
+    let http = crate::https_client(keycloak.ca_pem())?;
+    let url = keycloak
+        .base_url()
+        .join("realms/master/.well-known/openid-configuration")
+        .expect("static path");
+    let unreachable = |reason: String| ProviderError::Unreachable {
+        url: keycloak.base_url().to_string(),
+        reason,
+    };
+    let response = http.get(url).send().await.map_err(|e| unreachable(describe(&e)))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(unreachable(format!("discovery answered {}", response.status())))
+    }
+}
