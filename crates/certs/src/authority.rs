@@ -2,8 +2,8 @@
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -16,7 +16,8 @@ const BACKDATE: Duration = Duration::minutes(5);
 
 /// A certificate authority that exists only to sign the playbook's leaves.
 pub struct Authority {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Authority {
@@ -27,12 +28,25 @@ impl Authority {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         set_validity(&mut params, CA_LIFETIME);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        Ok(Self { issuer })
+        let key = KeyPair::generate()?;
+        let cert_pem = params.self_signed(&key)?.pem();
+        Ok(Self {
+            cert_pem,
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// An existing CA, e.g. to sign one more client certificate with the CA Keycloak trusts.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertsError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        Ok(Self {
+            cert_pem: cert_pem.to_owned(),
+            issuer: Issuer::from_ca_cert_pem(cert_pem, key)?,
+        })
     }
 
     pub fn cert_pem(&self) -> String {
-        self.issuer.pem()
+        self.cert_pem.clone()
     }
 
     pub fn key_pem(&self) -> String {

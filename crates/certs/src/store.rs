@@ -128,6 +128,12 @@ impl CertSet {
         })
     }
 
+    /// The CA of this set, able to sign more leaves (reads `ca-key.pem`).
+    pub fn authority(&self) -> Result<Authority, CertsError> {
+        let key = fs::read_to_string(self.files.ca_key()).map_err(io("read", &self.files.ca_key()))?;
+        Authority::from_pem(&self.ca_pem, &key)
+    }
+
     /// Makes a new CA and leaves and writes them, keys with mode 0600.
     pub fn generate(files: Files) -> Result<Self, CertsError> {
         fs::create_dir_all(&files.dir).map_err(io("create", &files.dir))?;
@@ -224,6 +230,16 @@ mod tests {
         assert_eq!(how, Ensured::Reused);
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_eq!(first.client.thumbprint_s256(), second.client.thumbprint_s256());
+    }
+
+    #[test]
+    fn reloaded_authority_signs_leaves_that_chain_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let extra = set.authority().unwrap().issue(&LeafSpec::client("another")).unwrap();
+        assert!(check_chain("x", extra.cert_pem(), &set.ca_pem, true).is_ok());
+        let stranger = Authority::generate().unwrap();
+        assert!(check_chain("x", extra.cert_pem(), &stranger.cert_pem(), true).is_err());
     }
 
     #[test]

@@ -1,1 +1,29 @@
+//! The OAuth client of the playbook, as the seed's `client/start.sh` runs it:
+//!
+//! 1. an Admin API session ([`playbook_provider::Admin`]);
+//! 2. [`Provisioner`] gives the client's service account the realm role;
+//! 3. [`TokenClient`] gets a client-credentials token, authenticating with the TLS client
+//!    certificate (RFC 8705), and caches it;
+//! 4. [`ResourceApi`] calls the resource server over the same mutual-TLS identity, so
+//!    certificate-bound tokens are accepted.
 
+mod api;
+mod claims;
+mod error;
+mod provision;
+mod token;
+
+pub use api::{ApiResponse, ResourceApi};
+pub use claims::Claims;
+pub use error::ClientError;
+pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
+pub use token::{AccessToken, TokenClient, TokenClientConfig};
+
+/// The realm's client that authenticates with its certificate.
+pub const CLIENT_ID: &str = "oauth2-playbook-client-credentials-mtls";
+/// The realm role the resource server requires for reading.
+pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";
+/// The scope the client asks for.
+pub const USERS_READ: &str = "users:read";
+/// The audience the resource server expects (the bearer-only client).
+pub const RESOURCE_SERVER_AUDIENCE: &str = "oauth2-playbook-resource-server";

@@ -1,1 +1,149 @@
+//! Test support for the end-to-end tests: one real Keycloak per test binary, a fresh realm per
+//! test.
+//!
+//! Keycloak starts on first use and serves every test of the binary, so a whole `cargo test` pays
+//! for one start. Each test imports the bundled realm under its own name, so tests do not see
+//! each other's role assignments. When no backend can start (no Java, no Docker, no
+//! distribution), every test fails with that reason: nothing is skipped.
+//!
+//! ```no_run
+//! #[test]
+//! fn flow() {
+//!     playbook_testkit::run(async {
+//!         let realm = playbook_testkit::TestRealm::new().await;
+//!         assert!(realm.issuer().as_str().contains(&realm.name));
+//!     })
+//! }
+//! ```
 
+use std::future::Future;
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use playbook_certs::CertSet;
+use playbook_client::{Assignment, Provisioner, READONLY_ROLE, Revocation, CLIENT_ID};
+use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs, RealmTemplate};
+use url::Url;
+
+/// One runtime for all tests, so that the shared Keycloak's clients outlive any single test.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+});
+
+static CERTS: LazyLock<(tempfile::TempDir, CertSet)> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (set, _) = CertSet::ensure(dir.path(), false).expect("test certificates");
+    (dir, set)
+});
+
+static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> = tokio::sync::OnceCell::const_new();
+static STOP_AT_EXIT: OnceLock<()> = OnceLock::new();
+
+/// Runs a test body on the shared runtime.
+pub fn run<F: Future>(test: F) -> F::Output {
+    RUNTIME.block_on(test)
+}
+
+/// The certificates of this test run (a fresh CA in a temporary directory).
+pub fn certs() -> &'static CertSet {
+    &CERTS.1
+}
+
+/// The shared Keycloak, started on first use. Panics with the reason when none can start.
+pub async fn keycloak() -> &'static Keycloak {
+    let started = KEYCLOAK
+        .get_or_init(|| async {
+            let mut args = ProviderArgs::from_env();
+            if std::env::var_os("PLAYBOOK_KEYCLOAK_PORT").is_none() {
+                args.https_port = 0;
+            }
+            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+            let started = playbook_provider::start(&args, certs(), progress).await;
+            if started.is_ok() {
+                STOP_AT_EXIT.get_or_init(register_exit_hook);
+            }
+            started.map_err(|e| e.to_string())
+        })
+        .await;
+    match started {
+        Ok(keycloak) => keycloak,
+        Err(reason) => panic!(
+            "no Keycloak for the end-to-end tests: {reason}\n\
+             (PLAYBOOK_KEYCLOAK_BACKEND selects native, container or external; see docs/testing.md)"
+        ),
+    }
+}
+
+/// Statics are never dropped, so the shared Keycloak is stopped from `atexit`; the native
+/// backend's watchdog covers the exits that skip it (SIGKILL, abort).
+fn register_exit_hook() {
+    extern "C" fn stop_keycloak() {
+        if let Some(Ok(keycloak)) = KEYCLOAK.get() {
+            keycloak.terminate();
+        }
+    }
+    // SAFETY: registering a plain `extern "C" fn` with no captured state.
+    unsafe {
+        libc::atexit(stop_keycloak);
+    }
+}
+
+struct TestProgress;
+
+impl Progress for TestProgress {
+    fn stage(&self, message: &str) {
+        eprintln!("[testkit] {message}");
+    }
+    fn finished(&self, message: &str) {
+        eprintln!("[testkit] {message}");
+    }
+}
+
+/// A realm of its own for one test: the bundled realm imported under a unique name.
+pub struct TestRealm {
+    pub name: String,
+    pub keycloak: &'static Keycloak,
+    pub admin: Admin,
+}
+
+impl TestRealm {
+    pub async fn new() -> Self {
+        let keycloak = keycloak().await;
+        let admin = keycloak.admin().expect("an Admin API client");
+        let name = format!("test-{:08x}", rand::random::<u32>());
+        admin
+            .create_realm(&RealmTemplate::bundled().named(&name))
+            .await
+            .unwrap_or_else(|e| panic!("importing realm {name}: {e}"));
+        Self { name, keycloak, admin }
+    }
+
+    pub fn issuer(&self) -> Url {
+        self.keycloak.issuer(&self.name)
+    }
+
+    pub fn token_endpoint(&self) -> Url {
+        self.keycloak.token_endpoint(&self.name)
+    }
+
+    pub fn provisioner(&self) -> Provisioner<'_> {
+        Provisioner::new(&self.admin, &self.name)
+    }
+
+    /// Step 2 of the flow: the client's service account gets the read-only realm role.
+    pub async fn grant_readonly_role(&self) -> Assignment {
+        let provisioner = self.provisioner();
+        let account = provisioner.service_account(CLIENT_ID).await.expect("service account");
+        let role = provisioner.realm_role(READONLY_ROLE).await.expect("realm role");
+        provisioner.assign(&account, &role).await.expect("role assignment")
+    }
+
+    pub async fn revoke_readonly_role(&self) -> Revocation {
+        let provisioner = self.provisioner();
+        let account = provisioner.service_account(CLIENT_ID).await.expect("service account");
+        let role = provisioner.realm_role(READONLY_ROLE).await.expect("realm role");
+        provisioner.revoke(&account, &role).await.expect("role revocation")
+    }
+}

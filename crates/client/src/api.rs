@@ -1,0 +1,90 @@
+//! Step 4: calling the resource server with the token, over the same mutual-TLS identity.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::{ClientError, TokenClient};
+
+/// What the resource server answered.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    /// The RFC 6750 challenge on 401/403, which says why.
+    pub www_authenticate: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// The resource server's API, called with tokens from a shared [`TokenClient`].
+pub struct ResourceApi {
+    http: reqwest::Client,
+    base_url: Url,
+    tokens: Arc<TokenClient>,
+}
+
+impl ResourceApi {
+    /// Presents the token client's certificate too: a certificate-bound token is only accepted
+    /// over a connection made with the certificate it is bound to.
+    pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Result<Self, ClientError> {
+        let config = tokens.config();
+        let http = playbook_provider::https_client_with_identity(&config.ca_pem, &config.identity.identity_pem())?;
+        Ok(Self {
+            http,
+            base_url,
+            tokens,
+        })
+    }
+
+    /// `GET path` with a bearer token; on 401 it renews the token once and retries once.
+    pub async fn get(&self, path: &str) -> Result<ApiResponse, ClientError> {
+        let token = self.tokens.token().await?;
+        let first = self.send(path, token.expose()).await?;
+        if first.status != 401 {
+            return Ok(first);
+        }
+        tracing::info!("the API answered 401; renewing the token once");
+        self.tokens.invalidate(&token).await;
+        let renewed = self.tokens.token().await?;
+        self.send(path, renewed.expose()).await
+    }
+
+    /// `GET path` with exactly this token (no cache, no retry): for demos and tests.
+    pub async fn get_with(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
+        self.send(path, token).await
+    }
+
+    async fn send(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
+        let url = self.base_url.join(path).map_err(|e| ClientError::BadResponse {
+            url: self.base_url.to_string(),
+            reason: format!("bad path {path}: {e}"),
+        })?;
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ClientError::from_transport(&url, &e))?;
+        read(response).await
+    }
+}
+
+pub(crate) async fn read(response: reqwest::Response) -> Result<ApiResponse, ClientError> {
+    let status = response.status().as_u16();
+    let www_authenticate = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let url = response.url().to_string();
+    let text = response.text().await.map_err(|e| ClientError::BadResponse {
+        url,
+        reason: e.to_string(),
+    })?;
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Ok(ApiResponse {
+        status,
+        www_authenticate,
+        body,
+    })
+}

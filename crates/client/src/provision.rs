@@ -1,0 +1,121 @@
+//! Step 2 of the flow: give the client's service-account user the realm role, via the Admin API.
+
+use playbook_provider::Admin;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::ClientError;
+
+/// The user Keycloak creates for a client with service accounts enabled.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceAccount {
+    pub id: String,
+    pub username: String,
+}
+
+/// A realm role; the Admin API wants both `id` and `name` when mapping it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    Assigned,
+    AlreadyAssigned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    NotAssigned,
+}
+
+/// Role provisioning in one realm.
+pub struct Provisioner<'a> {
+    admin: &'a Admin,
+    realm: String,
+}
+
+#[derive(Deserialize)]
+struct ClientRepresentation {
+    id: String,
+}
+
+impl<'a> Provisioner<'a> {
+    pub fn new(admin: &'a Admin, realm: impl Into<String>) -> Self {
+        Self {
+            admin,
+            realm: realm.into(),
+        }
+    }
+
+    /// The service-account user of the client with this `clientId`.
+    pub async fn service_account(&self, client_id: &str) -> Result<ServiceAccount, ClientError> {
+        let realm = &self.realm;
+        let clients: Vec<ClientRepresentation> = self
+            .admin
+            .get(&format!("{realm}/clients?clientId={client_id}"))
+            .await?
+            .unwrap_or_default();
+        let client = clients.into_iter().next().ok_or_else(|| ClientError::ClientNotFound {
+            client_id: client_id.into(),
+            realm: realm.clone(),
+        })?;
+        self.admin
+            .get(&format!("{realm}/clients/{}/service-account-user", client.id))
+            .await?
+            .ok_or_else(|| ClientError::NoServiceAccount {
+                client_id: client_id.into(),
+                realm: realm.clone(),
+            })
+    }
+
+    pub async fn realm_role(&self, name: &str) -> Result<Role, ClientError> {
+        self.admin
+            .get(&format!("{}/roles/{name}", self.realm))
+            .await?
+            .ok_or_else(|| ClientError::RoleNotFound {
+                role: name.into(),
+                realm: self.realm.clone(),
+            })
+    }
+
+    /// The realm roles directly assigned to `user`.
+    pub async fn assigned_roles(&self, user: &ServiceAccount) -> Result<Vec<Role>, ClientError> {
+        Ok(self
+            .admin
+            .get(&self.mappings(user))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Assigns `role` to `user`; assigning a role already held is reported, not an error.
+    pub async fn assign(&self, user: &ServiceAccount, role: &Role) -> Result<Assignment, ClientError> {
+        if self.holds(user, role).await? {
+            return Ok(Assignment::AlreadyAssigned);
+        }
+        let body = json!([{ "id": role.id, "name": role.name }]);
+        self.admin.post(&self.mappings(user), &body).await?;
+        Ok(Assignment::Assigned)
+    }
+
+    /// Removes `role` from `user` (to reset a demo or a test).
+    pub async fn revoke(&self, user: &ServiceAccount, role: &Role) -> Result<Revocation, ClientError> {
+        if !self.holds(user, role).await? {
+            return Ok(Revocation::NotAssigned);
+        }
+        let body = json!([{ "id": role.id, "name": role.name }]);
+        self.admin.delete(&self.mappings(user), &body).await?;
+        Ok(Revocation::Revoked)
+    }
+
+    async fn holds(&self, user: &ServiceAccount, role: &Role) -> Result<bool, ClientError> {
+        Ok(self.assigned_roles(user).await?.iter().any(|r| r.id == role.id))
+    }
+
+    fn mappings(&self, user: &ServiceAccount) -> String {
+        format!("{}/users/{}/role-mappings/realm", self.realm, user.id)
+    }
+}

@@ -1,0 +1,177 @@
+//! Step 3: client credentials over mutual TLS, with the token cached for its lifetime.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use playbook_certs::Leaf;
+use playbook_provider::Secret;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::{Claims, ClientError, CLIENT_ID, USERS_READ};
+
+/// Renew this long before expiry (or at half-life for very short tokens).
+const RENEW_MARGIN: Duration = Duration::from_secs(30);
+
+/// Where and as whom to ask for tokens.
+#[derive(Debug, Clone)]
+pub struct TokenClientConfig {
+    pub token_endpoint: Url,
+    pub client_id: String,
+    pub scope: String,
+    pub ca_pem: String,
+    pub identity: Leaf,
+}
+
+impl TokenClientConfig {
+    /// The tutorial's client: [`CLIENT_ID`] asking for [`USERS_READ`].
+    pub fn playbook(token_endpoint: Url, ca_pem: &str, identity: &Leaf) -> Self {
+        Self {
+            token_endpoint,
+            client_id: CLIENT_ID.into(),
+            scope: USERS_READ.into(),
+            ca_pem: ca_pem.into(),
+            identity: identity.clone(),
+        }
+    }
+}
+
+/// An access token with when to stop using it. `Debug` never prints the token.
+#[derive(Clone)]
+pub struct AccessToken {
+    secret: Secret,
+    renew_at: Instant,
+    pub claims: Claims,
+    pub expires_in: Duration,
+}
+
+impl AccessToken {
+    /// The compact JWT, for an `Authorization` header.
+    pub fn expose(&self) -> &str {
+        self.secret.expose()
+    }
+
+    /// A log-safe excerpt: enough to tell tokens apart, useless to an attacker.
+    pub fn fingerprint(&self) -> String {
+        let jwt = self.expose();
+        format!("{}…{}", &jwt[..jwt.len().min(10)], &jwt[jwt.len().saturating_sub(6)..])
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("fingerprint", &self.fingerprint())
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gets tokens with `grant_type=client_credentials`, authenticating by TLS client certificate.
+///
+/// One token serves every caller until shortly before it expires; callers arriving while a
+/// request is in flight wait for that request instead of starting their own.
+pub struct TokenClient {
+    http: reqwest::Client,
+    config: TokenClientConfig,
+    cached: Mutex<Option<AccessToken>>,
+    requests: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorResponse {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+impl TokenClient {
+    pub fn new(config: TokenClientConfig) -> Result<Self, ClientError> {
+        let http = playbook_provider::https_client_with_identity(&config.ca_pem, &config.identity.identity_pem())?;
+        Ok(Self {
+            http,
+            config,
+            cached: Mutex::new(None),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// A token valid for a while yet: the cached one, or a new one.
+    pub async fn token(&self) -> Result<AccessToken, ClientError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.renew_at
+        {
+            return Ok(token.clone());
+        }
+        let token = self.request().await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets `rejected` (e.g. after the API answered 401), unless a newer token replaced it.
+    pub async fn invalidate(&self, rejected: &AccessToken) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|t| t.expose() == rejected.expose()) {
+            *cached = None;
+        }
+    }
+
+    /// How many token requests reached the token endpoint: proof that caching works.
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &TokenClientConfig {
+        &self.config
+    }
+
+    /// One token request, no cache.
+    pub async fn request(&self) -> Result<AccessToken, ClientError> {
+        let url = &self.config.token_endpoint;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .post(url.clone())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.config.client_id.as_str()),
+                ("scope", self.config.scope.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| ClientError::from_transport(url, &e))?;
+        let status = response.status();
+        let bad = |reason: String| ClientError::BadResponse {
+            url: url.to_string(),
+            reason,
+        };
+        if !status.is_success() {
+            let body: ErrorResponse = response.json().await.unwrap_or_default();
+            return Err(ClientError::TokenRefused {
+                status: status.as_u16(),
+                error: body.error,
+                description: body.error_description,
+            });
+        }
+        let body: TokenResponse = response.json().await.map_err(|e| bad(e.to_string()))?;
+        let claims = Claims::peek(&body.access_token).ok_or_else(|| bad("the access token is not a JWT".into()))?;
+        let expires_in = Duration::from_secs(body.expires_in);
+        let margin = RENEW_MARGIN.min(expires_in / 2);
+        tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");
+        Ok(AccessToken {
+            secret: Secret::new(body.access_token),
+            renew_at: Instant::now() + expires_in - margin,
+            claims,
+            expires_in,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests against a real Keycloak (one per run, started by `playbook-testkit`).
+
+mod token;
