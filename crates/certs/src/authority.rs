@@ -92,7 +92,11 @@ impl LeafSpec {
     pub fn client(common_name: &str) -> Self {
         Self {
             common_name: common_name.to_owned(),
-            names: vec!["localhost".into(), "127.0.0.1".into(), "oauth2-playbook.dev".into()],
+            names: vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "oauth2-playbook.dev".into(),
+            ],
             usage: ExtendedKeyUsagePurpose::ClientAuth,
         }
     }

@@ -62,7 +62,8 @@ pub(crate) fn check_chain(
 ) -> Result<(), Problem> {
     let unreadable = || Problem::Unreadable(file.into());
     let ca_der = CertificateDer::from(pem_der(ca_pem));
-    let anchor = anchor_from_trusted_cert(&ca_der).map_err(|_| Problem::Unreadable("ca.pem".into()))?;
+    let anchor =
+        anchor_from_trusted_cert(&ca_der).map_err(|_| Problem::Unreadable("ca.pem".into()))?;
     let leaf_der = CertificateDer::from(pem_der(leaf_pem));
     let leaf = EndEntityCert::try_from(&leaf_der).map_err(|_| unreadable())?;
     let usage = if client {
@@ -93,10 +94,11 @@ pub(crate) fn check_key(
     key_file: &str,
     key_pem: &str,
 ) -> Result<(), Problem> {
-    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| Problem::Unreadable(key_file.into()))?;
+    let key =
+        rcgen::KeyPair::from_pem(key_pem).map_err(|_| Problem::Unreadable(key_file.into()))?;
     let der = pem_der(cert_pem);
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|_| Problem::Unreadable(cert_file.into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|_| Problem::Unreadable(cert_file.into()))?;
     let certified = cert.public_key().subject_public_key.data.as_ref();
     if certified == rcgen::PublicKeyData::der_bytes(&key) {
         Ok(())

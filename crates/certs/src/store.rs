@@ -57,7 +57,11 @@ impl Files {
     fn leaves(&self) -> [(PathBuf, PathBuf, bool); 3] {
         [
             (self.keycloak_cert(), self.keycloak_key(), false),
-            (self.resource_server_cert(), self.resource_server_key(), false),
+            (
+                self.resource_server_cert(),
+                self.resource_server_key(),
+                false,
+            ),
             (self.client_cert(), self.client_key(), true),
         ]
     }
@@ -130,7 +134,8 @@ impl CertSet {
 
     /// The CA of this set, able to sign more leaves (reads `ca-key.pem`).
     pub fn authority(&self) -> Result<Authority, CertsError> {
-        let key = fs::read_to_string(self.files.ca_key()).map_err(io("read", &self.files.ca_key()))?;
+        let key =
+            fs::read_to_string(self.files.ca_key()).map_err(io("read", &self.files.ca_key()))?;
         Authority::from_pem(&self.ca_pem, &key)
     }
 
@@ -229,14 +234,21 @@ mod tests {
         let (second, how) = CertSet::ensure(dir.path(), false).unwrap();
         assert_eq!(how, Ensured::Reused);
         assert_eq!(first.ca_pem, second.ca_pem);
-        assert_eq!(first.client.thumbprint_s256(), second.client.thumbprint_s256());
+        assert_eq!(
+            first.client.thumbprint_s256(),
+            second.client.thumbprint_s256()
+        );
     }
 
     #[test]
     fn reloaded_authority_signs_leaves_that_chain_to_it() {
         let dir = tempfile::tempdir().unwrap();
         let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
-        let extra = set.authority().unwrap().issue(&LeafSpec::client("another")).unwrap();
+        let extra = set
+            .authority()
+            .unwrap()
+            .issue(&LeafSpec::client("another"))
+            .unwrap();
         assert!(check_chain("x", extra.cert_pem(), &set.ca_pem, true).is_ok());
         let stranger = Authority::generate().unwrap();
         assert!(check_chain("x", extra.cert_pem(), &stranger.cert_pem(), true).is_err());
@@ -263,7 +275,10 @@ mod tests {
         write_file(&set.files.client_key(), stranger.key_pem(), true).unwrap();
         let err = CertSet::ensure(dir.path(), false).unwrap_err();
         let line = err.to_string();
-        assert!(line.contains("client.pem is not signed by the CA"), "{line}");
+        assert!(
+            line.contains("client.pem is not signed by the CA"),
+            "{line}"
+        );
         assert!(line.contains("--force"), "{line}");
         assert_eq!(read(&set.files.client_cert()).unwrap(), stranger.cert_pem());
     }
@@ -275,7 +290,13 @@ mod tests {
         write_file(&set.files.client_key(), set.keycloak.key_pem(), true).unwrap();
         let err = CertSet::ensure(dir.path(), false).unwrap_err();
         assert!(
-            matches!(err, CertsError::Unusable { problem: Problem::KeyMismatch { .. }, .. }),
+            matches!(
+                err,
+                CertsError::Unusable {
+                    problem: Problem::KeyMismatch { .. },
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -286,7 +307,10 @@ mod tests {
         let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
         fs::remove_file(set.files.resource_server_cert()).unwrap();
         let err = CertSet::ensure(dir.path(), false).unwrap_err();
-        assert!(err.to_string().contains("resource-server.pem is missing"), "{err}");
+        assert!(
+            err.to_string().contains("resource-server.pem is missing"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,1 +1,60 @@
-fn main(){}
+//! `playbook`: every step of the OAuth 2.0 client-credentials flow with mutual TLS, for real.
+
+mod cmd;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "playbook", version, about, long_about = None)]
+struct Cli {
+    /// Where the CA and the certificates live.
+    #[arg(
+        long,
+        global = true,
+        env = "PLAYBOOK_CERTS_DIR",
+        default_value = "certs"
+    )]
+    certs_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create (or check and reuse) the local CA and the server and client certificates.
+    Certs(cmd::certs::Args),
+    /// Start Keycloak with the oauth2-playbook realm and keep it running until Ctrl-C.
+    Provider(cmd::provider::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PLAYBOOK_LOG")
+                .unwrap_or_else(|_| "warn,playbook=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
+            Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // One readable line (plus whatever context the error carries), never a backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::from(cmd::exit_code(&error))
+        }
+    }
+}

@@ -27,7 +27,10 @@ impl ResourceApi {
     /// over a connection made with the certificate it is bound to.
     pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Result<Self, ClientError> {
         let config = tokens.config();
-        let http = playbook_provider::https_client_with_identity(&config.ca_pem, &config.identity.identity_pem())?;
+        let http = playbook_provider::https_client_with_identity(
+            &config.ca_pem,
+            &config.identity.identity_pem(),
+        )?;
         Ok(Self {
             http,
             base_url,
@@ -54,10 +57,13 @@ impl ResourceApi {
     }
 
     async fn send(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
-        let url = self.base_url.join(path).map_err(|e| ClientError::BadResponse {
-            url: self.base_url.to_string(),
-            reason: format!("bad path {path}: {e}"),
-        })?;
+        let url = self
+            .base_url
+            .join(path)
+            .map_err(|e| ClientError::BadResponse {
+                url: self.base_url.to_string(),
+                reason: format!("bad path {path}: {e}"),
+            })?;
         let response = self
             .http
             .get(url.clone())
@@ -77,10 +83,13 @@ pub(crate) async fn read(response: reqwest::Response) -> Result<ApiResponse, Cli
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let url = response.url().to_string();
-    let text = response.text().await.map_err(|e| ClientError::BadResponse {
-        url,
-        reason: e.to_string(),
-    })?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| ClientError::BadResponse {
+            url,
+            reason: e.to_string(),
+        })?;
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     Ok(ApiResponse {
         status,

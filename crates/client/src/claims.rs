@@ -28,7 +28,9 @@ impl Claims {
     /// Decodes the payload of a compact JWT without checking anything.
     pub fn peek(jwt: &str) -> Option<Self> {
         let payload = jwt.split('.').nth(1)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -36,20 +38,33 @@ impl Claims {
     pub fn audiences(&self) -> Vec<String> {
         match &self.aud {
             Value::String(one) => vec![one.clone()],
-            Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(String::from)).collect(),
+            Value::Array(many) => many
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect(),
             _ => Vec::new(),
         }
     }
 
     /// The space-separated `scope` as tokens.
     pub fn scopes(&self) -> Vec<String> {
-        self.scope.as_deref().unwrap_or("").split_whitespace().map(String::from).collect()
+        self.scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     }
 
     pub fn realm_roles(&self) -> Vec<String> {
         self.realm_access["roles"]
             .as_array()
-            .map(|roles| roles.iter().filter_map(|r| r.as_str().map(String::from)).collect())
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|r| r.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -7,13 +7,19 @@ pub enum ClientError {
     #[error(transparent)]
     Provider(#[from] ProviderError),
 
-    #[error("client `{client_id}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?")]
+    #[error(
+        "client `{client_id}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
+    )]
     ClientNotFound { client_id: String, realm: String },
 
-    #[error("client `{client_id}` has no service account; enable \"Service accounts\" on it in realm `{realm}`")]
+    #[error(
+        "client `{client_id}` has no service account; enable \"Service accounts\" on it in realm `{realm}`"
+    )]
     NoServiceAccount { client_id: String, realm: String },
 
-    #[error("realm role `{role}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?")]
+    #[error(
+        "realm role `{role}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
+    )]
     RoleNotFound { role: String, realm: String },
 
     #[error(
@@ -26,7 +32,9 @@ pub enum ClientError {
         description: String,
     },
 
-    #[error("the TLS handshake with {url} refused our client certificate ({reason}); is it signed by the CA the server trusts?")]
+    #[error(
+        "the TLS handshake with {url} refused our client certificate ({reason}); is it signed by the CA the server trusts?"
+    )]
     CertificateRefused { url: String, reason: String },
 
     #[error("cannot reach {url}: {reason}; is it running?")]
@@ -61,9 +69,18 @@ impl ClientError {
         let reason = describe(error);
         let url = url.origin().ascii_serialization();
         let lower = reason.to_ascii_lowercase();
-        let certificate_alert = ["bad_certificate", "badcertificate", "certificate_unknown", "certificateunknown", "unknown_ca", "unknownca", "certificate_required", "certificaterequired"]
-            .iter()
-            .any(|alert| lower.contains(alert) && lower.contains("received"));
+        let certificate_alert = [
+            "bad_certificate",
+            "badcertificate",
+            "certificate_unknown",
+            "certificateunknown",
+            "unknown_ca",
+            "unknownca",
+            "certificate_required",
+            "certificaterequired",
+        ]
+        .iter()
+        .any(|alert| lower.contains(alert) && lower.contains("received"));
         if certificate_alert {
             Self::CertificateRefused { url, reason }
         } else {

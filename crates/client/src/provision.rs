@@ -59,12 +59,18 @@ impl<'a> Provisioner<'a> {
             .get(&format!("{realm}/clients?clientId={client_id}"))
             .await?
             .unwrap_or_default();
-        let client = clients.into_iter().next().ok_or_else(|| ClientError::ClientNotFound {
-            client_id: client_id.into(),
-            realm: realm.clone(),
-        })?;
+        let client = clients
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::ClientNotFound {
+                client_id: client_id.into(),
+                realm: realm.clone(),
+            })?;
         self.admin
-            .get(&format!("{realm}/clients/{}/service-account-user", client.id))
+            .get(&format!(
+                "{realm}/clients/{}/service-account-user",
+                client.id
+            ))
             .await?
             .ok_or_else(|| ClientError::NoServiceAccount {
                 client_id: client_id.into(),
@@ -92,7 +98,11 @@ impl<'a> Provisioner<'a> {
     }
 
     /// Assigns `role` to `user`; assigning a role already held is reported, not an error.
-    pub async fn assign(&self, user: &ServiceAccount, role: &Role) -> Result<Assignment, ClientError> {
+    pub async fn assign(
+        &self,
+        user: &ServiceAccount,
+        role: &Role,
+    ) -> Result<Assignment, ClientError> {
         if self.holds(user, role).await? {
             return Ok(Assignment::AlreadyAssigned);
         }
@@ -102,7 +112,11 @@ impl<'a> Provisioner<'a> {
     }
 
     /// Removes `role` from `user` (to reset a demo or a test).
-    pub async fn revoke(&self, user: &ServiceAccount, role: &Role) -> Result<Revocation, ClientError> {
+    pub async fn revoke(
+        &self,
+        user: &ServiceAccount,
+        role: &Role,
+    ) -> Result<Revocation, ClientError> {
         if !self.holds(user, role).await? {
             return Ok(Revocation::NotAssigned);
         }
@@ -112,7 +126,11 @@ impl<'a> Provisioner<'a> {
     }
 
     async fn holds(&self, user: &ServiceAccount, role: &Role) -> Result<bool, ClientError> {
-        Ok(self.assigned_roles(user).await?.iter().any(|r| r.id == role.id))
+        Ok(self
+            .assigned_roles(user)
+            .await?
+            .iter()
+            .any(|r| r.id == role.id))
     }
 
     fn mappings(&self, user: &ServiceAccount) -> String {

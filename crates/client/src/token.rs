@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::{Claims, ClientError, CLIENT_ID, USERS_READ};
+use crate::{CLIENT_ID, Claims, ClientError, USERS_READ};
 
 /// Renew this long before expiry (or at half-life for very short tokens).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -55,7 +55,11 @@ impl AccessToken {
     /// A log-safe excerpt: enough to tell tokens apart, useless to an attacker.
     pub fn fingerprint(&self) -> String {
         let jwt = self.expose();
-        format!("{}…{}", &jwt[..jwt.len().min(10)], &jwt[jwt.len().saturating_sub(6)..])
+        format!(
+            "{}…{}",
+            &jwt[..jwt.len().min(10)],
+            &jwt[jwt.len().saturating_sub(6)..]
+        )
     }
 }
 
@@ -95,7 +99,10 @@ struct ErrorResponse {
 
 impl TokenClient {
     pub fn new(config: TokenClientConfig) -> Result<Self, ClientError> {
-        let http = playbook_provider::https_client_with_identity(&config.ca_pem, &config.identity.identity_pem())?;
+        let http = playbook_provider::https_client_with_identity(
+            &config.ca_pem,
+            &config.identity.identity_pem(),
+        )?;
         Ok(Self {
             http,
             config,
@@ -120,7 +127,10 @@ impl TokenClient {
     /// Forgets `rejected` (e.g. after the API answered 401), unless a newer token replaced it.
     pub async fn invalidate(&self, rejected: &AccessToken) {
         let mut cached = self.cached.lock().await;
-        if cached.as_ref().is_some_and(|t| t.expose() == rejected.expose()) {
+        if cached
+            .as_ref()
+            .is_some_and(|t| t.expose() == rejected.expose())
+        {
             *cached = None;
         }
     }
@@ -163,7 +173,8 @@ impl TokenClient {
             });
         }
         let body: TokenResponse = response.json().await.map_err(|e| bad(e.to_string()))?;
-        let claims = Claims::peek(&body.access_token).ok_or_else(|| bad("the access token is not a JWT".into()))?;
+        let claims = Claims::peek(&body.access_token)
+            .ok_or_else(|| bad("the access token is not a JWT".into()))?;
         let expires_in = Duration::from_secs(body.expires_in);
         let margin = RENEW_MARGIN.min(expires_in / 2);
         tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");

@@ -64,7 +64,11 @@ struct TokenResponse {
 }
 
 impl Admin {
-    pub fn new(base_url: Url, credentials: AdminCredentials, ca_pem: &str) -> Result<Self, ProviderError> {
+    pub fn new(
+        base_url: Url,
+        credentials: AdminCredentials,
+        ca_pem: &str,
+    ) -> Result<Self, ProviderError> {
         Ok(Self {
             http: crate::https_client(ca_pem)?,
             base_url: crate::config::with_trailing_slash(base_url),
@@ -116,7 +120,10 @@ impl Admin {
         }
         let body: TokenResponse = response.json().await.map_err(|e| unreachable(&url, &e))?;
         let token = Secret::new(body.access_token);
-        *cached = Some((token.clone(), Instant::now() + Duration::from_secs(body.expires_in)));
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(body.expires_in),
+        ));
         Ok(token)
     }
 
@@ -128,7 +135,11 @@ impl Admin {
         }
         let response = check("GET", path, response).await?;
         let url = response.url().clone();
-        response.json().await.map(Some).map_err(|e| unreachable(&url, &e))
+        response
+            .json()
+            .await
+            .map(Some)
+            .map_err(|e| unreachable(&url, &e))
     }
 
     /// `POST` JSON to an Admin API path (relative to `admin/realms/`).
@@ -177,7 +188,9 @@ impl Admin {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base_url.join(path).expect("admin paths are relative URLs")
+        self.base_url
+            .join(path)
+            .expect("admin paths are relative URLs")
     }
 }
 

@@ -40,16 +40,28 @@ pub struct ProviderArgs {
     pub url: Option<Url>,
 
     /// Keycloak admin user (master realm).
-    #[arg(long = "keycloak-admin-user", env = "PLAYBOOK_KEYCLOAK_ADMIN_USER", default_value = "admin")]
+    #[arg(
+        long = "keycloak-admin-user",
+        env = "PLAYBOOK_KEYCLOAK_ADMIN_USER",
+        default_value = "admin"
+    )]
     pub admin_user: String,
 
     /// Keycloak admin password; a started Keycloak gets a random one when unset,
     /// an external one is assumed to use the seed's `admin`.
-    #[arg(long = "keycloak-admin-password", env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "keycloak-admin-password",
+        env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
     pub admin_password: Option<String>,
 
     /// HTTPS port of a started Keycloak; 0 picks a free one.
-    #[arg(long = "keycloak-port", env = "PLAYBOOK_KEYCLOAK_PORT", default_value_t = 9443)]
+    #[arg(
+        long = "keycloak-port",
+        env = "PLAYBOOK_KEYCLOAK_PORT",
+        default_value_t = 9443
+    )]
     pub https_port: u16,
 
     /// A Keycloak distribution (.tar.gz or unpacked directory) to use instead of downloading one.
@@ -61,7 +73,11 @@ pub struct ProviderArgs {
     pub cache_dir: Option<PathBuf>,
 
     /// Seconds to wait for a started Keycloak to become ready.
-    #[arg(long = "keycloak-start-timeout", env = "PLAYBOOK_KEYCLOAK_START_TIMEOUT", default_value_t = 180)]
+    #[arg(
+        long = "keycloak-start-timeout",
+        env = "PLAYBOOK_KEYCLOAK_START_TIMEOUT",
+        default_value_t = 180
+    )]
     pub start_timeout_secs: u64,
 }
 
@@ -100,7 +116,10 @@ impl ProviderArgs {
 
     /// The admin credentials of an external Keycloak: the configured ones or the seed's default.
     pub(crate) fn admin_credentials_or_default(&self) -> AdminCredentials {
-        let password = self.admin_password.clone().unwrap_or_else(|| "admin".into());
+        let password = self
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| "admin".into());
         AdminCredentials::new(self.admin_user.clone(), Secret::new(password))
     }
 
@@ -132,7 +151,9 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
 
 /// A free TCP port on loopback, chosen by the OS.
 pub(crate) fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 /// `port`, or a free one when it is 0.

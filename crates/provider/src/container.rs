@@ -12,7 +12,9 @@ use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 use url::Url;
 
 use crate::health::{NotReady, wait_ready};
-use crate::{AdminCredentials, KEYCLOAK_IMAGE, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+use crate::{
+    AdminCredentials, KEYCLOAK_IMAGE, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError,
+};
 
 const HTTPS_PORT: u16 = 8443;
 const MANAGEMENT_PORT: u16 = 9000;
@@ -61,8 +63,14 @@ pub(crate) async fn start(
         .with_exposed_port(HTTPS_PORT.tcp())
         .with_exposed_port(MANAGEMENT_PORT.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Listening on"))
-        .with_copy_to(file("keycloak.pem"), certs.keycloak.cert_pem().as_bytes().to_vec())
-        .with_copy_to(private("keycloak-key.pem"), certs.keycloak.key_pem().as_bytes().to_vec())
+        .with_copy_to(
+            file("keycloak.pem"),
+            certs.keycloak.cert_pem().as_bytes().to_vec(),
+        )
+        .with_copy_to(
+            private("keycloak-key.pem"),
+            certs.keycloak.key_pem().as_bytes().to_vec(),
+        )
         .with_copy_to(file("ca.pem"), certs.ca_pem.as_bytes().to_vec())
         .with_env_var("KC_BOOTSTRAP_ADMIN_USERNAME", &admin.username)
         .with_env_var("KC_BOOTSTRAP_ADMIN_PASSWORD", admin.password.expose())
@@ -79,19 +87,28 @@ pub(crate) async fn start(
         .with_env_var("KC_TRUSTSTORE_PATHS", file("ca.pem"))
         .with_cmd(["start"])
         .with_startup_timeout(args.start_timeout());
-    progress.stage(&format!("starting Keycloak {KEYCLOAK_VERSION} (container {KEYCLOAK_IMAGE})"));
+    progress.stage(&format!(
+        "starting Keycloak {KEYCLOAK_VERSION} (container {KEYCLOAK_IMAGE})"
+    ));
     let container = image
         .start()
         .await
         .map_err(|e| ProviderError::Container(e.to_string()))?;
     let port = |p: u16| container.get_host_port_ipv4(p.tcp());
-    let https = port(HTTPS_PORT).await.map_err(|e| ProviderError::Container(e.to_string()))?;
-    let management = port(MANAGEMENT_PORT).await.map_err(|e| ProviderError::Container(e.to_string()))?;
+    let https = port(HTTPS_PORT)
+        .await
+        .map_err(|e| ProviderError::Container(e.to_string()))?;
+    let management = port(MANAGEMENT_PORT)
+        .await
+        .map_err(|e| ProviderError::Container(e.to_string()))?;
     let base_url = Url::parse(&format!("https://localhost:{https}/")).expect("valid URL");
     let health = format!("https://localhost:{management}/health/ready");
     match wait_ready(&health, &certs.ca_pem, args.start_timeout(), || None).await {
         Ok(took) => {
-            progress.finished(&format!("Keycloak ready at {base_url} in {:.1} s", took.as_secs_f64()));
+            progress.finished(&format!(
+                "Keycloak ready at {base_url} in {:.1} s",
+                took.as_secs_f64()
+            ));
             Ok((ContainerKeycloak { container }, base_url, admin))
         }
         Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {

@@ -46,7 +46,9 @@ pub(crate) fn built_install(
             copy
         }
     };
-    progress.stage(&format!("building Keycloak {KEYCLOAK_VERSION} (once per cache)"));
+    progress.stage(&format!(
+        "building Keycloak {KEYCLOAK_VERSION} (once per cache)"
+    ));
     let built = build(&unpacked, java, &version_dir.join("build.log"));
     let marked = built.and_then(|()| {
         let marker = unpacked.join(BUILT_MARKER);
@@ -58,7 +60,10 @@ pub(crate) fn built_install(
     }
     let _ = fs::remove_dir_all(&staging);
     marked?;
-    progress.finished(&format!("Keycloak {KEYCLOAK_VERSION} built in {}", home.display()));
+    progress.finished(&format!(
+        "Keycloak {KEYCLOAK_VERSION} built in {}",
+        home.display()
+    ));
     Ok(home)
 }
 
@@ -66,7 +71,10 @@ pub(crate) fn built_install(
 fn build_key() -> String {
     let text = format!("{KEYCLOAK_VERSION} {}", BUILD_OPTIONS.join(" "));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 enum Source {
@@ -75,7 +83,11 @@ enum Source {
 }
 
 /// The distribution, in the documented order: explicit path, cache, Maven, GitHub release.
-fn source(args: &ProviderArgs, version_dir: &Path, progress: &dyn Progress) -> Result<Source, ProviderError> {
+fn source(
+    args: &ProviderArgs,
+    version_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Source, ProviderError> {
     if let Some(dist) = &args.dist {
         return if dist.is_dir() {
             Ok(Source::Directory(dist.clone()))
@@ -84,7 +96,10 @@ fn source(args: &ProviderArgs, version_dir: &Path, progress: &dyn Progress) -> R
         } else {
             Err(ProviderError::DistributionUnavailable {
                 version: KEYCLOAK_VERSION.into(),
-                tried: format!("PLAYBOOK_KEYCLOAK_DIST={} (no such file or directory)", dist.display()),
+                tried: format!(
+                    "PLAYBOOK_KEYCLOAK_DIST={} (no such file or directory)",
+                    dist.display()
+                ),
             })
         };
     }
@@ -93,12 +108,16 @@ fn source(args: &ProviderArgs, version_dir: &Path, progress: &dyn Progress) -> R
         return Ok(Source::Tarball(cached));
     }
     let mut tried = Vec::new();
-    progress.stage(&format!("downloading Keycloak {KEYCLOAK_VERSION} with Maven"));
+    progress.stage(&format!(
+        "downloading Keycloak {KEYCLOAK_VERSION} with Maven"
+    ));
     match from_maven(version_dir, &cached) {
         Ok(()) => return Ok(Source::Tarball(cached)),
         Err(why) => tried.push(format!("Maven ({why})")),
     }
-    progress.stage(&format!("downloading Keycloak {KEYCLOAK_VERSION} from its GitHub release"));
+    progress.stage(&format!(
+        "downloading Keycloak {KEYCLOAK_VERSION} from its GitHub release"
+    ));
     match from_github(&cached) {
         Ok(()) => return Ok(Source::Tarball(cached)),
         Err(why) => tried.push(format!("GitHub release ({why})")),
@@ -114,7 +133,9 @@ fn from_maven(version_dir: &Path, target: &Path) -> Result<(), String> {
     let out = version_dir.join(format!("maven-{}", std::process::id()));
     let output = Command::new("mvn")
         .args(["-q", "-B", "dependency:copy"])
-        .arg(format!("-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:tar.gz"))
+        .arg(format!(
+            "-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:tar.gz"
+        ))
         .arg(format!("-DoutputDirectory={}", out.display()))
         .stdin(Stdio::null())
         .output()
@@ -124,7 +145,11 @@ fn from_maven(version_dir: &Path, target: &Path) -> Result<(), String> {
         fs::rename(&file, target).map_err(|e| e.to_string())
     } else {
         let text = String::from_utf8_lossy(&output.stdout);
-        let last = text.lines().rev().find(|l| l.contains("ERROR")).unwrap_or("mvn failed");
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("ERROR"))
+            .unwrap_or("mvn failed");
         Err(last.trim().to_string())
     };
     let _ = fs::remove_dir_all(&out);
@@ -142,7 +167,9 @@ fn from_github(target: &Path) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let bytes = runtime.block_on(async {
-        let response = reqwest::get(&url).await.map_err(|e| crate::error::describe(&e))?;
+        let response = reqwest::get(&url)
+            .await
+            .map_err(|e| crate::error::describe(&e))?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
@@ -157,7 +184,10 @@ fn from_github(target: &Path) -> Result<(), String> {
 fn unpack(tarball: &Path, target: &Path) -> Result<PathBuf, ProviderError> {
     let broken = |e: std::io::Error| ProviderError::DistributionUnavailable {
         version: KEYCLOAK_VERSION.into(),
-        tried: format!("{} is not a Keycloak tar.gz ({e}); delete it and retry", tarball.display()),
+        tried: format!(
+            "{} is not a Keycloak tar.gz ({e}); delete it and retry",
+            tarball.display()
+        ),
     };
     let file = fs::File::open(tarball).map_err(ProviderError::io("open", tarball))?;
     // `Archive::unpack` refuses entries that would escape `target` (`..`, absolute paths).
@@ -195,10 +225,16 @@ fn build(home: &Path, java: &Java, log: &Path) -> Result<(), ProviderError> {
         .args(BUILD_OPTIONS)
         .env("JAVA", &java.path)
         .stdin(Stdio::null())
-        .stdout(log_file.try_clone().map_err(ProviderError::io("open", &log))?)
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(ProviderError::io("open", &log))?,
+        )
         .stderr(log_file);
     let shown = format!("kc.sh build {}", BUILD_OPTIONS.join(" "));
-    let status = command.status().map_err(ProviderError::io("run", home.join("bin/kc.sh")))?;
+    let status = command
+        .status()
+        .map_err(ProviderError::io("run", home.join("bin/kc.sh")))?;
     if status.success() {
         Ok(())
     } else {

@@ -24,7 +24,9 @@ pub enum ProviderError {
         tail: String,
     },
 
-    #[error("Keycloak did not become ready: {reason}\ncommand: {command}\n--- last lines of {log} ---\n{tail}")]
+    #[error(
+        "Keycloak did not become ready: {reason}\ncommand: {command}\n--- last lines of {log} ---\n{tail}"
+    )]
     StartFailed {
         reason: String,
         command: String,
@@ -38,10 +40,14 @@ pub enum ProviderError {
     #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
     ExternalWithoutUrl,
 
-    #[error("cannot reach Keycloak at {url}: {reason}; is it running? (`playbook provider` starts one)")]
+    #[error(
+        "cannot reach Keycloak at {url}: {reason}; is it running? (`playbook provider` starts one)"
+    )]
     Unreachable { url: String, reason: String },
 
-    #[error("Keycloak refused the admin credentials of user `{user}`; check --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD")]
+    #[error(
+        "Keycloak refused the admin credentials of user `{user}`; check --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD"
+    )]
     AdminRefused { user: String },
 
     #[error("Keycloak Admin API {method} {path} answered {status}: {body}")]
@@ -64,9 +70,16 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { action, path, source }
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     /// Whether this is a network-level failure rather than a refusal or a local problem.

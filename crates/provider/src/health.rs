@@ -50,10 +50,17 @@ pub(crate) async fn check_external(keycloak: &Keycloak) -> Result<(), ProviderEr
         url: keycloak.base_url().to_string(),
         reason,
     };
-    let response = http.get(url).send().await.map_err(|e| unreachable(describe(&e)))?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unreachable(describe(&e)))?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(unreachable(format!("discovery answered {}", response.status())))
+        Err(unreachable(format!(
+            "discovery answered {}",
+            response.status()
+        )))
     }
 }

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn reads_old_and_new_version_styles() {
-        assert_eq!(parse_major(r#"openjdk version "17.0.15" 2025-04-15"#), Some(17));
+        assert_eq!(
+            parse_major(r#"openjdk version "17.0.15" 2025-04-15"#),
+            Some(17)
+        );
         assert_eq!(parse_major(r#"openjdk version "25" 2025-09-16"#), Some(25));
         assert_eq!(parse_major(r#"java version "1.8.0_402""#), Some(8));
         assert_eq!(parse_major("garbage"), None);

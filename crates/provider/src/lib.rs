@@ -47,7 +47,7 @@ pub struct Keycloak {
 /// What keeps Keycloak alive; dropping it stops Keycloak.
 enum Running {
     Native(native::NativeKeycloak),
-    Container(container::ContainerKeycloak),
+    Container(Box<container::ContainerKeycloak>),
     External,
 }
 
@@ -151,12 +151,13 @@ pub async fn start(
             }
         }
         Backend::Container => {
-            let (container, base_url, admin) = container::start(args, certs, progress.as_ref()).await?;
+            let (container, base_url, admin) =
+                container::start(args, certs, progress.as_ref()).await?;
             Keycloak {
                 base_url,
                 admin,
                 ca_pem: certs.ca_pem.clone(),
-                backend: Running::Container(container),
+                backend: Running::Container(Box::new(container)),
             }
         }
     };

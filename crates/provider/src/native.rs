@@ -51,26 +51,42 @@ pub(crate) async fn start(
         .await
         .expect("the build task does not panic")?
     };
-    let https_port = port_or_free(args.https_port).map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+    let https_port = port_or_free(args.https_port)
+        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     ensure_free(https_port)?;
-    let management_port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+    let management_port =
+        free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     let admin = args.admin_credentials_or_random();
     let base_url = Url::parse(&format!("https://localhost:{https_port}/")).expect("valid URL");
     let options = start_options(certs, https_port, management_port);
     let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
-    let shown = format!("{} start --optimized {}", install.join("bin/kc.sh").display(), options.join(" "));
+    let shown = format!(
+        "{} start --optimized {}",
+        install.join("bin/kc.sh").display(),
+        options.join(" ")
+    );
 
-    progress.stage(&format!("starting Keycloak {KEYCLOAK_VERSION} (native, Java {}) on {base_url}", java.major));
+    progress.stage(&format!(
+        "starting Keycloak {KEYCLOAK_VERSION} (native, Java {}) on {base_url}",
+        java.major
+    ));
     let keycloak = spawn(&install, &java.path, &options, &admin, &log)?;
     let health = format!("https://localhost:{management_port}/health/ready");
     let waited = wait_ready(&health, &certs.ca_pem, args.start_timeout(), || {
         let mut child = keycloak.child.lock().expect("not poisoned");
-        child.try_wait().ok().flatten().map(|status| format!("Keycloak exited ({status})"))
+        child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| format!("Keycloak exited ({status})"))
     })
     .await;
     match waited {
         Ok(took) => {
-            progress.finished(&format!("Keycloak ready at {base_url} in {:.1} s", took.as_secs_f64()));
+            progress.finished(&format!(
+                "Keycloak ready at {base_url} in {:.1} s",
+                took.as_secs_f64()
+            ));
             Ok((keycloak, base_url, admin))
         }
         Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
@@ -87,16 +103,24 @@ pub(crate) async fn start(
 
 fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<String> {
     let files = &certs.files;
+    // Absolute, because Keycloak resolves relative paths against its own working directory.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
     vec![
         format!("--hostname=https://localhost:{https_port}"),
         format!("--https-port={https_port}"),
         "--http-enabled=false".into(),
         "--http-host=127.0.0.1".into(),
         format!("--http-management-port={management_port}"),
-        format!("--https-certificate-file={}", files.keycloak_cert().display()),
-        format!("--https-certificate-key-file={}", files.keycloak_key().display()),
+        format!(
+            "--https-certificate-file={}",
+            absolute(files.keycloak_cert())
+        ),
+        format!(
+            "--https-certificate-key-file={}",
+            absolute(files.keycloak_key())
+        ),
         // The CA that client certificates must chain to, as PEM: no keytool, no JKS.
-        format!("--truststore-paths={}", files.ca_cert().display()),
+        format!("--truststore-paths={}", absolute(files.ca_cert())),
         "--cache=local".into(),
     ]
 }
@@ -107,7 +131,9 @@ fn ensure_free(port: u16) -> Result<(), ProviderError> {
         .map(drop)
         .map_err(|e| ProviderError::Io {
             action: "listen on port",
-            path: PathBuf::from(format!("127.0.0.1:{port} (pass --keycloak-port 0 to pick a free port)")),
+            path: PathBuf::from(format!(
+                "127.0.0.1:{port} (pass --keycloak-port 0 to pick a free port)"
+            )),
             source: e,
         })
 }
@@ -133,7 +159,11 @@ fn spawn(
         .env("KC_BOOTSTRAP_ADMIN_USERNAME", &admin.username)
         .env("KC_BOOTSTRAP_ADMIN_PASSWORD", admin.password.expose())
         .stdin(Stdio::piped())
-        .stdout(log_file.try_clone().map_err(ProviderError::io("open", log))?)
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(ProviderError::io("open", log))?,
+        )
         .stderr(log_file)
         .process_group(0)
         .spawn()
@@ -150,7 +180,10 @@ impl NativeKeycloak {
     /// Idempotent, so a shared handle can be stopped from an exit hook and dropped later.
     pub(crate) fn terminate(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        self.lifeline.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.lifeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let group = -(child.id() as i32);
         signal(group, libc::SIGTERM);
         let deadline = Instant::now() + STOP_GRACE;

@@ -39,11 +39,21 @@ mod tests {
             .find(|c| c["clientId"] == "oauth2-playbook-client-credentials-mtls")
             .unwrap();
         assert_eq!(mtls["clientAuthenticatorType"], "client-x509");
-        assert_eq!(mtls["attributes"]["tls.client.certificate.bound.access.tokens"], "true");
-        assert!(clients.iter().any(|c| c["clientId"] == "oauth2-playbook-resource-server"
-            && c["bearerOnly"] == true));
+        assert_eq!(
+            mtls["attributes"]["tls.client.certificate.bound.access.tokens"],
+            "true"
+        );
+        assert!(
+            clients
+                .iter()
+                .any(|c| c["clientId"] == "oauth2-playbook-resource-server"
+                    && c["bearerOnly"] == true)
+        );
         // The role exists but nobody holds it: the client assigns it in step 2.
-        assert_eq!(realm["roles"]["realm"][0]["name"], "oauth2-playbook-readonly");
+        assert_eq!(
+            realm["roles"]["realm"][0]["name"],
+            "oauth2-playbook-readonly"
+        );
         assert!(realm.get("users").is_none());
     }
 }

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
-use playbook_client::{Assignment, Provisioner, READONLY_ROLE, Revocation, CLIENT_ID};
+use playbook_client::{Assignment, CLIENT_ID, Provisioner, READONLY_ROLE, Revocation};
 use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs, RealmTemplate};
 use url::Url;
 
@@ -38,7 +38,8 @@ static CERTS: LazyLock<(tempfile::TempDir, CertSet)> = LazyLock::new(|| {
     (dir, set)
 });
 
-static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> = tokio::sync::OnceCell::const_new();
+static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> =
+    tokio::sync::OnceCell::const_new();
 static STOP_AT_EXIT: OnceLock<()> = OnceLock::new();
 
 /// Runs a test body on the shared runtime.
@@ -117,7 +118,11 @@ impl TestRealm {
             .create_realm(&RealmTemplate::bundled().named(&name))
             .await
             .unwrap_or_else(|e| panic!("importing realm {name}: {e}"));
-        Self { name, keycloak, admin }
+        Self {
+            name,
+            keycloak,
+            admin,
+        }
     }
 
     pub fn issuer(&self) -> Url {
@@ -135,15 +140,33 @@ impl TestRealm {
     /// Step 2 of the flow: the client's service account gets the read-only realm role.
     pub async fn grant_readonly_role(&self) -> Assignment {
         let provisioner = self.provisioner();
-        let account = provisioner.service_account(CLIENT_ID).await.expect("service account");
-        let role = provisioner.realm_role(READONLY_ROLE).await.expect("realm role");
-        provisioner.assign(&account, &role).await.expect("role assignment")
+        let account = provisioner
+            .service_account(CLIENT_ID)
+            .await
+            .expect("service account");
+        let role = provisioner
+            .realm_role(READONLY_ROLE)
+            .await
+            .expect("realm role");
+        provisioner
+            .assign(&account, &role)
+            .await
+            .expect("role assignment")
     }
 
     pub async fn revoke_readonly_role(&self) -> Revocation {
         let provisioner = self.provisioner();
-        let account = provisioner.service_account(CLIENT_ID).await.expect("service account");
-        let role = provisioner.realm_role(READONLY_ROLE).await.expect("realm role");
-        provisioner.revoke(&account, &role).await.expect("role revocation")
+        let account = provisioner
+            .service_account(CLIENT_ID)
+            .await
+            .expect("service account");
+        let role = provisioner
+            .realm_role(READONLY_ROLE)
+            .await
+            .expect("realm role");
+        provisioner
+            .revoke(&account, &role)
+            .await
+            .expect("role revocation")
     }
 }

@@ -1,10 +1,11 @@
 //! The mutual-TLS client-credentials grant, straight against Keycloak's token endpoint.
 
-use playbook_certs::{Authority, LeafSpec, CLIENT_CN};
+use playbook_certs::{Authority, CLIENT_CN, LeafSpec};
 use playbook_client::{
-    ClientError, TokenClient, TokenClientConfig, READONLY_ROLE, RESOURCE_SERVER_AUDIENCE, USERS_READ,
+    ClientError, READONLY_ROLE, RESOURCE_SERVER_AUDIENCE, TokenClient, TokenClientConfig,
+    USERS_READ,
 };
-use playbook_testkit::{certs, run, TestRealm};
+use playbook_testkit::{TestRealm, certs, run};
 
 fn token_client(realm: &TestRealm, identity: &playbook_certs::Leaf) -> TokenClient {
     let config = TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, identity);
@@ -16,12 +17,27 @@ fn token_after_role_assignment_carries_scope_audience_role_and_binding() {
     run(async {
         let realm = TestRealm::new().await;
         realm.grant_readonly_role().await;
-        let token = token_client(&realm, &certs().client).request().await.expect("a token");
+        let token = token_client(&realm, &certs().client)
+            .request()
+            .await
+            .expect("a token");
         let claims = &token.claims;
         assert_eq!(claims.iss.as_deref(), Some(realm.issuer().as_str()));
-        assert!(claims.audiences().iter().any(|a| a == RESOURCE_SERVER_AUDIENCE), "{claims:?}");
-        assert!(claims.scopes().iter().any(|s| s == USERS_READ), "{claims:?}");
-        assert!(claims.realm_roles().iter().any(|r| r == READONLY_ROLE), "{claims:?}");
+        assert!(
+            claims
+                .audiences()
+                .iter()
+                .any(|a| a == RESOURCE_SERVER_AUDIENCE),
+            "{claims:?}"
+        );
+        assert!(
+            claims.scopes().iter().any(|s| s == USERS_READ),
+            "{claims:?}"
+        );
+        assert!(
+            claims.realm_roles().iter().any(|r| r == READONLY_ROLE),
+            "{claims:?}"
+        );
         assert_eq!(claims.typ.as_deref(), Some("Bearer"));
         assert_eq!(claims.x5t_s256(), Some(certs().client.thumbprint_s256()));
     })
@@ -31,10 +47,29 @@ fn token_after_role_assignment_carries_scope_audience_role_and_binding() {
 fn token_before_role_assignment_has_neither_scope_nor_role() {
     run(async {
         let realm = TestRealm::new().await;
-        let token = token_client(&realm, &certs().client).request().await.expect("a token");
-        assert!(!token.claims.scopes().iter().any(|s| s == USERS_READ), "{:?}", token.claims);
-        assert!(!token.claims.realm_roles().iter().any(|r| r == READONLY_ROLE));
-        assert!(!token.claims.audiences().iter().any(|a| a == RESOURCE_SERVER_AUDIENCE));
+        let token = token_client(&realm, &certs().client)
+            .request()
+            .await
+            .expect("a token");
+        assert!(
+            !token.claims.scopes().iter().any(|s| s == USERS_READ),
+            "{:?}",
+            token.claims
+        );
+        assert!(
+            !token
+                .claims
+                .realm_roles()
+                .iter()
+                .any(|r| r == READONLY_ROLE)
+        );
+        assert!(
+            !token
+                .claims
+                .audiences()
+                .iter()
+                .any(|a| a == RESOURCE_SERVER_AUDIENCE)
+        );
     })
 }
 
@@ -53,7 +88,12 @@ fn token_request_without_client_certificate_is_refused() {
             .send()
             .await
             .expect("Keycloak answers");
-        assert_eq!(response.status().as_u16(), 401, "{:?}", response.text().await);
+        assert_eq!(
+            response.status().as_u16(),
+            401,
+            "{:?}",
+            response.text().await
+        );
     })
 }
 
@@ -62,10 +102,17 @@ fn certificate_from_another_ca_is_refused() {
     run(async {
         let realm = TestRealm::new().await;
         realm.grant_readonly_role().await;
-        let stranger = Authority::generate().unwrap().issue(&LeafSpec::client(CLIENT_CN)).unwrap();
+        let stranger = Authority::generate()
+            .unwrap()
+            .issue(&LeafSpec::client(CLIENT_CN))
+            .unwrap();
         let refused = token_client(&realm, &stranger).request().await.unwrap_err();
         assert!(
-            matches!(refused, ClientError::TokenRefused { status: 401, .. } | ClientError::CertificateRefused { .. }),
+            matches!(
+                refused,
+                ClientError::TokenRefused { status: 401, .. }
+                    | ClientError::CertificateRefused { .. }
+            ),
             "{refused}"
         );
     })
@@ -78,8 +125,13 @@ fn certificate_with_another_common_name_is_refused() {
         realm.grant_readonly_role().await;
         // Signed by the CA Keycloak trusts, so only the subject DN check can refuse it.
         let ca = certs().authority().unwrap();
-        let other = ca.issue(&LeafSpec::client("mtls-client-other.local")).unwrap();
+        let other = ca
+            .issue(&LeafSpec::client("mtls-client-other.local"))
+            .unwrap();
         let refused = token_client(&realm, &other).request().await.unwrap_err();
-        assert!(matches!(refused, ClientError::TokenRefused { status: 401, .. }), "{refused}");
+        assert!(
+            matches!(refused, ClientError::TokenRefused { status: 401, .. }),
+            "{refused}"
+        );
     })
 }

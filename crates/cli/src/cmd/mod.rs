@@ -1,0 +1,66 @@
+//! One module per subcommand.
+
+pub mod certs;
+pub mod provider;
+
+/// Exit codes a script can tell apart.
+pub const EXIT_FAILURE: u8 = 1;
+/// The other side said no: 401/403, a refused certificate, wrong admin password.
+pub const EXIT_REFUSED: u8 = 3;
+/// The other side could not be reached: connection, TLS, DNS.
+pub const EXIT_UNREACHABLE: u8 = 4;
+
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<playbook_client::ClientError>() {
+            if e.is_refusal() {
+                return EXIT_REFUSED;
+            }
+            if e.is_unreachable() {
+                return EXIT_UNREACHABLE;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<playbook_provider::ProviderError>() {
+            if matches!(e, playbook_provider::ProviderError::AdminRefused { .. }) {
+                return EXIT_REFUSED;
+            }
+            if e.is_unreachable() {
+                return EXIT_UNREACHABLE;
+            }
+        }
+    }
+    EXIT_FAILURE
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Where `playbook provider` leaves the admin password of the Keycloak it started, so that
+/// `playbook client` in another terminal can use it without the password ever being printed.
+pub fn admin_password_file(certs_dir: &std::path::Path) -> std::path::PathBuf {
+    certs_dir.join("keycloak-admin-password")
+}
+
+pub fn save_admin_password(
+    certs_dir: &std::path::Path,
+    password: &playbook_provider::Secret,
+) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = admin_password_file(certs_dir);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(password.expose().as_bytes())?;
+    Ok(path)
+}

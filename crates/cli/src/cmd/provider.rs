@@ -1,0 +1,45 @@
+//! `playbook provider`: Keycloak with the realm, until Ctrl-C (the seed's oauth2-provider/start.sh).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use playbook_certs::CertSet;
+use playbook_provider::{ProviderArgs, REALM, RealmTemplate};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    provider: ProviderArgs,
+}
+
+pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let (certs, _) = CertSet::ensure(certs_dir, false)?;
+    let keycloak =
+        playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
+    keycloak
+        .admin()?
+        .create_realm(&RealmTemplate::bundled().named(REALM))
+        .await?;
+    let admin = keycloak.admin_credentials();
+    let password_file = crate::cmd::save_admin_password(certs_dir, &admin.password)?;
+    println!(
+        "Keycloak ({}) is ready with realm `{REALM}`",
+        keycloak.backend_name()
+    );
+    println!("  issuer        {}", keycloak.issuer(REALM));
+    println!(
+        "  admin console {}admin/ (user `{}`, password in {})",
+        keycloak.base_url(),
+        admin.username,
+        password_file.display()
+    );
+    println!(
+        "  try           curl --cacert {} {}/.well-known/openid-configuration",
+        certs.files.ca_cert().display(),
+        keycloak.issuer(REALM)
+    );
+    println!("Press Ctrl-C to stop.");
+    crate::cmd::shutdown_signal().await;
+    keycloak.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
