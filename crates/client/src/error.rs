@@ -66,7 +66,7 @@ impl ClientError {
     /// Classifies a transport error: a TLS alert about our certificate is a refusal, the rest
     /// means the server is not there (or not who it claims to be).
     pub(crate) fn from_transport(url: &url::Url, error: &reqwest::Error) -> Self {
-        let reason = describe(error);
+        let reason = playbook_provider::describe(error);
         let url = url.origin().ascii_serialization();
         let lower = reason.to_ascii_lowercase();
         let certificate_alert = [
@@ -87,17 +87,4 @@ impl ClientError {
             Self::Unreachable { url, reason }
         }
     }
-}
-
-/// A reqwest error with its causes: the useful part ("connection refused", "UnknownIssuer") is
-/// usually two levels down.
-pub(crate) fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -90,7 +90,7 @@ impl ProviderError {
 
 /// Describes a reqwest error by its cause chain, which is where "connection refused" or
 /// "certificate not trusted" actually lives.
-pub(crate) fn describe(error: &reqwest::Error) -> String {
+pub fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

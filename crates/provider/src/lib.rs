@@ -22,7 +22,7 @@ mod realm;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 pub use config::{Backend, BackendChoice, ProviderArgs};
-pub use error::ProviderError;
+pub use error::{ProviderError, describe};
 pub use http::{https_client, https_client_with_identity};
 pub use progress::{LogProgress, Progress};
 pub use realm::{REALM, RealmTemplate};

@@ -1,1 +1,33 @@
+//! The resource server of the playbook: an axum HTTPS API that accepts only Keycloak access
+//! tokens it has verified itself, for the role and scopes each route declares.
+//!
+//! The pieces, in the order a request meets them:
+//! - [`tls`]: HTTPS with our certificate; client certificates are *requested* and verified
+//!   against our CA, so a certificate-bound token (RFC 8705) can be checked against the
+//!   connection it arrives on.
+//! - [`jwks`]: the realm's signing keys, found by OIDC discovery, parsed once, refreshed on an
+//!   unknown `kid` at most once per interval, kept when Keycloak is down.
+//! - [`token`]: the validation of DESIGN.md section 5, in order, failing closed.
+//! - [`policy`]: the [`Authorized`] extractor. A handler states its requirement in its signature
+//!   (`Authorized<ReadUsers>`), like the seed's `@ScopesAllowed`, but scopes match whole tokens.
+//! - [`api`]: the seed's endpoints over an in-memory store.
 
+pub mod api;
+pub mod config;
+pub mod jwks;
+pub mod policy;
+pub mod server;
+pub mod tls;
+pub mod token;
+
+pub use api::{AppState, router};
+pub use config::{Algorithm, BindingMode, ServerArgs};
+pub use jwks::JwksCache;
+pub use policy::{AuthError, Authorized, Policy};
+pub use server::{RunningServer, ServerConfig, ServerError};
+pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
+
+/// The audience a token must name to be accepted here.
+pub const AUDIENCE: &str = "oauth2-playbook-resource-server";
+/// The realm role the read endpoints require.
+pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";

@@ -1,0 +1,235 @@
+//! Who may call what: the [`Authorized`] extractor and the RFC 6750 answers when they may not.
+//!
+//! A handler names its [`Policy`] in its signature, so the requirement sits where the route is
+//! defined and cannot be forgotten by a router refactoring:
+//!
+//! ```text
+//! async fn list_users(_: Authorized<ReadUsers>) -> Json<Vec<User>> { ... }
+//! ```
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_server::tls::TlsInfo;
+
+use crate::BindingMode;
+use crate::token::{TokenError, Validator, VerifiedToken};
+
+/// A route's requirement: a realm role (from `realm_access.roles` only) and at least one of the
+/// scopes, each compared as a whole space-separated token of `scope`.
+pub trait Policy: Send + Sync + 'static {
+    const REALM_ROLE: Option<&'static str>;
+    const ANY_SCOPE: &'static [&'static str];
+}
+
+/// Token validation plus binding, shared by all routes.
+pub struct Auth {
+    pub validator: Validator,
+    pub binding: BindingMode,
+}
+
+/// A request whose token is valid, bound as required, and satisfies `P`.
+pub struct Authorized<P> {
+    pub token: VerifiedToken,
+    policy: PhantomData<P>,
+}
+
+impl<S, P> FromRequestParts<S> for Authorized<P>
+where
+    P: Policy,
+    Arc<Auth>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+        let auth = Arc::<Auth>::from_ref(state);
+        let presented = bearer_token(parts)?;
+        let token = auth.validator.validate(presented).await.map_err(|error| {
+            tracing::info!(%error, "rejected access token");
+            AuthError::InvalidToken(error.summary())
+        })?;
+        let certificate = parts
+            .extensions
+            .get::<Arc<TlsInfo>>()
+            .and_then(|tls| tls.peer_certificates.first().cloned());
+        check_binding(auth.binding, &token, certificate.as_deref())?;
+        check_policy::<P>(&token)?;
+        Ok(Self {
+            token,
+            policy: PhantomData,
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer` header. No header, or another scheme, is "no token".
+fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthError::NoToken);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidRequest("Authorization header is not ASCII"))?;
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Err(AuthError::NoToken);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NoToken);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(AuthError::InvalidRequest("malformed bearer token"));
+    }
+    Ok(token)
+}
+
+/// RFC 8705 section 3: a bound token is only valid with the certificate it is bound to.
+pub fn check_binding(
+    mode: BindingMode,
+    token: &VerifiedToken,
+    certificate: Option<&[u8]>,
+) -> Result<(), AuthError> {
+    let reject = |why: &'static str| {
+        tracing::info!(kid = %token.kid, why, "rejected access token");
+        Err(AuthError::InvalidToken(why))
+    };
+    match (mode, &token.x5t_s256, certificate) {
+        (BindingMode::Off, _, _) => Ok(()),
+        (_, Some(bound), Some(der)) if *bound == playbook_certs::thumbprint_s256(der) => Ok(()),
+        (_, Some(_), Some(_)) => reject("token is bound to another client certificate"),
+        (_, Some(_), None) => {
+            reject("token is certificate-bound but no client certificate was presented")
+        }
+        (BindingMode::Required, None, _) => reject("token is not certificate-bound"),
+        (BindingMode::WhenPresent, None, _) => Ok(()),
+    }
+}
+
+fn check_policy<P: Policy>(token: &VerifiedToken) -> Result<(), AuthError> {
+    let scope = P::ANY_SCOPE.join(" ");
+    if let Some(role) = P::REALM_ROLE
+        && !token.has_realm_role(role)
+    {
+        tracing::info!(sub = ?token.subject, role, "token lacks the realm role");
+        return Err(AuthError::InsufficientScope {
+            scope,
+            missing_role: Some(role),
+        });
+    }
+    if !P::ANY_SCOPE.iter().any(|s| token.has_scope(s)) {
+        tracing::info!(sub = ?token.subject, needed = %scope, "token lacks the scope");
+        return Err(AuthError::InsufficientScope {
+            scope,
+            missing_role: None,
+        });
+    }
+    Ok(())
+}
+
+/// The RFC 6750 section 3 answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credentials: 401 with a bare `Bearer` challenge.
+    NoToken,
+    /// 400 `invalid_request`.
+    InvalidRequest(&'static str),
+    /// 401 `invalid_token`, with a fixed description (never text from the token).
+    InvalidToken(&'static str),
+    /// 403 `insufficient_scope`, naming the scopes the route accepts.
+    InsufficientScope {
+        scope: String,
+        missing_role: Option<&'static str>,
+    },
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let (status, challenge, message) = match &self {
+            Self::NoToken => (
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="oauth2-playbook""#.to_owned(),
+                "an access token is required".to_owned(),
+            ),
+            Self::InvalidRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    r#"Bearer realm="oauth2-playbook", error="invalid_request", error_description="{why}""#
+                ),
+                why.to_string(),
+            ),
+            Self::InvalidToken(why) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    r#"Bearer realm="oauth2-playbook", error="invalid_token", error_description="{why}""#
+                ),
+                why.to_string(),
+            ),
+            Self::InsufficientScope {
+                scope,
+                missing_role,
+            } => {
+                let why = match missing_role {
+                    Some(role) => format!("requires realm role {role}"),
+                    None => format!("requires one of the scopes: {scope}"),
+                };
+                (
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        r#"Bearer realm="oauth2-playbook", error="insufficient_scope", scope="{scope}", error_description="{why}""#
+                    ),
+                    why,
+                )
+            }
+        };
+        let error = match &self {
+            Self::NoToken => "unauthorized",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+        };
+        let mut response = (
+            status,
+            axum::Json(serde_json::json!({ "error": error, "message": message })),
+        )
+            .into_response();
+        let value = HeaderValue::from_str(&challenge)
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+        response
+    }
+}
+
+impl TokenError {
+    /// A fixed description for the `WWW-Authenticate` header. Only fixed text goes there: the
+    /// detailed message can carry attacker-chosen values (kid, alg, iss).
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "token too large",
+            Self::Segments(_) | Self::Base64(_) | Self::Json(_) => "malformed token",
+            Self::Algorithm(_) => "signature algorithm not accepted",
+            Self::Critical(_) => "unsupported critical header",
+            Self::MissingKid | Self::UnknownKid(_) | Self::KeyMismatch { .. } => {
+                "unknown signing key"
+            }
+            Self::Signature(_) => "invalid signature",
+            Self::Missing(_) | Self::WrongType(_) => "missing or malformed claim",
+            Self::Expired(_) => "token expired",
+            Self::NotYetValid(_) => "token not yet valid",
+            Self::Issuer(_) => "wrong issuer",
+            Self::Audience(_) => "wrong audience",
+            Self::Type(_) => "not an access token",
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Starting and stopping the HTTPS server (used by the CLI, the demo and the tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use url::Url;
+
+use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
+use crate::policy::Auth;
+use crate::token::{Validator, ValidatorConfig};
+use crate::{Algorithm, AppState, BindingMode};
+
+/// Everything needed to run the server, already loaded (PEM text, not paths).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub issuer: Url,
+    pub audience: String,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub binding: BindingMode,
+    pub min_refresh_interval: Duration,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ServerConfig {
+    /// The tutorial's defaults around the given issuer, certificates and address.
+    pub fn new(issuer: Url, listen: SocketAddr, certs: &playbook_certs::CertSet) -> Self {
+        Self {
+            listen,
+            issuer,
+            audience: crate::AUDIENCE.into(),
+            algorithms: vec![Algorithm::RS256],
+            leeway: Duration::from_secs(30),
+            binding: BindingMode::WhenPresent,
+            min_refresh_interval: MIN_REFRESH_INTERVAL,
+            ca_pem: certs.ca_pem.clone(),
+            cert_pem: certs.resource_server.cert_pem().to_owned(),
+            key_pem: certs.resource_server.key_pem().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error(
+        "cannot load the issuer's signing keys: {0}; is Keycloak running and is --issuer right?"
+    )]
+    Discovery(String),
+    #[error("cannot listen on {addr}: {source}; is another server using it?")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server; [`RunningServer::shutdown`] stops it gracefully.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> Url {
+        Url::parse(&format!("https://localhost:{}/", self.addr.port())).expect("valid URL")
+    }
+
+    pub fn keys(&self) -> &JwksCache {
+        self.state.auth.validator.keys()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 10 s), then returns.
+    pub async fn shutdown(self) {
+        self.refresher.abort();
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let _ = self.task.await;
+    }
+}
+
+/// Discovers the issuer's keys, binds, and serves in the background.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    start_with(config, |state| crate::router(state)).await
+}
+
+/// Like [`start`], with a custom router built on the same state (the benchmark adds a no-auth
+/// route this way).
+pub async fn start_with(
+    config: ServerConfig,
+    router: impl FnOnce(AppState) -> axum::Router,
+) -> Result<RunningServer, ServerError> {
+    let tls = crate::tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
+        .map_err(ServerError::Tls)?;
+    let http = playbook_provider::https_client(&config.ca_pem)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let keys = JwksCache::discover(
+        http,
+        &config.issuer,
+        config.algorithms.clone(),
+        config.min_refresh_interval,
+    )
+    .await
+    .map_err(ServerError::Discovery)?;
+    let keys = Arc::new(keys);
+    let validator = Validator::new(
+        ValidatorConfig {
+            issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),
+            audience: config.audience.clone(),
+            algorithms: config.algorithms.clone(),
+            leeway: config.leeway,
+        },
+        keys.clone(),
+    );
+    let state = AppState::new(Arc::new(Auth {
+        validator,
+        binding: config.binding,
+    }));
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let handle = Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+        .map_err(|source| ServerError::Bind { addr, source })?
+        .handle(handle.clone())
+        .serve(router(state.clone()).into_make_service());
+    let task = tokio::spawn(server);
+    // Started without keys (Keycloak down)? Keep trying in the background; /readyz tells.
+    let refresher = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if !keys.has_keys() {
+                keys.refresh_now().await;
+            }
+        }
+    });
+    tracing::info!(%addr, issuer = %config.issuer, binding = ?config.binding, "resource server listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        handle,
+        task,
+        refresher,
+    })
+}

@@ -1,0 +1,268 @@
+//! Access-token validation, in the order of DESIGN.md section 5, failing closed.
+//!
+//! Every failure names the check that failed (and the kid or claim involved) so logs explain a
+//! 401 — but never contain the token.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::Algorithm;
+use crate::jwks::{JwksCache, KeyLookup};
+
+/// Keycloak access tokens are 1–2 KiB; anything far larger is not one of ours.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a token was rejected. Each maps to 401 `invalid_token`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is {0} bytes, over the limit")]
+    TooLarge(usize),
+    #[error("token has {0} segments, not 3")]
+    Segments(usize),
+    #[error("{0} is not base64url")]
+    Base64(&'static str),
+    #[error("{0} is not a JSON object")]
+    Json(&'static str),
+    #[error("alg `{0}` is not accepted")]
+    Algorithm(String),
+    #[error("crit header {0} is not understood")]
+    Critical(String),
+    #[error("header has no kid")]
+    MissingKid,
+    #[error("kid `{0}` is not in the issuer's JWKS")]
+    UnknownKid(String),
+    #[error("kid `{kid}` cannot verify this token: {reason}")]
+    KeyMismatch { kid: String, reason: String },
+    #[error("signature does not verify with kid `{0}`")]
+    Signature(String),
+    #[error("claim `{0}` is missing")]
+    Missing(&'static str),
+    #[error("claim `{0}` has the wrong JSON type")]
+    WrongType(&'static str),
+    #[error("token expired {0} s ago")]
+    Expired(i64),
+    #[error("token is not valid for another {0} s (nbf)")]
+    NotYetValid(i64),
+    #[error("issuer `{0}` is not the expected one")]
+    Issuer(String),
+    #[error("audience {0} does not include ours")]
+    Audience(String),
+    #[error("token typ `{0}` is not `Bearer`")]
+    Type(String),
+}
+
+/// What the validator checks against.
+#[derive(Debug, Clone)]
+pub struct ValidatorConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+}
+
+/// A token that passed every check, reduced to what policy and binding need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub kid: String,
+    pub scopes: Vec<String>,
+    pub realm_roles: Vec<String>,
+    /// RFC 8705 `cnf.x5t#S256`, when the token is certificate-bound.
+    pub x5t_s256: Option<String>,
+    pub expires_at: i64,
+}
+
+impl VerifiedToken {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+    pub fn has_realm_role(&self, role: &str) -> bool {
+        self.realm_roles.iter().any(|r| r == role)
+    }
+}
+
+pub struct Validator {
+    config: ValidatorConfig,
+    keys: Arc<JwksCache>,
+}
+
+impl Validator {
+    pub fn new(config: ValidatorConfig, keys: Arc<JwksCache>) -> Self {
+        Self { config, keys }
+    }
+
+    pub fn keys(&self) -> &JwksCache {
+        &self.keys
+    }
+
+    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        // 1. Bounded size, before any decoding work.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
+        // 2. Exactly three base64url segments.
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header_b64, payload_b64, signature_b64] = parts[..] else {
+            return Err(TokenError::Segments(parts.len()));
+        };
+        let header = json_object(header_b64, "header")?;
+        // 3. alg from the allow-list only.
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .unwrap_or("(missing)");
+        let alg = Algorithm::from_name(alg_name)
+            .filter(|a| self.config.algorithms.contains(a))
+            .ok_or_else(|| TokenError::Algorithm(alg_name.to_owned()))?;
+        // 4. We implement no JWS extension, so any `crit` is unknown.
+        if let Some(crit) = header.get("crit") {
+            return Err(TokenError::Critical(crit.to_string()));
+        }
+        // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from the issuer's JWKS.
+        // 5. kid, looked up in the cached JWKS (refreshed at most once per interval).
+        let kid = match header.get("kid") {
+            Some(Value::String(kid)) => kid.clone(),
+            Some(_) => return Err(TokenError::WrongType("kid")),
+            None => return Err(TokenError::MissingKid),
+        };
+        let key = self
+            .keys
+            .key(&kid)
+            .await
+            .map_err(|KeyLookup::UnknownKid| TokenError::UnknownKid(kid.clone()))?;
+        let verifier = key.for_alg(alg).map_err(|reason| TokenError::KeyMismatch {
+            kid: kid.clone(),
+            reason,
+        })?;
+        // 6. Signature over the exact bytes received.
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| TokenError::Base64("signature"))?;
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        verifier
+            .verify_sig(signed.as_bytes(), &signature)
+            .map_err(|_| TokenError::Signature(kid.clone()))?;
+        // 7. Claims; a claim of the wrong JSON type is invalid, not absent.
+        let claims = json_object(payload_b64, "payload")?;
+        self.check_claims(&claims, kid)
+    }
+
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        kid: String,
+    ) -> Result<VerifiedToken, TokenError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let leeway = self.config.leeway.as_secs() as i64;
+        let exp = number(claims, "exp")?.ok_or(TokenError::Missing("exp"))?;
+        if now > exp + leeway {
+            return Err(TokenError::Expired(now - exp));
+        }
+        if let Some(nbf) = number(claims, "nbf")?
+            && now + leeway < nbf
+        {
+            return Err(TokenError::NotYetValid(nbf - now));
+        }
+        number(claims, "iat")?;
+        let iss = string(claims, "iss")?.ok_or(TokenError::Missing("iss"))?;
+        if iss != self.config.issuer {
+            return Err(TokenError::Issuer(iss.to_owned()));
+        }
+        let audiences = match claims.get("aud") {
+            None => return Err(TokenError::Missing("aud")),
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many
+                .iter()
+                .map(|a| a.as_str().ok_or(TokenError::WrongType("aud")))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(TokenError::WrongType("aud")),
+        };
+        if !audiences.contains(&self.config.audience.as_str()) {
+            return Err(TokenError::Audience(format!("{audiences:?}")));
+        }
+        let typ = string(claims, "typ")?.ok_or(TokenError::Missing("typ"))?;
+        if typ != "Bearer" {
+            return Err(TokenError::Type(typ.to_owned()));
+        }
+        let scopes = string(claims, "scope")?
+            .unwrap_or("")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let realm_roles = match claims.get("realm_access") {
+            None => Vec::new(),
+            Some(Value::Object(access)) => match access.get("roles") {
+                None => Vec::new(),
+                Some(Value::Array(roles)) => roles
+                    .iter()
+                    .map(|r| {
+                        r.as_str()
+                            .map(String::from)
+                            .ok_or(TokenError::WrongType("realm_access.roles"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(TokenError::WrongType("realm_access.roles")),
+            },
+            Some(_) => return Err(TokenError::WrongType("realm_access")),
+        };
+        let x5t_s256 = match claims.get("cnf") {
+            None => None,
+            Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+                None => None,
+                Some(Value::String(thumbprint)) => Some(thumbprint.clone()),
+                Some(_) => return Err(TokenError::WrongType("cnf.x5t#S256")),
+            },
+            Some(_) => return Err(TokenError::WrongType("cnf")),
+        };
+        Ok(VerifiedToken {
+            subject: string(claims, "sub")?.map(String::from),
+            client_id: string(claims, "azp")?.map(String::from),
+            kid,
+            scopes,
+            realm_roles,
+            x5t_s256,
+            expires_at: exp,
+        })
+    }
+}
+
+fn json_object(segment: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Base64(what))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(TokenError::Json(what)),
+    }
+}
+
+/// A NumericDate claim: absent is `None`, present but not a number is an error.
+fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(TokenError::WrongType(name)),
+        Some(_) => Err(TokenError::WrongType(name)),
+    }
+}
+
+fn string<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(TokenError::WrongType(name)),
+    }
+}

@@ -1,0 +1,94 @@
+//! Key lookup: unknown kids, key use, refresh limits, and surviving an issuer outage.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn unknown_kid_is_rejected() {
+    let fx = Fixture::new().await;
+    let token = sign_with(
+        &KEY,
+        &json!({ "alg": "RS256", "kid": "nobody" }),
+        &fx.claims(),
+    );
+    assert_invalid_token(fx.get(Some(&token), false).await);
+}
+
+#[tokio::test]
+async fn missing_kid_is_rejected() {
+    let fx = Fixture::new().await;
+    let token = sign_with(&KEY, &json!({ "alg": "RS256" }), &fx.claims());
+    assert_invalid_token(fx.get(Some(&token), false).await);
+}
+
+#[tokio::test]
+async fn flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
+    let fx = Fixture::with(|c| c.min_refresh_interval = Duration::from_secs(3600)).await;
+    let before = fx.jwks_fetches();
+    let fx = &fx;
+    let requests = (0..50).map(|i| {
+        let token = sign_with(
+            &KEY,
+            &json!({ "alg": "RS256", "kid": format!("random-{i}") }),
+            &fx.claims(),
+        );
+        async move { fx.get(Some(&token), false).await }
+    });
+    for answer in futures::future::join_all(requests).await {
+        assert_invalid_token(answer);
+    }
+    // Start-up fetched once; the interval since then has not passed, so: no fetch at all.
+    assert_eq!(fx.jwks_fetches() - before, 0);
+}
+
+#[tokio::test]
+async fn unknown_kid_refreshes_once_the_interval_has_passed() {
+    let fx = Fixture::with(|c| c.min_refresh_interval = Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = fx.jwks_fetches();
+    let fx = &fx;
+    let requests = (0..20).map(|i| {
+        let token = sign_with(
+            &KEY,
+            &json!({ "alg": "RS256", "kid": format!("rotated-{i}") }),
+            &fx.claims(),
+        );
+        async move { fx.get(Some(&token), false).await }
+    });
+    futures::future::join_all(requests).await;
+    assert_eq!(
+        fx.jwks_fetches() - before,
+        1,
+        "concurrent unknown kids share one fetch"
+    );
+}
+
+#[tokio::test]
+async fn key_with_use_enc_does_not_verify_signatures() {
+    let fx = Fixture::new().await;
+    let token = sign_with(
+        &KEY,
+        &json!({ "alg": "RS256", "kid": ENC_KID }),
+        &fx.claims(),
+    );
+    assert_invalid_token(fx.get(Some(&token), false).await);
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_when_the_issuer_is_down() {
+    let fx = Fixture::with(|c| c.min_refresh_interval = Duration::from_millis(10)).await;
+    fx.take_issuer_down();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // An unknown kid makes the server try (and fail) to refresh; the known key must survive it.
+    let unknown = sign_with(
+        &KEY,
+        &json!({ "alg": "RS256", "kid": "rotated" }),
+        &fx.claims(),
+    );
+    assert_invalid_token(fx.get(Some(&unknown), false).await);
+    assert_eq!(fx.get(Some(&sign(&fx.claims())), false).await.0, 200);
+    assert_eq!(fx.request("/readyz", None, false).await.0, 200);
+}

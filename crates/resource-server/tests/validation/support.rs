@@ -1,0 +1,251 @@
+//! A local issuer (discovery + JWKS over HTTPS, with a fetch counter), test keys that sign
+//! tokens, and a running resource server pointed at that issuer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use playbook_certs::CertSet;
+use playbook_resource_server::BindingMode;
+use playbook_resource_server::server::{self, RunningServer, ServerConfig};
+use serde_json::{Value, json};
+use url::Url;
+
+pub const KID: &str = "test-key-1";
+pub const ENC_KID: &str = "test-enc-key";
+
+/// One RSA key for the whole run: generating 2048-bit keys is the slow part of these tests.
+pub static KEY: LazyLock<KeyPair> = LazyLock::new(|| KeyPair::generate(KeySize::Rsa2048).unwrap());
+/// A key that is in no JWKS: tokens signed with it must never pass.
+pub static ATTACKER_KEY: LazyLock<KeyPair> =
+    LazyLock::new(|| KeyPair::generate(KeySize::Rsa2048).unwrap());
+
+pub fn rsa_jwk(key: &KeyPair, kid: &str, use_: &str) -> Value {
+    let public = aws_lc_rs::signature::KeyPair::public_key(key);
+    json!({
+        "kid": kid, "kty": "RSA", "use": use_, "alg": if use_ == "sig" { "RS256" } else { "RSA-OAEP" },
+        "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+        "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+    })
+}
+
+struct IssuerState {
+    issuer: String,
+    jwks: Value,
+    fetches: AtomicU64,
+    up: AtomicBool,
+}
+
+pub struct Fixture {
+    pub server: RunningServer,
+    pub issuer: String,
+    issuer_state: Arc<IssuerState>,
+    pub certs: CertSet,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// A fixture whose server config `adjust` may change (binding mode, refresh interval).
+    pub async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!(
+            "https://localhost:{}/realms/test",
+            listener.local_addr().unwrap().port()
+        );
+        let issuer_state = Arc::new(IssuerState {
+            issuer: issuer.clone(),
+            jwks: json!({ "keys": [rsa_jwk(&KEY, KID, "sig"), rsa_jwk(&KEY, ENC_KID, "enc")] }),
+            fetches: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+        });
+        serve_issuer(listener, &certs, issuer_state.clone());
+        let mut config = ServerConfig::new(
+            Url::parse(&issuer).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            &certs,
+        );
+        config.leeway = Duration::from_secs(5);
+        adjust(&mut config);
+        let server = server::start(config).await.expect("resource server starts");
+        Self {
+            server,
+            issuer,
+            issuer_state,
+            certs,
+            _dir: dir,
+        }
+    }
+
+    /// Claims of a token that passes every check (scope and role included).
+    pub fn claims(&self) -> Value {
+        let now = now();
+        json!({
+            "iss": self.issuer, "aud": ["oauth2-playbook-resource-server", "account"],
+            "sub": "service-account", "azp": "oauth2-playbook-client-credentials-mtls",
+            "typ": "Bearer", "iat": now, "exp": now + 300,
+            "scope": "profile users:read",
+            "realm_access": { "roles": ["oauth2-playbook-readonly", "default-roles"] },
+        })
+    }
+
+    /// Claims bound to the fixture's client certificate.
+    pub fn bound_claims(&self) -> Value {
+        let mut claims = self.claims();
+        claims["cnf"] = json!({ "x5t#S256": self.certs.client.thumbprint_s256() });
+        claims
+    }
+
+    /// GET /api/users, with or without the client certificate; returns status and challenge.
+    pub async fn get(&self, token: Option<&str>, with_certificate: bool) -> (u16, String) {
+        self.request("/api/users", token, with_certificate).await
+    }
+
+    pub async fn request(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        with_certificate: bool,
+    ) -> (u16, String) {
+        let http = if with_certificate {
+            playbook_provider::https_client_with_identity(
+                &self.certs.ca_pem,
+                &self.certs.client.identity_pem(),
+            )
+        } else {
+            playbook_provider::https_client(&self.certs.ca_pem)
+        }
+        .unwrap();
+        let mut request = http.get(self.server.base_url().join(path).unwrap());
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await.expect("the server answers");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (response.status().as_u16(), challenge)
+    }
+
+    pub fn jwks_fetches(&self) -> u64 {
+        self.issuer_state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Makes the issuer answer 503 from now on, like a Keycloak that went down.
+    pub fn take_issuer_down(&self) {
+        self.issuer_state.up.store(false, Ordering::SeqCst);
+    }
+}
+
+fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<IssuerState>) {
+    async fn discovery(State(state): State<Arc<IssuerState>>) -> Json<Value> {
+        Json(
+            json!({ "issuer": state.issuer, "jwks_uri": format!("{}/protocol/openid-connect/certs", state.issuer) }),
+        )
+    }
+    async fn jwks(
+        State(state): State<Arc<IssuerState>>,
+    ) -> Result<Json<Value>, axum::http::StatusCode> {
+        state.fetches.fetch_add(1, Ordering::SeqCst);
+        if state.up.load(Ordering::SeqCst) {
+            Ok(Json(state.jwks.clone()))
+        } else {
+            Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+    let app = Router::new()
+        .route(
+            "/realms/test/.well-known/openid-configuration",
+            get(discovery),
+        )
+        .route("/realms/test/protocol/openid-connect/certs", get(jwks))
+        .with_state(state);
+    let tls = playbook_resource_server::tls::server_config(
+        &certs.ca_pem,
+        certs.keycloak.cert_pem(),
+        certs.keycloak.key_pem(),
+    )
+    .unwrap();
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .unwrap();
+    tokio::spawn(server.serve(app.into_make_service()));
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// A compact JWS signed with `key` by the RSA algorithm named in `header.alg` (RS*/PS*).
+pub fn sign_with(key: &KeyPair, header: &Value, claims: &Value) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let encoding: &'static dyn signature::RsaEncoding = match header["alg"].as_str().unwrap() {
+        "RS256" => &signature::RSA_PKCS1_SHA256,
+        "RS384" => &signature::RSA_PKCS1_SHA384,
+        "RS512" => &signature::RSA_PKCS1_SHA512,
+        "PS256" => &signature::RSA_PSS_SHA256,
+        other => panic!("test signer does not do {other}"),
+    };
+    let mut sig = vec![0; key.public_modulus_len()];
+    key.sign(encoding, &SystemRandom::new(), input.as_bytes(), &mut sig)
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// A token signed with the JWKS key, RS256, kid [`KID`].
+pub fn sign(claims: &Value) -> String {
+    sign_with(
+        &KEY,
+        &json!({ "alg": "RS256", "typ": "JWT", "kid": KID }),
+        claims,
+    )
+}
+
+pub fn assert_invalid_token((status, challenge): (u16, String)) {
+    assert_eq!(status, 401, "challenge: {challenge}");
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+}
+
+pub fn assert_insufficient_scope((status, challenge): (u16, String)) {
+    assert_eq!(status, 403, "challenge: {challenge}");
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(r#"scope="users:read users:admin""#),
+        "{challenge}"
+    );
+}
+
+pub fn with_binding(mode: BindingMode) -> impl FnOnce(&mut ServerConfig) {
+    move |config| config.binding = mode
+}
