@@ -89,7 +89,7 @@ impl RunningServer {
 
 /// Discovers the issuer's keys, binds, and serves in the background.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-    start_with(config, |state| crate::router(state)).await
+    start_with(config, crate::router).await
 }
 
 /// Like [`start`], with a custom router built on the same state (the benchmark adds a no-auth
