@@ -30,6 +30,8 @@ enum Command {
     Certs(cmd::certs::Args),
     /// Start Keycloak with the oauth2-playbook realm and keep it running until Ctrl-C.
     Provider(cmd::provider::Args),
+    /// Run the protected API (HTTPS, JWT validation against the realm's JWKS).
+    ResourceServer(cmd::resource_server::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
             Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
+            Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,
         }
     });
     match result {

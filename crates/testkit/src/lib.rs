@@ -20,8 +20,11 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
-use playbook_client::{Assignment, CLIENT_ID, Provisioner, READONLY_ROLE, Revocation};
+use playbook_client::{
+    Assignment, CLIENT_ID, Provisioner, READONLY_ROLE, Revocation, TokenClient, TokenClientConfig,
+};
 use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs, RealmTemplate};
+use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
 
 /// One runtime for all tests, so that the shared Keycloak's clients outlive any single test.
@@ -75,6 +78,16 @@ pub async fn keycloak() -> &'static Keycloak {
              (PLAYBOOK_KEYCLOAK_BACKEND selects native, container or external; see docs/testing.md)"
         ),
     }
+}
+
+/// A Keycloak of its own, for the rare test that must stop it; dropped, it stops.
+pub async fn dedicated_keycloak() -> Keycloak {
+    let mut args = ProviderArgs::from_env();
+    args.https_port = 0;
+    let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+    playbook_provider::start(&args, certs(), progress)
+        .await
+        .unwrap_or_else(|e| panic!("no dedicated Keycloak: {e}"))
 }
 
 /// Statics are never dropped, so the shared Keycloak is stopped from `atexit`; the native
@@ -131,6 +144,31 @@ impl TestRealm {
 
     pub fn token_endpoint(&self) -> Url {
         self.keycloak.token_endpoint(&self.name)
+    }
+
+    /// A resource server trusting this realm, on a free port.
+    pub async fn resource_server(&self) -> RunningServer {
+        self.resource_server_with(|_| {}).await
+    }
+
+    /// A resource server trusting this realm, its configuration adjusted by `adjust`.
+    pub async fn resource_server_with(
+        &self,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> RunningServer {
+        let listen = "127.0.0.1:0".parse().expect("valid address");
+        let mut config = ServerConfig::new(self.issuer(), listen, certs());
+        adjust(&mut config);
+        playbook_resource_server::server::start(config)
+            .await
+            .expect("the resource server starts")
+    }
+
+    /// The mTLS token client of the realm's client, with the run's client certificate.
+    pub fn token_client(&self) -> Arc<TokenClient> {
+        let config =
+            TokenClientConfig::playbook(self.token_endpoint(), &certs().ca_pem, &certs().client);
+        Arc::new(TokenClient::new(config).expect("a token client"))
     }
 
     pub fn provisioner(&self) -> Provisioner<'_> {

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod provider;
+pub mod resource_server;
 
 /// Exit codes a script can tell apart.
 pub const EXIT_FAILURE: u8 = 1;

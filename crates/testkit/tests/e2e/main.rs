@@ -1,3 +1,4 @@
 //! End-to-end tests against a real Keycloak (one per run, started by `playbook-testkit`).
 
+mod resource_server;
 mod token;

@@ -63,8 +63,9 @@ fn token_before_role_assignment_has_neither_scope_nor_role() {
                 .iter()
                 .any(|r| r == READONLY_ROLE)
         );
+        // Still addressed to the resource server, which can therefore answer 403, not 401.
         assert!(
-            !token
+            token
                 .claims
                 .audiences()
                 .iter()

@@ -1,0 +1,59 @@
+//! `playbook resource-server`: the protected API, until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use playbook_certs::CertSet;
+use playbook_resource_server::ServerArgs;
+use playbook_resource_server::server::{self, ServerConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Builds the server configuration: explicit paths win, the certificate directory fills the rest.
+pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig> {
+    let (certs, _) = CertSet::ensure(certs_dir, false)?;
+    let read = |path: Option<&Path>, default: &str| -> anyhow::Result<String> {
+        match path {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display())),
+            None => Ok(default.to_owned()),
+        }
+    };
+    let mut config = ServerConfig::new(args.issuer, args.listen, &certs);
+    config.ca_pem = read(args.ca.as_deref(), &certs.ca_pem)?;
+    config.cert_pem = read(args.cert.as_deref(), certs.resource_server.cert_pem())?;
+    config.key_pem = read(args.key.as_deref(), certs.resource_server.key_pem())?;
+    config.audience = args.audience;
+    config.algorithms = args.algorithms;
+    config.binding = args.binding;
+    config.leeway = Duration::from_secs(args.leeway_secs);
+    Ok(config)
+}
+
+pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = config(certs_dir, args.server)?;
+    let issuer = config.issuer.clone();
+    let server = server::start(config).await?;
+    println!(
+        "resource server listening on {} (issuer {issuer})",
+        server.base_url()
+    );
+    println!(
+        "  GET /api/users      realm role oauth2-playbook-readonly + scope users:read (or users:admin)"
+    );
+    println!(
+        "  GET /api/user/{{id}}  realm role oauth2-playbook-readonly + scope read:user (or users:admin)"
+    );
+    println!("  POST /api/user      scope write:user (or users:admin)");
+    println!("  GET /healthz, /readyz");
+    println!("Press Ctrl-C to stop.");
+    crate::cmd::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,127 @@
+//! The resource server validating real Keycloak tokens.
+
+use playbook_client::ResourceApi;
+use playbook_provider::RealmTemplate;
+use playbook_testkit::{TestRealm, certs, dedicated_keycloak, run};
+
+#[test]
+fn token_with_role_and_scope_reads_users() {
+    run(async {
+        let realm = TestRealm::new().await;
+        realm.grant_readonly_role().await;
+        let server = realm.resource_server().await;
+        let api = ResourceApi::new(server.base_url(), realm.token_client()).unwrap();
+        let answer = api.get("/api/users").await.unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(
+            answer
+                .body
+                .as_array()
+                .is_some_and(|users| !users.is_empty()),
+            "{answer:?}"
+        );
+        server.shutdown().await;
+    })
+}
+
+#[test]
+fn token_issued_before_the_role_was_assigned_is_forbidden() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let tokens = realm.token_client();
+        let early = tokens.request().await.unwrap();
+        realm.grant_readonly_role().await;
+        let server = realm.resource_server().await;
+        let api = ResourceApi::new(server.base_url(), tokens).unwrap();
+        let answer = api.get_with("/api/users", early.expose()).await.unwrap();
+        assert_eq!(answer.status, 403, "{answer:?}");
+        let challenge = answer.www_authenticate.unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        server.shutdown().await;
+    })
+}
+
+#[test]
+fn bound_token_replayed_without_the_client_certificate_is_rejected() {
+    run(async {
+        let realm = TestRealm::new().await;
+        realm.grant_readonly_role().await;
+        let token = realm.token_client().request().await.unwrap();
+        let server = realm.resource_server().await;
+        // Same token, same CA trust, but a connection without the client certificate.
+        let http = playbook_provider::https_client(&certs().ca_pem).unwrap();
+        let response = http
+            .get(server.base_url().join("/api/users").unwrap())
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+        server.shutdown().await;
+    })
+}
+
+#[test]
+fn loaded_keys_keep_validating_after_keycloak_stops() {
+    run(async {
+        // This test stops Keycloak, so it gets one of its own instead of the shared one.
+        let keycloak = dedicated_keycloak().await;
+        let admin = keycloak.admin().unwrap();
+        admin
+            .create_realm(&RealmTemplate::bundled().named("outage"))
+            .await
+            .unwrap();
+        let provisioner = playbook_client::Provisioner::new(&admin, "outage");
+        let account = provisioner
+            .service_account(playbook_client::CLIENT_ID)
+            .await
+            .unwrap();
+        let role = provisioner
+            .realm_role(playbook_client::READONLY_ROLE)
+            .await
+            .unwrap();
+        provisioner.assign(&account, &role).await.unwrap();
+        let tokens = std::sync::Arc::new(
+            playbook_client::TokenClient::new(playbook_client::TokenClientConfig::playbook(
+                keycloak.token_endpoint("outage"),
+                &certs().ca_pem,
+                &certs().client,
+            ))
+            .unwrap(),
+        );
+        let token = tokens.request().await.unwrap();
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let server = playbook_resource_server::server::start(
+            playbook_resource_server::ServerConfig::new(keycloak.issuer("outage"), listen, certs()),
+        )
+        .await
+        .unwrap();
+        let api = ResourceApi::new(server.base_url(), tokens).unwrap();
+        assert_eq!(
+            api.get_with("/api/users", token.expose())
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+
+        keycloak.stop().await;
+        let answer = api.get_with("/api/users", token.expose()).await.unwrap();
+        assert_eq!(
+            answer.status, 200,
+            "cached keys must survive the outage: {answer:?}"
+        );
+        server.shutdown().await;
+    })
+}
