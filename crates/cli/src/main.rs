@@ -1,7 +1,9 @@
 //! `playbook`: every step of the OAuth 2.0 client-credentials flow with mutual TLS, for real.
 
 mod cmd;
+mod flow;
 mod progress;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,20 +28,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything in one go: certificates, Keycloak, the resource server, the four steps, two lessons.
+    Demo(cmd::demo::Args),
     /// Create (or check and reuse) the local CA and the server and client certificates.
     Certs(cmd::certs::Args),
     /// Start Keycloak with the oauth2-playbook realm and keep it running until Ctrl-C.
     Provider(cmd::provider::Args),
     /// Run the protected API (HTTPS, JWT validation against the realm's JWKS).
     ResourceServer(cmd::resource_server::Args),
+    /// The seed's client/start.sh: admin token, role assignment, mTLS token, API call.
+    Client(cmd::client::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Servers log every decision; the guided commands keep stdout for the diagram and log only
+    // Keycloak's progress.
+    let default_filter = match cli.command {
+        Command::Demo(_) | Command::Client(_) => "warn,playbook_provider=info",
+        _ => "warn,playbook=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLAYBOOK_LOG")
-                .unwrap_or_else(|_| "warn,playbook=info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -47,6 +59,8 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => cmd::demo::run(&cli.certs_dir, args).await,
+            Command::Client(args) => cmd::client::run(&cli.certs_dir, args).await,
             Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
             Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,

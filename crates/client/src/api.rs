@@ -15,6 +15,22 @@ pub struct ApiResponse {
     pub body: serde_json::Value,
 }
 
+impl ApiResponse {
+    /// Turns 401 and 403 into [`ClientError::ApiRefused`] with the likely cause.
+    pub fn error_for_status(self) -> Result<Self, ClientError> {
+        let hint = match self.status {
+            401 => "the token was rejected: is the resource server trusting this realm, and was the token sent with the client certificate it is bound to?",
+            403 => "the token lacks the realm role or scope: assign oauth2-playbook-readonly (step 2) and request a new token with scope users:read",
+            _ => return Ok(self),
+        };
+        Err(ClientError::ApiRefused {
+            status: self.status,
+            challenge: self.www_authenticate,
+            hint,
+        })
+    }
+}
+
 /// The resource server's API, called with tokens from a shared [`TokenClient`].
 pub struct ResourceApi {
     http: reqwest::Client,

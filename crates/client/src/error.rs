@@ -37,6 +37,13 @@ pub enum ClientError {
     )]
     CertificateRefused { url: String, reason: String },
 
+    #[error("the resource server answered {status}{}; {hint}", challenge.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    ApiRefused {
+        status: u16,
+        challenge: Option<String>,
+        hint: &'static str,
+    },
+
     #[error("cannot reach {url}: {reason}; is it running?")]
     Unreachable { url: String, reason: String },
 
@@ -48,7 +55,7 @@ impl ClientError {
     /// Whether the other side answered "no" (as opposed to not answering at all).
     pub fn is_refusal(&self) -> bool {
         match self {
-            Self::TokenRefused { .. } | Self::CertificateRefused { .. } => true,
+            Self::TokenRefused { .. } | Self::CertificateRefused { .. } | Self::ApiRefused { .. } => true,
             Self::Provider(e) => matches!(e, ProviderError::AdminRefused { .. }),
             _ => false,
         }

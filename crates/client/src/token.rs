@@ -135,6 +135,11 @@ impl TokenClient {
         }
     }
 
+    /// Drops the cached token, e.g. after the client's roles changed and its scopes with them.
+    pub async fn forget(&self) {
+        *self.cached.lock().await = None;
+    }
+
     /// How many token requests reached the token endpoint: proof that caching works.
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

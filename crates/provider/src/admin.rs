@@ -148,6 +148,12 @@ impl Admin {
         check("POST", path, response).await.map(drop)
     }
 
+    /// `PUT` JSON to an Admin API path (relative to `admin/realms/`).
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+        let response = self.send(reqwest::Method::PUT, path, Some(body)).await?;
+        check("PUT", path, response).await.map(drop)
+    }
+
     /// `DELETE` with a JSON body (role mappings take the roles to remove as the body).
     pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
         let response = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
@@ -157,6 +163,11 @@ impl Admin {
     /// Creates a realm from its JSON representation (`POST /admin/realms`).
     pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), ProviderError> {
         self.post("", realm).await
+    }
+
+    /// Whether a realm of that name exists.
+    pub async fn realm_exists(&self, name: &str) -> Result<bool, ProviderError> {
+        Ok(self.get::<serde_json::Value>(name).await?.is_some())
     }
 
     /// Deletes a realm; a realm that is already gone is fine.

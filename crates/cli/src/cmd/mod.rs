@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod certs;
+pub mod client;
+pub mod demo;
 pub mod provider;
 pub mod resource_server;
 

@@ -1,0 +1,107 @@
+//! `playbook client`: the seed's four steps against a running Keycloak and resource server.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use playbook_certs::CertSet;
+use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_provider::{Admin, AdminCredentials, REALM, Secret};
+use serde_json::json;
+use url::Url;
+
+use crate::flow::Flow;
+use crate::report::Report;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keycloak's base URL.
+    #[arg(long = "keycloak-url", env = "PLAYBOOK_KEYCLOAK_URL", default_value = "https://localhost:9443/")]
+    keycloak_url: Url,
+
+    /// The realm.
+    #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
+    realm: String,
+
+    /// Keycloak admin user (master realm).
+    #[arg(long = "keycloak-admin-user", env = "PLAYBOOK_KEYCLOAK_ADMIN_USER", default_value = "admin")]
+    admin_user: String,
+
+    /// Keycloak admin password [default: the one `playbook provider` saved in the certs dir, else `admin`].
+    #[arg(long = "keycloak-admin-password", env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+
+    /// The resource server's base URL.
+    #[arg(long = "api-url", env = "PLAYBOOK_API_URL", default_value = "https://localhost:8443/")]
+    api_url: Url,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Output options shared with `playbook demo`.
+#[derive(clap::Args, Clone, Copy)]
+pub struct OutputArgs {
+    /// Pause for Enter before assigning the role, like the seed's `read -p`.
+    #[arg(long)]
+    pub step: bool,
+
+    /// Print one JSON document instead of the diagram (for scripts).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the whole access token (it is a bearer credential: careful where you paste it).
+    #[arg(long)]
+    pub show_token: bool,
+}
+
+pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let certs = CertSet::load(playbook_certs::Files::new(certs_dir))?;
+    let password = match args.admin_password {
+        Some(password) => password,
+        None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir)).unwrap_or_else(|_| "admin".into()),
+    };
+    let admin = Admin::new(
+        args.keycloak_url.clone(),
+        AdminCredentials::new(args.admin_user, Secret::new(password.trim())),
+        &certs.ca_pem,
+    )?;
+    let token_endpoint = admin
+        .base_url()
+        .join(&format!("realms/{}/protocol/openid-connect/token", args.realm))?;
+    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(token_endpoint, &certs.ca_pem, &certs.client))?);
+    let flow = Flow {
+        admin: &admin,
+        realm: &args.realm,
+        api: ResourceApi::new(args.api_url, tokens.clone())?,
+        tokens,
+        show_token: args.output.show_token,
+    };
+    let mut report = Report::new(args.output.json);
+    let answer = four_steps(&flow, &mut report, args.output).await?;
+    report.finish(json!({ "status": answer.status, "users": answer.body }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Steps 1–4; a refused API call is an error (exit code "refused").
+pub async fn four_steps(flow: &Flow<'_>, report: &mut Report, output: OutputArgs) -> anyhow::Result<playbook_client::ApiResponse> {
+    flow.admin_token(report).await?;
+    if output.step && !output.json {
+        pause("Press Enter to assign the role oauth2-playbook-readonly to the client's service account...").await;
+    }
+    flow.assign_role(report).await?;
+    report.heading("3. Client credentials token over mutual TLS");
+    flow.token(report).await?;
+    report.heading("4. Call the resource server");
+    let answer = flow.call_api(report).await?;
+    Ok(answer.error_for_status()?)
+}
+
+async fn pause(prompt: &str) {
+    println!("\n{prompt}");
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)
+    })
+    .await;
+}
