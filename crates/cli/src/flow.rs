@@ -32,7 +32,12 @@ impl Flow<'_> {
             json!({ "endpoint": "/realms/master/protocol/openid-connect/token", "grant_type": "password" }),
         );
         self.admin.token().await?;
-        report.arrow(Actor::AuthServer, Actor::Client, "admin access token (lives 60 s, renewed as needed)", json!({}));
+        report.arrow(
+            Actor::AuthServer,
+            Actor::Client,
+            "admin access token (lives 60 s, renewed as needed)",
+            json!({}),
+        );
         Ok(())
     }
 
@@ -45,15 +50,26 @@ impl Flow<'_> {
         report.arrow(
             Actor::Client,
             Actor::AuthServer,
-            &format!("POST /admin/realms/{}/users/{{id}}/role-mappings/realm [{READONLY_ROLE}]", self.realm),
+            &format!(
+                "POST /admin/realms/{}/users/{{id}}/role-mappings/realm [{READONLY_ROLE}]",
+                self.realm
+            ),
             json!({ "user": account.username, "role": role.name }),
         );
         let assignment = provisioner.assign(&account, &role).await?;
         let summary = match assignment {
             Assignment::Assigned => format!("{READONLY_ROLE} assigned to {}", account.username),
-            Assignment::AlreadyAssigned => format!("{} already holds {READONLY_ROLE}: nothing to do", account.username),
+            Assignment::AlreadyAssigned => format!(
+                "{} already holds {READONLY_ROLE}: nothing to do",
+                account.username
+            ),
         };
-        report.arrow(Actor::AuthServer, Actor::Client, &summary, json!({ "assignment": format!("{assignment:?}") }));
+        report.arrow(
+            Actor::AuthServer,
+            Actor::Client,
+            &summary,
+            json!({ "assignment": format!("{assignment:?}") }),
+        );
         // Scopes are decided when a token is issued: a token cached from before is now stale.
         self.tokens.forget().await;
         Ok(assignment)
@@ -98,12 +114,29 @@ impl Flow<'_> {
                 "access_token": self.show_token.then(|| token.expose()),
             }),
         );
-        report.detail(&format!("sub         {}", claims.sub.as_deref().unwrap_or("-")));
-        report.detail(&format!("scope       {}", claims.scope.as_deref().filter(|s| !s.is_empty()).unwrap_or("(none)")));
+        report.detail(&format!(
+            "sub         {}",
+            claims.sub.as_deref().unwrap_or("-")
+        ));
+        report.detail(&format!(
+            "scope       {}",
+            claims
+                .scope
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("(none)")
+        ));
         report.detail(&format!("realm roles {}", claims.realm_roles().join(", ")));
         report.detail(&format!("aud         {}", claims.audiences().join(", ")));
-        report.detail(&format!("exp         {} (in {} s)", claims.exp.unwrap_or(0), expires_in.unwrap_or(0)));
-        report.detail(&format!("cnf         x5t#S256={}", claims.x5t_s256().as_deref().unwrap_or("(not bound)")));
+        report.detail(&format!(
+            "exp         {} (in {} s)",
+            claims.exp.unwrap_or(0),
+            expires_in.unwrap_or(0)
+        ));
+        report.detail(&format!(
+            "cnf         x5t#S256={}",
+            claims.x5t_s256().as_deref().unwrap_or("(not bound)")
+        ));
         if self.show_token {
             report.detail(&format!("token       {}", token.expose()));
         }
@@ -126,8 +159,14 @@ impl Flow<'_> {
 
 pub fn report_answer(report: &mut Report, answer: &ApiResponse) {
     let summary = match answer.status {
-        200 => format!("200 OK, {} user(s)", answer.body.as_array().map_or(0, Vec::len)),
-        status => format!("{status} {}", answer.www_authenticate.as_deref().unwrap_or("")),
+        200 => format!(
+            "200 OK, {} user(s)",
+            answer.body.as_array().map_or(0, Vec::len)
+        ),
+        status => format!(
+            "{status} {}",
+            answer.www_authenticate.as_deref().unwrap_or("")
+        ),
     };
     report.arrow(
         Actor::ResourceServer,
@@ -138,5 +177,7 @@ pub fn report_answer(report: &mut Report, answer: &ApiResponse) {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

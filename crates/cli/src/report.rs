@@ -2,6 +2,14 @@
 
 use serde_json::{Value, json};
 
+/// `println!` that gives up quietly when stdout is gone (`playbook client --json | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The participants of the README's sequence diagram.
 #[derive(Debug, Clone, Copy)]
 pub enum Actor {
@@ -27,13 +35,16 @@ pub struct Report {
 
 impl Report {
     pub fn new(json: bool) -> Self {
-        Self { json, events: Vec::new() }
+        Self {
+            json,
+            events: Vec::new(),
+        }
     }
 
     /// A heading for a numbered step or a lesson.
     pub fn heading(&mut self, title: &str) {
         if !self.json {
-            println!("\n{title}");
+            out!("\n{title}");
         }
     }
 
@@ -42,21 +53,21 @@ impl Report {
         if self.json {
             self.events.push(json!({ "from": from.name(), "to": to.name(), "summary": summary, "details": details }));
         } else {
-            println!("   {:<14} ──▶ {:<14} {summary}", from.name(), to.name());
+            out!("   {:<14} ──▶ {:<14} {summary}", from.name(), to.name());
         }
     }
 
     /// A plain line of commentary (people only).
     pub fn note(&mut self, text: &str) {
         if !self.json {
-            println!("   {text}");
+            out!("   {text}");
         }
     }
 
     /// An indented line of detail under the last arrow (people only).
     pub fn detail(&mut self, text: &str) {
         if !self.json {
-            println!("   {:<14}     {:<14}   {text}", "", "");
+            out!("   {:<14}     {:<14}   {text}", "", "");
         }
     }
 
@@ -64,7 +75,10 @@ impl Report {
     pub fn finish(self, outcome: Value) {
         if self.json {
             let document = json!({ "events": self.events, "outcome": outcome });
-            println!("{}", serde_json::to_string_pretty(&document).expect("JSON values serialize"));
+            out!(
+                "{}",
+                serde_json::to_string_pretty(&document).expect("JSON values serialize")
+            );
         }
     }
 }

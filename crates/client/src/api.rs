@@ -19,8 +19,12 @@ impl ApiResponse {
     /// Turns 401 and 403 into [`ClientError::ApiRefused`] with the likely cause.
     pub fn error_for_status(self) -> Result<Self, ClientError> {
         let hint = match self.status {
-            401 => "the token was rejected: is the resource server trusting this realm, and was the token sent with the client certificate it is bound to?",
-            403 => "the token lacks the realm role or scope: assign oauth2-playbook-readonly (step 2) and request a new token with scope users:read",
+            401 => {
+                "the token was rejected: is the resource server trusting this realm, and was the token sent with the client certificate it is bound to?"
+            }
+            403 => {
+                "the token lacks the realm role or scope: assign oauth2-playbook-readonly (step 2) and request a new token with scope users:read"
+            }
             _ => return Ok(self),
         };
         Err(ClientError::ApiRefused {

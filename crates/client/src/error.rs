@@ -55,7 +55,9 @@ impl ClientError {
     /// Whether the other side answered "no" (as opposed to not answering at all).
     pub fn is_refusal(&self) -> bool {
         match self {
-            Self::TokenRefused { .. } | Self::CertificateRefused { .. } | Self::ApiRefused { .. } => true,
+            Self::TokenRefused { .. }
+            | Self::CertificateRefused { .. }
+            | Self::ApiRefused { .. } => true,
             Self::Provider(e) => matches!(e, ProviderError::AdminRefused { .. }),
             _ => false,
         }

@@ -16,7 +16,11 @@ use crate::report::Report;
 #[derive(clap::Args)]
 pub struct Args {
     /// Keycloak's base URL.
-    #[arg(long = "keycloak-url", env = "PLAYBOOK_KEYCLOAK_URL", default_value = "https://localhost:9443/")]
+    #[arg(
+        long = "keycloak-url",
+        env = "PLAYBOOK_KEYCLOAK_URL",
+        default_value = "https://localhost:9443/"
+    )]
     keycloak_url: Url,
 
     /// The realm.
@@ -24,15 +28,27 @@ pub struct Args {
     realm: String,
 
     /// Keycloak admin user (master realm).
-    #[arg(long = "keycloak-admin-user", env = "PLAYBOOK_KEYCLOAK_ADMIN_USER", default_value = "admin")]
+    #[arg(
+        long = "keycloak-admin-user",
+        env = "PLAYBOOK_KEYCLOAK_ADMIN_USER",
+        default_value = "admin"
+    )]
     admin_user: String,
 
     /// Keycloak admin password [default: the one `playbook provider` saved in the certs dir, else `admin`].
-    #[arg(long = "keycloak-admin-password", env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "keycloak-admin-password",
+        env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
     admin_password: Option<String>,
 
     /// The resource server's base URL.
-    #[arg(long = "api-url", env = "PLAYBOOK_API_URL", default_value = "https://localhost:8443/")]
+    #[arg(
+        long = "api-url",
+        env = "PLAYBOOK_API_URL",
+        default_value = "https://localhost:8443/"
+    )]
     api_url: Url,
 
     #[command(flatten)]
@@ -59,17 +75,23 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let certs = CertSet::load(playbook_certs::Files::new(certs_dir))?;
     let password = match args.admin_password {
         Some(password) => password,
-        None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir)).unwrap_or_else(|_| "admin".into()),
+        None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir))
+            .unwrap_or_else(|_| "admin".into()),
     };
     let admin = Admin::new(
         args.keycloak_url.clone(),
         AdminCredentials::new(args.admin_user, Secret::new(password.trim())),
         &certs.ca_pem,
     )?;
-    let token_endpoint = admin
-        .base_url()
-        .join(&format!("realms/{}/protocol/openid-connect/token", args.realm))?;
-    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(token_endpoint, &certs.ca_pem, &certs.client))?);
+    let token_endpoint = admin.base_url().join(&format!(
+        "realms/{}/protocol/openid-connect/token",
+        args.realm
+    ))?;
+    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
+        token_endpoint,
+        &certs.ca_pem,
+        &certs.client,
+    ))?);
     let flow = Flow {
         admin: &admin,
         realm: &args.realm,
@@ -84,7 +106,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Steps 1–4; a refused API call is an error (exit code "refused").
-pub async fn four_steps(flow: &Flow<'_>, report: &mut Report, output: OutputArgs) -> anyhow::Result<playbook_client::ApiResponse> {
+pub async fn four_steps(
+    flow: &Flow<'_>,
+    report: &mut Report,
+    output: OutputArgs,
+) -> anyhow::Result<playbook_client::ApiResponse> {
     flow.admin_token(report).await?;
     if output.step && !output.json {
         pause("Press Enter to assign the role oauth2-playbook-readonly to the client's service account...").await;

@@ -37,10 +37,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (certs, how) = CertSet::ensure(certs_dir, false)?;
     report.heading(&format!(
         "0. Setup: certificates {} in {}",
-        if how == Ensured::Generated { "generated" } else { "reused" },
+        if how == Ensured::Generated {
+            "generated"
+        } else {
+            "reused"
+        },
         certs.files.dir().display()
     ));
-    let keycloak = playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
+    let keycloak =
+        playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, &args, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
@@ -50,18 +55,34 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-async fn demo(keycloak: &Keycloak, certs: &CertSet, certs_dir: &Path, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+async fn demo(
+    keycloak: &Keycloak,
+    certs: &CertSet,
+    certs_dir: &Path,
+    args: &Args,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let admin = keycloak.admin()?;
     if !admin.realm_exists(REALM).await? {
-        admin.create_realm(&RealmTemplate::bundled().named(REALM)).await?;
+        admin
+            .create_realm(&RealmTemplate::bundled().named(REALM))
+            .await?;
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     let listen = format!("127.0.0.1:{}", args.api_port).parse()?;
     let server = server::start(ServerConfig::new(keycloak.issuer(REALM), listen, certs)).await?;
-    report.note(&format!("Keycloak ({}) at {} with realm {REALM}", keycloak.backend_name(), keycloak.base_url()));
+    report.note(&format!(
+        "Keycloak ({}) at {} with realm {REALM}",
+        keycloak.backend_name(),
+        keycloak.base_url()
+    ));
     report.note(&format!("resource server at {}", server.base_url()));
 
-    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(keycloak.token_endpoint(REALM), &certs.ca_pem, &certs.client))?);
+    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
+        keycloak.token_endpoint(REALM),
+        &certs.ca_pem,
+        &certs.client,
+    ))?);
     let flow = Flow {
         admin: &admin,
         realm: REALM,
@@ -75,22 +96,42 @@ async fn demo(keycloak: &Keycloak, certs: &CertSet, certs_dir: &Path, args: &Arg
     report.heading("Lesson 1: before the role is assigned, the token carries no users:read");
     flow.token(report).await?;
     let early = flow.call_api(report).await?;
-    anyhow::ensure!(early.status == 403, "expected 403 before the role assignment, got {}", early.status);
-    report.note("=> 403 insufficient_scope: authenticated, but not allowed. Now the seed's four steps:");
+    anyhow::ensure!(
+        early.status == 403,
+        "expected 403 before the role assignment, got {}",
+        early.status
+    );
+    report.note(
+        "=> 403 insufficient_scope: authenticated, but not allowed. Now the seed's four steps:",
+    );
 
     let answer = four_steps(&flow, report, args.output).await?;
-    anyhow::ensure!(answer.status == 200, "expected 200 after the role assignment, got {}", answer.status);
+    anyhow::ensure!(
+        answer.status == 200,
+        "expected 200 after the role assignment, got {}",
+        answer.status
+    );
 
     report.heading("Lesson 2: the same token replayed without the client certificate");
     let token = tokens.token().await?;
     let stolen = playbook_provider::https_client(&certs.ca_pem)?;
-    report.arrow(Actor::Client, Actor::ResourceServer, "GET /api/users (same Bearer token, no client certificate)", json!({}));
+    report.arrow(
+        Actor::Client,
+        Actor::ResourceServer,
+        "GET /api/users (same Bearer token, no client certificate)",
+        json!({}),
+    );
     let response = stolen
         .get(server.base_url().join("/api/users")?)
         .bearer_auth(token.expose())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("calling the resource server: {}", playbook_provider::describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "calling the resource server: {}",
+                playbook_provider::describe(&e)
+            )
+        })?;
     let replay = playbook_client::ApiResponse {
         status: response.status().as_u16(),
         www_authenticate: response
@@ -101,7 +142,11 @@ async fn demo(keycloak: &Keycloak, certs: &CertSet, certs_dir: &Path, args: &Arg
         body: serde_json::Value::Null,
     };
     report_answer(report, &replay);
-    anyhow::ensure!(replay.status == 401, "expected 401 for a replay without the certificate, got {}", replay.status);
+    anyhow::ensure!(
+        replay.status == 401,
+        "expected 401 for a replay without the certificate, got {}",
+        replay.status
+    );
     report.note("=> 401 invalid_token: the token is bound to the certificate (cnf.x5t#S256); a stolen token is useless.");
 
     if args.keep {
@@ -130,8 +175,16 @@ async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertS
         cert = cert.display(),
         key = key.display()
     );
-    println!("  curl -i --cacert {} -H \"Authorization: Bearer $TOKEN\" {}api/users   # no certificate: 401", ca.display(), server.base_url());
-    println!("  admin console: {}admin/ (user admin, password in {})", keycloak.base_url(), crate::cmd::admin_password_file(f.dir()).display());
+    println!(
+        "  curl -i --cacert {} -H \"Authorization: Bearer $TOKEN\" {}api/users   # no certificate: 401",
+        ca.display(),
+        server.base_url()
+    );
+    println!(
+        "  admin console: {}admin/ (user admin, password in {})",
+        keycloak.base_url(),
+        crate::cmd::admin_password_file(f.dir()).display()
+    );
     println!("Press Ctrl-C to stop.");
     crate::cmd::shutdown_signal().await;
 }
