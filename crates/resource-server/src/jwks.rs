@@ -240,6 +240,14 @@ impl JwksCache {
         }
     }
 
+    /// Installs the keys of a JWKS document, as a fetch would (offline start, benchmarks).
+    pub fn preload(&self, document: &[u8]) -> Result<(), String> {
+        let keys = parse_jwks(document, &self.allowed)?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
     /// Whether any usable signing key is loaded (the readiness answer).
     pub fn has_keys(&self) -> bool {
         self.snapshot().values().any(|k| k.unusable.is_none())

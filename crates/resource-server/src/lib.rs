@@ -17,6 +17,8 @@ pub mod config;
 pub mod jwks;
 pub mod policy;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod token;
 

@@ -92,14 +92,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     start_with(config, crate::router).await
 }
 
-/// Like [`start`], with a custom router built on the same state (the benchmark adds a no-auth
-/// route this way).
+/// Like [`start`], with a custom router built on the same state.
 pub async fn start_with(
     config: ServerConfig,
     router: impl FnOnce(AppState) -> axum::Router,
 ) -> Result<RunningServer, ServerError> {
-    let tls = crate::tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
-        .map_err(ServerError::Tls)?;
     let http = playbook_provider::https_client(&config.ca_pem)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     let keys = JwksCache::discover(
@@ -110,7 +107,18 @@ pub async fn start_with(
     )
     .await
     .map_err(ServerError::Discovery)?;
-    let keys = Arc::new(keys);
+    serve(config, Arc::new(keys), router)
+}
+
+/// Serves with an already prepared key cache (no discovery): the load-test target uses this
+/// with preloaded test keys. Must be called inside a tokio runtime.
+pub fn serve(
+    config: ServerConfig,
+    keys: Arc<JwksCache>,
+    router: impl FnOnce(AppState) -> axum::Router,
+) -> Result<RunningServer, ServerError> {
+    let tls = crate::tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
+        .map_err(ServerError::Tls)?;
     let validator = Validator::new(
         ValidatorConfig {
             issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),

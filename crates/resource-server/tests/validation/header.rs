@@ -35,9 +35,7 @@ async fn alg_none_is_rejected() {
 async fn hs256_signed_with_the_rsa_public_key_is_rejected() {
     let fx = Fixture::new().await;
     // The classic confusion attack: the public key (known to all) used as an HMAC secret.
-    let public_der = aws_lc_rs::signature::KeyPair::public_key(&*KEY)
-        .as_ref()
-        .to_vec();
+    let public_der = KEY.public_der();
     let input = format!(
         "{}.{}",
         b64(&json!({ "alg": "HS256", "kid": KID })),
@@ -72,7 +70,7 @@ async fn unknown_crit_is_rejected() {
 #[tokio::test]
 async fn embedded_jwk_and_jku_cannot_bring_their_own_key() {
     let fx = Fixture::new().await;
-    let attacker_jwk = rsa_jwk(&ATTACKER_KEY, "attacker", "sig");
+    let attacker_jwk = ATTACKER_KEY.jwk("sig");
     let header = json!({ "alg": "RS256", "kid": "attacker", "jwk": attacker_jwk, "jku": "https://attacker.invalid/jwks" });
     let forged = sign_with(&ATTACKER_KEY, &header, &fx.claims());
     assert_invalid_token(fx.get(Some(&forged), false).await);

@@ -5,17 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use playbook_certs::CertSet;
 use playbook_resource_server::BindingMode;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
+use playbook_resource_server::testing::{TestKey, b64_json, keycloak_like_claims};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -23,19 +19,9 @@ pub const KID: &str = "test-key-1";
 pub const ENC_KID: &str = "test-enc-key";
 
 /// One RSA key for the whole run: generating 2048-bit keys is the slow part of these tests.
-pub static KEY: LazyLock<KeyPair> = LazyLock::new(|| KeyPair::generate(KeySize::Rsa2048).unwrap());
+pub static KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate(KID));
 /// A key that is in no JWKS: tokens signed with it must never pass.
-pub static ATTACKER_KEY: LazyLock<KeyPair> =
-    LazyLock::new(|| KeyPair::generate(KeySize::Rsa2048).unwrap());
-
-pub fn rsa_jwk(key: &KeyPair, kid: &str, use_: &str) -> Value {
-    let public = aws_lc_rs::signature::KeyPair::public_key(key);
-    json!({
-        "kid": kid, "kty": "RSA", "use": use_, "alg": if use_ == "sig" { "RS256" } else { "RSA-OAEP" },
-        "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-        "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-    })
-}
+pub static ATTACKER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("attacker"));
 
 struct IssuerState {
     issuer: String,
@@ -68,7 +54,7 @@ impl Fixture {
         );
         let issuer_state = Arc::new(IssuerState {
             issuer: issuer.clone(),
-            jwks: json!({ "keys": [rsa_jwk(&KEY, KID, "sig"), rsa_jwk(&KEY, ENC_KID, "enc")] }),
+            jwks: json!({ "keys": [KEY.jwk("sig"), KEY.jwk_as(ENC_KID, "enc")] }),
             fetches: AtomicU64::new(0),
             up: AtomicBool::new(true),
         });
@@ -92,14 +78,7 @@ impl Fixture {
 
     /// Claims of a token that passes every check (scope and role included).
     pub fn claims(&self) -> Value {
-        let now = now();
-        json!({
-            "iss": self.issuer, "aud": ["oauth2-playbook-resource-server", "account"],
-            "sub": "service-account", "azp": "oauth2-playbook-client-credentials-mtls",
-            "typ": "Bearer", "iat": now, "exp": now + 300,
-            "scope": "profile users:read",
-            "realm_access": { "roles": ["oauth2-playbook-readonly", "default-roles"] },
-        })
+        keycloak_like_claims(&self.issuer)
     }
 
     /// Claims bound to the fixture's client certificate.
@@ -197,32 +176,17 @@ pub fn now() -> i64 {
 }
 
 pub fn b64(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+    b64_json(value)
 }
 
-/// A compact JWS signed with `key` by the RSA algorithm named in `header.alg` (RS*/PS*).
-pub fn sign_with(key: &KeyPair, header: &Value, claims: &Value) -> String {
-    let input = format!("{}.{}", b64(header), b64(claims));
-    let encoding: &'static dyn signature::RsaEncoding = match header["alg"].as_str().unwrap() {
-        "RS256" => &signature::RSA_PKCS1_SHA256,
-        "RS384" => &signature::RSA_PKCS1_SHA384,
-        "RS512" => &signature::RSA_PKCS1_SHA512,
-        "PS256" => &signature::RSA_PSS_SHA256,
-        other => panic!("test signer does not do {other}"),
-    };
-    let mut sig = vec![0; key.public_modulus_len()];
-    key.sign(encoding, &SystemRandom::new(), input.as_bytes(), &mut sig)
-        .unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+/// A compact JWS signed with `key`, any header.
+pub fn sign_with(key: &TestKey, header: &Value, claims: &Value) -> String {
+    key.sign_with_header(header, claims)
 }
 
 /// A token signed with the JWKS key, RS256, kid [`KID`].
 pub fn sign(claims: &Value) -> String {
-    sign_with(
-        &KEY,
-        &json!({ "alg": "RS256", "typ": "JWT", "kid": KID }),
-        claims,
-    )
+    KEY.sign(claims)
 }
 
 pub fn assert_invalid_token((status, challenge): (u16, String)) {

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Throughput of the resource server with token validation vs the same handler without it, in one
+# run, over HTTPS keep-alive from a loopback load generator (oha, installed from crates.io into
+# .playbook/tools on first use). Prints requests/s, p99 and the with-auth/no-auth ratio.
+#
+#   scripts/load-test.sh                 # 10 s per endpoint, 32 connections
+#   DURATION=30s CONNECTIONS=64 scripts/load-test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+PORT=${PORT:-8444}
+ROUNDS=${ROUNDS:-2}
+
+OHA=$(command -v oha || true)
+if [ -z "$OHA" ]; then
+  OHA=.playbook/tools/bin/oha
+  if [ ! -x "$OHA" ]; then
+    echo "installing oha (once) ..." >&2
+    cargo install oha --locked --quiet --root .playbook/tools
+  fi
+fi
+
+work=$(mktemp -d)
+trap 'kill "$target" 2>/dev/null || true; wait "$target" 2>/dev/null || true; rm -rf "$work"' EXIT
+cargo playbook --certs-dir "$work/certs" certs >/dev/null
+cargo build --release --quiet -p playbook-resource-server --example load_target
+target/release/examples/load_target --certs-dir "$work/certs" --port "$PORT" --token-file "$work/token" &
+target=$!
+for _ in $(seq 1 100); do [ -s "$work/token" ] && break; sleep 0.1; done
+[ -s "$work/token" ] || { echo "the load target did not start" >&2; exit 1; }
+
+# Every request trusts only the local CA and presents the client certificate: no --insecure.
+run() { # $1 = path, $2.. = extra oha flags; prints "requests/s p99_ms"
+  local path=$1; shift
+  "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \
+    --cacert "$work/certs/ca.pem" --cert "$work/certs/client.pem" --key "$work/certs/client-key.pem" \
+    "$@" "https://localhost:$PORT$path" |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"{s[\"summary\"][\"requestsPerSec\"]:.0f} {s[\"latencyPercentiles\"][\"p99\"]*1000:.2f}")'
+}
+
+printf '%-8s %-34s %12s %10s\n' round endpoint requests/s p99_ms
+best_auth=0; best_noauth=0
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate the order so neither side always runs on a warmer machine.
+  for which in noauth auth; do
+    if [ "$which" = auth ]; then
+      read -r rps p99 < <(run /api/users -H "Authorization: Bearer $(cat "$work/token")")
+      label="/api/users (token validated)"
+      best_auth=$(python3 -c "print(max($best_auth, $rps))")
+    else
+      read -r rps p99 < <(run /bench/users-noauth)
+      label="/bench/users-noauth (no auth)"
+      best_noauth=$(python3 -c "print(max($best_noauth, $rps))")
+    fi
+    printf '%-8s %-34s %12s %10s\n' "$round" "$label" "$rps" "$p99"
+  done
+done
+python3 -c "print(f'ratio with-auth / no-auth (best of $ROUNDS rounds each): {$best_auth / $best_noauth:.3f}')"
