@@ -37,7 +37,7 @@ run() { # $1 = path, $2.. = extra oha flags; prints "requests/s p99_ms"
   "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \
     --cacert "$work/certs/ca.pem" --cert "$work/certs/client.pem" --key "$work/certs/client-key.pem" \
     "$@" "https://localhost:$PORT$path" |
-    python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"{s[\"summary\"][\"requestsPerSec\"]:.0f} {s[\"latencyPercentiles\"][\"p99\"]*1000:.2f}")'
+    python3 -c 'import json,sys; s=json.load(sys.stdin); print("%.0f %.2f" % (s["summary"]["requestsPerSec"], s["latencyPercentiles"]["p99"] * 1000))'
 }
 
 printf '%-8s %-34s %12s %10s\n' round endpoint requests/s p99_ms

@@ -253,6 +253,11 @@ impl JwksCache {
         self.snapshot().values().any(|k| k.unusable.is_none())
     }
 
+    /// Changes whenever a new key set is installed: results verified under an older one are stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// How many times the JWKS was fetched (for tests and metrics).
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)

@@ -89,19 +89,41 @@ impl VerifiedToken {
 pub struct Validator {
     config: ValidatorConfig,
     keys: Arc<JwksCache>,
+    verified: VerifiedCache,
 }
 
 impl Validator {
     pub fn new(config: ValidatorConfig, keys: Arc<JwksCache>) -> Self {
-        Self { config, keys }
+        Self {
+            config,
+            keys,
+            verified: VerifiedCache::default(),
+        }
     }
 
     pub fn keys(&self) -> &JwksCache {
         &self.keys
     }
 
+    /// Validates a token, remembering tokens that passed (see [`VerifiedCache`]).
     pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        // 1. Bounded size, before any decoding work.
+        // 1. Bounded size, before any decoding or hashing work.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
+        let digest = VerifiedCache::digest(token);
+        let generation = self.keys.generation();
+        if let Some(verified) = self.verified.get(&digest, generation) {
+            // Time moves on: the only check whose answer can change for the same bytes and keys.
+            return self.check_expiry(verified.expires_at).map(|()| verified);
+        }
+        let verified = self.validate_uncached(token).await?;
+        self.verified.insert(digest, generation, &verified);
+        Ok(verified)
+    }
+
+    /// Every check, every time: what [`Self::validate`] does for a token it has not seen.
+    pub async fn validate_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge(token.len()));
         }
@@ -162,9 +184,7 @@ impl Validator {
             .map_or(0, |d| d.as_secs() as i64);
         let leeway = self.config.leeway.as_secs() as i64;
         let exp = number(claims, "exp")?.ok_or(TokenError::Missing("exp"))?;
-        if now > exp + leeway {
-            return Err(TokenError::Expired(now - exp));
-        }
+        self.check_expiry(exp)?;
         if let Some(nbf) = number(claims, "nbf")?
             && now + leeway < nbf
         {
@@ -230,6 +250,61 @@ impl Validator {
             x5t_s256,
             expires_at: exp,
         })
+    }
+}
+
+impl Validator {
+    fn check_expiry(&self, exp: i64) -> Result<(), TokenError> {
+        let now = unix_now();
+        if now > exp + self.config.leeway.as_secs() as i64 {
+            Err(TokenError::Expired(now - exp))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Tokens that passed every check, keyed by the SHA-256 of their exact bytes.
+///
+/// A client reuses one token for its whole lifetime (the playbook's client does), so verifying
+/// its RSA signature on every request would repeat the same ~20 µs of work with the same answer.
+/// An entry is only valid for the JWKS generation it was verified under (a key rotation or
+/// removal re-verifies everything), expiry is re-checked on every hit, and the map is bounded:
+/// when full it is emptied, so a flood of distinct valid tokens costs verifications, not memory.
+/// Only the digest is kept, never the token.
+#[derive(Default)]
+struct VerifiedCache {
+    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], (u64, VerifiedToken)>>,
+}
+
+const VERIFIED_CACHE_CAPACITY: usize = 10_000;
+
+impl VerifiedCache {
+    fn digest(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+    }
+
+    fn get(&self, digest: &[u8; 32], generation: u64) -> Option<VerifiedToken> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(digest)
+            .filter(|(seen, _)| *seen == generation)
+            .map(|(_, verified)| verified.clone())
+    }
+
+    fn insert(&self, digest: [u8; 32], generation: u64, verified: &VerifiedToken) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= VERIFIED_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(digest, (generation, verified.clone()));
     }
 }
 

@@ -86,3 +86,14 @@ async fn roles_of_the_wrong_type_are_invalid_not_absent() {
     rejected_with(|c| c["realm_access"] = json!(["oauth2-playbook-readonly"])).await;
     rejected_with(|c| c["scope"] = json!(["users:read"])).await;
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let fx = Fixture::with(|c| c.leeway = std::time::Duration::ZERO).await;
+    let mut claims = fx.claims();
+    claims["exp"] = json!(now() + 1);
+    let token = sign(&claims);
+    assert_eq!(fx.get(Some(&token), false).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_invalid_token(fx.get(Some(&token), false).await);
+}

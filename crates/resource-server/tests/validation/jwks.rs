@@ -92,3 +92,21 @@ async fn cached_keys_keep_working_when_the_issuer_is_down() {
     assert_eq!(fx.get(Some(&sign(&fx.claims())), false).await.0, 200);
     assert_eq!(fx.request("/readyz", None, false).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_verified_again_after_a_key_rotation() {
+    let fx = Fixture::with(|c| c.min_refresh_interval = Duration::from_millis(10)).await;
+    let token = sign(&fx.claims());
+    assert_eq!(fx.get(Some(&token), false).await.0, 200);
+    assert_eq!(
+        fx.get(Some(&token), false).await.0,
+        200,
+        "served from the verified cache"
+    );
+    // The issuer retires the key; a token with the new kid makes the server refresh.
+    fx.rotate_keys(json!({ "keys": [ATTACKER_KEY.jwk("sig")] }));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let new_key_token = ATTACKER_KEY.sign(&fx.claims());
+    assert_eq!(fx.get(Some(&new_key_token), false).await.0, 200);
+    assert_invalid_token(fx.get(Some(&token), false).await);
+}

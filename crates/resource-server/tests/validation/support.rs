@@ -25,7 +25,7 @@ pub static ATTACKER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate(
 
 struct IssuerState {
     issuer: String,
-    jwks: Value,
+    jwks: std::sync::RwLock<Value>,
     fetches: AtomicU64,
     up: AtomicBool,
 }
@@ -54,7 +54,9 @@ impl Fixture {
         );
         let issuer_state = Arc::new(IssuerState {
             issuer: issuer.clone(),
-            jwks: json!({ "keys": [KEY.jwk("sig"), KEY.jwk_as(ENC_KID, "enc")] }),
+            jwks: std::sync::RwLock::new(
+                json!({ "keys": [KEY.jwk("sig"), KEY.jwk_as(ENC_KID, "enc")] }),
+            ),
             fetches: AtomicU64::new(0),
             up: AtomicBool::new(true),
         });
@@ -125,6 +127,11 @@ impl Fixture {
         self.issuer_state.fetches.load(Ordering::SeqCst)
     }
 
+    /// Replaces the issuer's JWKS, like a key rotation that retires the old key.
+    pub fn rotate_keys(&self, jwks: Value) {
+        *self.issuer_state.jwks.write().unwrap() = jwks;
+    }
+
     /// Makes the issuer answer 503 from now on, like a Keycloak that went down.
     pub fn take_issuer_down(&self) {
         self.issuer_state.up.store(false, Ordering::SeqCst);
@@ -142,7 +149,7 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
     ) -> Result<Json<Value>, axum::http::StatusCode> {
         state.fetches.fetch_add(1, Ordering::SeqCst);
         if state.up.load(Ordering::SeqCst) {
-            Ok(Json(state.jwks.clone()))
+            Ok(Json(state.jwks.read().unwrap().clone()))
         } else {
             Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         }
