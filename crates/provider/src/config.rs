@@ -135,7 +135,7 @@ impl ProviderArgs {
     }
 }
 
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric.sample_string(&mut rand::rng(), 24)
 }

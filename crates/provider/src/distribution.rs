@@ -15,7 +15,8 @@ use crate::{KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
 pub(crate) const BUILD_OPTIONS: &[&str] = &[
     "--health-enabled=true",
     "--https-client-auth=request",
-    "--db=dev-mem",
+    // H2 in a file: each instance gets a copy of a bootstrapped database (see native.rs).
+    "--db=dev-file",
 ];
 
 /// Marks a finished build; a directory without it is a build that was interrupted.

@@ -35,6 +35,8 @@ pub(crate) struct NativeKeycloak {
     child: Mutex<Child>,
     /// Kept open only to keep the watchdog waiting; closing it stops Keycloak.
     lifeline: Mutex<Option<ChildStdin>>,
+    /// This instance's own database, removed once Keycloak has stopped.
+    database: Mutex<Option<InstanceDatabase>>,
 }
 
 pub(crate) async fn start(
@@ -54,50 +56,135 @@ pub(crate) async fn start(
     let https_port = port_or_free(args.https_port)
         .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     ensure_free(https_port)?;
-    let management_port =
-        free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-    let admin = args.admin_credentials_or_random();
-    let base_url = Url::parse(&format!("https://localhost:{https_port}/")).expect("valid URL");
-    let options = start_options(certs, https_port, management_port);
-    let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
-    let shown = format!(
-        "{} start --optimized {}",
-        install.join("bin/kc.sh").display(),
-        options.join(" ")
-    );
+    let launcher = Launcher {
+        install: &install,
+        java: &java,
+        certs,
+        timeout: args.start_timeout(),
+        progress: progress.as_ref(),
+    };
+    // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
+    // admin password was chosen when it was made, so an admin given by the user needs a fresh
+    // database instead.
+    let template = DatabaseTemplate::new(&install);
+    let custom_admin = args.admin_password.is_some() || args.admin_user != "admin";
+    let (database, admin) = match custom_admin {
+        true => (
+            InstanceDatabase::fresh()?,
+            args.admin_credentials_or_random(),
+        ),
+        false => {
+            if !template.exists() {
+                launcher.prime(&template).await?;
+            }
+            template.instantiate()?
+        }
+    };
+    let keycloak = launcher.launch(https_port, database, &admin, "").await?;
+    Ok((keycloak, base_url(https_port), admin))
+}
 
-    progress.stage(&format!(
-        "starting Keycloak {KEYCLOAK_VERSION} (native, Java {}) on {base_url}",
-        java.major
-    ));
-    let keycloak = spawn(&install, &java.path, &options, &admin, &log)?;
-    let health = format!("https://localhost:{management_port}/health/ready");
-    let waited = wait_ready(&health, &certs.ca_pem, args.start_timeout(), || {
-        let mut child = keycloak.child.lock().expect("not poisoned");
-        child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|status| format!("Keycloak exited ({status})"))
-    })
-    .await;
-    match waited {
-        Ok(took) => {
-            progress.finished(&format!(
-                "Keycloak ready at {base_url} in {:.1} s",
-                took.as_secs_f64()
-            ));
-            Ok((keycloak, base_url, admin))
+fn base_url(https_port: u16) -> Url {
+    Url::parse(&format!("https://localhost:{https_port}/")).expect("valid URL")
+}
+
+/// What every start of one built install shares.
+struct Launcher<'a> {
+    install: &'a Path,
+    java: &'a crate::java::Java,
+    certs: &'a CertSet,
+    timeout: Duration,
+    progress: &'a dyn Progress,
+}
+
+impl Launcher<'_> {
+    /// Starts Keycloak on `https_port` with `database` and waits until it is ready.
+    async fn launch(
+        &self,
+        https_port: u16,
+        database: InstanceDatabase,
+        admin: &AdminCredentials,
+        purpose: &str,
+    ) -> Result<NativeKeycloak, ProviderError> {
+        let management_port =
+            free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+        let mut options = start_options(self.certs, https_port, management_port);
+        options.push(format!("--db-url={}", database.jdbc_url()));
+        let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
+        let shown = format!(
+            "{} start --optimized {}",
+            self.install.join("bin/kc.sh").display(),
+            options.join(" ")
+        );
+        let url = base_url(https_port);
+        self.progress.stage(&format!(
+            "starting Keycloak {KEYCLOAK_VERSION} (native, Java {}) on {url}{purpose}",
+            self.java.major
+        ));
+        let keycloak = spawn(
+            self.install,
+            &self.java.path,
+            &options,
+            admin,
+            &log,
+            database,
+        )?;
+        let health = format!("https://localhost:{management_port}/health/ready");
+        let waited = wait_ready(&health, &self.certs.ca_pem, self.timeout, || {
+            let mut child = keycloak.child.lock().expect("not poisoned");
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| format!("Keycloak exited ({status})"))
+        })
+        .await;
+        match waited {
+            Ok(took) => {
+                self.progress.finished(&format!(
+                    "Keycloak ready at {url} in {:.1} s{purpose}",
+                    took.as_secs_f64()
+                ));
+                Ok(keycloak)
+            }
+            Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
+                drop(keycloak);
+                Err(ProviderError::StartFailed {
+                    reason,
+                    command: shown,
+                    tail: tail(&log, 25),
+                    log,
+                })
+            }
         }
-        Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
-            drop(keycloak);
-            Err(ProviderError::StartFailed {
-                reason,
-                command: shown,
-                tail: tail(&log, 25),
-                log,
-            })
-        }
+    }
+
+    /// Bootstraps a fresh database once (master realm, random admin), stops Keycloak cleanly
+    /// and keeps the database as the template for every later start of this install.
+    async fn prime(&self, template: &DatabaseTemplate) -> Result<(), ProviderError> {
+        let port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+        let admin = AdminCredentials::new(
+            "admin",
+            crate::admin::Secret::new(crate::config::random_password()),
+        );
+        let database = InstanceDatabase::fresh()?;
+        let keycloak = self
+            .launch(
+                port,
+                database,
+                &admin,
+                " (once: preparing a reusable database)",
+            )
+            .await?;
+        let template = template.clone();
+        tokio::task::spawn_blocking(move || {
+            let database = keycloak.terminate_keeping_database();
+            let saved = template.save(&database, &admin);
+            database.remove();
+            saved
+        })
+        .await
+        .expect("the stop task does not panic")
     }
 }
 
@@ -144,6 +231,7 @@ fn spawn(
     options: &[String],
     admin: &AdminCredentials,
     log: &Path,
+    database: InstanceDatabase,
 ) -> Result<NativeKeycloak, ProviderError> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
@@ -172,6 +260,7 @@ fn spawn(
     Ok(NativeKeycloak {
         child: Mutex::new(child),
         lifeline: Mutex::new(lifeline),
+        database: Mutex::new(Some(database)),
     })
 }
 
@@ -179,6 +268,28 @@ impl NativeKeycloak {
     /// SIGTERM to the group, then SIGKILL after [`STOP_GRACE`]; returns when no member is left.
     /// Idempotent, so a shared handle can be stopped from an exit hook and dropped later.
     pub(crate) fn terminate(&self) {
+        self.stop_processes();
+        let database = self
+            .database
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(database) = database {
+            database.remove();
+        }
+    }
+
+    /// Stops Keycloak and hands its database over instead of removing it.
+    fn terminate_keeping_database(self) -> InstanceDatabase {
+        self.stop_processes();
+        self.database
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("a running Keycloak has its database")
+    }
+
+    fn stop_processes(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         self.lifeline
             .lock()
@@ -217,4 +328,97 @@ fn signal(group: i32, signal: i32) {
 fn group_alive(group: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(group, 0) == 0 }
+}
+
+/// The H2 database of one Keycloak process, in a directory of its own: H2 allows one process per
+/// file, and tests run a second Keycloak beside the shared one.
+pub(crate) struct InstanceDatabase {
+    dir: PathBuf,
+}
+
+impl InstanceDatabase {
+    fn fresh() -> Result<Self, ProviderError> {
+        let dir = std::env::temp_dir().join(format!(
+            "oauth2-playbook-keycloak-db-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        fs::create_dir_all(&dir).map_err(ProviderError::io("create", &dir))?;
+        Ok(Self { dir })
+    }
+
+    fn jdbc_url(&self) -> String {
+        format!(
+            "jdbc:h2:file:{}/keycloakdb;NON_KEYWORDS=VALUE",
+            self.dir.display()
+        )
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("keycloakdb.mv.db")
+    }
+
+    fn remove(self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A bootstrapped database (master realm and admin) kept beside the built install, with the
+/// admin password it was made with (mode 0600).
+#[derive(Clone)]
+struct DatabaseTemplate {
+    dir: PathBuf,
+}
+
+impl DatabaseTemplate {
+    fn new(install: &Path) -> Self {
+        Self {
+            dir: install.join(".playbook-database-template"),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.dir.join("keycloakdb.mv.db").is_file() && self.dir.join("admin-password").is_file()
+    }
+
+    fn save(
+        &self,
+        database: &InstanceDatabase,
+        admin: &AdminCredentials,
+    ) -> Result<(), ProviderError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let staging = self
+            .dir
+            .with_extension(format!("staging-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(ProviderError::io("create", &staging))?;
+        fs::copy(database.file(), staging.join("keycloakdb.mv.db"))
+            .map_err(ProviderError::io("copy", database.file()))?;
+        let password = staging.join("admin-password");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&password)
+            .and_then(|mut f| f.write_all(admin.password.expose().as_bytes()))
+            .map_err(ProviderError::io("write", &password))?;
+        // Another process may have primed the same install meanwhile: either template serves.
+        if fs::rename(&staging, &self.dir).is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        Ok(())
+    }
+
+    /// A private copy of the template for one instance, and the admin it knows.
+    fn instantiate(&self) -> Result<(InstanceDatabase, AdminCredentials), ProviderError> {
+        let database = InstanceDatabase::fresh()?;
+        let source = self.dir.join("keycloakdb.mv.db");
+        fs::copy(&source, database.file()).map_err(ProviderError::io("copy", &source))?;
+        let password_file = self.dir.join("admin-password");
+        let password = fs::read_to_string(&password_file)
+            .map_err(ProviderError::io("read", &password_file))?;
+        let admin = AdminCredentials::new("admin", crate::admin::Secret::new(password.trim()));
+        Ok((database, admin))
+    }
 }
