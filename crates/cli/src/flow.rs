@@ -45,8 +45,9 @@ impl Flow<'_> {
     pub async fn assign_role(&self, report: &mut Report) -> anyhow::Result<Assignment> {
         report.heading("2. Assign the realm role to the client's service account");
         let provisioner = Provisioner::new(self.admin, self.realm);
-        let account = provisioner.service_account(CLIENT_ID).await?;
-        let role = provisioner.realm_role(READONLY_ROLE).await?;
+        let (account, role) = provisioner
+            .account_and_role(CLIENT_ID, READONLY_ROLE)
+            .await?;
         report.arrow(
             Actor::Client,
             Actor::AuthServer,
@@ -78,8 +79,9 @@ impl Flow<'_> {
     /// Resets the demo: the role is removed so the first lesson shows a 403.
     pub async fn revoke_role(&self) -> anyhow::Result<Revocation> {
         let provisioner = Provisioner::new(self.admin, self.realm);
-        let account = provisioner.service_account(CLIENT_ID).await?;
-        let role = provisioner.realm_role(READONLY_ROLE).await?;
+        let (account, role) = provisioner
+            .account_and_role(CLIENT_ID, READONLY_ROLE)
+            .await?;
         let revocation = provisioner.revoke(&account, &role).await?;
         self.tokens.forget().await;
         Ok(revocation)

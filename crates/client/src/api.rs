@@ -46,11 +46,7 @@ impl ResourceApi {
     /// Presents the token client's certificate too: a certificate-bound token is only accepted
     /// over a connection made with the certificate it is bound to.
     pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Result<Self, ClientError> {
-        let config = tokens.config();
-        let http = playbook_provider::https_client_with_identity(
-            &config.ca_pem,
-            &config.identity.identity_pem(),
-        )?;
+        let http = tokens.config().https_client()?;
         Ok(Self {
             http,
             base_url,

@@ -88,6 +88,18 @@ impl<'a> Provisioner<'a> {
             })
     }
 
+    /// The client's service account and the realm role: the two ends of an assignment.
+    pub async fn account_and_role(
+        &self,
+        client_id: &str,
+        role: &str,
+    ) -> Result<(ServiceAccount, Role), ClientError> {
+        Ok((
+            self.service_account(client_id).await?,
+            self.realm_role(role).await?,
+        ))
+    }
+
     /// The realm roles directly assigned to `user`.
     pub async fn assigned_roles(&self, user: &ServiceAccount) -> Result<Vec<Role>, ClientError> {
         Ok(self

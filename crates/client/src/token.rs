@@ -25,6 +25,14 @@ pub struct TokenClientConfig {
 }
 
 impl TokenClientConfig {
+    /// An HTTPS client trusting only the CA and presenting the client certificate.
+    pub fn https_client(&self) -> Result<reqwest::Client, ClientError> {
+        Ok(playbook_provider::https_client_with_identity(
+            &self.ca_pem,
+            &self.identity.identity_pem(),
+        )?)
+    }
+
     /// The tutorial's client: [`CLIENT_ID`] asking for [`USERS_READ`].
     pub fn playbook(token_endpoint: Url, ca_pem: &str, identity: &Leaf) -> Self {
         Self {
@@ -99,10 +107,7 @@ struct ErrorResponse {
 
 impl TokenClient {
     pub fn new(config: TokenClientConfig) -> Result<Self, ClientError> {
-        let http = playbook_provider::https_client_with_identity(
-            &config.ca_pem,
-            &config.identity.identity_pem(),
-        )?;
+        let http = config.https_client()?;
         Ok(Self {
             http,
             config,

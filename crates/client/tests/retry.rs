@@ -53,14 +53,20 @@ async fn stand_in(certs: &CertSet) -> (Url, Arc<Counters>) {
     )
 }
 
-#[tokio::test]
-async fn a_401_renews_the_token_once_and_retries_once() {
+/// Certificates, the stand-in, and a token client pointed at it.
+async fn setup() -> (tempfile::TempDir, Url, Arc<Counters>, Arc<TokenClient>) {
     let dir = tempfile::tempdir().unwrap();
     let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
     let (base, counters) = stand_in(&certs).await;
     let config =
         TokenClientConfig::playbook(base.join("/token").unwrap(), &certs.ca_pem, &certs.client);
     let tokens = Arc::new(TokenClient::new(config).unwrap());
+    (dir, base, counters, tokens)
+}
+
+#[tokio::test]
+async fn a_401_renews_the_token_once_and_retries_once() {
+    let (_dir, base, counters, tokens) = setup().await;
     let api = ResourceApi::new(base, tokens.clone()).unwrap();
 
     let answer = api.get("/api/users").await.unwrap();
@@ -75,12 +81,7 @@ async fn a_401_renews_the_token_once_and_retries_once() {
 
 #[tokio::test]
 async fn concurrent_callers_share_one_token_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
-    let (base, counters) = stand_in(&certs).await;
-    let config =
-        TokenClientConfig::playbook(base.join("/token").unwrap(), &certs.ca_pem, &certs.client);
-    let tokens = Arc::new(TokenClient::new(config).unwrap());
+    let (_dir, _base, counters, tokens) = setup().await;
     let waiters: Vec<_> = (0..50)
         .map(|_| {
             let tokens = tokens.clone();

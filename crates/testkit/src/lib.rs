@@ -178,14 +178,7 @@ impl TestRealm {
     /// Step 2 of the flow: the client's service account gets the read-only realm role.
     pub async fn grant_readonly_role(&self) -> Assignment {
         let provisioner = self.provisioner();
-        let account = provisioner
-            .service_account(CLIENT_ID)
-            .await
-            .expect("service account");
-        let role = provisioner
-            .realm_role(READONLY_ROLE)
-            .await
-            .expect("realm role");
+        let (account, role) = self.account_and_role().await;
         provisioner
             .assign(&account, &role)
             .await
@@ -194,17 +187,17 @@ impl TestRealm {
 
     pub async fn revoke_readonly_role(&self) -> Revocation {
         let provisioner = self.provisioner();
-        let account = provisioner
-            .service_account(CLIENT_ID)
-            .await
-            .expect("service account");
-        let role = provisioner
-            .realm_role(READONLY_ROLE)
-            .await
-            .expect("realm role");
+        let (account, role) = self.account_and_role().await;
         provisioner
             .revoke(&account, &role)
             .await
             .expect("role revocation")
+    }
+
+    async fn account_and_role(&self) -> (playbook_client::ServiceAccount, playbook_client::Role) {
+        self.provisioner()
+            .account_and_role(CLIENT_ID, READONLY_ROLE)
+            .await
+            .expect("the realm's client and role")
     }
 }

@@ -76,12 +76,7 @@ fn a_hundred_calls_make_exactly_one_token_request() {
             assert_eq!(status, 200);
         }
         assert_eq!(tokens.requests_made(), 1);
-        let events: Vec<serde_json::Value> = realm
-            .admin
-            .get(&format!("{}/events?type=CLIENT_LOGIN&max=1000", realm.name))
-            .await
-            .unwrap()
-            .unwrap_or_default();
+        let events = client_logins(&realm).await;
         assert_eq!(
             events.len(),
             1,
@@ -90,15 +85,20 @@ fn a_hundred_calls_make_exactly_one_token_request() {
         );
         // The event count does move when the client really asks again.
         tokens.request().await.unwrap();
-        let events: Vec<serde_json::Value> = realm
-            .admin
-            .get(&format!("{}/events?type=CLIENT_LOGIN&max=1000", realm.name))
-            .await
-            .unwrap()
-            .unwrap_or_default();
+        let events = client_logins(&realm).await;
         assert_eq!(events.len(), 2);
         server.shutdown().await;
     })
+}
+
+/// Keycloak's record of client-credentials grants in the realm.
+async fn client_logins(realm: &TestRealm) -> Vec<serde_json::Value> {
+    realm
+        .admin
+        .get(&format!("{}/events?type=CLIENT_LOGIN&max=1000", realm.name))
+        .await
+        .unwrap()
+        .unwrap_or_default()
 }
 
 async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -83,12 +83,8 @@ fn loaded_keys_keep_validating_after_keycloak_stops() {
             .await
             .unwrap();
         let provisioner = playbook_client::Provisioner::new(&admin, "outage");
-        let account = provisioner
-            .service_account(playbook_client::CLIENT_ID)
-            .await
-            .unwrap();
-        let role = provisioner
-            .realm_role(playbook_client::READONLY_ROLE)
+        let (account, role) = provisioner
+            .account_and_role(playbook_client::CLIENT_ID, playbook_client::READONLY_ROLE)
             .await
             .unwrap();
         provisioner.assign(&account, &role).await.unwrap();
