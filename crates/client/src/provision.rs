@@ -1,4 +1,8 @@
 //! Step 2 of the flow: give the client's service-account user the realm role, via the Admin API.
+//!
+//! Typed reqwest calls rather than the `keycloak` crate: the flow needs five endpoints, which fit
+//! in this file with the three types they return, while the crate brings the whole generated
+//! Admin API and ties our reqwest version to its own.
 
 use playbook_provider::Admin;
 use serde::Deserialize;

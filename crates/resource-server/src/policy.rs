@@ -50,7 +50,8 @@ where
         let auth = Arc::<Auth>::from_ref(state);
         let presented = bearer_token(parts)?;
         let token = auth.validator.validate(presented).await.map_err(|error| {
-            tracing::info!(%error, "rejected access token");
+            // Debug, not Display: kid, alg and iss come from the token and are escaped this way.
+            tracing::info!(?error, "rejected access token");
             AuthError::InvalidToken(error.summary())
         })?;
         let certificate = parts
