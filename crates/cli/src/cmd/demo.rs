@@ -51,8 +51,19 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
     };
     report.finish(json!({ "ok": outcome.is_ok() }));
+    let result = match outcome {
+        Ok(server) => {
+            if args.keep {
+                // Ctrl-C is how a kept demo ends: a success, not an interruption.
+                keep_running(&keycloak, &server, &certs).await;
+            }
+            server.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => Err(error),
+    };
     keycloak.stop().await;
-    outcome.map(|()| ExitCode::SUCCESS)
+    result
 }
 
 async fn demo(
@@ -61,7 +72,7 @@ async fn demo(
     certs_dir: &Path,
     args: &Args,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<RunningServer> {
     let admin = keycloak.admin()?;
     if !admin.realm_exists(REALM).await? {
         admin
@@ -148,12 +159,7 @@ async fn demo(
         replay.status
     );
     report.note("=> 401 invalid_token: the token is bound to the certificate (cnf.x5t#S256); a stolen token is useless.");
-
-    if args.keep {
-        keep_running(keycloak, &server, certs).await;
-    }
-    server.shutdown().await;
-    Ok(())
+    Ok(server)
 }
 
 async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertSet) {
