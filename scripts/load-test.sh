@@ -31,7 +31,7 @@ target=$!
 for _ in $(seq 1 100); do [ -s "$work/token" ] && break; sleep 0.1; done
 [ -s "$work/token" ] || { echo "the load target did not start" >&2; exit 1; }
 
-# Every request trusts only the local CA and presents the client certificate: no --insecure.
+# Every request trusts only the local CA and presents the client certificate.
 run() { # $1 = path, $2.. = extra oha flags; prints "requests/s p99_ms"
   local path=$1; shift
   "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \

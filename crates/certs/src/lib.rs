@@ -1,7 +1,8 @@
 //! The certificates of the playbook: one local CA and the leaves it signs.
 //!
 //! Every TLS party of the flow (Keycloak, the resource server, the client) trusts exactly this CA,
-//! so nothing ever needs `--insecure`. The CA lives a year, leaves 90 days, like a small real PKI.
+//! so no party ever skips certificate checks. The CA lives a year, leaves 90 days, like a small
+//! real PKI.
 //!
 //! ```
 //! let ca = playbook_certs::Authority::generate().unwrap();

@@ -46,7 +46,8 @@ impl ResourceApi {
     /// Presents the token client's certificate too: a certificate-bound token is only accepted
     /// over a connection made with the certificate it is bound to.
     pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Result<Self, ClientError> {
-        let http = tokens.config().https_client()?;
+        // One TLS configuration and connection pool for both servers.
+        let http = tokens.http().clone();
         Ok(Self {
             http,
             base_url,

@@ -150,6 +150,11 @@ impl TokenClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The mutual-TLS HTTPS client the tokens are requested with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn config(&self) -> &TokenClientConfig {
         &self.config
     }
