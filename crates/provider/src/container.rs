@@ -12,6 +12,9 @@ use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 use url::Url;
 
 use crate::health::{NotReady, wait_ready};
+use crate::options::{
+    Database, KcOption, TlsFiles, bootstrap_admin, build_options, server_options,
+};
 use crate::{
     AdminCredentials, KEYCLOAK_IMAGE, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError,
 };
@@ -19,6 +22,25 @@ use crate::{
 const HTTPS_PORT: u16 = 8443;
 const MANAGEMENT_PORT: u16 = 9000;
 const CERT_DIR: &str = "/opt/keycloak/conf/playbook";
+
+/// The container's whole Keycloak configuration: the native backend's build and server options,
+/// with an in-memory database and paths inside the image.
+fn environment(admin: &AdminCredentials) -> Vec<(String, String)> {
+    let tls = TlsFiles {
+        certificate: format!("{CERT_DIR}/keycloak.pem"),
+        key: format!("{CERT_DIR}/keycloak-key.pem"),
+        client_ca: format!("{CERT_DIR}/ca.pem"),
+    };
+    // The host port is only known after start, so the issuer follows the request's host.
+    let local = [KcOption::new("hostname-strict", "false")];
+    build_options(Database::DevMem)
+        .into_iter()
+        .chain(server_options(&tls, HTTPS_PORT))
+        .chain(local)
+        .chain(bootstrap_admin(admin))
+        .map(|option| option.env())
+        .collect()
+}
 
 pub(crate) struct ContainerKeycloak {
     container: ContainerAsync<GenericImage>,
@@ -59,7 +81,7 @@ pub(crate) async fn start(
     let file = |name: &str| format!("{CERT_DIR}/{name}");
     // The image runs as uid 1000 in group 0, so group-readable is the tightest mode that works.
     let private = |name: &str| CopyTargetOptions::new(file(name)).with_mode(0o640);
-    let image = GenericImage::new(KEYCLOAK_IMAGE, KEYCLOAK_VERSION)
+    let mut image = GenericImage::new(KEYCLOAK_IMAGE, KEYCLOAK_VERSION)
         .with_exposed_port(HTTPS_PORT.tcp())
         .with_exposed_port(MANAGEMENT_PORT.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Listening on"))
@@ -72,21 +94,11 @@ pub(crate) async fn start(
             certs.keycloak.key_pem().as_bytes().to_vec(),
         )
         .with_copy_to(file("ca.pem"), certs.ca_pem.as_bytes().to_vec())
-        .with_env_var("KC_BOOTSTRAP_ADMIN_USERNAME", &admin.username)
-        .with_env_var("KC_BOOTSTRAP_ADMIN_PASSWORD", admin.password.expose())
-        .with_env_var("KC_HEALTH_ENABLED", "true")
-        .with_env_var("KC_HTTPS_CLIENT_AUTH", "request")
-        .with_env_var("KC_DB", "dev-mem")
-        .with_env_var("KC_CACHE", "local")
-        .with_env_var("KC_HTTP_ENABLED", "false")
-        .with_env_var("KC_HTTPS_PORT", HTTPS_PORT.to_string())
-        // The host port is only known after start, so the issuer follows the request's host.
-        .with_env_var("KC_HOSTNAME_STRICT", "false")
-        .with_env_var("KC_HTTPS_CERTIFICATE_FILE", file("keycloak.pem"))
-        .with_env_var("KC_HTTPS_CERTIFICATE_KEY_FILE", file("keycloak-key.pem"))
-        .with_env_var("KC_TRUSTSTORE_PATHS", file("ca.pem"))
         .with_cmd(["start"])
         .with_startup_timeout(args.start_timeout());
+    for (name, value) in environment(&admin) {
+        image = image.with_env_var(name, value);
+    }
     progress.stage(&format!(
         "starting Keycloak {KEYCLOAK_VERSION} (container {KEYCLOAK_IMAGE})"
     ));
@@ -120,6 +132,42 @@ pub(crate) async fn start(
                 "{reason}\n--- last lines of the container log ---\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Secret;
+
+    /// Docker is not needed to check what the container would be told.
+    #[test]
+    fn container_gets_the_native_configuration_as_environment() {
+        let admin = AdminCredentials::new("admin", Secret::new("s3cret"));
+        let env = environment(&admin);
+        let has = |name: &str, value: &str| env.contains(&(name.into(), value.into()));
+        assert!(has("KC_HTTPS_CLIENT_AUTH", "request"));
+        assert!(has("KC_HEALTH_ENABLED", "true"));
+        assert!(has("KC_DB", "dev-mem"));
+        assert!(has("KC_HTTP_ENABLED", "false"));
+        assert!(has("KC_HTTPS_PORT", "8443"));
+        assert!(has(
+            "KC_HTTPS_CERTIFICATE_FILE",
+            &format!("{CERT_DIR}/keycloak.pem")
+        ));
+        assert!(has(
+            "KC_HTTPS_CERTIFICATE_KEY_FILE",
+            &format!("{CERT_DIR}/keycloak-key.pem")
+        ));
+        assert!(has("KC_TRUSTSTORE_PATHS", &format!("{CERT_DIR}/ca.pem")));
+        assert!(has("KC_BOOTSTRAP_ADMIN_PASSWORD", "s3cret"));
+        for option in crate::options::build_options(Database::DevFile) {
+            let (name, value) = option.env();
+            assert!(
+                name == "KC_DB" || has(&name, &value),
+                "the container misses the native build option {name}={value}"
+            );
         }
     }
 }

@@ -9,15 +9,16 @@ use std::process::{Command, Stdio};
 
 use crate::error::tail;
 use crate::java::Java;
+use crate::options::{Database, KcOption, build_options};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
 
-/// Build-time options. Changing any of them needs a new build, hence part of the cache key.
-pub(crate) const BUILD_OPTIONS: &[&str] = &[
-    "--health-enabled=true",
-    "--https-client-auth=request",
-    // H2 in a file: each instance gets a copy of a bootstrapped database (see native.rs).
-    "--db=dev-file",
-];
+/// The build-time flags of the cached build; part of the cache key.
+fn build_flags() -> Vec<String> {
+    build_options(Database::DevFile)
+        .iter()
+        .map(KcOption::flag)
+        .collect()
+}
 
 /// Marks a finished build; a directory without it is a build that was interrupted.
 const BUILT_MARKER: &str = ".playbook-built";
@@ -53,7 +54,7 @@ pub(crate) fn built_install(
     let built = build(&unpacked, java, &version_dir.join("build.log"));
     let marked = built.and_then(|()| {
         let marker = unpacked.join(BUILT_MARKER);
-        fs::write(&marker, BUILD_OPTIONS.join(" ")).map_err(ProviderError::io("write", marker))
+        fs::write(&marker, build_flags().join(" ")).map_err(ProviderError::io("write", marker))
     });
     // Another process may have finished the same build meanwhile: theirs is as good as ours.
     if marked.is_ok() {
@@ -70,7 +71,7 @@ pub(crate) fn built_install(
 
 /// A short, stable hash of the version and build options.
 fn build_key() -> String {
-    let text = format!("{KEYCLOAK_VERSION} {}", BUILD_OPTIONS.join(" "));
+    let text = format!("{KEYCLOAK_VERSION} {}", build_flags().join(" "));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     digest.as_ref()[..6]
         .iter()
@@ -220,10 +221,11 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), ProviderError> {
 fn build(home: &Path, java: &Java, log: &Path) -> Result<(), ProviderError> {
     let log = log.to_path_buf();
     let log_file = fs::File::create(&log).map_err(ProviderError::io("create", &log))?;
+    let flags = build_flags();
     let mut command = Command::new(home.join("bin/kc.sh"));
     command
         .arg("build")
-        .args(BUILD_OPTIONS)
+        .args(&flags)
         .env("JAVA", &java.path)
         .stdin(Stdio::null())
         .stdout(
@@ -232,7 +234,7 @@ fn build(home: &Path, java: &Java, log: &Path) -> Result<(), ProviderError> {
                 .map_err(ProviderError::io("open", &log))?,
         )
         .stderr(log_file);
-    let shown = format!("kc.sh build {}", BUILD_OPTIONS.join(" "));
+    let shown = format!("kc.sh build {}", flags.join(" "));
     let status = command
         .status()
         .map_err(ProviderError::io("run", home.join("bin/kc.sh")))?;

@@ -17,6 +17,7 @@ mod health;
 mod http;
 mod java;
 mod native;
+mod options;
 mod progress;
 mod realm;
 

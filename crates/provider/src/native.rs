@@ -12,6 +12,7 @@ use url::Url;
 use crate::config::{free_port, port_or_free};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
+use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
 use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
 
 /// Runs `"$@"` (kc.sh and the java it forks) and kills their whole process group as soon as its
@@ -192,24 +193,21 @@ fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<
     let files = &certs.files;
     // Absolute, because Keycloak resolves relative paths against its own working directory.
     let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
-    vec![
-        format!("--hostname=https://localhost:{https_port}"),
-        format!("--https-port={https_port}"),
-        "--http-enabled=false".into(),
-        "--http-host=127.0.0.1".into(),
-        format!("--http-management-port={management_port}"),
-        format!(
-            "--https-certificate-file={}",
-            absolute(files.keycloak_cert())
-        ),
-        format!(
-            "--https-certificate-key-file={}",
-            absolute(files.keycloak_key())
-        ),
-        // The CA that client certificates must chain to, as PEM: no keytool, no JKS.
-        format!("--truststore-paths={}", absolute(files.ca_cert())),
-        "--cache=local".into(),
-    ]
+    let tls = TlsFiles {
+        certificate: absolute(files.keycloak_cert()),
+        key: absolute(files.keycloak_key()),
+        client_ca: absolute(files.ca_cert()),
+    };
+    let local = [
+        KcOption::new("hostname", format!("https://localhost:{https_port}")),
+        KcOption::new("http-host", "127.0.0.1"),
+        KcOption::new("http-management-port", management_port.to_string()),
+    ];
+    local
+        .into_iter()
+        .chain(server_options(&tls, https_port))
+        .map(|option| option.flag())
+        .collect()
 }
 
 /// Fails with a clear line when the port is taken, instead of a Java stack trace later.
@@ -243,9 +241,7 @@ fn spawn(
         .args(["start", "--optimized"])
         .args(options)
         .env("JAVA", java)
-        // Environment, not flags: flags show up in `ps` and in our error messages.
-        .env("KC_BOOTSTRAP_ADMIN_USERNAME", &admin.username)
-        .env("KC_BOOTSTRAP_ADMIN_PASSWORD", admin.password.expose())
+        .envs(bootstrap_admin(admin).iter().map(KcOption::env))
         .stdin(Stdio::piped())
         .stdout(
             log_file

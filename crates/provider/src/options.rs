@@ -1,0 +1,104 @@
+//! Keycloak's configuration, written once for every backend that starts Keycloak.
+//!
+//! Keycloak reads each option either as a `kc.sh` flag (`--https-port=8443`) or as an
+//! environment variable (`KC_HTTPS_PORT=8443`). The native backend passes flags, the container
+//! backend environment variables; both render the lists below, so they cannot drift apart.
+
+use crate::AdminCredentials;
+
+/// One Keycloak option, e.g. `https-client-auth` = `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KcOption {
+    name: &'static str,
+    value: String,
+}
+
+impl KcOption {
+    pub(crate) fn new(name: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            name,
+            value: value.into(),
+        }
+    }
+
+    /// The `kc.sh` form: `--https-client-auth=request`.
+    pub(crate) fn flag(&self) -> String {
+        format!("--{}={}", self.name, self.value)
+    }
+
+    /// The environment form: `KC_HTTPS_CLIENT_AUTH=request`.
+    pub(crate) fn env(&self) -> (String, String) {
+        let name = format!("KC_{}", self.name.to_ascii_uppercase().replace('-', "_"));
+        (name, self.value.clone())
+    }
+}
+
+/// Where Keycloak keeps its data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Database {
+    /// H2 in a file: the native backend gives each instance a copy of a bootstrapped database.
+    DevFile,
+    /// H2 in memory: a container is thrown away with its data anyway.
+    DevMem,
+}
+
+/// Build-time options: changing one needs a new `kc.sh build`. The native backend bakes them
+/// into its cached build; a container's plain `start` builds with them when it boots.
+pub(crate) fn build_options(database: Database) -> Vec<KcOption> {
+    let db = match database {
+        Database::DevFile => "dev-file",
+        Database::DevMem => "dev-mem",
+    };
+    vec![
+        KcOption::new("health-enabled", "true"),
+        // Ask for a client certificate without requiring one: the mTLS client presents it,
+        // browsers and the admin CLI do not.
+        KcOption::new("https-client-auth", "request"),
+        KcOption::new("db", db),
+    ]
+}
+
+/// Paths, as Keycloak will see them, of the files it serves TLS with.
+pub(crate) struct TlsFiles {
+    pub certificate: String,
+    pub key: String,
+    /// The CA that client certificates must chain to.
+    pub client_ca: String,
+}
+
+/// Runtime options every backend shares: HTTPS only, from our certificate, trusting our CA for
+/// client certificates (as PEM: no keytool, no JKS), and no cluster.
+pub(crate) fn server_options(tls: &TlsFiles, https_port: u16) -> Vec<KcOption> {
+    vec![
+        KcOption::new("https-port", https_port.to_string()),
+        KcOption::new("http-enabled", "false"),
+        KcOption::new("https-certificate-file", &tls.certificate),
+        KcOption::new("https-certificate-key-file", &tls.key),
+        KcOption::new("truststore-paths", &tls.client_ca),
+        KcOption::new("cache", "local"),
+    ]
+}
+
+/// The admin a fresh database is bootstrapped with. Pass these as environment variables
+/// ([`KcOption::env`]): flags would show the password in `ps` and in our error messages.
+pub(crate) fn bootstrap_admin(admin: &AdminCredentials) -> [KcOption; 2] {
+    [
+        KcOption::new("bootstrap-admin-username", &admin.username),
+        KcOption::new("bootstrap-admin-password", admin.password.expose()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_option_renders_as_flag_and_environment_variable() {
+        let option = KcOption::new("https-certificate-key-file", "/x/key.pem");
+        assert_eq!(option.flag(), "--https-certificate-key-file=/x/key.pem");
+        assert_eq!(
+            option.env(),
+            ("KC_HTTPS_CERTIFICATE_KEY_FILE".into(), "/x/key.pem".into())
+        );
+    }
+}
