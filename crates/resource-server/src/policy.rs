@@ -34,7 +34,7 @@ pub struct Auth {
 
 /// A request whose token is valid, bound as required, and satisfies `P`.
 pub struct Authorized<P> {
-    pub token: VerifiedToken,
+    pub token: Arc<VerifiedToken>,
     policy: PhantomData<P>,
 }
 
@@ -57,8 +57,8 @@ where
         let certificate = parts
             .extensions
             .get::<Arc<TlsInfo>>()
-            .and_then(|tls| tls.peer_certificates.first().cloned());
-        check_binding(auth.binding, &token, certificate.as_deref())?;
+            .and_then(|tls| tls.peer_certificates.first());
+        check_binding(auth.binding, &token, certificate.map(|der| der.as_ref()))?;
         check_policy::<P>(&token)?;
         Ok(Self {
             token,
@@ -117,22 +117,19 @@ pub fn check_binding(
 }
 
 fn check_policy<P: Policy>(token: &VerifiedToken) -> Result<(), AuthError> {
-    let scope = P::ANY_SCOPE.join(" ");
+    let insufficient = |missing_role| AuthError::InsufficientScope {
+        scope: P::ANY_SCOPE.join(" "),
+        missing_role,
+    };
     if let Some(role) = P::REALM_ROLE
         && !token.has_realm_role(role)
     {
         tracing::info!(sub = ?token.subject, role, "token lacks the realm role");
-        return Err(AuthError::InsufficientScope {
-            scope,
-            missing_role: Some(role),
-        });
+        return Err(insufficient(Some(role)));
     }
     if !P::ANY_SCOPE.iter().any(|s| token.has_scope(s)) {
-        tracing::info!(sub = ?token.subject, needed = %scope, "token lacks the scope");
-        return Err(AuthError::InsufficientScope {
-            scope,
-            missing_role: None,
-        });
+        tracing::info!(sub = ?token.subject, needed = ?P::ANY_SCOPE, "token lacks the scope");
+        return Err(insufficient(None));
     }
     Ok(())
 }

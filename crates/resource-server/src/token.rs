@@ -3,7 +3,8 @@
 //! Every failure names the check that failed (and the kid or claim involved) so logs explain a
 //! 401 — but never contain the token.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -106,19 +107,18 @@ impl Validator {
     }
 
     /// Validates a token, remembering tokens that passed (see [`VerifiedCache`]).
-    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         // 1. Bounded size, before any decoding or hashing work.
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge(token.len()));
         }
-        let digest = VerifiedCache::digest(token);
         let generation = self.keys.generation();
-        if let Some(verified) = self.verified.get(&digest, generation) {
+        if let Some(verified) = self.verified.get(token, generation) {
             // Time moves on: the only check whose answer can change for the same bytes and keys.
             return self.check_expiry(verified.expires_at).map(|()| verified);
         }
-        let verified = self.validate_uncached(token).await?;
-        self.verified.insert(digest, generation, &verified);
+        let verified = Arc::new(self.validate_uncached(token).await?);
+        self.verified.insert(token, generation, &verified);
         Ok(verified)
     }
 
@@ -270,41 +270,43 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Tokens that passed every check, keyed by the SHA-256 of their exact bytes.
+/// Tokens that passed every check, keyed by their exact bytes.
 ///
 /// A client reuses one token for its whole lifetime (the playbook's client does), so verifying
 /// its RSA signature on every request would repeat the same ~20 µs of work with the same answer.
-/// An entry is only valid for the JWKS generation it was verified under (a key rotation or
-/// removal re-verifies everything), expiry is re-checked on every hit, and the map is bounded:
-/// when full it is emptied, so a flood of distinct valid tokens costs verifications, not memory.
-/// Only the digest is kept, never the token.
+/// A hit needs byte-for-byte equality with a token that passed, so the hasher only picks a
+/// bucket: it can be a fast seeded one (a SHA-256 of the token cost more than the rest of a hit
+/// together), and no collision can let a different token through. Only verified tokens get in,
+/// so an attacker cannot fill the map. An entry is only valid for the JWKS generation it was
+/// verified under (a key rotation or removal re-verifies everything), expiry is re-checked on
+/// every hit, and the map is bounded: when full it is emptied, so a flood of distinct valid
+/// tokens costs verifications, not memory. The tokens are never logged.
 #[derive(Default)]
 struct VerifiedCache {
-    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], (u64, VerifiedToken)>>,
+    entries: RwLock<HashMap<Box<str>, Verified, foldhash::fast::RandomState>>,
 }
+
+/// A verified token and the JWKS generation it was verified under.
+type Verified = (u64, Arc<VerifiedToken>);
 
 const VERIFIED_CACHE_CAPACITY: usize = 10_000;
 
 impl VerifiedCache {
-    fn digest(token: &str) -> [u8; 32] {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
-    }
-
-    fn get(&self, digest: &[u8; 32], generation: u64) -> Option<VerifiedToken> {
+    /// Shared, not copied: a hit costs a hash, a comparison and a reference count.
+    fn get(&self, token: &str, generation: u64) -> Option<Arc<VerifiedToken>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
-            .get(digest)
+            .get(token)
             .filter(|(seen, _)| *seen == generation)
             .map(|(_, verified)| verified.clone())
     }
 
-    fn insert(&self, digest: [u8; 32], generation: u64, verified: &VerifiedToken) {
+    fn insert(&self, token: &str, generation: u64, verified: &Arc<VerifiedToken>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= VERIFIED_CACHE_CAPACITY {
             entries.clear();
         }
-        entries.insert(digest, (generation, verified.clone()));
+        entries.insert(token.into(), (generation, verified.clone()));
     }
 }
 

@@ -97,3 +97,23 @@ async fn a_remembered_token_still_expires() {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_invalid_token(fx.get(Some(&token), false).await);
 }
+
+#[tokio::test]
+async fn a_remembered_token_does_not_vouch_for_an_altered_copy() {
+    let fx = Fixture::new().await;
+    let token = sign(&fx.claims());
+    assert_eq!(fx.get(Some(&token), false).await.0, 200);
+    // The same header and signature around claims that grant more.
+    let (header, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let mut claims = fx.claims();
+    claims["scope"] = json!("users:read users:admin");
+    let altered = format!("{header}.{}.{signature}", b64(&claims));
+    assert_invalid_token(fx.get(Some(&altered), false).await);
+    // One character in the middle of the signature changed.
+    let at = token.len() - 100;
+    let other = if &token[at..=at] == "A" { "B" } else { "A" };
+    let flipped = format!("{}{other}{}", &token[..at], &token[at + 1..]);
+    assert_invalid_token(fx.get(Some(&flipped), false).await);
+    assert_eq!(fx.get(Some(&token), false).await.0, 200);
+}
