@@ -47,7 +47,7 @@ run() { # $1 = path, $2.. = extra oha flags; prints "requests/s p99_ms"
 }
 
 printf '%-8s %-34s %12s %10s\n' round endpoint requests/s p99_ms
-sum_auth=0; sum_noauth=0
+sum_auth=0; sum_noauth=0; ratios=""
 for round in $(seq 1 "$ROUNDS"); do
   # Alternate the order so neither side always runs on a warmer machine.
   if [ $((round % 2)) -eq 1 ]; then order="noauth header auth"; else order="auth header noauth"; fi
@@ -72,6 +72,9 @@ for round in $(seq 1 "$ROUNDS"); do
   sum_auth=$(python3 -c "print($sum_auth + $auth_rps)")
   sum_noauth=$(python3 -c "print($sum_noauth + $noauth_rps)")
   sum_header=$(python3 -c "print(${sum_header:-0} + $header_rps)")
+  ratios="$ratios $(python3 -c "print($auth_rps / $noauth_rps)")"
   python3 -c "print('         round $round ratio with-auth / no-auth: %.3f, with-auth / same-header-no-auth: %.3f' % ($auth_rps / $noauth_rps, $auth_rps / $header_rps))"
 done
 python3 -c "print('over all %s rounds: with-auth / no-auth %.3f, with-auth / same-header-no-auth %.3f' % ($ROUNDS, $sum_auth / $sum_noauth, $sum_auth / $sum_header))"
+# The median round resists the swings of a shared machine better than the sum does.
+python3 -c "import statistics; print('median round ratio with-auth / no-auth: %.3f' % statistics.median([$(echo $ratios | tr ' ' ',')]))"
