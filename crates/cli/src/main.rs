@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // One readable line (plus whatever context the error carries), never a backtrace.
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cmd::one_line(&error));
             ExitCode::from(cmd::exit_code(&error))
         }
     }

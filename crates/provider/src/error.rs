@@ -34,6 +34,12 @@ pub enum ProviderError {
         tail: String,
     },
 
+    #[error(
+        "port {port} is already in use (another Keycloak or `playbook provider`?); stop it, or pass \
+         --keycloak-port 0 / PLAYBOOK_KEYCLOAK_PORT=0 to pick a free port"
+    )]
+    PortTaken { port: u16 },
+
     #[error("the container backend cannot start Keycloak: {0}; is a Docker daemon running?")]
     Container(String),
 

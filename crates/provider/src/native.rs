@@ -214,13 +214,7 @@ fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<
 fn ensure_free(port: u16) -> Result<(), ProviderError> {
     std::net::TcpListener::bind(("127.0.0.1", port))
         .map(drop)
-        .map_err(|e| ProviderError::Io {
-            action: "listen on port",
-            path: PathBuf::from(format!(
-                "127.0.0.1:{port} (pass --keycloak-port 0 to pick a free port)"
-            )),
-            source: e,
-        })
+        .map_err(|_| ProviderError::PortTaken { port })
 }
 
 fn spawn(

@@ -44,12 +44,25 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         },
         certs.files.dir().display()
     ));
+    // Checked before Keycloak starts, so a taken port costs a second, not a Keycloak start.
+    if args.api_port != 0 && std::net::TcpListener::bind(("127.0.0.1", args.api_port)).is_err() {
+        anyhow::bail!(
+            "port {} is already in use (another resource server?); stop it, or pass --api-port 0 / \
+             PLAYBOOK_API_PORT=0 to pick a free port",
+            args.api_port
+        );
+    }
     let keycloak =
         playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, &args, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
     };
+    if outcome.is_ok() && !args.keep {
+        report.heading(
+            "Done: stopping the resource server and Keycloak (--keep leaves them running to explore).",
+        );
+    }
     report.finish(json!({ "ok": outcome.is_ok() }));
     let result = match outcome {
         Ok(server) => {
