@@ -39,6 +39,8 @@ pub enum CertsError {
     },
     #[error("cannot write the PKCS#12 truststore: {0}")]
     Truststore(String),
+    #[error("no certificates in {dir}; run `playbook certs` to make them")]
+    NotFound { dir: std::path::PathBuf },
     #[error(
         "certificates in {dir} are not usable: {problem}; run `playbook certs --force` to regenerate them"
     )]

@@ -20,6 +20,11 @@ impl Files {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
+    /// No CA at all: a directory never set up, rather than a broken set.
+    fn nothing_there(&self) -> bool {
+        !self.ca_cert().exists() && !self.ca_key().exists()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -91,8 +96,7 @@ impl CertSet {
     /// rather than silently replaced: something may trust that CA. `force` regenerates anyway.
     pub fn ensure(dir: impl Into<PathBuf>, force: bool) -> Result<(Self, Ensured), CertsError> {
         let files = Files::new(dir);
-        let nothing_there = !files.ca_cert().exists() && !files.ca_key().exists();
-        if force || nothing_there {
+        if force || files.nothing_there() {
             return Ok((Self::generate(files)?, Ensured::Generated));
         }
         Ok((Self::load(files)?, Ensured::Reused))
@@ -100,6 +104,9 @@ impl CertSet {
 
     /// Reads and verifies the set in `files`, failing with the first [`Problem`] found.
     pub fn load(files: Files) -> Result<Self, CertsError> {
+        if files.nothing_there() {
+            return Err(CertsError::NotFound { dir: files.dir });
+        }
         let unusable = |problem| CertsError::Unusable {
             dir: files.dir.clone(),
             problem,
@@ -311,6 +318,14 @@ mod tests {
             err.to_string().contains("resource-server.pem is missing"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loading_an_empty_directory_says_how_to_make_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = CertSet::load(Files::new(dir.path())).unwrap_err();
+        assert!(matches!(err, CertsError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("run `playbook certs`"), "{err}");
     }
 
     #[test]

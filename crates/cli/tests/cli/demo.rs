@@ -1,0 +1,71 @@
+//! `playbook demo`, non-interactive, against a real Keycloak: the README's main command.
+
+use serde_json::Value;
+
+use super::{playbook, stderr};
+
+#[test]
+fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    let output = playbook(
+        &certs_dir,
+        &["demo", "--json", "--keycloak-port", "0", "--api-port", "0"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the demo failed (it needs Java 17+ and Maven, or Docker):\n{}",
+        stderr(&output)
+    );
+    let document: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    assert_eq!(document["outcome"]["ok"], true);
+    let events = document["events"].as_array().expect("events");
+
+    // The resource server's answers, in order: lesson 1, step 4, lesson 2.
+    let answers: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["from"] == "ResourceServer")
+        .map(|e| &e["details"])
+        .collect();
+    let statuses: Vec<i64> = answers
+        .iter()
+        .map(|a| a["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [403, 200, 401]);
+    let challenge = |i: usize| answers[i]["www_authenticate"].as_str().unwrap_or_default();
+    assert!(
+        challenge(0).contains(r#"error="insufficient_scope""#),
+        "{}",
+        challenge(0)
+    );
+    assert!(
+        challenge(2).contains(r#"error="invalid_token""#),
+        "{}",
+        challenge(2)
+    );
+
+    // The tokens Keycloak issued: before the role, and after it.
+    let tokens: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["from"] == "AuthServer" && e["details"].get("cnf").is_some())
+        .map(|e| &e["details"])
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    let scopes = |t: &Value| t["scope"].as_str().unwrap_or_default().to_owned();
+    assert!(!scopes(tokens[0]).split(' ').any(|s| s == "users:read"));
+    assert!(scopes(tokens[1]).split(' ').any(|s| s == "users:read"));
+    let roles = tokens[1]["realm_roles"].as_array().unwrap();
+    assert!(roles.iter().any(|r| r == "oauth2-playbook-readonly"));
+
+    // Bound to the certificate the demo generated, and the token itself never printed.
+    let certs = playbook_certs::CertSet::load(playbook_certs::Files::new(&certs_dir))
+        .expect("the demo left its certificates");
+    for token in &tokens {
+        assert_eq!(token["cnf"]["x5t#S256"], certs.client.thumbprint_s256());
+        assert!(
+            token["access_token"].is_null(),
+            "printed without --show-token"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Failures that need no Keycloak: each is one readable line and a distinct exit code.
+
+use super::{playbook, stderr};
+
+/// The `error:` lines of a run, which must be exactly one, and no panic or backtrace.
+fn the_error_line(output: &std::process::Output) -> String {
+    let text = stderr(output);
+    assert!(
+        !text.contains("panicked") && !text.contains("stack backtrace"),
+        "{text}"
+    );
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line in:\n{text}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn an_unreachable_keycloak_exits_4_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    assert!(playbook(&certs_dir, &["certs"]).status.success());
+    let output = playbook(
+        &certs_dir,
+        &[
+            "client",
+            "--keycloak-url",
+            // Port 1 on loopback: nothing listens there.
+            "https://localhost:1",
+            "--keycloak-admin-password",
+            "unused",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let line = the_error_line(&output);
+    assert!(
+        line.contains("cannot reach Keycloak at https://localhost:1"),
+        "{line}"
+    );
+    assert!(line.contains("`playbook provider` starts one"), "{line}");
+}
+
+#[test]
+fn missing_certificates_name_the_command_that_makes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = playbook(
+        &dir.path().join("empty"),
+        &["client", "--keycloak-url", "https://localhost:1"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let line = the_error_line(&output);
+    assert!(line.contains("no certificates in"), "{line}");
+    assert!(line.contains("run `playbook certs` to make them"), "{line}");
+}
+
+#[test]
+fn a_bad_flag_exits_2_with_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = playbook(dir.path(), &["client", "--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("unexpected argument '--no-such-flag'"),
+        "{text}"
+    );
+    assert!(text.contains("Usage: playbook client"), "{text}");
+}
+
+#[test]
+fn a_taken_api_port_fails_before_keycloak_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = playbook(
+        &dir.path().join("certs"),
+        &["demo", "--api-port", &port, "--keycloak-port", "0"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let line = the_error_line(&output);
+    assert!(
+        line.contains(&format!("port {port} is already in use")),
+        "{line}"
+    );
+    assert!(line.contains("--api-port 0"), "{line}");
+    // Not a timing assertion on speed: Keycloak's start message must simply never appear.
+    assert!(
+        !stderr(&output).contains("starting Keycloak"),
+        "{:?}",
+        started.elapsed()
+    );
+}
