@@ -81,10 +81,10 @@ fn a_taken_api_port_fails_before_keycloak_starts() {
         "{line}"
     );
     assert!(line.contains("--api-port 0"), "{line}");
-    // Not a timing assertion on speed: Keycloak's start message must simply never appear.
+    // Keycloak never started: the port was checked first.
     assert!(
         !stderr(&output).contains("starting Keycloak"),
-        "{:?}",
-        started.elapsed()
+        "{}",
+        stderr(&output)
     );
 }
