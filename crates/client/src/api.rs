@@ -81,14 +81,11 @@ impl ResourceApi {
                 url: self.base_url.to_string(),
                 reason: format!("bad path {path}: {e}"),
             })?;
-        let response = self
-            .http
-            .get(url.clone())
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| ClientError::from_transport(&url, &e))?;
-        read(response).await
+        let sent = self.http.get(url.clone()).bearer_auth(token).send().await;
+        match sent {
+            Ok(response) => read(response).await,
+            Err(error) => Err(self.tokens.config().transport_error(&url, &error).await),
+        }
     }
 }
 

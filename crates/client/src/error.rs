@@ -1,5 +1,6 @@
 //! What can go wrong on the client side, split the way a user has to react to it.
 
+use playbook_certs::Leaf;
 use playbook_provider::ProviderError;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,27 +74,52 @@ impl ClientError {
     }
 
     /// Classifies a transport error: a TLS alert about our certificate is a refusal, the rest
-    /// means the server is not there (or not who it claims to be).
-    pub(crate) fn from_transport(url: &url::Url, error: &reqwest::Error) -> Self {
-        let reason = playbook_provider::describe(error);
-        let url = url.origin().ascii_serialization();
-        let lower = reason.to_ascii_lowercase();
-        let certificate_alert = [
-            "bad_certificate",
-            "badcertificate",
-            "certificate_unknown",
-            "certificateunknown",
-            "unknown_ca",
-            "unknownca",
-            "certificate_required",
-            "certificaterequired",
-        ]
-        .iter()
-        .any(|alert| lower.contains(alert) && lower.contains("received"));
-        if certificate_alert {
-            Self::CertificateRefused { url, reason }
+    /// means the server is not there (or not who it claims to be). The alert often does not make
+    /// it into the request's error (see `handshake`), so a bare handshake asks again.
+    pub(crate) async fn from_transport(
+        url: &url::Url,
+        error: &reqwest::Error,
+        ca_pem: &str,
+        identity: &Leaf,
+    ) -> Self {
+        let mut reason = playbook_provider::describe(error);
+        let origin = url.origin().ascii_serialization();
+        if !names_certificate_alert(&reason)
+            && let Some(alert) = crate::handshake::certificate_alert(url, ca_pem, identity).await
+        {
+            reason = format!("{reason}; a fresh handshake was answered with {alert}");
+        }
+        if names_certificate_alert(&reason) {
+            Self::CertificateRefused {
+                url: origin,
+                reason,
+            }
         } else {
-            Self::Unreachable { url, reason }
+            Self::Unreachable {
+                url: origin,
+                reason,
+            }
         }
     }
+}
+
+/// Whether a TLS error text says the peer rejected our certificate.
+fn names_certificate_alert(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    [
+        "bad_certificate",
+        "badcertificate",
+        "certificate_unknown",
+        "certificateunknown",
+        "unknown_ca",
+        "unknownca",
+        "certificate_required",
+        "certificaterequired",
+        // rustls's answer to a certificate whose signature does not verify, e.g. one issued by
+        // another CA with the same name as ours.
+        "decrypt_error",
+        "decrypterror",
+    ]
+    .iter()
+    .any(|alert| lower.contains(alert) && lower.contains("received"))
 }

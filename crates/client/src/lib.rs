@@ -10,6 +10,7 @@
 mod api;
 mod claims;
 mod error;
+mod handshake;
 mod provision;
 mod token;
 

@@ -33,6 +33,11 @@ impl TokenClientConfig {
         )?)
     }
 
+    /// Why a request with this configuration's TLS identity failed to get an answer.
+    pub(crate) async fn transport_error(&self, url: &Url, error: &reqwest::Error) -> ClientError {
+        ClientError::from_transport(url, error, &self.ca_pem, &self.identity).await
+    }
+
     /// The tutorial's client: [`CLIENT_ID`] asking for [`USERS_READ`].
     pub fn playbook(token_endpoint: Url, ca_pem: &str, identity: &Leaf) -> Self {
         Self {
@@ -163,7 +168,7 @@ impl TokenClient {
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
         let url = &self.config.token_endpoint;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
+        let sent = self
             .http
             .post(url.clone())
             .form(&[
@@ -172,8 +177,11 @@ impl TokenClient {
                 ("scope", self.config.scope.as_str()),
             ])
             .send()
-            .await
-            .map_err(|e| ClientError::from_transport(url, &e))?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => return Err(self.config.transport_error(url, &error).await),
+        };
         let status = response.status();
         let bad = |reason: String| ClientError::BadResponse {
             url: url.to_string(),

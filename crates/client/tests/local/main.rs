@@ -1,5 +1,8 @@
-//! The token client's cache and the API client's single retry, against a local HTTPS stand-in
-//! that counts what it is asked (no Keycloak needed for these properties).
+//! The client against local HTTPS stand-ins (no Keycloak needed for these properties): the token
+//! cache and the single retry, and how transport failures are classified.
+
+mod certificate;
+mod retry;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +11,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use playbook_certs::CertSet;
-use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_client::{TokenClient, TokenClientConfig};
 use url::Url;
 
 #[derive(Default)]
-struct Counters {
-    tokens: AtomicU64,
-    calls: AtomicU64,
+pub struct Counters {
+    pub tokens: AtomicU64,
+    pub calls: AtomicU64,
 }
 
 /// Serves `/token` (a fresh unsigned JWT each time) and `/api/users` (always 401).
@@ -37,12 +40,15 @@ async fn stand_in(certs: &CertSet) -> (Url, Arc<Counters>) {
                 async { (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", r#"Bearer error="invalid_token""#)]) }
             }),
         );
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        certs.resource_server.cert_pem().as_bytes().to_vec(),
-        certs.resource_server.key_pem().as_bytes().to_vec(),
-    )
-    .await
-    .unwrap();
+    // The resource server's TLS: client certificates requested and checked against our CA.
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+        playbook_resource_server::tls::server_config(
+            &certs.ca_pem,
+            certs.resource_server.cert_pem(),
+            certs.resource_server.key_pem(),
+        )
+        .unwrap(),
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
@@ -54,7 +60,7 @@ async fn stand_in(certs: &CertSet) -> (Url, Arc<Counters>) {
 }
 
 /// Certificates, the stand-in, and a token client pointed at it.
-async fn setup() -> (tempfile::TempDir, Url, Arc<Counters>, Arc<TokenClient>) {
+pub async fn setup() -> (tempfile::TempDir, Url, Arc<Counters>, Arc<TokenClient>) {
     let dir = tempfile::tempdir().unwrap();
     let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
     let (base, counters) = stand_in(&certs).await;
@@ -62,37 +68,4 @@ async fn setup() -> (tempfile::TempDir, Url, Arc<Counters>, Arc<TokenClient>) {
         TokenClientConfig::playbook(base.join("/token").unwrap(), &certs.ca_pem, &certs.client);
     let tokens = Arc::new(TokenClient::new(config).unwrap());
     (dir, base, counters, tokens)
-}
-
-#[tokio::test]
-async fn a_401_renews_the_token_once_and_retries_once() {
-    let (_dir, base, counters, tokens) = setup().await;
-    let api = ResourceApi::new(base, tokens.clone()).unwrap();
-
-    let answer = api.get("/api/users").await.unwrap();
-    assert_eq!(
-        answer.status, 401,
-        "the second 401 is returned, not retried again"
-    );
-    assert_eq!(counters.calls.load(Ordering::SeqCst), 2);
-    assert_eq!(counters.tokens.load(Ordering::SeqCst), 2);
-    assert_eq!(tokens.requests_made(), 2);
-}
-
-#[tokio::test]
-async fn concurrent_callers_share_one_token_request() {
-    let (_dir, _base, counters, tokens) = setup().await;
-    let waiters: Vec<_> = (0..50)
-        .map(|_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.token().await.unwrap().expose().to_owned() })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for waiter in waiters {
-        seen.push(waiter.await.unwrap());
-    }
-    seen.dedup();
-    assert_eq!(seen.len(), 1, "everyone got the same token");
-    assert_eq!(counters.tokens.load(Ordering::SeqCst), 1);
 }
