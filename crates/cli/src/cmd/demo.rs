@@ -200,8 +200,9 @@ async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertS
         server.base_url()
     );
     println!(
-        "  admin console: {}admin/ (user admin, password in {})",
+        "  admin console: {}admin/ (user {}, password in {})",
         keycloak.base_url(),
+        keycloak.admin_credentials().username,
         crate::cmd::admin_password_file(f.dir()).display()
     );
     println!("Press Ctrl-C to stop.");
