@@ -102,3 +102,49 @@ mod tests {
         );
     }
 }
+
+/// `oauth2-provider/docker-compose.yaml` is for people who run Compose themselves; it cannot call
+/// this module, so these tests hold it to the same options.
+#[cfg(test)]
+mod compose {
+    use super::*;
+    use crate::{KEYCLOAK_IMAGE, KEYCLOAK_VERSION};
+
+    const COMPOSE: &str = include_str!("../../../oauth2-provider/docker-compose.yaml");
+
+    /// The value of `KEY:` in the compose file's environment, without quotes.
+    fn setting(key: &str) -> Option<&'static str> {
+        COMPOSE.lines().find_map(|line| {
+            let value = line.trim().strip_prefix(key)?.strip_prefix(':')?;
+            Some(value.trim().trim_matches('"'))
+        })
+    }
+
+    #[test]
+    fn compose_runs_the_pinned_image() {
+        let image = format!("image: {KEYCLOAK_IMAGE}:{KEYCLOAK_VERSION}");
+        assert!(
+            COMPOSE.lines().any(|l| l.trim() == image),
+            "expected `{image}`"
+        );
+    }
+
+    #[test]
+    fn compose_sets_every_option_the_backends_set() {
+        let tls = TlsFiles {
+            certificate: "/opt/keycloak/conf/playbook/keycloak.pem".into(),
+            key: "/opt/keycloak/conf/playbook/keycloak-key.pem".into(),
+            client_ca: "/opt/keycloak/conf/playbook/ca.pem".into(),
+        };
+        let options = build_options(Database::DevMem)
+            .into_iter()
+            .chain(server_options(&tls, 9443));
+        for (name, value) in options.map(|o| o.env()) {
+            assert_eq!(
+                setting(&name),
+                Some(value.as_str()),
+                "{name} in docker-compose.yaml"
+            );
+        }
+    }
+}
