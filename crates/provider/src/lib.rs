@@ -11,6 +11,7 @@
 mod admin;
 mod config;
 mod container;
+mod database;
 mod distribution;
 mod error;
 mod health;

@@ -10,6 +10,7 @@ use playbook_certs::CertSet;
 use url::Url;
 
 use crate::config::{free_port, port_or_free};
+use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
@@ -318,97 +319,4 @@ fn signal(group: i32, signal: i32) {
 fn group_alive(group: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(group, 0) == 0 }
-}
-
-/// The H2 database of one Keycloak process, in a directory of its own: H2 allows one process per
-/// file, and tests run a second Keycloak beside the shared one.
-pub(crate) struct InstanceDatabase {
-    dir: PathBuf,
-}
-
-impl InstanceDatabase {
-    fn fresh() -> Result<Self, ProviderError> {
-        let dir = std::env::temp_dir().join(format!(
-            "oauth2-playbook-keycloak-db-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        fs::create_dir_all(&dir).map_err(ProviderError::io("create", &dir))?;
-        Ok(Self { dir })
-    }
-
-    fn jdbc_url(&self) -> String {
-        format!(
-            "jdbc:h2:file:{}/keycloakdb;NON_KEYWORDS=VALUE",
-            self.dir.display()
-        )
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.join("keycloakdb.mv.db")
-    }
-
-    fn remove(self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A bootstrapped database (master realm and admin) kept beside the built install, with the
-/// admin password it was made with (mode 0600).
-#[derive(Clone)]
-struct DatabaseTemplate {
-    dir: PathBuf,
-}
-
-impl DatabaseTemplate {
-    fn new(install: &Path) -> Self {
-        Self {
-            dir: install.join(".playbook-database-template"),
-        }
-    }
-
-    fn exists(&self) -> bool {
-        self.dir.join("keycloakdb.mv.db").is_file() && self.dir.join("admin-password").is_file()
-    }
-
-    fn save(
-        &self,
-        database: &InstanceDatabase,
-        admin: &AdminCredentials,
-    ) -> Result<(), ProviderError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let staging = self
-            .dir
-            .with_extension(format!("staging-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging).map_err(ProviderError::io("create", &staging))?;
-        fs::copy(database.file(), staging.join("keycloakdb.mv.db"))
-            .map_err(ProviderError::io("copy", database.file()))?;
-        let password = staging.join("admin-password");
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&password)
-            .and_then(|mut f| f.write_all(admin.password.expose().as_bytes()))
-            .map_err(ProviderError::io("write", &password))?;
-        // Another process may have primed the same install meanwhile: either template serves.
-        if fs::rename(&staging, &self.dir).is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        Ok(())
-    }
-
-    /// A private copy of the template for one instance, and the admin it knows.
-    fn instantiate(&self) -> Result<(InstanceDatabase, AdminCredentials), ProviderError> {
-        let database = InstanceDatabase::fresh()?;
-        let source = self.dir.join("keycloakdb.mv.db");
-        fs::copy(&source, database.file()).map_err(ProviderError::io("copy", &source))?;
-        let password_file = self.dir.join("admin-password");
-        let password = fs::read_to_string(&password_file)
-            .map_err(ProviderError::io("read", &password_file))?;
-        let admin = AdminCredentials::new("admin", crate::admin::Secret::new(password.trim()));
-        Ok((database, admin))
-    }
 }
