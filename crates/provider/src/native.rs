@@ -39,6 +39,8 @@ pub(crate) struct NativeKeycloak {
     lifeline: Mutex<Option<ChildStdin>>,
     /// This instance's own database, removed once Keycloak has stopped.
     database: Mutex<Option<InstanceDatabase>>,
+    /// Keycloak's output, removed after a clean stop (kept when it failed to start).
+    log: Mutex<Option<PathBuf>>,
 }
 
 pub(crate) async fn start(
@@ -150,6 +152,8 @@ impl Launcher<'_> {
                 Ok(keycloak)
             }
             Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
+                // The log is what the user needs now: stopping must not remove it.
+                keycloak.log.lock().unwrap_or_else(|e| e.into_inner()).take();
                 drop(keycloak);
                 Err(ProviderError::StartFailed {
                     reason,
@@ -252,6 +256,7 @@ fn spawn(
         child: Mutex::new(child),
         lifeline: Mutex::new(lifeline),
         database: Mutex::new(Some(database)),
+        log: Mutex::new(Some(log.to_path_buf())),
     })
 }
 
@@ -300,6 +305,9 @@ impl NativeKeycloak {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.wait();
+        if let Some(log) = self.log.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = fs::remove_file(log);
+        }
     }
 }
 
