@@ -9,6 +9,7 @@
 //! through [`start`] and [`ProviderArgs`].
 
 mod admin;
+mod class_archive;
 mod config;
 mod container;
 mod database;

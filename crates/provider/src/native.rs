@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use playbook_certs::CertSet;
 use url::Url;
 
+use crate::class_archive::ClassArchive;
 use crate::config::{free_port, port_or_free};
 use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
@@ -41,6 +42,7 @@ pub(crate) struct NativeKeycloak {
     database: Mutex<Option<InstanceDatabase>>,
     /// Keycloak's output, removed after a clean stop (kept when it failed to start).
     log: Mutex<Option<PathBuf>>,
+    archive: ClassArchive,
 }
 
 pub(crate) async fn start(
@@ -78,13 +80,17 @@ pub(crate) async fn start(
             args.admin_credentials_or_random(),
         ),
         false => {
-            if !template.exists() {
+            let no_archive = matches!(ClassArchive::existing(&install), ClassArchive::Absent);
+            if !template.exists() || no_archive {
                 launcher.prime(&template).await?;
             }
             template.instantiate()?
         }
     };
-    let keycloak = launcher.launch(https_port, database, &admin, "").await?;
+    let archive = ClassArchive::existing(&install);
+    let keycloak = launcher
+        .launch(https_port, database, &admin, archive, "")
+        .await?;
     Ok((keycloak, base_url(https_port), admin))
 }
 
@@ -108,6 +114,7 @@ impl Launcher<'_> {
         https_port: u16,
         database: InstanceDatabase,
         admin: &AdminCredentials,
+        archive: ClassArchive,
         purpose: &str,
     ) -> Result<NativeKeycloak, ProviderError> {
         let management_port =
@@ -132,6 +139,7 @@ impl Launcher<'_> {
             admin,
             &log,
             database,
+            archive,
         )?;
         let health = format!("https://localhost:{management_port}/health/ready");
         let waited = wait_ready(&health, &self.certs.ca_pem, self.timeout, || {
@@ -153,7 +161,11 @@ impl Launcher<'_> {
             }
             Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
                 // The log is what the user needs now: stopping must not remove it.
-                keycloak.log.lock().unwrap_or_else(|e| e.into_inner()).take();
+                keycloak
+                    .log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 drop(keycloak);
                 Err(ProviderError::StartFailed {
                     reason,
@@ -166,7 +178,8 @@ impl Launcher<'_> {
     }
 
     /// Bootstraps a fresh database once (master realm, random admin), stops Keycloak cleanly
-    /// and keeps the database as the template for every later start of this install.
+    /// and keeps the database as the template for every later start of this install, and the
+    /// classes it loaded as the install's class archive.
     async fn prime(&self, template: &DatabaseTemplate) -> Result<(), ProviderError> {
         let port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let admin = AdminCredentials::new(
@@ -179,7 +192,8 @@ impl Launcher<'_> {
                 port,
                 database,
                 &admin,
-                " (once: preparing a reusable database)",
+                ClassArchive::to_write(self.install),
+                " (once: preparing a reusable database and class archive)",
             )
             .await?;
         let template = template.clone();
@@ -229,10 +243,15 @@ fn spawn(
     admin: &AdminCredentials,
     log: &Path,
     database: InstanceDatabase,
+    archive: ClassArchive,
 ) -> Result<NativeKeycloak, ProviderError> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
-    let mut child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    if let Some(options) = archive.java_opts_append() {
+        command.env("JAVA_OPTS_APPEND", options);
+    }
+    let mut child = command
         .arg("-c")
         .arg(WATCHDOG)
         .arg("keycloak-watchdog")
@@ -257,6 +276,7 @@ fn spawn(
         lifeline: Mutex::new(lifeline),
         database: Mutex::new(Some(database)),
         log: Mutex::new(Some(log.to_path_buf())),
+        archive,
     })
 }
 
@@ -293,7 +313,8 @@ impl NativeKeycloak {
             .take();
         let group = -(child.id() as i32);
         signal(group, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
+        let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
+        let mut killed = false;
         loop {
             let _ = child.try_wait();
             if !group_alive(group) {
@@ -301,10 +322,12 @@ impl NativeKeycloak {
             }
             if Instant::now() > deadline {
                 signal(group, libc::SIGKILL);
+                killed = true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.wait();
+        self.archive.finish(!killed);
         if let Some(log) = self.log.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = fs::remove_file(log);
         }
