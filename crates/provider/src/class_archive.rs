@@ -52,9 +52,12 @@ impl ClassArchive {
         let ours = match self {
             Self::Absent => return None,
             Self::Read(path) => format!("-XX:SharedArchiveFile={}", path.display()),
-            Self::Write { pending, .. } => {
-                format!("-XX:ArchiveClassesAtExit={}", pending.display())
-            }
+            // Without -Xlog:cds=off, thousands of "Skipping …" lines written at exit would bury
+            // the reason of a failed start at the end of the log.
+            Self::Write { pending, .. } => format!(
+                "-XX:ArchiveClassesAtExit={} -Xlog:cds=off -Xlog:cds+dynamic=off",
+                pending.display()
+            ),
         };
         match std::env::var("JAVA_OPTS_APPEND") {
             Ok(theirs) if !theirs.trim().is_empty() => Some(format!("{theirs} {ours}")),

@@ -149,8 +149,26 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
     url
 }
 
-/// A free TCP port on loopback, chosen by the OS.
+/// A free TCP port on loopback, for Keycloak to bind.
 pub(crate) fn free_port() -> std::io::Result<u16> {
+    // Below the kernel's ephemeral range: a port from bind(0) comes from that range, where any
+    // outgoing connection may take it as its local port before Keycloak binds it (seen here as
+    // "Unable to start the management interface … Address already in use").
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = if ephemeral_start > 21_000 {
+        20_000
+    } else {
+        1024
+    };
+    for _ in 0..64 {
+        let port = rand::random_range(floor..ephemeral_start.max(floor + 1));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port())
