@@ -106,7 +106,8 @@ impl Validator {
         &self.keys
     }
 
-    /// Validates a token, remembering tokens that passed (see [`VerifiedCache`]).
+    /// Validates a token. A token that passed is remembered by its exact bytes for the current
+    /// JWKS generation, so its next use only re-checks expiry; a changed byte is a new token.
     pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         // 1. Bounded size, before any decoding or hashing work.
         if token.len() > MAX_TOKEN_BYTES {
