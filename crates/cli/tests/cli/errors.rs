@@ -14,6 +14,15 @@ fn the_error_line(output: &std::process::Output) -> String {
     errors[0].to_owned()
 }
 
+/// The exit code, and one error line that says every one of `needles`.
+fn assert_fails(output: &std::process::Output, code: i32, needles: &[&str]) {
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(output));
+    let line = the_error_line(output);
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+}
+
 #[test]
 fn an_unreachable_keycloak_exits_4_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,13 +39,14 @@ fn an_unreachable_keycloak_exits_4_with_what_to_do() {
             "unused",
         ],
     );
-    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
-    let line = the_error_line(&output);
-    assert!(
-        line.contains("cannot reach Keycloak at https://localhost:1"),
-        "{line}"
+    assert_fails(
+        &output,
+        4,
+        &[
+            "cannot reach Keycloak at https://localhost:1",
+            "`playbook provider` starts one",
+        ],
     );
-    assert!(line.contains("`playbook provider` starts one"), "{line}");
 }
 
 #[test]
@@ -46,10 +56,11 @@ fn missing_certificates_name_the_command_that_makes_them() {
         &dir.path().join("empty"),
         &["client", "--keycloak-url", "https://localhost:1"],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let line = the_error_line(&output);
-    assert!(line.contains("no certificates in"), "{line}");
-    assert!(line.contains("run `playbook certs` to make them"), "{line}");
+    assert_fails(
+        &output,
+        1,
+        &["no certificates in", "run `playbook certs` to make them"],
+    );
 }
 
 #[test]
@@ -74,13 +85,8 @@ fn a_taken_api_port_fails_before_keycloak_starts() {
         &dir.path().join("certs"),
         &["demo", "--api-port", &port, "--keycloak-port", "0"],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let line = the_error_line(&output);
-    assert!(
-        line.contains(&format!("port {port} is already in use")),
-        "{line}"
-    );
-    assert!(line.contains("--api-port 0"), "{line}");
+    let taken_message = format!("port {port} is already in use");
+    assert_fails(&output, 1, &[&taken_message, "--api-port 0"]);
     // Keycloak never started: the port was checked first.
     assert!(
         !stderr(&output).contains("starting Keycloak"),
