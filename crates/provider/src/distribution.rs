@@ -146,13 +146,25 @@ fn from_maven(version_dir: &Path, target: &Path) -> Result<(), String> {
     let result = if output.status.success() && file.is_file() {
         fs::rename(&file, target).map_err(|e| e.to_string())
     } else {
-        let text = String::from_utf8_lossy(&output.stdout);
-        let last = text
+        // Maven reports on stdout ("[ERROR] ..."); a JVM that cannot start reports on stderr.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last_line = |text: &str| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .map(String::from)
+        };
+        let reason = stdout
             .lines()
             .rev()
             .find(|l| l.contains("ERROR"))
-            .unwrap_or("mvn failed");
-        Err(last.trim().to_string())
+            .map(|l| l.trim().to_string())
+            .or_else(|| last_line(&stderr))
+            .or_else(|| last_line(&stdout))
+            .unwrap_or_default();
+        Err(format!("mvn {}: {reason}", output.status))
     };
     let _ = fs::remove_dir_all(&out);
     result
