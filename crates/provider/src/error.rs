@@ -94,14 +94,18 @@ impl ProviderError {
     }
 }
 
-/// Describes a reqwest error by its cause chain, which is where "connection refused" or
+/// An error and its causes in one line, each cause once: many errors repeat their source in
+/// their own message, and a reqwest error's cause chain is where "connection refused" or
 /// "certificate not trusted" actually lives.
-pub fn describe(error: &reqwest::Error) -> String {
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

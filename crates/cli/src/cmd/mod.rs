@@ -13,22 +13,6 @@ pub const EXIT_REFUSED: u8 = 3;
 /// The other side could not be reached: connection, TLS, DNS.
 pub const EXIT_UNREACHABLE: u8 = 4;
 
-/// The error and its causes in one line. A cause whose text the line already holds is left out:
-/// many errors repeat their source in their own message.
-pub fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line
-}
-
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<playbook_client::ClientError>() {
