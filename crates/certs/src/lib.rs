@@ -13,6 +13,7 @@
 
 mod authority;
 mod check;
+pub mod der;
 mod store;
 
 pub use authority::{Authority, Leaf, LeafSpec, thumbprint_s256};

@@ -9,9 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use playbook_certs::Leaf;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use playbook_certs::{Leaf, der};
+use rustls::pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use url::Url;
@@ -46,13 +45,11 @@ pub(crate) async fn certificate_alert(url: &Url, ca_pem: &str, identity: &Leaf) 
 
 fn client_config(ca_pem: &str, identity: &Leaf) -> Option<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(ca.ok()?).ok()?;
+    for ca in der::certificates(ca_pem).ok()? {
+        roots.add(ca).ok()?;
     }
-    let chain = CertificateDer::pem_slice_iter(identity.cert_pem().as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem().as_bytes()).ok()?;
+    let chain = der::certificates(identity.cert_pem()).ok()?;
+    let key = der::private_key(identity.key_pem()).ok()?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

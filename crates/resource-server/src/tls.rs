@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
+use playbook_certs::der;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A TLS server configuration from PEM: CA (for client certificates), certificate chain, key.
 pub fn server_config(
@@ -16,10 +15,8 @@ pub fn server_config(
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(ca.map_err(|e| format!("CA certificate: {e}"))?)
-            .map_err(|e| format!("CA certificate: {e}"))?;
+    for ca in der::certificates(ca_pem).map_err(|e| format!("CA certificate: {e}"))? {
+        roots.add(ca).map_err(|e| format!("CA certificate: {e}"))?;
     }
     // Requested, not required: tokens that are not certificate-bound still work without one,
     // and a certificate that is presented must chain to our CA or the handshake fails.
@@ -27,11 +24,8 @@ pub fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| format!("client certificate verifier: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("server certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| format!("server key: {e}"))?;
+    let chain = der::certificates(cert_pem).map_err(|e| format!("server certificate: {e}"))?;
+    let key = der::private_key(key_pem).map_err(|e| format!("server key: {e}"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

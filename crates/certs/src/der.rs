@@ -1,0 +1,21 @@
+//! PEM read into the DER types rustls takes, for the parties that build TLS configurations
+//! themselves (the resource server, and the client's handshake probe).
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Every certificate of a PEM bundle, in order (a chain: leaf first).
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certificates.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(certificates)
+}
+
+/// The private key of a PEM key file.
+pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())
+}
