@@ -68,6 +68,11 @@ pub struct ProviderArgs {
     #[arg(long = "keycloak-dist", env = "PLAYBOOK_KEYCLOAK_DIST")]
     pub dist: Option<PathBuf>,
 
+    /// The Keycloak image of the container backend; unset, the playbook's optimized image,
+    /// built on first use.
+    #[arg(long = "keycloak-image", env = "PLAYBOOK_KEYCLOAK_IMAGE")]
+    pub image: Option<String>,
+
     /// Where downloaded and built Keycloak distributions are kept.
     #[arg(long = "cache-dir", env = "PLAYBOOK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -172,6 +177,13 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port())
+}
+
+/// Fails with a clear line when the port is taken, instead of a Java stack trace later.
+pub(crate) fn ensure_free(port: u16) -> Result<(), crate::ProviderError> {
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .map(drop)
+        .map_err(|_| crate::ProviderError::PortTaken { port })
 }
 
 /// `port`, or a free one when it is 0.

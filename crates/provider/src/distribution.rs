@@ -29,7 +29,7 @@ pub(crate) fn built_install(
     java: &Java,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ProviderError> {
-    let version_dir = args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION);
+    let version_dir = version_dir(args);
     let home = version_dir.join(format!("build-{}", build_key()));
     if home.join(BUILT_MARKER).is_file() {
         return Ok(home);
@@ -67,6 +67,30 @@ pub(crate) fn built_install(
         home.display()
     ));
     Ok(home)
+}
+
+/// The distribution as a tarball, fetched if need be: what a container image build copies in.
+pub(crate) fn tarball(
+    args: &ProviderArgs,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ProviderError> {
+    let version_dir = version_dir(args);
+    fs::create_dir_all(&version_dir).map_err(ProviderError::io("create", &version_dir))?;
+    match source(args, &version_dir, progress)? {
+        Source::Tarball(tarball) => Ok(tarball),
+        Source::Directory(dir) => Err(ProviderError::DistributionUnavailable {
+            version: KEYCLOAK_VERSION.into(),
+            tried: format!(
+                "PLAYBOOK_KEYCLOAK_DIST={} is a directory, and an image build needs the .tar.gz",
+                dir.display()
+            ),
+        }),
+    }
+}
+
+/// Where everything of the pinned version is cached.
+fn version_dir(args: &ProviderArgs) -> PathBuf {
+    args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION)
 }
 
 /// A short, stable hash of the version and build options.

@@ -43,6 +43,29 @@ pub enum ProviderError {
     #[error("the container backend cannot start Keycloak: {0}; is a Docker daemon running?")]
     Container(String),
 
+    #[error(
+        "the image {image} is not in the local Docker engine; build or pull it, or unset \
+         PLAYBOOK_KEYCLOAK_IMAGE / --keycloak-image to have the playbook build its own"
+    )]
+    ImageMissing { image: String },
+
+    #[error(
+        "the image {image} was not built with the playbook's build options (missing {missing}), so \
+         `start --optimized` cannot run it; build it FROM that image with oauth2-provider/Dockerfile \
+         (docker build --build-arg KEYCLOAK_BASE={image} -t NAME oauth2-provider)"
+    )]
+    ImageNotOptimized { image: String, missing: String },
+
+    #[error(
+        "building the Keycloak image {image} failed ({reason}); \
+         scripts/build-keycloak-image.sh runs the same build by hand\n--- last lines ---\n{tail}"
+    )]
+    ImageBuildFailed {
+        image: String,
+        reason: String,
+        tail: String,
+    },
+
     #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
     ExternalWithoutUrl,
 

@@ -17,6 +17,7 @@ mod distribution;
 mod error;
 mod health;
 mod http;
+mod image;
 mod java;
 mod native;
 mod options;
@@ -25,6 +26,7 @@ mod realm;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 pub use config::{Backend, BackendChoice, ProviderArgs};
+pub use container::CONTAINER_LABEL;
 pub use error::{ProviderError, describe};
 pub use http::{https_client, https_client_with_identity};
 pub use progress::{LogProgress, Progress};
@@ -36,8 +38,11 @@ use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
 pub const KEYCLOAK_VERSION: &str = "26.7.3";
-/// The container image, tagged [`KEYCLOAK_VERSION`].
-pub const KEYCLOAK_IMAGE: &str = "quay.io/keycloak/keycloak";
+/// The official image, tagged [`KEYCLOAK_VERSION`]: the base of ours where a registry serves it.
+pub const OFFICIAL_IMAGE: &str = "quay.io/keycloak/keycloak";
+/// The container backend's image (`oauth2-provider/Dockerfile`), tagged [`KEYCLOAK_VERSION`]:
+/// the official one with our build options baked in, so it starts `--optimized`.
+pub const KEYCLOAK_IMAGE: &str = "oauth2-playbook/keycloak";
 
 /// A running Keycloak. Dropping it stops Keycloak (external ones are left alone).
 pub struct Keycloak {
@@ -120,6 +125,32 @@ impl Keycloak {
     }
 }
 
+/// Does the chosen backend's one-time work now (fetch and build the distribution, or build the
+/// container image), so that a later start takes seconds; says what is ready.
+pub async fn prepare(
+    args: &ProviderArgs,
+    progress: Arc<dyn Progress>,
+) -> Result<String, ProviderError> {
+    let backend = args.resolve_backend().await;
+    let args = args.clone();
+    let ready = tokio::task::spawn_blocking(move || match backend {
+        Backend::Native => {
+            let java = java::find()?;
+            let home = distribution::built_install(&args, &java, progress.as_ref())?;
+            Ok(format!(
+                "Keycloak {KEYCLOAK_VERSION} is built in {}",
+                home.display()
+            ))
+        }
+        Backend::Container => {
+            let image = image::ensure(&args, progress.as_ref())?;
+            Ok(format!("the Keycloak image {image} is ready"))
+        }
+        Backend::External => Ok("an external Keycloak needs no preparation".to_owned()),
+    });
+    ready.await.expect("the preparing task does not panic")
+}
+
 /// Starts (or connects to) Keycloak as `args` say, reporting slow stages to `progress`.
 ///
 /// The realm is not imported here: call [`Admin::create_realm`] with a [`RealmTemplate`], under
@@ -154,8 +185,7 @@ pub async fn start(
             }
         }
         Backend::Container => {
-            let (container, base_url, admin) =
-                container::start(args, certs, progress.as_ref()).await?;
+            let (container, base_url, admin) = container::start(args, certs, &progress).await?;
             Keycloak {
                 base_url,
                 admin,

@@ -10,7 +10,7 @@ use playbook_certs::CertSet;
 use url::Url;
 
 use crate::class_archive::ClassArchive;
-use crate::config::{free_port, port_or_free};
+use crate::config::{ensure_free, free_port, port_or_free};
 use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
@@ -227,13 +227,6 @@ fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<
         .chain(server_options(&tls, https_port))
         .map(|option| option.flag())
         .collect()
-}
-
-/// Fails with a clear line when the port is taken, instead of a Java stack trace later.
-fn ensure_free(port: u16) -> Result<(), ProviderError> {
-    std::net::TcpListener::bind(("127.0.0.1", port))
-        .map(drop)
-        .map_err(|_| ProviderError::PortTaken { port })
 }
 
 fn spawn(

@@ -10,9 +10,19 @@ use playbook_provider::{ProviderArgs, REALM, RealmTemplate};
 pub struct Args {
     #[command(flatten)]
     provider: ProviderArgs,
+
+    /// Only do the backend's one-time work (distribution build, or container image), then exit.
+    #[arg(long)]
+    prepare: bool,
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    if args.prepare {
+        let ready =
+            playbook_provider::prepare(&args.provider, crate::progress::for_stderr()).await?;
+        println!("{ready}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let keycloak =
         playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
