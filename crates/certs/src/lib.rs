@@ -18,7 +18,7 @@ mod store;
 
 pub use authority::{Authority, Leaf, LeafSpec, thumbprint_s256};
 pub use check::Problem;
-pub use store::{CertSet, Ensured, Files};
+pub use store::{CertSet, Ensured, Files, write_private};
 
 /// The client certificate's common name; the realm's `x509.subjectdn` matches it.
 pub const CLIENT_CN: &str = "mtls-client-dev.local";

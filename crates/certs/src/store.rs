@@ -192,20 +192,26 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Certs
     }
 }
 
-/// Writes a file; private keys are created 0600 and tightened if they already existed looser.
-fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
-    let mode = if private { 0o600 } else { 0o644 };
+/// Writes a file only its owner may read (0600), tightening one that existed looser: the one
+/// writer of every secret the playbook keeps (private keys, admin passwords, leases).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, contents, 0o600)
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(path)
-        .map_err(io("write", path))?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io("set permissions of", path))?;
-    file.write_all(contents.as_bytes())
-        .map_err(io("write", path))
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
+    let mode = if private { 0o600 } else { 0o644 };
+    write_with_mode(path, contents.as_bytes(), mode).map_err(io("write", path))
 }
 
 fn write_truststore(path: &Path, ca_pem: &str) -> Result<(), CertsError> {

@@ -94,6 +94,22 @@ impl ContainerKeycloak {
             .take();
     }
 
+    /// Lets the container outlive this handle: its lifeline (the reaper removes it when that
+    /// closes). `ContainerAsync` removes its container when dropped and cannot be told
+    /// otherwise, so it is forgotten instead.
+    pub(crate) fn detach(self) -> Option<crate::reuse::Lifeline> {
+        let pipe = self
+            .lifeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        std::mem::forget(self.container);
+        Some(crate::reuse::Lifeline {
+            pipe,
+            leftovers: Vec::new(),
+        })
+    }
+
     /// Removes the container without an async runtime (for exit hooks); idempotent.
     pub(crate) fn terminate(&self) {
         self.lifeline

@@ -37,6 +37,11 @@ impl InstanceDatabase {
         self.dir.join("keycloakdb.mv.db")
     }
 
+    /// The directory, for whoever removes it once Keycloak has stopped.
+    pub(crate) fn into_dir(self) -> PathBuf {
+        self.dir
+    }
+
     pub(crate) fn remove(self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -65,8 +70,6 @@ impl DatabaseTemplate {
         database: &InstanceDatabase,
         admin: &AdminCredentials,
     ) -> Result<(), ProviderError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let staging = self
             .dir
             .with_extension(format!("staging-{}", std::process::id()));
@@ -75,12 +78,7 @@ impl DatabaseTemplate {
         fs::copy(database.file(), staging.join("keycloakdb.mv.db"))
             .map_err(ProviderError::io("copy", database.file()))?;
         let password = staging.join("admin-password");
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&password)
-            .and_then(|mut f| f.write_all(admin.password.expose().as_bytes()))
+        playbook_certs::write_private(&password, admin.password.expose().as_bytes())
             .map_err(ProviderError::io("write", &password))?;
         // Another process may have primed the same install meanwhile: either template serves.
         if fs::rename(&staging, &self.dir).is_err() {

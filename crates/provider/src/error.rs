@@ -66,6 +66,9 @@ pub enum ProviderError {
         tail: String,
     },
 
+    #[error("a {backend} Keycloak cannot be kept running: it was not started by this process")]
+    NotDetachable { backend: String },
+
     #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
     ExternalWithoutUrl,
 

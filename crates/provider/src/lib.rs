@@ -23,6 +23,7 @@ mod native;
 mod options;
 mod progress;
 mod realm;
+mod reuse;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 pub use config::{Backend, BackendChoice, ProviderArgs};
@@ -31,6 +32,7 @@ pub use error::{ProviderError, describe};
 pub use http::{https_client, https_client_with_identity};
 pub use progress::{LogProgress, Progress};
 pub use realm::{REALM, RealmTemplate};
+pub use reuse::{Lease, reuse_dir, stop_leased};
 
 use std::sync::Arc;
 
@@ -57,6 +59,8 @@ enum Running {
     Native(native::NativeKeycloak),
     Container(Box<container::ContainerKeycloak>),
     External,
+    /// Kept running by an earlier run (see `reuse.rs`); it outlives this handle.
+    Reused,
 }
 
 impl Keycloak {
@@ -99,6 +103,7 @@ impl Keycloak {
             Running::Native(_) => "native",
             Running::Container(_) => "container",
             Running::External => "external",
+            Running::Reused => "reused",
         }
     }
 
@@ -109,7 +114,7 @@ impl Keycloak {
         match &self.backend {
             Running::Native(native) => native.terminate(),
             Running::Container(container) => container.terminate(),
-            Running::External => {}
+            Running::External | Running::Reused => {}
         }
     }
 
@@ -120,7 +125,7 @@ impl Keycloak {
                 tokio::task::spawn_blocking(move || drop(native)).await.ok();
             }
             Running::Container(container) => container.stop().await,
-            Running::External => {}
+            Running::External | Running::Reused => {}
         }
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct NativeKeycloak {
     /// Keycloak's output, removed after a clean stop (kept when it failed to start).
     log: Mutex<Option<PathBuf>>,
     archive: ClassArchive,
+    /// Handed to a keeper (see `reuse.rs`): this handle must no longer stop Keycloak.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) async fn start(
@@ -270,6 +272,7 @@ fn spawn(
         database: Mutex::new(Some(database)),
         log: Mutex::new(Some(log.to_path_buf())),
         archive,
+        detached: false.into(),
     })
 }
 
@@ -277,6 +280,9 @@ impl NativeKeycloak {
     /// SIGTERM to the group, then SIGKILL after [`STOP_GRACE`]; returns when no member is left.
     /// Idempotent, so a shared handle can be stopped from an exit hook and dropped later.
     pub(crate) fn terminate(&self) {
+        if self.detached.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         self.stop_processes();
         let database = self
             .database
@@ -286,6 +292,29 @@ impl NativeKeycloak {
         if let Some(database) = database {
             database.remove();
         }
+    }
+
+    /// Lets Keycloak outlive this handle: its lifeline and what to remove once it has stopped.
+    pub(crate) fn detach(self) -> Option<crate::reuse::Lifeline> {
+        let pipe = self
+            .lifeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        self.detached
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let database = self
+            .database
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let leftovers = database
+            .map(InstanceDatabase::into_dir)
+            .into_iter()
+            .chain(log)
+            .collect();
+        Some(crate::reuse::Lifeline { pipe, leftovers })
     }
 
     /// Stops Keycloak and hands its database over instead of removing it.

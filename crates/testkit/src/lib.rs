@@ -1,10 +1,13 @@
-//! Test support for the end-to-end tests: one real Keycloak per test binary, a fresh realm per
-//! test.
+//! Test support for the end-to-end tests: one real Keycloak per test run, a fresh realm per test.
 //!
-//! Keycloak starts on first use and serves every test of the binary, so a whole `cargo test` pays
+//! Keycloak starts on first use and serves every test of the binary; every Keycloak-backed test
+//! of the workspace lives in one binary (`crates/cli/tests/e2e`), so a whole `cargo test` pays
 //! for one start. Each test imports the bundled realm under its own name, so tests do not see
 //! each other's role assignments. When no backend can start (no Java, no Docker, no
 //! distribution), every test fails with that reason: nothing is skipped.
+//!
+//! With `PLAYBOOK_KEYCLOAK_REUSE=1` the Keycloak outlives the run and the next run attaches to it
+//! (`playbook provider --stop` stops it): the developer loop then pays for no start at all.
 //!
 //! ```no_run
 //! #[test]
@@ -35,10 +38,28 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .expect("a tokio runtime")
 });
 
-static CERTS: LazyLock<(tempfile::TempDir, CertSet)> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (set, _) = CertSet::ensure(dir.path(), false).expect("test certificates");
-    (dir, set)
+/// Opts in to a Keycloak kept across runs.
+pub const REUSE_VARIABLE: &str = "PLAYBOOK_KEYCLOAK_REUSE";
+
+fn reuse() -> bool {
+    std::env::var(REUSE_VARIABLE).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The run's certificates: fresh ones in a temporary directory, or under reuse the ones the
+/// kept Keycloak serves.
+static CERTS: LazyLock<(Option<tempfile::TempDir>, CertSet)> = LazyLock::new(|| {
+    let (temporary, dir) = if reuse() {
+        (
+            None,
+            playbook_provider::reuse_dir(&ProviderArgs::from_env()).join("certs"),
+        )
+    } else {
+        let temporary = tempfile::tempdir().expect("a temporary directory");
+        let dir = temporary.path().to_owned();
+        (Some(temporary), dir)
+    };
+    let (set, _) = CertSet::ensure(&dir, false).expect("test certificates");
+    (temporary, set)
 });
 
 static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> =
@@ -63,6 +84,9 @@ pub async fn keycloak() -> &'static Keycloak {
             if std::env::var_os("PLAYBOOK_KEYCLOAK_PORT").is_none() {
                 args.https_port = 0;
             }
+            if reuse() {
+                return kept(&args).await;
+            }
             let progress: Arc<dyn Progress> = Arc::new(TestProgress);
             let started = playbook_provider::start(&args, certs(), progress).await;
             if started.is_ok() {
@@ -80,14 +104,43 @@ pub async fn keycloak() -> &'static Keycloak {
     }
 }
 
-/// A Keycloak of its own, for the rare test that must stop it; dropped, it stops.
-pub async fn dedicated_keycloak() -> Keycloak {
-    let mut args = ProviderArgs::from_env();
-    args.https_port = 0;
+/// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two
+/// runs from starting one each.
+async fn kept(args: &ProviderArgs) -> Result<Keycloak, String> {
+    let dir = playbook_provider::reuse_dir(args);
+    let lock_path = dir.join("lock");
+    let lock = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::File::create(&lock_path))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let started = std::time::Instant::now();
+    if let Some(lease) = playbook_provider::Lease::read(&dir)
+        && let Some(keycloak) = lease.attach(&certs().ca_pem).await
+    {
+        eprintln!(
+            "[testkit] reusing the kept Keycloak ({}) at {} (attached in {} ms)",
+            lease.backend,
+            lease.base_url,
+            started.elapsed().as_millis()
+        );
+        return Ok(keycloak);
+    }
+    let _ = playbook_provider::stop_leased(&dir);
     let progress: Arc<dyn Progress> = Arc::new(TestProgress);
-    playbook_provider::start(&args, certs(), progress)
+    let keycloak = playbook_provider::start(args, certs(), progress)
         .await
-        .unwrap_or_else(|e| panic!("no dedicated Keycloak: {e}"))
+        .map_err(|e| e.to_string())?;
+    let lease = keycloak.detach(&dir).map_err(|e| e.to_string())?;
+    eprintln!(
+        "[testkit] keeping Keycloak at {} for the next run ({REUSE_VARIABLE}=1); \
+         `cargo playbook provider --stop` stops it",
+        lease.base_url
+    );
+    drop(lock);
+    Ok(lease
+        .attach(&certs().ca_pem)
+        .await
+        .expect("the Keycloak just started answers"))
 }
 
 /// Statics are never dropped, so the shared Keycloak is stopped from `atexit`; the native
@@ -127,10 +180,15 @@ impl TestRealm {
         let keycloak = keycloak().await;
         let admin = keycloak.admin().expect("an Admin API client");
         let name = format!("test-{:08x}", rand::random::<u32>());
+        let started = std::time::Instant::now();
         admin
             .create_realm(&RealmTemplate::bundled().named(&name))
             .await
             .unwrap_or_else(|e| panic!("importing realm {name}: {e}"));
+        eprintln!(
+            "[testkit] realm {name} imported in {} ms",
+            started.elapsed().as_millis()
+        );
         Self {
             name,
             keycloak,

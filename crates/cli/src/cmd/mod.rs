@@ -55,15 +55,7 @@ pub fn save_admin_password(
     certs_dir: &std::path::Path,
     password: &playbook_provider::Secret,
 ) -> anyhow::Result<std::path::PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = admin_password_file(certs_dir);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(password.expose().as_bytes())?;
+    playbook_certs::write_private(&path, password.expose().as_bytes())?;
     Ok(path)
 }

@@ -12,11 +12,25 @@ pub struct Args {
     provider: ProviderArgs,
 
     /// Only do the backend's one-time work (distribution build, or container image), then exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stop")]
     prepare: bool,
+
+    /// Stop the Keycloak that tests keep running under PLAYBOOK_KEYCLOAK_REUSE=1, then exit.
+    #[arg(long)]
+    stop: bool,
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    if args.stop {
+        let dir = playbook_provider::reuse_dir(&args.provider);
+        let said =
+            tokio::task::spawn_blocking(move || playbook_provider::stop_leased(&dir)).await?;
+        println!(
+            "{}",
+            said.as_deref().unwrap_or("no kept Keycloak is running")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.prepare {
         let ready =
             playbook_provider::prepare(&args.provider, crate::progress::for_stderr()).await?;

@@ -1,14 +1,24 @@
-//! The `playbook` binary as users run it: its exit codes, its one-line errors, and the whole demo
-//! against a real Keycloak (started by the demo itself, as `cargo demo` does).
+//! Every test of the workspace that needs a real Keycloak, in one binary so that one Keycloak
+//! (started by `playbook-testkit` on first use) serves the whole `cargo test`: the `playbook`
+//! binary as users run it (exit codes, one-line errors, the whole demo), the client, tokens, and
+//! the resource server against real tokens.
 
+mod cli_errors;
+mod client;
 mod demo;
-mod errors;
+mod resource_server;
+mod token;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Runs `playbook` with `args`, no terminal and no input, as a script or CI would.
 fn playbook(certs_dir: &Path, args: &[&str]) -> Output {
+    playbook_with(certs_dir, args, &[])
+}
+
+/// [`playbook`] with environment variables set after the Keycloak ones are cleared.
+fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_playbook"))
         .arg("--certs-dir")
         .arg(certs_dir)
@@ -17,6 +27,8 @@ fn playbook(certs_dir: &Path, args: &[&str]) -> Output {
         .env("RUST_BACKTRACE", "1")
         .env_remove("PLAYBOOK_KEYCLOAK_URL")
         .env_remove("PLAYBOOK_KEYCLOAK_BACKEND")
+        .env_remove("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("the playbook binary runs")

@@ -1,21 +1,31 @@
 //! `playbook demo`, non-interactive, against a real Keycloak: the README's main command.
+//!
+//! The demo runs against the run's shared Keycloak as an external one, with the certificates
+//! that Keycloak serves: starting Keycloak is the provider's part, tested by every other test.
 
 use serde_json::Value;
 
-use super::{playbook, stderr};
+use super::{playbook_with, stderr};
 
 #[test]
 fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs_dir = dir.path().join("certs");
-    let output = playbook(
-        &certs_dir,
-        &["demo", "--json", "--keycloak-port", "0", "--api-port", "0"],
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let certs_dir = playbook_testkit::certs().files.dir();
+    let admin = keycloak.admin_credentials();
+    let output = playbook_with(
+        certs_dir,
+        &["demo", "--json", "--api-port", "0"],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+        ],
     );
     assert_eq!(
         output.status.code(),
         Some(0),
-        "the demo failed (it needs Java 17+ and Maven, or Docker):\n{}",
+        "the demo failed:\n{}",
         stderr(&output)
     );
     let document: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
@@ -59,8 +69,8 @@ fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
     assert!(roles.iter().any(|r| r == "oauth2-playbook-readonly"));
 
     // Bound to the certificate the demo generated, and the token itself never printed.
-    let certs = playbook_certs::CertSet::load(playbook_certs::Files::new(&certs_dir))
-        .expect("the demo left its certificates");
+    let certs = playbook_certs::CertSet::load(playbook_certs::Files::new(certs_dir))
+        .expect("the demo used the run's certificates");
     for token in &tokens {
         assert_eq!(token["cnf"]["x5t#S256"], certs.client.thumbprint_s256());
         assert!(

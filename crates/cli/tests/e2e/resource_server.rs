@@ -1,8 +1,7 @@
 //! The resource server validating real Keycloak tokens.
 
 use playbook_client::ResourceApi;
-use playbook_provider::RealmTemplate;
-use playbook_testkit::{TestRealm, certs, dedicated_keycloak, run};
+use playbook_testkit::{TestRealm, certs, run};
 
 #[test]
 fn token_with_role_and_scope_reads_users() {
@@ -73,47 +72,32 @@ fn bound_token_replayed_without_the_client_certificate_is_rejected() {
 }
 
 #[test]
-fn loaded_keys_keep_validating_after_keycloak_stops() {
+fn loaded_keys_keep_validating_when_keycloak_no_longer_serves_them() {
     run(async {
-        // This test stops Keycloak, so it gets one of its own instead of the shared one.
-        let keycloak = dedicated_keycloak().await;
-        let admin = keycloak.admin().unwrap();
-        admin
-            .create_realm(&RealmTemplate::bundled().named("outage"))
-            .await
-            .unwrap();
-        let provisioner = playbook_client::Provisioner::new(&admin, "outage");
-        let (account, role) = provisioner
-            .account_and_role(playbook_client::CLIENT_ID, playbook_client::READONLY_ROLE)
-            .await
-            .unwrap();
-        provisioner.assign(&account, &role).await.unwrap();
-        let tokens = std::sync::Arc::new(
-            playbook_client::TokenClient::new(playbook_client::TokenClientConfig::playbook(
-                keycloak.token_endpoint("outage"),
-                &certs().ca_pem,
-                &certs().client,
-            ))
-            .unwrap(),
-        );
+        // The run shares one Keycloak, so the outage is this realm's alone: once it is deleted,
+        // Keycloak answers 404 for its discovery document and JWKS.
+        let realm = TestRealm::new().await;
+        realm.grant_readonly_role().await;
+        let tokens = realm.token_client();
         let token = tokens.request().await.unwrap();
-        let listen = "127.0.0.1:0".parse().unwrap();
-        let server = playbook_resource_server::server::start(
-            playbook_resource_server::ServerConfig::new(keycloak.issuer("outage"), listen, certs()),
-        )
-        .await
-        .unwrap();
+        let server = realm.resource_server().await;
         let api = ResourceApi::new(server.base_url(), tokens).unwrap();
-        assert_eq!(
-            api.get_with("/api/users", token.expose())
-                .await
-                .unwrap()
-                .status,
-            200
-        );
+        let call = || api.get_with("/api/users", token.expose());
+        assert_eq!(call().await.unwrap().status, 200);
 
-        keycloak.stop().await;
-        let answer = api.get_with("/api/users", token.expose()).await.unwrap();
+        realm.admin.delete_realm(&realm.name).await.unwrap();
+        let jwks = playbook_provider::https_client(&certs().ca_pem)
+            .unwrap()
+            .get(format!("{}/protocol/openid-connect/certs", realm.issuer()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            jwks.status(),
+            404,
+            "the realm's keys are gone from Keycloak"
+        );
+        let answer = call().await.unwrap();
         assert_eq!(
             answer.status, 200,
             "cached keys must survive the outage: {answer:?}"
