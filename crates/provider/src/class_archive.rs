@@ -1,61 +1,118 @@
-//! A class-data-sharing (CDS) archive of the classes Keycloak's JVM loads, kept beside the build.
+//! A cache of what Keycloak's JVM loads at start, kept beside the build, one per JDK major.
 //!
-//! Mapping classes from an archive instead of reading them from jars saves ~1.5 s of a ~9.5 s
-//! start here. JDK 17 writes such an archive only when a JVM started with
-//! `-XX:ArchiveClassesAtExit` exits normally, which takes ~10 s more at its stop, so only the
-//! one-time preparing start of a build writes it (to a private path, moved into place after a
-//! clean stop). An archive that does not fit (another JDK, say) costs only the saving: the JVM
-//! ignores what it cannot map.
+//! On JDK 17 and 21 it is a class-data-sharing (CDS) archive: mapping classes instead of reading
+//! them from jars saves ~1.5 s of a ~9.5 s start here. On JDK 25 it is an AOT cache (JEPs 483,
+//! 514, 515), which also keeps classes loaded and linked, and method profiles. Either is written
+//! only when a JVM started to record it exits normally, which takes a while at its stop, so only
+//! the one-time preparing start of a build writes it (to a private path, moved into place after
+//! a clean stop). A cache that does not fit costs only the saving: the JVM ignores what it
+//! cannot map.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How one Keycloak start uses the class archive of its install.
+/// Which kind of cache a JDK can write and map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A dynamic CDS archive (`-XX:ArchiveClassesAtExit`, `-XX:SharedArchiveFile`).
+    ClassData,
+    /// An AOT cache (`-XX:AOTCacheOutput`, `-XX:AOTCache`), JDK 25 on.
+    AheadOfTime,
+}
+
+impl Kind {
+    pub(crate) fn for_java(major: u32) -> Self {
+        if major >= 25 {
+            Self::AheadOfTime
+        } else {
+            Self::ClassData
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::ClassData => "jsa",
+            Self::AheadOfTime => "aot",
+        }
+    }
+}
+
+/// How one Keycloak start uses the class cache of its install.
 pub(crate) enum ClassArchive {
-    /// The install has none yet.
+    /// The install has none yet for this JDK.
     Absent,
-    /// Map the existing archive.
-    Read(PathBuf),
+    /// Map the existing cache.
+    Read { path: PathBuf, kind: Kind },
     /// Write one at exit to `pending`, to become `path` after a clean stop.
-    Write { pending: PathBuf, path: PathBuf },
+    Write {
+        pending: PathBuf,
+        path: PathBuf,
+        kind: Kind,
+    },
 }
 
 impl ClassArchive {
-    /// The install's archive, if it has one.
-    pub(crate) fn existing(install: &Path) -> Self {
-        let path = Self::path(install);
+    /// The install's cache for Java `major`, if it has one.
+    pub(crate) fn existing(install: &Path, major: u32) -> Self {
+        let (path, kind) = Self::path(install, major);
         if path.is_file() {
-            Self::Read(path)
+            Self::Read { path, kind }
         } else {
             Self::Absent
         }
     }
 
-    /// A new archive for the install, written when this start stops.
-    pub(crate) fn to_write(install: &Path) -> Self {
-        let path = Self::path(install);
+    /// A new cache for the install and Java `major`, written when this start stops.
+    pub(crate) fn to_write(install: &Path, major: u32) -> Self {
+        let (path, kind) = Self::path(install, major);
         let pending = path.with_extension(format!(
-            "{}-{:08x}.jsa",
+            "{}-{:08x}.{}",
             std::process::id(),
-            rand::random::<u32>()
+            rand::random::<u32>(),
+            kind.extension()
         ));
-        Self::Write { pending, path }
+        Self::Write {
+            pending,
+            path,
+            kind,
+        }
     }
 
-    fn path(install: &Path) -> PathBuf {
-        install.join(".playbook-classes.jsa")
+    fn path(install: &Path, major: u32) -> (PathBuf, Kind) {
+        let kind = Kind::for_java(major);
+        let name = format!(".playbook-classes-java{major}.{}", kind.extension());
+        (install.join(name), kind)
     }
 
     /// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours.
     pub(crate) fn java_opts_append(&self) -> Option<String> {
+        // Without the -Xlog:…=off, thousands of "Skipping …" lines written at exit would bury
+        // the reason of a failed start at the end of the log.
         let ours = match self {
             Self::Absent => return None,
-            Self::Read(path) => format!("-XX:SharedArchiveFile={}", path.display()),
-            // Without -Xlog:cds=off, thousands of "Skipping …" lines written at exit would bury
-            // the reason of a failed start at the end of the log.
-            Self::Write { pending, .. } => format!(
+            Self::Read {
+                path,
+                kind: Kind::ClassData,
+            } => format!("-XX:SharedArchiveFile={}", path.display()),
+            Self::Read {
+                path,
+                kind: Kind::AheadOfTime,
+            } => format!("-XX:AOTCache={}", path.display()),
+            Self::Write {
+                pending,
+                kind: Kind::ClassData,
+                ..
+            } => format!(
                 "-XX:ArchiveClassesAtExit={} -Xlog:cds=off -Xlog:cds+dynamic=off",
+                pending.display()
+            ),
+            Self::Write {
+                pending,
+                kind: Kind::AheadOfTime,
+                ..
+            } => format!(
+                "-XX:AOTCacheOutput={} -Xlog:cds=off -Xlog:aot=off",
                 pending.display()
             ),
         };
@@ -75,7 +132,7 @@ impl ClassArchive {
 
     /// Once the JVM has exited: keep a newly written archive only if it exited cleanly.
     pub(crate) fn finish(&self, exited_cleanly: bool) {
-        if let Self::Write { pending, path } = self {
+        if let Self::Write { pending, path, .. } = self {
             let kept = exited_cleanly && pending.is_file() && fs::rename(pending, path).is_ok();
             if !kept {
                 let _ = fs::remove_file(pending);

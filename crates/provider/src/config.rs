@@ -73,6 +73,11 @@ pub struct ProviderArgs {
     #[arg(long = "keycloak-image", env = "PLAYBOOK_KEYCLOAK_IMAGE")]
     pub image: Option<String>,
 
+    /// The Java that runs a native Keycloak (a `java` binary or a JDK home); unset, the newest
+    /// one Keycloak supports among JAVA_HOME, PATH and /usr/lib/jvm.
+    #[arg(long = "java", env = "PLAYBOOK_JAVA")]
+    pub java: Option<PathBuf>,
+
     /// Where downloaded and built Keycloak distributions are kept.
     #[arg(long = "cache-dir", env = "PLAYBOOK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -140,7 +140,7 @@ pub async fn prepare(
     let args = args.clone();
     let ready = tokio::task::spawn_blocking(move || match backend {
         Backend::Native => {
-            let java = java::find()?;
+            let java = java::find(args.java.as_deref())?;
             let home = distribution::built_install(&args, &java, progress.as_ref())?;
             Ok(format!(
                 "Keycloak {KEYCLOAK_VERSION} is built in {}",

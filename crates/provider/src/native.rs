@@ -52,7 +52,7 @@ pub(crate) async fn start(
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
 ) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
-    let java = crate::java::find()?;
+    let java = crate::java::find(args.java.as_deref())?;
     let install = {
         let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
@@ -82,14 +82,17 @@ pub(crate) async fn start(
             args.admin_credentials_or_random(),
         ),
         false => {
-            let no_archive = matches!(ClassArchive::existing(&install), ClassArchive::Absent);
+            let no_archive = matches!(
+                ClassArchive::existing(&install, java.major),
+                ClassArchive::Absent
+            );
             if !template.exists() || no_archive {
                 launcher.prime(&template).await?;
             }
             template.instantiate()?
         }
     };
-    let archive = ClassArchive::existing(&install);
+    let archive = ClassArchive::existing(&install, java.major);
     let keycloak = launcher
         .launch(https_port, database, &admin, archive, "")
         .await?;
@@ -194,7 +197,7 @@ impl Launcher<'_> {
                 port,
                 database,
                 &admin,
-                ClassArchive::to_write(self.install),
+                ClassArchive::to_write(self.install, self.java.major),
                 " (once: preparing a reusable database and class archive)",
             )
             .await?;
