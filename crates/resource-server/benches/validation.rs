@@ -1,5 +1,5 @@
 //! Cost of validating a token with warm keys, against the floor: one raw RS256 verification of
-//! the same token with the same parsed key (DESIGN.md section 7 wants the ratio close to 1), and
+//! the same token with the same parsed key (the goal is a ratio close to 1: see docs/benchmarks.md), and
 //! the cost for a token the server has already verified (the steady state of a client that
 //! reuses its token).
 

@@ -7,7 +7,7 @@
 //!   connection it arrives on.
 //! - [`jwks`]: the realm's signing keys, found by OIDC discovery, parsed once, refreshed on an
 //!   unknown `kid` at most once per interval, kept when Keycloak is down.
-//! - [`token`]: the validation of DESIGN.md section 5, in order, failing closed.
+//! - [`token`]: the validation rules of docs/resource-server.md, in order, failing closed.
 //! - [`policy`]: the [`Authorized`] extractor. A handler states its requirement in its signature
 //!   (`Authorized<ReadUsers>`), like the seed's `@ScopesAllowed`, but scopes match whole tokens.
 //! - [`api`]: the seed's endpoints over an in-memory store.

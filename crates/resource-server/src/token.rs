@@ -1,4 +1,4 @@
-//! Access-token validation, in the order of DESIGN.md section 5, failing closed.
+//! Access-token validation, in the order of docs/resource-server.md, failing closed.
 //!
 //! Every failure names the check that failed (and the kid or claim involved) so logs explain a
 //! 401 — but never contain the token.

@@ -126,7 +126,7 @@ async fn demo(
         early.status
     );
     report.note(
-        "=> 403 insufficient_scope: authenticated, but not allowed. Now the seed's four steps:",
+        "=> 403 insufficient_scope: authenticated, but not allowed. Now the four steps of the seed (the original playbook):",
     );
 
     let answer = four_steps(&flow, report, args.output).await?;

@@ -1,5 +1,5 @@
 //! The resource server against tokens signed with test keys, served by a local HTTPS JWKS
-//! endpoint: one test per rule of DESIGN.md section 5, each asserting status and challenge.
+//! endpoint: one test per rule of docs/resource-server.md, each asserting status and challenge.
 
 mod support;
 
