@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use playbook_client::{
-    AccessToken, ApiResponse, Assignment, CLIENT_ID, Provisioner, READONLY_ROLE, ResourceApi,
-    Revocation, TokenClient,
+    AccessToken, ApiResponse, Assignment, Provisioner, ResourceApi, Revocation, TokenClient,
 };
 use playbook_provider::Admin;
+use playbook_realm::{CLIENT_ID, READONLY_ROLE};
 use serde_json::json;
 
 use crate::report::{Actor, Report};

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // One readable line (plus whatever context the error carries), never a backtrace.
-            eprintln!("error: {}", playbook_provider::describe(error.as_ref()));
+            eprintln!("error: {}", playbook_https::describe(error.as_ref()));
             ExitCode::from(cmd::exit_code(&error))
         }
     }

@@ -8,6 +8,9 @@ pub enum ClientError {
     #[error(transparent)]
     Provider(#[from] ProviderError),
 
+    #[error(transparent)]
+    Tls(#[from] playbook_https::TlsMaterialError),
+
     #[error(
         "client `{client_id}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
     )]
@@ -82,7 +85,7 @@ impl ClientError {
         ca_pem: &str,
         identity: &Leaf,
     ) -> Self {
-        let mut reason = playbook_provider::describe(error);
+        let mut reason = playbook_https::describe(error);
         let origin = url.origin().ascii_serialization();
         if !names_certificate_alert(&reason)
             && let Some(alert) = crate::handshake::certificate_alert(url, ca_pem, identity).await

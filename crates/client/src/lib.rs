@@ -19,12 +19,3 @@ pub use claims::Claims;
 pub use error::ClientError;
 pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use token::{AccessToken, TokenClient, TokenClientConfig};
-
-/// The realm's client that authenticates with its certificate.
-pub const CLIENT_ID: &str = "oauth2-playbook-client-credentials-mtls";
-/// The realm role the resource server requires for reading.
-pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";
-/// The scope the client asks for.
-pub const USERS_READ: &str = "users:read";
-/// The audience the resource server expects (the bearer-only client).
-pub const RESOURCE_SERVER_AUDIENCE: &str = "oauth2-playbook-resource-server";

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::{CLIENT_ID, Claims, ClientError, USERS_READ};
+use playbook_realm::{CLIENT_ID, USERS_READ};
+
+use crate::{Claims, ClientError};
 
 /// Renew this long before expiry (or at half-life for very short tokens).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -27,7 +29,7 @@ pub struct TokenClientConfig {
 impl TokenClientConfig {
     /// An HTTPS client trusting only the CA and presenting the client certificate.
     pub fn https_client(&self) -> Result<reqwest::Client, ClientError> {
-        Ok(playbook_provider::https_client_with_identity(
+        Ok(playbook_https::https_client_with_identity(
             &self.ca_pem,
             &self.identity.identity_pem(),
         )?)

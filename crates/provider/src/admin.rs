@@ -8,7 +8,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::ProviderError;
-use crate::error::describe;
+use playbook_https::describe;
+use playbook_realm::{ADMIN_CLI, KeycloakUrl, MASTER_REALM};
 
 /// A string that never appears in logs or `Debug` output.
 #[derive(Clone)]
@@ -52,7 +53,7 @@ const RENEW_MARGIN: Duration = Duration::from_secs(10);
 /// An Admin API session against one Keycloak, as the seed's `client/start.sh` step 1 opens it.
 pub struct Admin {
     http: reqwest::Client,
-    base_url: Url,
+    keycloak: KeycloakUrl,
     credentials: AdminCredentials,
     token: Mutex<Option<(Secret, Instant)>>,
 }
@@ -65,20 +66,20 @@ struct TokenResponse {
 
 impl Admin {
     pub fn new(
-        base_url: Url,
+        keycloak: KeycloakUrl,
         credentials: AdminCredentials,
         ca_pem: &str,
     ) -> Result<Self, ProviderError> {
         Ok(Self {
-            http: crate::https_client(ca_pem)?,
-            base_url: crate::config::with_trailing_slash(base_url),
+            http: playbook_https::https_client(ca_pem)?,
+            keycloak,
             credentials,
             token: Mutex::new(None),
         })
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.base_url
+    pub fn keycloak(&self) -> &KeycloakUrl {
+        &self.keycloak
     }
 
     /// A valid admin token, fetched with the password grant of `admin-cli` when needed.
@@ -89,13 +90,13 @@ impl Admin {
         {
             return Ok(token.clone());
         }
-        let url = self.url("realms/master/protocol/openid-connect/token");
+        let url = self.keycloak.realm(MASTER_REALM).token();
         let response = self
             .http
             .post(url.clone())
             .form(&[
                 ("grant_type", "password"),
-                ("client_id", "admin-cli"),
+                ("client_id", ADMIN_CLI),
                 ("username", &self.credentials.username),
                 ("password", self.credentials.password.expose()),
             ])
@@ -185,7 +186,12 @@ impl Admin {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let url = self.url(&format!("admin/realms/{path}"));
+        let url = self
+            .keycloak
+            .admin_realms()
+            .join(path)
+            .expect("admin paths are relative URLs");
+        // `POST /admin/realms` (creating a realm) has no trailing slash.
         let url = Url::parse(url.as_str().trim_end_matches('/')).unwrap_or(url);
         let token = self.token().await?;
         let mut request = self
@@ -196,12 +202,6 @@ impl Admin {
             request = request.json(body);
         }
         request.send().await.map_err(|e| unreachable(&url, &e))
-    }
-
-    fn url(&self, path: &str) -> Url {
-        self.base_url
-            .join(path)
-            .expect("admin paths are relative URLs")
     }
 }
 

@@ -150,15 +150,6 @@ pub(crate) fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
-/// `Url::join` drops the last path segment unless the base ends in `/`.
-pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
-}
-
 /// A free TCP port on loopback, for Keycloak to bind.
 pub(crate) fn free_port() -> std::io::Result<u16> {
     // Below the kernel's ephemeral range: a port from bind(0) comes from that range, where any

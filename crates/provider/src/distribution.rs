@@ -207,7 +207,7 @@ fn from_github(target: &Path) -> Result<(), String> {
     let bytes = runtime.block_on(async {
         let response = reqwest::get(&url)
             .await
-            .map_err(|e| crate::error::describe(&e))?;
+            .map_err(|e| playbook_https::describe(&e))?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }

@@ -90,8 +90,8 @@ pub enum ProviderError {
         body: String,
     },
 
-    #[error("invalid TLS material: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] playbook_https::TlsMaterialError),
 
     #[error("{action} {path}: {source}")]
     Io {
@@ -118,23 +118,6 @@ impl ProviderError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. })
     }
-}
-
-/// An error and its causes in one line, each cause once: many errors repeat their source in
-/// their own message, and a reqwest error's cause chain is where "connection refused" or
-/// "certificate not trusted" actually lives.
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The last `lines` lines of a log file, for failure messages.

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::describe;
 use crate::{Keycloak, ProviderError};
+use playbook_https::describe;
 
 /// Why waiting stopped without a ready Keycloak.
 pub(crate) enum NotReady {
@@ -19,7 +19,7 @@ pub(crate) async fn wait_ready(
     mut exited: impl FnMut() -> Option<String>,
 ) -> Result<Duration, NotReady> {
     let started = Instant::now();
-    let http = crate::https_client(ca_pem).map_err(|e| NotReady::Exited(e.to_string()))?;
+    let http = playbook_https::https_client(ca_pem).map_err(|e| NotReady::Exited(e.to_string()))?;
     loop {
         if let Some(status) = exited() {
             return Err(NotReady::Exited(status));
@@ -41,11 +41,8 @@ pub(crate) async fn wait_ready(
 
 /// Checks that an external Keycloak answers over TLS with our CA and serves the master realm.
 pub(crate) async fn check_external(keycloak: &Keycloak) -> Result<(), ProviderError> {
-    let http = crate::https_client(keycloak.ca_pem())?;
-    let url = keycloak
-        .base_url()
-        .join("realms/master/.well-known/openid-configuration")
-        .expect("static path");
+    let http = playbook_https::https_client(keycloak.ca_pem())?;
+    let url = keycloak.realm(playbook_realm::MASTER_REALM).discovery();
     let unreachable = |reason: String| ProviderError::Unreachable {
         url: keycloak.base_url().to_string(),
         reason,

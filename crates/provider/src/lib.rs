@@ -16,26 +16,23 @@ mod database;
 mod distribution;
 mod error;
 mod health;
-mod http;
 mod image;
 mod java;
 mod native;
 mod options;
 mod progress;
-mod realm;
 mod reuse;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 pub use config::{Backend, BackendChoice, ProviderArgs};
 pub use container::CONTAINER_LABEL;
-pub use error::{ProviderError, describe};
-pub use http::{https_client, https_client_with_identity};
+pub use error::ProviderError;
 pub use progress::{LogProgress, Progress};
-pub use realm::{REALM, RealmTemplate};
 pub use reuse::{Lease, reuse_dir, stop_leased};
 
 use std::sync::Arc;
 
+use playbook_realm::{KeycloakUrl, RealmUrl};
 use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
@@ -48,7 +45,7 @@ pub const KEYCLOAK_IMAGE: &str = "oauth2-playbook/keycloak";
 
 /// A running Keycloak. Dropping it stops Keycloak (external ones are left alone).
 pub struct Keycloak {
-    base_url: Url,
+    base_url: KeycloakUrl,
     admin: AdminCredentials,
     ca_pem: String,
     backend: Running,
@@ -66,21 +63,12 @@ enum Running {
 impl Keycloak {
     /// The server root, e.g. `https://localhost:9443/`.
     pub fn base_url(&self) -> &Url {
-        &self.base_url
+        self.base_url.as_url()
     }
 
-    /// The issuer of tokens of `realm`, as it appears in their `iss` claim.
-    pub fn issuer(&self, realm: &str) -> Url {
-        self.base_url
-            .join(&format!("realms/{realm}"))
-            .expect("realm names are URL path segments")
-    }
-
-    /// The token endpoint of `realm`.
-    pub fn token_endpoint(&self, realm: &str) -> Url {
-        self.base_url
-            .join(&format!("realms/{realm}/protocol/openid-connect/token"))
-            .expect("realm names are URL path segments")
+    /// The URLs of `realm` on this Keycloak: issuer, token endpoint, JWKS, ...
+    pub fn realm(&self, realm: &str) -> RealmUrl {
+        self.base_url.realm(realm)
     }
 
     pub fn admin_credentials(&self) -> &AdminCredentials {
@@ -172,7 +160,7 @@ pub async fn start(
             let url = args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?;
             let admin = args.admin_credentials_or_default();
             let keycloak = Keycloak {
-                base_url: config::with_trailing_slash(url),
+                base_url: KeycloakUrl::new(url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
                 backend: Running::External,
@@ -183,7 +171,7 @@ pub async fn start(
         Backend::Native => {
             let (native, base_url, admin) = native::start(args, certs, &progress).await?;
             Keycloak {
-                base_url,
+                base_url: KeycloakUrl::new(base_url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
                 backend: Running::Native(native),
@@ -192,7 +180,7 @@ pub async fn start(
         Backend::Container => {
             let (container, base_url, admin) = container::start(args, certs, &progress).await?;
             Keycloak {
-                base_url,
+                base_url: KeycloakUrl::new(base_url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
                 backend: Running::Container(Box::new(container)),

@@ -59,7 +59,7 @@ impl Lease {
             return None;
         }
         let keycloak = Keycloak {
-            base_url: self.base_url.clone(),
+            base_url: playbook_realm::KeycloakUrl::new(self.base_url.clone()),
             admin: AdminCredentials::new(
                 self.admin_user.clone(),
                 Secret::new(self.admin_password.clone()),
@@ -106,7 +106,7 @@ impl Keycloak {
             std::thread::sleep(Duration::from_millis(5));
         }
         let lease = Lease {
-            base_url: self.base_url,
+            base_url: self.base_url.as_url().clone(),
             backend,
             admin_user: self.admin.username.clone(),
             admin_password: self.admin.password.expose().to_owned(),

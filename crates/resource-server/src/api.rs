@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::READONLY_ROLE;
 use crate::policy::{Auth, Authorized, Policy};
+use playbook_realm::{READ_USER, READONLY_ROLE, USERS_ADMIN, USERS_READ, WRITE_USER};
 
 /// Request bodies are small JSON objects; anything bigger is refused before it is read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -22,14 +22,14 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct ReadUsers;
 impl Policy for ReadUsers {
     const REALM_ROLE: Option<&'static str> = Some(READONLY_ROLE);
-    const ANY_SCOPE: &'static [&'static str] = &["users:read", "users:admin"];
+    const ANY_SCOPE: &'static [&'static str] = &[USERS_READ, USERS_ADMIN];
 }
 
 /// `GET /api/user/{id}`: realm role `oauth2-playbook-readonly` and `read:user` (or `users:admin`).
 pub struct ReadUser;
 impl Policy for ReadUser {
     const REALM_ROLE: Option<&'static str> = Some(READONLY_ROLE);
-    const ANY_SCOPE: &'static [&'static str] = &["read:user", "users:admin"];
+    const ANY_SCOPE: &'static [&'static str] = &[READ_USER, USERS_ADMIN];
 }
 
 /// `POST /api/user`: `write:user` (or `users:admin`). No realm role: the only realm role is
@@ -37,7 +37,7 @@ impl Policy for ReadUser {
 pub struct WriteUser;
 impl Policy for WriteUser {
     const REALM_ROLE: Option<&'static str> = None;
-    const ANY_SCOPE: &'static [&'static str] = &["write:user", "users:admin"];
+    const ANY_SCOPE: &'static [&'static str] = &[WRITE_USER, USERS_ADMIN];
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use playbook_provider::describe;
+use jsonwebtoken::AlgorithmFamily;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use playbook_https::describe;
+use playbook_realm::RealmUrl;
 use serde::Deserialize;
 use url::Url;
 
@@ -24,18 +25,24 @@ use crate::Algorithm;
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A key from the JWKS, with what it may verify.
+///
+/// jsonwebtoken parses the JWK into a [`DecodingKey`]; it is silent on two things a resource
+/// server must respect, so they are checked here: the JWK's `use` (an encryption key must never
+/// verify a signature) and, for EC keys, that the curve is the one the algorithm names.
 pub struct VerifyingKey {
     pub kid: String,
     /// Why this key can never verify a token signature, if it cannot (e.g. `use: enc`).
     unusable: Option<String>,
     /// The JWK's own `alg`, which then is the only algorithm it verifies.
     alg: Option<Algorithm>,
-    parsed: HashMap<Algorithm, ParsedPublicKey>,
+    /// The algorithms of our allow-list this key's type and curve fit.
+    fits: Vec<Algorithm>,
+    key: Option<DecodingKey>,
 }
 
 impl VerifyingKey {
-    /// The parsed key for `alg`, or why this key does not verify `alg`.
-    pub fn for_alg(&self, alg: Algorithm) -> Result<&ParsedPublicKey, String> {
+    /// The decoding key for `alg`, or why this key does not verify `alg`.
+    pub fn for_alg(&self, alg: Algorithm) -> Result<&DecodingKey, String> {
         if let Some(reason) = &self.unusable {
             return Err(reason.clone());
         }
@@ -44,29 +51,11 @@ impl VerifyingKey {
         {
             return Err(format!("key is for {} only", own.name()));
         }
-        self.parsed
-            .get(&alg)
-            .ok_or_else(|| format!("key type does not match {}", alg.name()))
+        match &self.key {
+            Some(key) if self.fits.contains(&alg) => Ok(key),
+            _ => Err(format!("key type does not match {}", alg.name())),
+        }
     }
-}
-
-#[derive(Deserialize)]
-struct JwkSet {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kid: Option<String>,
-    kty: Option<String>,
-    #[serde(rename = "use")]
-    use_: Option<String>,
-    alg: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    crv: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
 }
 
 /// Parses a JWKS document into keys usable for the `allowed` algorithms. Malformed entries are
@@ -75,14 +64,21 @@ pub fn parse_jwks(
     document: &[u8],
     allowed: &[Algorithm],
 ) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
-    let set: JwkSet = serde_json::from_slice(document).map_err(|e| format!("not a JWKS: {e}"))?;
+    #[derive(Deserialize)]
+    struct Entries {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: Entries = serde_json::from_slice(document).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
     for value in set.keys {
-        let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
-            tracing::warn!("skipping a JWKS entry with fields of the wrong type");
-            continue;
+        let jwk = match serde_json::from_value::<Jwk>(value) {
+            Ok(jwk) => jwk,
+            Err(error) => {
+                tracing::warn!(%error, "skipping a JWKS entry jsonwebtoken cannot read");
+                continue;
+            }
         };
-        let Some(kid) = jwk.kid.clone() else {
+        let Some(kid) = jwk.common.key_id.clone() else {
             tracing::warn!("skipping a JWKS entry without kid");
             continue;
         };
@@ -97,14 +93,23 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
         kid,
         unusable: None,
         alg: None,
-        parsed: HashMap::new(),
+        fits: Vec::new(),
+        key: None,
     };
-    if let Some(use_) = jwk.use_.as_deref().filter(|u| *u != "sig") {
-        key.unusable = Some(format!("key use is `{use_}`, not `sig`"));
-        return key;
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(other) => {
+            let named = match other {
+                PublicKeyUse::Encryption => "enc",
+                PublicKeyUse::Other(name) => name,
+                PublicKeyUse::Signature => unreachable!("matched above"),
+            };
+            key.unusable = Some(format!("key use is `{named}`, not `sig`"));
+            return key;
+        }
     }
-    if let Some(alg) = &jwk.alg {
-        match Algorithm::from_name(alg) {
+    if let Some(alg) = jwk.common.key_algorithm {
+        match Algorithm::from_name(&alg.to_string()) {
             Some(alg) => key.alg = Some(alg),
             None => {
                 key.unusable = Some(format!("key algorithm `{alg}` is not accepted here"));
@@ -112,54 +117,35 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
             }
         }
     }
-    let b64 = |v: &Option<String>| v.as_deref().and_then(|s| URL_SAFE_NO_PAD.decode(s).ok());
-    for &alg in allowed
-        .iter()
-        .filter(|a| key.alg.is_none_or(|own| own == **a))
-    {
-        let parsed = match (jwk.kty.as_deref(), alg) {
-            (Some("RSA"), _) => match (b64(&jwk.n), b64(&jwk.e), rsa_params(alg)) {
-                (Some(n), Some(e), Some(params)) => RsaPublicKeyComponents { n, e }
-                    .to_parsed_public_key(params)
-                    .ok(),
-                _ => None,
-            },
-            (Some("EC"), Algorithm::ES256 | Algorithm::ES384) => {
-                let (curve, verify): (&str, &'static dyn signature::VerificationAlgorithm) =
-                    match alg {
-                        Algorithm::ES256 => ("P-256", &signature::ECDSA_P256_SHA256_FIXED),
-                        _ => ("P-384", &signature::ECDSA_P384_SHA384_FIXED),
-                    };
-                match (jwk.crv.as_deref() == Some(curve), b64(&jwk.x), b64(&jwk.y)) {
-                    (true, Some(x), Some(y)) => {
-                        let point = [&[4u8][..], &x, &y].concat();
-                        ParsedPublicKey::new(verify, point).ok()
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        if let Some(parsed) = parsed {
-            key.parsed.insert(alg, parsed);
-        }
-    }
-    if key.parsed.is_empty() && key.unusable.is_none() {
+    // Only public-key families: an `oct` JWK would be an HMAC secret, which no allow-list here
+    // names, and which a resource server must never hold.
+    key.fits = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => allowed
+            .iter()
+            .copied()
+            .filter(|a| a.jwt().family() == AlgorithmFamily::Rsa)
+            .collect(),
+        AlgorithmParameters::EllipticCurve(ec) => allowed
+            .iter()
+            .copied()
+            .filter(|a| match a {
+                Algorithm::ES256 => ec.curve == EllipticCurve::P256,
+                Algorithm::ES384 => ec.curve == EllipticCurve::P384,
+                _ => false,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    key.fits.retain(|a| key.alg.is_none_or(|own| own == *a));
+    if key.fits.is_empty() {
         key.unusable = Some("no accepted algorithm fits this key".into());
+        return key;
+    }
+    match DecodingKey::from_jwk(jwk) {
+        Ok(decoding) => key.key = Some(decoding),
+        Err(error) => key.unusable = Some(format!("key material is invalid: {error}")),
     }
     key
-}
-
-fn rsa_params(alg: Algorithm) -> Option<&'static signature::RsaParameters> {
-    Some(match alg {
-        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-        Algorithm::ES256 | Algorithm::ES384 => return None,
-    })
 }
 
 /// Why no key could be found.
@@ -195,25 +181,23 @@ impl JwksCache {
     /// succeeds.
     pub async fn discover(
         http: reqwest::Client,
-        issuer: &Url,
+        issuer: &RealmUrl,
         allowed: Vec<Algorithm>,
         min_refresh_interval: Duration,
     ) -> Result<Self, String> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.as_str().trim_end_matches('/')
-        );
+        let url = issuer.discovery();
         let discovery: Discovery = async {
-            let response = http.get(&url).send().await?.error_for_status()?;
+            let response = http.get(url.clone()).send().await?.error_for_status()?;
             response.json().await
         }
         .await
         .map_err(|e| format!("OIDC discovery at {url} failed: {}", describe(&e)))?;
         // Mix-up defence: the document must describe the issuer we were told to trust.
-        if discovery.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+        if discovery.issuer.trim_end_matches('/') != issuer.issuer().as_str() {
             return Err(format!(
-                "discovery at {url} names issuer {}, not {issuer}",
-                discovery.issuer
+                "discovery at {url} names issuer {}, not {}",
+                discovery.issuer,
+                issuer.issuer()
             ));
         }
         let cache = Self::new(http, discovery.jwks_uri, allowed, min_refresh_interval);

@@ -29,7 +29,5 @@ pub use policy::{AuthError, Authorized, Policy};
 pub use server::{RunningServer, ServerConfig, ServerError};
 pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
 
-/// The audience a token must name to be accepted here.
-pub const AUDIENCE: &str = "oauth2-playbook-resource-server";
-/// The realm role the read endpoints require.
-pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";
+/// The audience a token must name to be accepted here: the realm's bearer-only client.
+pub use playbook_realm::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;

@@ -215,18 +215,18 @@ impl TokenError {
     pub fn summary(&self) -> &'static str {
         match self {
             Self::TooLarge(_) => "token too large",
-            Self::Segments(_) | Self::Base64(_) | Self::Json(_) => "malformed token",
+            Self::Segments(_) | Self::Header(_) | Self::SignatureEncoding => "malformed token",
             Self::Algorithm(_) => "signature algorithm not accepted",
             Self::Critical(_) => "unsupported critical header",
             Self::MissingKid | Self::UnknownKid(_) | Self::KeyMismatch { .. } => {
                 "unknown signing key"
             }
             Self::Signature(_) => "invalid signature",
-            Self::Missing(_) | Self::WrongType(_) => "missing or malformed claim",
-            Self::Expired(_) => "token expired",
-            Self::NotYetValid(_) => "token not yet valid",
-            Self::Issuer(_) => "wrong issuer",
-            Self::Audience(_) => "wrong audience",
+            Self::Missing(_) | Self::WrongType(_) | Self::Claims(_) => "missing or malformed claim",
+            Self::Expired => "token expired",
+            Self::NotYetValid => "token not yet valid",
+            Self::Issuer => "wrong issuer",
+            Self::Audience => "wrong audience",
             Self::Type(_) => "not an access token",
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use playbook_realm::RealmUrl;
 use url::Url;
 
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
@@ -17,7 +18,8 @@ use crate::{Algorithm, AppState, BindingMode};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    pub issuer: Url,
+    /// The realm whose tokens are accepted, known by its issuer.
+    pub issuer: RealmUrl,
     pub audience: String,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
@@ -33,7 +35,7 @@ impl ServerConfig {
     pub fn new(issuer: Url, listen: SocketAddr, certs: &playbook_certs::CertSet) -> Self {
         Self {
             listen,
-            issuer,
+            issuer: RealmUrl::from_issuer(issuer),
             audience: crate::AUDIENCE.into(),
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(30),
@@ -97,7 +99,7 @@ pub async fn start_with(
     config: ServerConfig,
     router: impl FnOnce(AppState) -> axum::Router,
 ) -> Result<RunningServer, ServerError> {
-    let http = playbook_provider::https_client(&config.ca_pem)
+    let http = playbook_https::https_client(&config.ca_pem)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     let keys = JwksCache::discover(
         http,
@@ -121,7 +123,7 @@ pub fn serve(
         .map_err(ServerError::Tls)?;
     let validator = Validator::new(
         ValidatorConfig {
-            issuer: config.issuer.as_str().trim_end_matches('/').to_owned(),
+            issuer: config.issuer.issuer().to_string(),
             audience: config.audience.clone(),
             algorithms: config.algorithms.clone(),
             leeway: config.leeway,
@@ -156,7 +158,7 @@ pub fn serve(
             }
         }
     });
-    tracing::info!(%addr, issuer = %config.issuer, binding = ?config.binding, "resource server listening");
+    tracing::info!(%addr, issuer = %config.issuer.issuer(), binding = ?config.binding, "resource server listening");
     Ok(RunningServer {
         addr,
         state,

@@ -80,9 +80,9 @@ pub fn keycloak_like_claims(issuer: &str) -> Value {
         .map_or(0, |d| d.as_secs() as i64);
     json!({
         "iss": issuer, "aud": [crate::AUDIENCE, "account"],
-        "sub": "service-account", "azp": "oauth2-playbook-client-credentials-mtls",
+        "sub": "service-account", "azp": playbook_realm::CLIENT_ID,
         "typ": "Bearer", "iat": now, "exp": now + 300,
         "scope": "profile users:read",
-        "realm_access": { "roles": [crate::READONLY_ROLE, "default-roles"] },
+        "realm_access": { "roles": [playbook_realm::READONLY_ROLE, "default-roles"] },
     })
 }

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use jsonwebtoken::Validation;
+use jsonwebtoken::errors::ErrorKind;
+use serde::Deserialize;
 
 use crate::Algorithm;
 use crate::jwks::{JwksCache, KeyLookup};
@@ -24,10 +24,12 @@ pub enum TokenError {
     TooLarge(usize),
     #[error("token has {0} segments, not 3")]
     Segments(usize),
-    #[error("{0} is not base64url")]
-    Base64(&'static str),
-    #[error("{0} is not a JSON object")]
-    Json(&'static str),
+    #[error("header is not a JWS header we accept: {0}")]
+    Header(String),
+    #[error("signature is not base64url")]
+    SignatureEncoding,
+    #[error("payload is not a JSON object of claims with the right types: {0}")]
+    Claims(String),
     #[error("alg `{0}` is not accepted")]
     Algorithm(String),
     #[error("crit header {0} is not understood")]
@@ -41,17 +43,17 @@ pub enum TokenError {
     #[error("signature does not verify with kid `{0}`")]
     Signature(String),
     #[error("claim `{0}` is missing")]
-    Missing(&'static str),
+    Missing(String),
     #[error("claim `{0}` has the wrong JSON type")]
-    WrongType(&'static str),
-    #[error("token expired {0} s ago")]
-    Expired(i64),
-    #[error("token is not valid for another {0} s (nbf)")]
-    NotYetValid(i64),
-    #[error("issuer `{0}` is not the expected one")]
-    Issuer(String),
-    #[error("audience {0} does not include ours")]
-    Audience(String),
+    WrongType(String),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("issuer is not the expected one")]
+    Issuer,
+    #[error("audience does not include ours")]
+    Audience,
     #[error("token typ `{0}` is not `Bearer`")]
     Type(String),
 }
@@ -89,6 +91,7 @@ impl VerifiedToken {
 
 pub struct Validator {
     config: ValidatorConfig,
+    validations: HashMap<Algorithm, Validation>,
     keys: Arc<JwksCache>,
     verified: VerifiedCache,
 }
@@ -96,6 +99,7 @@ pub struct Validator {
 impl Validator {
     pub fn new(config: ValidatorConfig, keys: Arc<JwksCache>) -> Self {
         Self {
+            validations: validations(&config),
             config,
             keys,
             verified: VerifiedCache::default(),
@@ -124,141 +128,135 @@ impl Validator {
     }
 
     /// Every check, every time: what [`Self::validate`] does for a token it has not seen.
+    ///
+    /// jsonwebtoken does the JOSE work: it decodes the header, verifies the signature with the
+    /// JWKS key over the exact bytes received, and checks `exp` (required), `nbf`, `iss`, `aud`
+    /// with the leeway. The checks around it are the ones it is silent on: the size bound, exactly
+    /// three segments, the allow-list of algorithms (ours excludes `none` and HS* by type), an
+    /// unknown `crit` (it parses `crit` but never refuses it), a required `kid`, the key's `use`
+    /// and curve (in [`crate::jwks`]), the body `typ`, and the JSON types of the claims it does
+    /// not read, which serde checks as it fills [`Claims`].
     pub async fn validate_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge(token.len()));
         }
-        // 2. Exactly three base64url segments.
-        let parts: Vec<&str> = token.split('.').collect();
-        let [header_b64, payload_b64, signature_b64] = parts[..] else {
-            return Err(TokenError::Segments(parts.len()));
-        };
-        let header = json_object(header_b64, "header")?;
-        // 3. alg from the allow-list only.
-        let alg_name = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .unwrap_or("(missing)");
-        let alg = Algorithm::from_name(alg_name)
-            .filter(|a| self.config.algorithms.contains(a))
-            .ok_or_else(|| TokenError::Algorithm(alg_name.to_owned()))?;
-        // 4. We implement no JWS extension, so any `crit` is unknown.
-        if let Some(crit) = header.get("crit") {
-            return Err(TokenError::Critical(crit.to_string()));
+        let segments = token.split('.').count();
+        if segments != 3 {
+            return Err(TokenError::Segments(segments));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Header(e.to_string()))?;
+        let alg = (self.config.algorithms.iter().copied())
+            .find(|a| a.jwt() == header.alg)
+            .ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
+        // We implement no JWS extension, so any `crit` is unknown.
+        if let Some(crit) = &header.crit {
+            return Err(TokenError::Critical(format!("{crit:?}")));
         }
         // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from the issuer's JWKS.
-        // 5. kid, looked up in the cached JWKS (refreshed at most once per interval).
-        let kid = match header.get("kid") {
-            Some(Value::String(kid)) => kid.clone(),
-            Some(_) => return Err(TokenError::WrongType("kid")),
-            None => return Err(TokenError::MissingKid),
-        };
+        let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let key = self
             .keys
             .key(&kid)
             .await
             .map_err(|KeyLookup::UnknownKid| TokenError::UnknownKid(kid.clone()))?;
-        let verifier = key.for_alg(alg).map_err(|reason| TokenError::KeyMismatch {
+        let decoding = key.for_alg(alg).map_err(|reason| TokenError::KeyMismatch {
             kid: kid.clone(),
             reason,
         })?;
-        // 6. Signature over the exact bytes received.
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature_b64)
-            .map_err(|_| TokenError::Base64("signature"))?;
-        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        verifier
-            .verify_sig(signed.as_bytes(), &signature)
-            .map_err(|_| TokenError::Signature(kid.clone()))?;
-        // 7. Claims; a claim of the wrong JSON type is invalid, not absent.
-        let claims = json_object(payload_b64, "payload")?;
-        self.check_claims(&claims, kid)
-    }
-
-    fn check_claims(
-        &self,
-        claims: &Map<String, Value>,
-        kid: String,
-    ) -> Result<VerifiedToken, TokenError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let leeway = self.config.leeway.as_secs() as i64;
-        let exp = number(claims, "exp")?.ok_or(TokenError::Missing("exp"))?;
-        self.check_expiry(exp)?;
-        if let Some(nbf) = number(claims, "nbf")?
-            && now + leeway < nbf
-        {
-            return Err(TokenError::NotYetValid(nbf - now));
+        let validation = &self.validations[&alg];
+        let claims = jsonwebtoken::decode::<Claims>(token, decoding, validation)
+            .map_err(|e| rejection(e, &kid))?
+            .claims;
+        if claims.typ != "Bearer" {
+            return Err(TokenError::Type(claims.typ));
         }
-        number(claims, "iat")?;
-        let iss = string(claims, "iss")?.ok_or(TokenError::Missing("iss"))?;
-        if iss != self.config.issuer {
-            return Err(TokenError::Issuer(iss.to_owned()));
-        }
-        let audiences = match claims.get("aud") {
-            None => return Err(TokenError::Missing("aud")),
-            Some(Value::String(one)) => vec![one.as_str()],
-            Some(Value::Array(many)) => many
-                .iter()
-                .map(|a| a.as_str().ok_or(TokenError::WrongType("aud")))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(TokenError::WrongType("aud")),
-        };
-        if !audiences.contains(&self.config.audience.as_str()) {
-            return Err(TokenError::Audience(format!("{audiences:?}")));
-        }
-        let typ = string(claims, "typ")?.ok_or(TokenError::Missing("typ"))?;
-        if typ != "Bearer" {
-            return Err(TokenError::Type(typ.to_owned()));
-        }
-        let scopes = string(claims, "scope")?
-            .unwrap_or("")
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        let realm_roles = match claims.get("realm_access") {
-            None => Vec::new(),
-            Some(Value::Object(access)) => match access.get("roles") {
-                None => Vec::new(),
-                Some(Value::Array(roles)) => roles
-                    .iter()
-                    .map(|r| {
-                        r.as_str()
-                            .map(String::from)
-                            .ok_or(TokenError::WrongType("realm_access.roles"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                Some(_) => return Err(TokenError::WrongType("realm_access.roles")),
-            },
-            Some(_) => return Err(TokenError::WrongType("realm_access")),
-        };
-        let x5t_s256 = match claims.get("cnf") {
-            None => None,
-            Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-                None => None,
-                Some(Value::String(thumbprint)) => Some(thumbprint.clone()),
-                Some(_) => return Err(TokenError::WrongType("cnf.x5t#S256")),
-            },
-            Some(_) => return Err(TokenError::WrongType("cnf")),
-        };
         Ok(VerifiedToken {
-            subject: string(claims, "sub")?.map(String::from),
-            client_id: string(claims, "azp")?.map(String::from),
+            subject: claims.sub,
+            client_id: claims.azp,
             kid,
-            scopes,
-            realm_roles,
-            x5t_s256,
-            expires_at: exp,
+            scopes: claims
+                .scope
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            realm_roles: claims
+                .realm_access
+                .and_then(|a| a.roles)
+                .unwrap_or_default(),
+            x5t_s256: claims.cnf.and_then(|c| c.x5t_s256),
+            expires_at: claims.exp as i64,
         })
     }
 }
 
+/// The claims this server reads, with the JSON types they must have: a claim of the wrong type
+/// fails deserialization, so it is invalid, never mistaken for absent.
+#[derive(Deserialize)]
+struct Claims {
+    exp: f64,
+    #[serde(default)]
+    #[allow(dead_code)] // read for its type only
+    iat: Option<f64>,
+    typ: String,
+    sub: Option<String>,
+    azp: Option<String>,
+    scope: Option<String>,
+    realm_access: Option<RealmAccess>,
+    cnf: Option<Confirmation>,
+}
+
+#[derive(Deserialize)]
+struct RealmAccess {
+    roles: Option<Vec<String>>,
+}
+
+/// RFC 8705 section 3.1: the certificate thumbprint a bound token carries.
+#[derive(Deserialize)]
+struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+}
+
+/// jsonwebtoken's checks, one per algorithm of the allow-list: it refuses a validation whose
+/// algorithms span key families, and each token is verified with exactly its own algorithm.
+fn validations(config: &ValidatorConfig) -> HashMap<Algorithm, Validation> {
+    config
+        .algorithms
+        .iter()
+        .map(|&alg| {
+            let mut validation = Validation::new(alg.jwt());
+            validation.leeway = config.leeway.as_secs();
+            validation.validate_nbf = true;
+            validation.set_issuer(&[&config.issuer]);
+            validation.set_audience(&[&config.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            (alg, validation)
+        })
+        .collect()
+}
+
+/// jsonwebtoken's verdict as one of ours, for logs that explain a 401.
+fn rejection(error: jsonwebtoken::errors::Error, kid: &str) -> TokenError {
+    match error.into_kind() {
+        ErrorKind::InvalidSignature => TokenError::Signature(kid.to_owned()),
+        ErrorKind::Base64(_) => TokenError::SignatureEncoding,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::Missing(claim),
+        ErrorKind::InvalidClaimFormat(claim) => TokenError::WrongType(claim),
+        other => TokenError::Claims(format!("{other:?}")),
+    }
+}
+
 impl Validator {
+    /// The one check a remembered token needs again, as jsonwebtoken makes it on first sight.
     fn check_expiry(&self, exp: i64) -> Result<(), TokenError> {
-        let now = unix_now();
-        if now > exp + self.config.leeway.as_secs() as i64 {
-            Err(TokenError::Expired(now - exp))
+        if unix_now() > exp + self.config.leeway.as_secs() as i64 {
+            Err(TokenError::Expired)
         } else {
             Ok(())
         }
@@ -308,39 +306,5 @@ impl VerifiedCache {
             entries.clear();
         }
         entries.insert(token.into(), (generation, verified.clone()));
-    }
-}
-
-fn json_object(segment: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Base64(what))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(TokenError::Json(what)),
-    }
-}
-
-/// A NumericDate claim: absent is `None`, present but not a number is an error.
-fn number(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or(TokenError::WrongType(name)),
-        Some(_) => Err(TokenError::WrongType(name)),
-    }
-}
-
-fn string<'a>(
-    claims: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<&'a str>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(TokenError::WrongType(name)),
     }
 }

@@ -23,10 +23,9 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
-use playbook_client::{
-    Assignment, CLIENT_ID, Provisioner, READONLY_ROLE, Revocation, TokenClient, TokenClientConfig,
-};
-use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs, RealmTemplate};
+use playbook_client::{Assignment, Provisioner, Revocation, TokenClient, TokenClientConfig};
+use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs};
+use playbook_realm::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
 
@@ -197,11 +196,16 @@ impl TestRealm {
     }
 
     pub fn issuer(&self) -> Url {
-        self.keycloak.issuer(&self.name)
+        self.urls().issuer().clone()
+    }
+
+    /// The realm's issuer, token endpoint, JWKS, ... on the shared Keycloak.
+    pub fn urls(&self) -> RealmUrl {
+        self.keycloak.realm(&self.name)
     }
 
     pub fn token_endpoint(&self) -> Url {
-        self.keycloak.token_endpoint(&self.name)
+        self.urls().token()
     }
 
     /// A resource server trusting this realm, on a free port.

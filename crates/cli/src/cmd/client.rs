@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, AdminCredentials, REALM, Secret};
+use playbook_provider::{Admin, AdminCredentials, Secret};
+use playbook_realm::{KeycloakUrl, REALM};
 use serde_json::json;
 use url::Url;
 
@@ -79,14 +80,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| "admin".into()),
     };
     let admin = Admin::new(
-        args.keycloak_url.clone(),
+        KeycloakUrl::new(args.keycloak_url.clone()),
         AdminCredentials::new(args.admin_user, Secret::new(password.trim())),
         &certs.ca_pem,
     )?;
-    let token_endpoint = admin.base_url().join(&format!(
-        "realms/{}/protocol/openid-connect/token",
-        args.realm
-    ))?;
+    let token_endpoint = admin.keycloak().realm(&args.realm).token();
     let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
         token_endpoint,
         &certs.ca_pem,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_provider::{Keycloak, ProviderArgs, REALM, RealmTemplate};
+use playbook_provider::{Keycloak, ProviderArgs};
+use playbook_realm::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
 use serde_json::json;
 
@@ -94,7 +95,12 @@ async fn demo(
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     let listen = format!("127.0.0.1:{}", args.api_port).parse()?;
-    let server = server::start(ServerConfig::new(keycloak.issuer(REALM), listen, certs)).await?;
+    let server = server::start(ServerConfig::new(
+        keycloak.realm(REALM).issuer().clone(),
+        listen,
+        certs,
+    ))
+    .await?;
     report.note(&format!(
         "Keycloak ({}) at {} with realm {REALM}",
         keycloak.backend_name(),
@@ -103,7 +109,7 @@ async fn demo(
     report.note(&format!("resource server at {}", server.base_url()));
 
     let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
-        keycloak.token_endpoint(REALM),
+        keycloak.realm(REALM).token(),
         &certs.ca_pem,
         &certs.client,
     ))?);
@@ -138,7 +144,7 @@ async fn demo(
 
     report.heading("Lesson 2: the same token replayed without the client certificate");
     let token = tokens.token().await?;
-    let stolen = playbook_provider::https_client(&certs.ca_pem)?;
+    let stolen = playbook_https::https_client(&certs.ca_pem)?;
     report.arrow(
         Actor::Client,
         Actor::ResourceServer,
@@ -153,7 +159,7 @@ async fn demo(
         .map_err(|e| {
             anyhow::anyhow!(
                 "calling the resource server: {}",
-                playbook_provider::describe(&e)
+                playbook_https::describe(&e)
             )
         })?;
     let replay = playbook_client::ApiResponse {
@@ -181,8 +187,8 @@ async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertS
     println!("\nEverything keeps running. Try (every command trusts only the local CA):");
     println!(
         "  TOKEN=$(curl -s --cacert {ca} --cert {cert} --key {key} -d grant_type=client_credentials -d client_id={} -d scope=users:read {} | jq -r .access_token)",
-        playbook_client::CLIENT_ID,
-        keycloak.token_endpoint(REALM),
+        CLIENT_ID,
+        keycloak.realm(REALM).token(),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display()

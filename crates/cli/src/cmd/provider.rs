@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use playbook_certs::CertSet;
-use playbook_provider::{ProviderArgs, REALM, RealmTemplate};
+use playbook_provider::ProviderArgs;
+use playbook_realm::{REALM, RealmTemplate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,7 +51,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         "Keycloak ({}) is ready with realm `{REALM}`",
         keycloak.backend_name()
     );
-    println!("  issuer        {}", keycloak.issuer(REALM));
+    println!("  issuer        {}", keycloak.realm(REALM).issuer());
     println!(
         "  admin console {}admin/ (user `{}`, password in {})",
         keycloak.base_url(),
@@ -58,9 +59,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         password_file.display()
     );
     println!(
-        "  try           curl --cacert {} {}/.well-known/openid-configuration",
+        "  try           curl --cacert {} {}",
         certs.files.ca_cert().display(),
-        keycloak.issuer(REALM)
+        keycloak.realm(REALM).discovery()
     );
     println!("Press Ctrl-C to stop.");
     crate::cmd::shutdown_signal().await;

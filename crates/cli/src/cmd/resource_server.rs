@@ -38,7 +38,7 @@ pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = config(certs_dir, args.server)?;
-    let issuer = config.issuer.clone();
+    let issuer = config.issuer.issuer().clone();
     let server = server::start(config).await?;
     println!(
         "resource server listening on {} (issuer {issuer})",

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use playbook_client::{Assignment, ResourceApi, Revocation, USERS_READ};
+use playbook_client::{Assignment, ResourceApi, Revocation};
+use playbook_realm::USERS_READ;
 use playbook_testkit::{TestRealm, run};
 use serde_json::json;
 

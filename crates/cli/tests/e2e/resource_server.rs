@@ -51,7 +51,7 @@ fn bound_token_replayed_without_the_client_certificate_is_rejected() {
         let token = realm.token_client().request().await.unwrap();
         let server = realm.resource_server().await;
         // Same token, same CA trust, but a connection without the client certificate.
-        let http = playbook_provider::https_client(&certs().ca_pem).unwrap();
+        let http = playbook_https::https_client(&certs().ca_pem).unwrap();
         let response = http
             .get(server.base_url().join("/api/users").unwrap())
             .bearer_auth(token.expose())
@@ -86,9 +86,9 @@ fn loaded_keys_keep_validating_when_keycloak_no_longer_serves_them() {
         assert_eq!(call().await.unwrap().status, 200);
 
         realm.admin.delete_realm(&realm.name).await.unwrap();
-        let jwks = playbook_provider::https_client(&certs().ca_pem)
+        let jwks = playbook_https::https_client(&certs().ca_pem)
             .unwrap()
-            .get(format!("{}/protocol/openid-connect/certs", realm.issuer()))
+            .get(realm.urls().jwks())
             .send()
             .await
             .unwrap();

@@ -1,10 +1,8 @@
 //! The mutual-TLS client-credentials grant, straight against Keycloak's token endpoint.
 
 use playbook_certs::{Authority, CLIENT_CN, LeafSpec};
-use playbook_client::{
-    ClientError, READONLY_ROLE, RESOURCE_SERVER_AUDIENCE, TokenClient, TokenClientConfig,
-    USERS_READ,
-};
+use playbook_client::{ClientError, TokenClient, TokenClientConfig};
+use playbook_realm::{READONLY_ROLE, RESOURCE_SERVER_CLIENT_ID, USERS_READ};
 use playbook_testkit::{TestRealm, certs, run};
 
 fn token_client(realm: &TestRealm, identity: &playbook_certs::Leaf) -> TokenClient {
@@ -27,7 +25,7 @@ fn token_after_role_assignment_carries_scope_audience_role_and_binding() {
             claims
                 .audiences()
                 .iter()
-                .any(|a| a == RESOURCE_SERVER_AUDIENCE),
+                .any(|a| a == RESOURCE_SERVER_CLIENT_ID),
             "{claims:?}"
         );
         assert!(
@@ -69,7 +67,7 @@ fn token_before_role_assignment_has_neither_scope_nor_role() {
                 .claims
                 .audiences()
                 .iter()
-                .any(|a| a == RESOURCE_SERVER_AUDIENCE)
+                .any(|a| a == RESOURCE_SERVER_CLIENT_ID)
         );
     })
 }
@@ -78,12 +76,12 @@ fn token_before_role_assignment_has_neither_scope_nor_role() {
 fn token_request_without_client_certificate_is_refused() {
     run(async {
         let realm = TestRealm::new().await;
-        let http = playbook_provider::https_client(&certs().ca_pem).unwrap();
+        let http = playbook_https::https_client(&certs().ca_pem).unwrap();
         let response = http
             .post(realm.token_endpoint())
             .form(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", playbook_client::CLIENT_ID),
+                ("client_id", playbook_realm::CLIENT_ID),
                 ("scope", USERS_READ),
             ])
             .send()

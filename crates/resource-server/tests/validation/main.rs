@@ -8,3 +8,4 @@ mod claims;
 mod header;
 mod jwks;
 mod policy;
+mod properties;

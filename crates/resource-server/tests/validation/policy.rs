@@ -36,7 +36,7 @@ async fn users_admin_also_reads() {
 async fn writes_need_a_write_scope_and_validate_the_body() {
     let fx = Fixture::new().await;
     let reader = sign(&fx.claims());
-    let http = playbook_provider::https_client(&fx.certs.ca_pem).unwrap();
+    let http = playbook_https::https_client(&fx.certs.ca_pem).unwrap();
     let url = fx.server.base_url().join("/api/user").unwrap();
     let post = |token: String, body: serde_json::Value| {
         http.post(url.clone()).bearer_auth(token).json(&body).send()
@@ -110,7 +110,7 @@ async fn oversized_body_is_refused_before_parsing() {
     let fx = Fixture::new().await;
     let mut claims = fx.claims();
     claims["scope"] = json!("write:user");
-    let http = playbook_provider::https_client(&fx.certs.ca_pem).unwrap();
+    let http = playbook_https::https_client(&fx.certs.ca_pem).unwrap();
     let response = http
         .post(fx.server.base_url().join("/api/user").unwrap())
         .bearer_auth(sign(&claims))

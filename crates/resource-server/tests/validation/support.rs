@@ -102,12 +102,12 @@ impl Fixture {
         with_certificate: bool,
     ) -> (u16, String) {
         let http = if with_certificate {
-            playbook_provider::https_client_with_identity(
+            playbook_https::https_client_with_identity(
                 &self.certs.ca_pem,
                 &self.certs.client.identity_pem(),
             )
         } else {
-            playbook_provider::https_client(&self.certs.ca_pem)
+            playbook_https::https_client(&self.certs.ca_pem)
         }
         .unwrap();
         let mut request = http.get(self.server.base_url().join(path).unwrap());

@@ -1,0 +1,81 @@
+//! What every HTTPS caller of the playbook shares: a client that trusts exactly the playbook's
+//! CA (no system roots, no way to skip verification), and the one-line description of an error
+//! chain that tells a user what went wrong.
+//!
+//! It sits just above the certificates so that the resource server, the client and the Keycloak
+//! launcher can each use it without depending on one another.
+//!
+//! ```
+//! // A cause chain as reqwest builds one: the reason is in the innermost cause.
+//! #[derive(Debug)]
+//! struct Request(std::io::Error);
+//! impl std::fmt::Display for Request {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         f.write_str("error sending request")
+//!     }
+//! }
+//! impl std::error::Error for Request {
+//!     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+//!         Some(&self.0)
+//!     }
+//! }
+//! let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+//! assert_eq!(
+//!     playbook_https::describe(&Request(refused)),
+//!     "error sending request: connection refused"
+//! );
+//! ```
+
+use std::time::Duration;
+
+/// Why an HTTPS client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid TLS material: {0}")]
+pub struct TlsMaterialError(String);
+
+/// A client that trusts only `ca_pem`.
+pub fn https_client(ca_pem: &str) -> Result<reqwest::Client, TlsMaterialError> {
+    builder(ca_pem)?
+        .build()
+        .map_err(|e| TlsMaterialError(e.to_string()))
+}
+
+/// Like [`https_client`], also presenting a client certificate (`identity_pem`: cert then key).
+pub fn https_client_with_identity(
+    ca_pem: &str,
+    identity_pem: &[u8],
+) -> Result<reqwest::Client, TlsMaterialError> {
+    let identity = reqwest::Identity::from_pem(identity_pem)
+        .map_err(|e| TlsMaterialError(format!("client certificate: {e}")))?;
+    builder(ca_pem)?
+        .identity(identity)
+        .build()
+        .map_err(|e| TlsMaterialError(e.to_string()))
+}
+
+fn builder(ca_pem: &str) -> Result<reqwest::ClientBuilder, TlsMaterialError> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+        .map_err(|e| TlsMaterialError(format!("CA certificate: {e}")))?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .https_only(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30)))
+}
+
+/// An error and its causes in one line, each cause once: many errors repeat their source in
+/// their own message, and a reqwest error's cause chain is where "connection refused" or
+/// "certificate not trusted" actually lives.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,207 @@
+//! The realm of the playbook, beside the `realm.json` that defines it: the names every part of
+//! the flow refers to, the realm ready to import under any name, and the URLs Keycloak serves it
+//! under.
+//!
+//! Nothing else in the workspace spells a client id, a role, a scope or an endpoint path: they
+//! read them here, and a test holds these names to `realm.json`.
+//!
+//! ```
+//! use playbook_realm::{KeycloakUrl, REALM};
+//! let keycloak = KeycloakUrl::new("https://localhost:9443".parse().unwrap());
+//! let realm = keycloak.realm(REALM);
+//! assert_eq!(realm.issuer().as_str(), "https://localhost:9443/realms/oauth2-playbook");
+//! assert_eq!(
+//!     realm.token().as_str(),
+//!     "https://localhost:9443/realms/oauth2-playbook/protocol/openid-connect/token"
+//! );
+//! ```
+
+use serde_json::Value;
+use url::Url;
+
+/// The realm the tutorial imports.
+pub const REALM: &str = "oauth2-playbook";
+/// The confidential client that authenticates with its TLS certificate (`client-x509`).
+pub const CLIENT_ID: &str = "oauth2-playbook-client-credentials-mtls";
+/// The bearer-only client standing for the resource server: the audience its tokens must name.
+pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";
+/// The realm role the read endpoints require; step 2 of the flow assigns it.
+pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";
+/// The client scope the client asks for; Keycloak grants it only with [`READONLY_ROLE`].
+pub const USERS_READ: &str = "users:read";
+/// The seed's scope for reading one user (not in the realm: no client of the flow asks for it).
+pub const READ_USER: &str = "read:user";
+/// The seed's scope for creating users (not in the realm: no client of the flow writes).
+pub const WRITE_USER: &str = "write:user";
+/// The seed's scope that allows every endpoint (not in the realm).
+pub const USERS_ADMIN: &str = "users:admin";
+/// The realm Keycloak's administrators log in to, with its command-line client.
+pub const MASTER_REALM: &str = "master";
+/// The public client of the master realm that the admin password grant uses.
+pub const ADMIN_CLI: &str = "admin-cli";
+
+const REALM_JSON: &str = include_str!("../realm.json");
+
+/// The bundled realm (`realm.json`), ready to be imported under any name.
+#[derive(Debug, Clone)]
+pub struct RealmTemplate(Value);
+
+impl RealmTemplate {
+    pub fn bundled() -> Self {
+        Self(serde_json::from_str(REALM_JSON).expect("oauth2-provider/realm.json is valid JSON"))
+    }
+
+    /// The realm's JSON renamed to `name`: tests give every test its own realm this way.
+    pub fn named(&self, name: &str) -> Value {
+        let mut realm = self.0.clone();
+        realm["realm"] = Value::String(name.to_owned());
+        realm
+    }
+}
+
+/// Keycloak's base URL, normalised once: with a trailing slash, so joining keeps its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeycloakUrl(Url);
+
+impl KeycloakUrl {
+    pub fn new(mut url: Url) -> Self {
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Self(url)
+    }
+
+    /// The server root, e.g. `https://localhost:9443/`.
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    /// The URLs of realm `name`.
+    pub fn realm(&self, name: &str) -> RealmUrl {
+        let issuer = self
+            .0
+            .join(&format!("realms/{name}"))
+            .expect("a realm name is a path segment");
+        RealmUrl { issuer }
+    }
+
+    /// The Admin API's collection of realms; a realm's resources are below it.
+    pub fn admin_realms(&self) -> Url {
+        self.0.join("admin/realms/").expect("a static path")
+    }
+}
+
+/// The URLs of one realm, all derived from its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealmUrl {
+    issuer: Url,
+}
+
+impl RealmUrl {
+    /// A realm known by its issuer (as a token's `iss` names it); a trailing slash is dropped.
+    pub fn from_issuer(mut issuer: Url) -> Self {
+        let path = issuer.path().trim_end_matches('/').to_owned();
+        issuer.set_path(&path);
+        Self { issuer }
+    }
+
+    /// The issuer, exactly as it appears in the realm's tokens.
+    pub fn issuer(&self) -> &Url {
+        &self.issuer
+    }
+
+    fn below(&self, path: &str) -> Url {
+        Url::parse(&format!("{}/{path}", self.issuer)).expect("an issuer URL with a path")
+    }
+
+    /// The OIDC discovery document (OpenID Connect Discovery 1.0, section 4).
+    pub fn discovery(&self) -> Url {
+        self.below(".well-known/openid-configuration")
+    }
+
+    pub fn token(&self) -> Url {
+        self.below("protocol/openid-connect/token")
+    }
+
+    /// The realm's public keys (what discovery names `jwks_uri`).
+    pub fn jwks(&self) -> Url {
+        self.below("protocol/openid-connect/certs")
+    }
+
+    /// RFC 7009 token revocation.
+    pub fn revocation(&self) -> Url {
+        self.below("protocol/openid-connect/revoke")
+    }
+
+    /// RFC 7662 token introspection.
+    pub fn introspection(&self) -> Url {
+        self.below("protocol/openid-connect/token/introspect")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_are_the_ones_realm_json_defines() {
+        let realm = RealmTemplate::bundled().named(REALM);
+        assert_eq!(realm["realm"], REALM);
+        let clients = realm["clients"].as_array().unwrap();
+        let mtls = clients.iter().find(|c| c["clientId"] == CLIENT_ID).unwrap();
+        assert_eq!(mtls["clientAuthenticatorType"], "client-x509");
+        assert_eq!(
+            mtls["attributes"]["tls.client.certificate.bound.access.tokens"],
+            "true"
+        );
+        assert!(
+            clients
+                .iter()
+                .any(|c| c["clientId"] == RESOURCE_SERVER_CLIENT_ID && c["bearerOnly"] == true)
+        );
+        // The role exists but nobody holds it: the client assigns it in step 2.
+        assert_eq!(realm["roles"]["realm"][0]["name"], READONLY_ROLE);
+        assert!(realm.get("users").is_none());
+        let scopes = realm["clientScopes"].as_array().unwrap();
+        assert!(scopes.iter().any(|s| s["name"] == USERS_READ));
+        assert!(realm.to_string().contains(RESOURCE_SERVER_CLIENT_ID));
+    }
+
+    #[test]
+    fn renaming_keeps_everything_else() {
+        let template = RealmTemplate::bundled();
+        let mut renamed = template.named("test-1");
+        renamed["realm"] = Value::String(REALM.into());
+        assert_eq!(renamed, template.named(REALM));
+    }
+
+    #[test]
+    fn urls_are_the_same_with_or_without_trailing_slashes() {
+        let with = KeycloakUrl::new("https://kc.example/auth/".parse().unwrap());
+        let without = KeycloakUrl::new("https://kc.example/auth".parse().unwrap());
+        assert_eq!(with, without);
+        let realm = with.realm("r");
+        assert_eq!(realm.issuer().as_str(), "https://kc.example/auth/realms/r");
+        assert_eq!(
+            realm,
+            RealmUrl::from_issuer("https://kc.example/auth/realms/r/".parse().unwrap())
+        );
+        assert_eq!(
+            realm.discovery().as_str(),
+            "https://kc.example/auth/realms/r/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            realm.jwks().as_str(),
+            "https://kc.example/auth/realms/r/protocol/openid-connect/certs"
+        );
+        assert_eq!(
+            realm.introspection().as_str(),
+            "https://kc.example/auth/realms/r/protocol/openid-connect/token/introspect"
+        );
+        assert_eq!(
+            with.admin_realms().as_str(),
+            "https://kc.example/auth/admin/realms/"
+        );
+    }
+}
