@@ -55,9 +55,26 @@ fn validation(c: &mut Criterion) {
     let (signed, signature) = token.rsplit_once('.').unwrap();
     let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
 
+    let decoding =
+        jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
+    let signature_b64 = token.rsplit_once('.').unwrap().1;
+
     let mut group = c.benchmark_group("token");
     group.bench_function("raw RS256 verify", |b| {
         b.iter(|| raw_key.verify_sig(signed.as_bytes(), &signature).unwrap())
+    });
+    group.bench_function("jsonwebtoken RS256 verify of the JWK", |b| {
+        b.iter(|| {
+            assert!(
+                jsonwebtoken::crypto::verify(
+                    signature_b64,
+                    signed.as_bytes(),
+                    &decoding,
+                    jsonwebtoken::Algorithm::RS256
+                )
+                .unwrap()
+            )
+        })
     });
     group.bench_function("full validation (warm keys)", |b| {
         b.iter(|| {

@@ -222,7 +222,7 @@ impl TokenError {
                 "unknown signing key"
             }
             Self::Signature(_) => "invalid signature",
-            Self::Missing(_) | Self::WrongType(_) | Self::Claims(_) => "missing or malformed claim",
+            Self::Missing(_) | Self::Claims => "missing or malformed claim",
             Self::Expired => "token expired",
             Self::NotYetValid => "token not yet valid",
             Self::Issuer => "wrong issuer",
