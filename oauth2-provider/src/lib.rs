@@ -72,6 +72,12 @@ impl KeycloakUrl {
         Self(url)
     }
 
+    /// A Keycloak on this machine, as every party here reaches it: `https://localhost:<port>/`
+    /// (the name its certificate is issued for).
+    pub fn local(port: u16) -> Self {
+        Self::new(Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL"))
+    }
+
     /// The server root, e.g. `https://localhost:9443/`.
     pub fn as_url(&self) -> &Url {
         &self.0

@@ -1,5 +1,6 @@
 //! `playbook`: every step of the OAuth 2.0 client-credentials flow with mutual TLS, for real.
 
+mod args;
 mod cmd;
 mod flow;
 mod progress;

@@ -1,16 +1,41 @@
-//! How to choose and configure the Keycloak backend: flags with environment fallbacks.
+//! How to choose and configure the Keycloak backend: a plain configuration with its defaults,
+//! and the environment variables that set it. The `playbook` CLI declares the matching flags
+//! (naming these variables); tests read the environment alone.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use url::Url;
 
 use crate::admin::{AdminCredentials, Secret};
 
+/// The environment variables of [`ProviderConfig::from_env`], one per field.
+pub mod env {
+    pub const BACKEND: &str = "PLAYBOOK_KEYCLOAK_BACKEND";
+    pub const URL: &str = "PLAYBOOK_KEYCLOAK_URL";
+    pub const ADMIN_USER: &str = "PLAYBOOK_KEYCLOAK_ADMIN_USER";
+    pub const ADMIN_PASSWORD: &str = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD";
+    pub const PORT: &str = "PLAYBOOK_KEYCLOAK_PORT";
+    pub const DIST: &str = "PLAYBOOK_KEYCLOAK_DIST";
+    pub const IMAGE: &str = "PLAYBOOK_KEYCLOAK_IMAGE";
+    pub const JAVA: &str = "PLAYBOOK_JAVA";
+    pub const CACHE_DIR: &str = "PLAYBOOK_CACHE_DIR";
+    pub const START_TIMEOUT: &str = "PLAYBOOK_KEYCLOAK_START_TIMEOUT";
+}
+
+/// The seed's Keycloak HTTPS port, used by every backend unless told otherwise.
+pub const DEFAULT_HTTPS_PORT: u16 = 9443;
+/// The master-realm admin a started Keycloak is bootstrapped with.
+pub const DEFAULT_ADMIN_USER: &str = "admin";
+/// The password the seed's Keycloak uses, assumed for an external one when none is given.
+pub const SEED_ADMIN_PASSWORD: &str = "admin";
+
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
     /// External if a URL is given, else a container if Docker answers, else native.
+    #[default]
     Auto,
     /// Keycloak's server distribution run with the local Java.
     Native,
@@ -18,6 +43,28 @@ pub enum BackendChoice {
     Container,
     /// A Keycloak that is already running (e.g. oauth2-provider/start.sh).
     External,
+}
+
+impl BackendChoice {
+    /// Every choice, by the name the flag and the variable take.
+    pub const ALL: [(&'static str, Self); 4] = [
+        ("auto", Self::Auto),
+        ("native", Self::Native),
+        ("container", Self::Container),
+        ("external", Self::External),
+    ];
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, choice)| *choice)
+            .ok_or_else(|| format!("`{name}` is not one of auto, native, container, external"))
+    }
 }
 
 /// What actually runs Keycloak, once `auto` is decided.
@@ -28,82 +75,86 @@ pub enum Backend {
     External,
 }
 
-/// Keycloak options shared by every command that needs a Keycloak.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProviderArgs {
-    /// Which Keycloak to use.
-    #[arg(long = "keycloak-backend", env = "PLAYBOOK_KEYCLOAK_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
+/// Everything that decides which Keycloak runs and how; [`Default`] is the tutorial's setup.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
     pub backend: BackendChoice,
-
-    /// URL of an already running Keycloak (selects the external backend under `auto`).
-    #[arg(long = "keycloak-url", env = "PLAYBOOK_KEYCLOAK_URL")]
+    /// An already running Keycloak (selects the external backend under `auto`).
     pub url: Option<Url>,
-
-    /// Keycloak admin user (master realm).
-    #[arg(
-        long = "keycloak-admin-user",
-        env = "PLAYBOOK_KEYCLOAK_ADMIN_USER",
-        default_value = "admin"
-    )]
     pub admin_user: String,
-
-    /// Keycloak admin password; a started Keycloak gets a random one when unset,
-    /// an external one is assumed to use the seed's `admin`.
-    #[arg(
-        long = "keycloak-admin-password",
-        env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD",
-        hide_env_values = true
-    )]
+    /// Unset: a started Keycloak gets a random one, an external one is assumed to use the seed's.
     pub admin_password: Option<String>,
-
-    /// HTTPS port of a started Keycloak; 0 picks a free one.
-    #[arg(
-        long = "keycloak-port",
-        env = "PLAYBOOK_KEYCLOAK_PORT",
-        default_value_t = 9443
-    )]
+    /// HTTPS port of a started Keycloak, on either backend; 0 picks a free one.
     pub https_port: u16,
-
-    /// A Keycloak distribution (.tar.gz or unpacked directory) to use instead of downloading one.
-    #[arg(long = "keycloak-dist", env = "PLAYBOOK_KEYCLOAK_DIST")]
+    /// A distribution (.tar.gz or unpacked directory) to use instead of downloading one.
     pub dist: Option<PathBuf>,
-
-    /// The Keycloak image of the container backend; unset, the playbook's optimized image,
-    /// built on first use.
-    #[arg(long = "keycloak-image", env = "PLAYBOOK_KEYCLOAK_IMAGE")]
+    /// The container image; unset, the playbook's optimized image, built on first use.
     pub image: Option<String>,
-
-    /// The Java that runs a native Keycloak (a `java` binary or a JDK home); unset, the newest
-    /// one Keycloak supports among JAVA_HOME, PATH and /usr/lib/jvm.
-    #[arg(long = "java", env = "PLAYBOOK_JAVA")]
+    /// The Java of a native Keycloak (a `java` binary or a JDK home); unset, the newest
+    /// supported one found.
     pub java: Option<PathBuf>,
-
-    /// Where downloaded and built Keycloak distributions are kept.
-    #[arg(long = "cache-dir", env = "PLAYBOOK_CACHE_DIR")]
+    /// Where distributions, builds and kept instances live; unset, the per-user cache.
     pub cache_dir: Option<PathBuf>,
-
-    /// Seconds to wait for a started Keycloak to become ready.
-    #[arg(
-        long = "keycloak-start-timeout",
-        env = "PLAYBOOK_KEYCLOAK_START_TIMEOUT",
-        default_value_t = 180
-    )]
-    pub start_timeout_secs: u64,
+    pub start_timeout: Duration,
 }
 
-impl ProviderArgs {
-    /// The options as the environment alone sets them (what the tests use).
-    pub fn from_env() -> Self {
-        #[derive(clap::Parser)]
-        struct EnvOnly {
-            #[command(flatten)]
-            args: ProviderArgs,
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Auto,
+            url: None,
+            admin_user: DEFAULT_ADMIN_USER.to_owned(),
+            admin_password: None,
+            https_port: DEFAULT_HTTPS_PORT,
+            dist: None,
+            image: None,
+            java: None,
+            cache_dir: None,
+            start_timeout: Duration::from_secs(180),
         }
-        <EnvOnly as clap::Parser>::parse_from(["playbook"]).args
+    }
+}
+
+impl ProviderConfig {
+    /// The defaults, overridden by whichever of the [`env`] variables are set (what tests use).
+    pub fn from_env() -> Result<Self, crate::ProviderError> {
+        fn var(name: &'static str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        }
+        fn parsed<T: FromStr>(name: &'static str) -> Result<Option<T>, crate::ProviderError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            var(name)
+                .map(|value| {
+                    value
+                        .parse()
+                        .map_err(|e: T::Err| crate::ProviderError::BadSetting {
+                            name,
+                            reason: e.to_string(),
+                        })
+                })
+                .transpose()
+        }
+        let defaults = Self::default();
+        Ok(Self {
+            backend: parsed(env::BACKEND)?.unwrap_or(defaults.backend),
+            url: parsed(env::URL)?,
+            admin_user: var(env::ADMIN_USER).unwrap_or(defaults.admin_user),
+            admin_password: var(env::ADMIN_PASSWORD),
+            https_port: parsed(env::PORT)?.unwrap_or(defaults.https_port),
+            dist: var(env::DIST).map(PathBuf::from),
+            image: var(env::IMAGE),
+            java: var(env::JAVA).map(PathBuf::from),
+            cache_dir: var(env::CACHE_DIR).map(PathBuf::from),
+            start_timeout: parsed(env::START_TIMEOUT)?
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.start_timeout),
+        })
     }
 
     pub(crate) fn start_timeout(&self) -> Duration {
-        Duration::from_secs(self.start_timeout_secs)
+        self.start_timeout
     }
 
     /// Decides `auto`: external if a URL is given, else container if Docker answers, else native.
@@ -129,7 +180,7 @@ impl ProviderArgs {
         let password = self
             .admin_password
             .clone()
-            .unwrap_or_else(|| "admin".into());
+            .unwrap_or_else(|| SEED_ADMIN_PASSWORD.into());
         AdminCredentials::new(self.admin_user.clone(), Secret::new(password))
     }
 

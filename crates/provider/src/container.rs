@@ -19,7 +19,7 @@ use url::Url;
 use crate::config::{ensure_free, port_or_free};
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
-use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 const HTTPS_PORT: u16 = 8443;
 const MANAGEMENT_PORT: u16 = 9000;
@@ -136,7 +136,7 @@ pub(crate) async fn docker_answers() -> bool {
 }
 
 pub(crate) async fn start(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
 ) -> Result<(ContainerKeycloak, Url, AdminCredentials), ProviderError> {
@@ -173,7 +173,7 @@ pub(crate) async fn start(
     for (name, value) in environment(&admin, https) {
         request = request.with_env_var(name, value);
     }
-    let base_url = Url::parse(&format!("https://localhost:{https}/")).expect("valid URL");
+    let base_url = playbook_realm::KeycloakUrl::local(https).as_url().clone();
     progress.stage(&format!(
         "starting Keycloak {KEYCLOAK_VERSION} (container {image}) on {base_url}"
     ));

@@ -97,7 +97,10 @@ impl DatabaseTemplate {
         let password_file = self.dir.join("admin-password");
         let password = fs::read_to_string(&password_file)
             .map_err(ProviderError::io("read", &password_file))?;
-        let admin = AdminCredentials::new("admin", crate::admin::Secret::new(password.trim()));
+        let admin = AdminCredentials::new(
+            crate::DEFAULT_ADMIN_USER,
+            crate::admin::Secret::new(password.trim()),
+        );
         Ok((database, admin))
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use crate::error::tail;
 use crate::java::Java;
 use crate::options::{Database, KcOption, build_options};
-use crate::{KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 /// The build-time flags of the cached build; part of the cache key.
 fn build_flags() -> Vec<String> {
@@ -25,7 +25,7 @@ const BUILT_MARKER: &str = ".playbook-built";
 
 /// Returns the home of a built Keycloak, doing whatever of fetch/unpack/build is still needed.
 pub(crate) fn built_install(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     java: &Java,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ProviderError> {
@@ -71,7 +71,7 @@ pub(crate) fn built_install(
 
 /// The distribution as a tarball, fetched if need be: what a container image build copies in.
 pub(crate) fn tarball(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ProviderError> {
     let version_dir = version_dir(args);
@@ -89,7 +89,7 @@ pub(crate) fn tarball(
 }
 
 /// Where everything of the pinned version is cached.
-fn version_dir(args: &ProviderArgs) -> PathBuf {
+fn version_dir(args: &ProviderConfig) -> PathBuf {
     args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION)
 }
 
@@ -110,7 +110,7 @@ enum Source {
 
 /// The distribution, in the documented order: explicit path, cache, Maven, GitHub release.
 fn source(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     version_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Source, ProviderError> {

@@ -69,6 +69,9 @@ pub enum ProviderError {
     #[error("a {backend} Keycloak cannot be kept running: it was not started by this process")]
     NotDetachable { backend: String },
 
+    #[error("{name}: {reason}")]
+    BadSetting { name: &'static str, reason: String },
+
     #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
     ExternalWithoutUrl,
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::options::{Database, build_options};
-use crate::{KEYCLOAK_IMAGE, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+use crate::{KEYCLOAK_IMAGE, KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 /// The build's files, laid out as in the repository so the script finds its Dockerfiles.
 const FILES: [(&str, &str); 3] = [
@@ -30,7 +30,7 @@ const FILES: [(&str, &str); 3] = [
 ];
 
 /// The image to run: the one asked for, or ours tagged with the pinned version.
-pub(crate) fn name(args: &ProviderArgs) -> String {
+pub(crate) fn name(args: &ProviderConfig) -> String {
     args.image
         .clone()
         .unwrap_or_else(|| format!("{KEYCLOAK_IMAGE}:{KEYCLOAK_VERSION}"))
@@ -39,7 +39,7 @@ pub(crate) fn name(args: &ProviderArgs) -> String {
 /// Makes sure the image exists in the local engine, building ours if it does not. An image the
 /// user named is theirs to provide.
 pub(crate) fn ensure(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     progress: &dyn Progress,
 ) -> Result<String, ProviderError> {
     let image = name(args);

@@ -6,7 +6,7 @@
 //! it, however that process ends (see `native::WATCHDOG`).
 //!
 //! Nothing else in the workspace knows how Keycloak starts: the CLI, the tests and the demo all go
-//! through [`start`] and [`ProviderArgs`].
+//! through [`start`] and [`ProviderConfig`].
 
 mod admin;
 mod class_archive;
@@ -24,7 +24,10 @@ mod progress;
 mod reuse;
 
 pub use admin::{Admin, AdminCredentials, Secret};
-pub use config::{Backend, BackendChoice, ProviderArgs};
+pub use config::{
+    Backend, BackendChoice, DEFAULT_ADMIN_USER, DEFAULT_HTTPS_PORT, ProviderConfig,
+    SEED_ADMIN_PASSWORD, env,
+};
 pub use container::CONTAINER_LABEL;
 pub use error::ProviderError;
 pub use progress::{LogProgress, Progress};
@@ -121,7 +124,7 @@ impl Keycloak {
 /// Does the chosen backend's one-time work now (fetch and build the distribution, or build the
 /// container image), so that a later start takes seconds; says what is ready.
 pub async fn prepare(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     progress: Arc<dyn Progress>,
 ) -> Result<String, ProviderError> {
     let backend = args.resolve_backend().await;
@@ -149,7 +152,7 @@ pub async fn prepare(
 /// The realm is not imported here: call [`Admin::create_realm`] with a [`RealmTemplate`], under
 /// whatever name you need.
 pub async fn start(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     certs: &playbook_certs::CertSet,
     progress: Arc<dyn Progress>,
 ) -> Result<Keycloak, ProviderError> {

@@ -15,7 +15,7 @@ use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
-use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderArgs, ProviderError};
+use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 /// Runs `"$@"` (kc.sh and the java it forks) and kills their whole process group as soon as its
 /// stdin reaches EOF. Our process holds the only write end of that pipe, so Keycloak dies with
@@ -48,7 +48,7 @@ pub(crate) struct NativeKeycloak {
 }
 
 pub(crate) async fn start(
-    args: &ProviderArgs,
+    args: &ProviderConfig,
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
 ) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
@@ -75,7 +75,8 @@ pub(crate) async fn start(
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
     // database instead.
     let template = DatabaseTemplate::new(&install);
-    let custom_admin = args.admin_password.is_some() || args.admin_user != "admin";
+    let custom_admin =
+        args.admin_password.is_some() || args.admin_user != crate::DEFAULT_ADMIN_USER;
     let (database, admin) = match custom_admin {
         true => (
             InstanceDatabase::fresh()?,
@@ -100,7 +101,9 @@ pub(crate) async fn start(
 }
 
 fn base_url(https_port: u16) -> Url {
-    Url::parse(&format!("https://localhost:{https_port}/")).expect("valid URL")
+    playbook_realm::KeycloakUrl::local(https_port)
+        .as_url()
+        .clone()
 }
 
 /// What every start of one built install shares.
@@ -188,7 +191,7 @@ impl Launcher<'_> {
     async fn prime(&self, template: &DatabaseTemplate) -> Result<(), ProviderError> {
         let port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let admin = AdminCredentials::new(
-            "admin",
+            crate::DEFAULT_ADMIN_USER,
             crate::admin::Secret::new(crate::config::random_password()),
         );
         let database = InstanceDatabase::fresh()?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{AdminCredentials, Keycloak, ProviderArgs, ProviderError, Running, Secret};
+use crate::{AdminCredentials, Keycloak, ProviderConfig, ProviderError, Running, Secret};
 
 /// Where a kept Keycloak is and how to use it; written 0600, as it holds the admin password.
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,7 +30,7 @@ pub struct Lease {
 }
 
 /// The folder of the kept Keycloak of `args`' cache: its lease and the certificates it serves.
-pub fn reuse_dir(args: &ProviderArgs) -> PathBuf {
+pub fn reuse_dir(args: &ProviderConfig) -> PathBuf {
     args.cache_dir().join("reuse")
 }
 

@@ -1,15 +1,11 @@
-//! Configuration: flags with environment fallbacks.
+//! The two choices a deployment makes about tokens, named as flags and variables name them.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use url::Url;
+use std::str::FromStr;
 
 /// JWS algorithms this server can verify. `none` and the HMAC family are deliberately absent:
 /// a resource server holds no shared secret with Keycloak, and accepting HS256 would let anyone
 /// with the public key forge tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-#[value(rename_all = "UPPER")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     RS256,
     RS384,
@@ -50,24 +46,34 @@ impl Algorithm {
         }
     }
 
+    /// Every algorithm this server can verify.
+    pub const ALL: [Self; 8] = [
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+    ];
+
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            Self::RS256,
-            Self::RS384,
-            Self::RS512,
-            Self::PS256,
-            Self::PS384,
-            Self::PS512,
-            Self::ES256,
-            Self::ES384,
-        ]
-        .into_iter()
-        .find(|a| a.name() == name)
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::from_name(&name.to_ascii_uppercase())
+            .ok_or_else(|| format!("`{name}` is not an accepted algorithm (never none or HS*)"))
     }
 }
 
 /// When a token must be bound to the client certificate of its connection (RFC 8705).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BindingMode {
     /// Ignore `cnf` (not recommended; for comparison in the tutorial).
     Off,
@@ -78,52 +84,23 @@ pub enum BindingMode {
     Required,
 }
 
-/// `playbook resource-server` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
-    /// The realm's issuer URL; the JWKS URL comes from its OIDC discovery document.
-    #[arg(
-        long,
-        env = "PLAYBOOK_ISSUER",
-        default_value = "https://localhost:9443/realms/oauth2-playbook"
-    )]
-    pub issuer: Url,
+impl BindingMode {
+    /// Every mode, by the name the flag and the variable take.
+    pub const ALL: [(&'static str, Self); 3] = [
+        ("off", Self::Off),
+        ("when-present", Self::WhenPresent),
+        ("required", Self::Required),
+    ];
+}
 
-    /// The audience tokens must name.
-    #[arg(long, env = "PLAYBOOK_AUDIENCE", default_value = crate::AUDIENCE)]
-    pub audience: String,
+impl FromStr for BindingMode {
+    type Err = String;
 
-    /// Address to listen on.
-    #[arg(long, env = "PLAYBOOK_LISTEN", default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
-
-    /// Certificate binding of tokens (RFC 8705).
-    #[arg(long, env = "PLAYBOOK_BINDING", value_enum, default_value_t = BindingMode::WhenPresent)]
-    pub binding: BindingMode,
-
-    /// Accepted clock difference with Keycloak, in seconds, for `exp` and `nbf`.
-    #[arg(long, env = "PLAYBOOK_LEEWAY_SECS", default_value_t = 30)]
-    pub leeway_secs: u64,
-
-    /// Accepted signature algorithms (comma-separated).
-    #[arg(
-        long,
-        env = "PLAYBOOK_ALGORITHMS",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "RS256"
-    )]
-    pub algorithms: Vec<Algorithm>,
-
-    /// CA certificate: trusted for Keycloak's TLS and for client certificates.
-    #[arg(long, env = "PLAYBOOK_CA")]
-    pub ca: Option<PathBuf>,
-
-    /// Server certificate (PEM).
-    #[arg(long, env = "PLAYBOOK_TLS_CERT")]
-    pub cert: Option<PathBuf>,
-
-    /// Server private key (PEM).
-    #[arg(long, env = "PLAYBOOK_TLS_KEY")]
-    pub key: Option<PathBuf>,
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, mode)| *mode)
+            .ok_or_else(|| format!("`{name}` is not one of off, when-present, required"))
+    }
 }

@@ -23,10 +23,10 @@ pub mod tls;
 pub mod token;
 
 pub use api::{AppState, router};
-pub use config::{Algorithm, BindingMode, ServerArgs};
+pub use config::{Algorithm, BindingMode};
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};
-pub use server::{RunningServer, ServerConfig, ServerError};
+pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, ServerError};
 pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.

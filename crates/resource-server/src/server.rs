@@ -14,6 +14,14 @@ use crate::policy::Auth;
 use crate::token::{Validator, ValidatorConfig};
 use crate::{Algorithm, AppState, BindingMode};
 
+/// The seed's resource-server address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8443,
+));
+/// Accepted clock difference with Keycloak for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
 /// Everything needed to run the server, already loaded (PEM text, not paths).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -38,7 +46,7 @@ impl ServerConfig {
             issuer: RealmUrl::from_issuer(issuer),
             audience: crate::AUDIENCE.into(),
             algorithms: vec![Algorithm::RS256],
-            leeway: Duration::from_secs(30),
+            leeway: DEFAULT_LEEWAY,
             binding: BindingMode::WhenPresent,
             min_refresh_interval: MIN_REFRESH_INTERVAL,
             ca_pem: certs.ca_pem.clone(),

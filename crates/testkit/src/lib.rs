@@ -24,7 +24,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
 use playbook_client::{Assignment, Provisioner, Revocation, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, Keycloak, Progress, ProviderArgs};
+use playbook_provider::{Admin, Keycloak, Progress, ProviderConfig};
 use playbook_realm::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
@@ -50,7 +50,7 @@ static CERTS: LazyLock<(Option<tempfile::TempDir>, CertSet)> = LazyLock::new(|| 
     let (temporary, dir) = if reuse() {
         (
             None,
-            playbook_provider::reuse_dir(&ProviderArgs::from_env()).join("certs"),
+            playbook_provider::reuse_dir(&provider_config()).join("certs"),
         )
     } else {
         let temporary = tempfile::tempdir().expect("a temporary directory");
@@ -64,6 +64,11 @@ static CERTS: LazyLock<(Option<tempfile::TempDir>, CertSet)> = LazyLock::new(|| 
 static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> =
     tokio::sync::OnceCell::const_new();
 static STOP_AT_EXIT: OnceLock<()> = OnceLock::new();
+
+/// The provider's configuration from the environment alone; a bad variable fails the test.
+fn provider_config() -> ProviderConfig {
+    ProviderConfig::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// Runs a test body on the shared runtime.
 pub fn run<F: Future>(test: F) -> F::Output {
@@ -79,8 +84,8 @@ pub fn certs() -> &'static CertSet {
 pub async fn keycloak() -> &'static Keycloak {
     let started = KEYCLOAK
         .get_or_init(|| async {
-            let mut args = ProviderArgs::from_env();
-            if std::env::var_os("PLAYBOOK_KEYCLOAK_PORT").is_none() {
+            let mut args = provider_config();
+            if std::env::var_os(playbook_provider::env::PORT).is_none() {
                 args.https_port = 0;
             }
             if reuse() {
@@ -105,7 +110,7 @@ pub async fn keycloak() -> &'static Keycloak {
 
 /// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two
 /// runs from starting one each.
-async fn kept(args: &ProviderArgs) -> Result<Keycloak, String> {
+async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
     let dir = playbook_provider::reuse_dir(args);
     let lock_path = dir.join("lock");
     let lock = std::fs::create_dir_all(&dir)

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_provider::{Admin, AdminCredentials, Secret};
-use playbook_realm::{KeycloakUrl, REALM};
+use playbook_realm::REALM;
+
+use crate::args::KeycloakArgs;
 use serde_json::json;
 use url::Url;
 
@@ -16,41 +18,16 @@ use crate::report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Keycloak's base URL.
-    #[arg(
-        long = "keycloak-url",
-        env = "PLAYBOOK_KEYCLOAK_URL",
-        default_value = "https://localhost:9443/"
-    )]
-    keycloak_url: Url,
+    #[command(flatten)]
+    keycloak: KeycloakArgs,
 
     /// The realm.
     #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
     realm: String,
 
-    /// Keycloak admin user (master realm).
-    #[arg(
-        long = "keycloak-admin-user",
-        env = "PLAYBOOK_KEYCLOAK_ADMIN_USER",
-        default_value = "admin"
-    )]
-    admin_user: String,
-
-    /// Keycloak admin password [default: the one `playbook provider` saved in the certs dir, else `admin`].
-    #[arg(
-        long = "keycloak-admin-password",
-        env = "PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD",
-        hide_env_values = true
-    )]
-    admin_password: Option<String>,
-
-    /// The resource server's base URL.
-    #[arg(
-        long = "api-url",
-        env = "PLAYBOOK_API_URL",
-        default_value = "https://localhost:8443/"
-    )]
-    api_url: Url,
+    /// The resource server's base URL [default: https://localhost:8443/].
+    #[arg(long = "api-url", env = "PLAYBOOK_API_URL")]
+    api_url: Option<Url>,
 
     #[command(flatten)]
     output: OutputArgs,
@@ -74,14 +51,15 @@ pub struct OutputArgs {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let certs = CertSet::load(playbook_certs::Files::new(certs_dir))?;
-    let password = match args.admin_password {
-        Some(password) => password,
+    // The password `playbook provider` saved, else the seed's.
+    let password = match &args.keycloak.admin_password {
+        Some(password) => password.clone(),
         None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir))
-            .unwrap_or_else(|_| "admin".into()),
+            .unwrap_or_else(|_| playbook_provider::SEED_ADMIN_PASSWORD.into()),
     };
     let admin = Admin::new(
-        KeycloakUrl::new(args.keycloak_url.clone()),
-        AdminCredentials::new(args.admin_user, Secret::new(password.trim())),
+        args.keycloak.url(),
+        AdminCredentials::new(&args.keycloak.admin_user, Secret::new(password.trim())),
         &certs.ca_pem,
     )?;
     let token_endpoint = admin.keycloak().realm(&args.realm).token();
@@ -90,10 +68,17 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         &certs.ca_pem,
         &certs.client,
     ))?);
+    let api_url = match args.api_url {
+        Some(url) => url,
+        None => Url::parse(&format!(
+            "https://localhost:{}/",
+            playbook_resource_server::DEFAULT_LISTEN.port()
+        ))?,
+    };
     let flow = Flow {
         admin: &admin,
         realm: &args.realm,
-        api: ResourceApi::new(args.api_url, tokens.clone())?,
+        api: ResourceApi::new(api_url, tokens.clone())?,
         tokens,
         show_token: args.output.show_token,
     };

@@ -3,14 +3,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::args::{KeycloakArgs, LaunchArgs, provider_config};
 use playbook_certs::CertSet;
-use playbook_provider::ProviderArgs;
 use playbook_realm::{REALM, RealmTemplate};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    provider: ProviderArgs,
+    keycloak: KeycloakArgs,
+
+    #[command(flatten)]
+    launch: LaunchArgs,
 
     /// Only do the backend's one-time work (distribution build, or container image), then exit.
     #[arg(long, conflicts_with = "stop")]
@@ -22,8 +25,9 @@ pub struct Args {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let provider = provider_config(&args.keycloak, &args.launch);
     if args.stop {
-        let dir = playbook_provider::reuse_dir(&args.provider);
+        let dir = playbook_provider::reuse_dir(&provider);
         let said =
             tokio::task::spawn_blocking(move || playbook_provider::stop_leased(&dir)).await?;
         println!(
@@ -33,14 +37,13 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.prepare {
-        let ready =
-            playbook_provider::prepare(&args.provider, crate::progress::for_stderr()).await?;
+        let ready = playbook_provider::prepare(&provider, crate::progress::for_stderr()).await?;
         println!("{ready}");
         return Ok(ExitCode::SUCCESS);
     }
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let keycloak =
-        playbook_provider::start(&args.provider, &certs, crate::progress::for_stderr()).await?;
+        playbook_provider::start(&provider, &certs, crate::progress::for_stderr()).await?;
     keycloak
         .admin()?
         .create_realm(&RealmTemplate::bundled().named(REALM))

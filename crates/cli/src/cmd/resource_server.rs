@@ -2,12 +2,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use playbook_certs::CertSet;
-use playbook_resource_server::ServerArgs;
 use playbook_resource_server::server::{self, ServerConfig};
+
+use crate::args::ServerArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,14 +25,11 @@ pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig
             None => Ok(default.to_owned()),
         }
     };
-    let mut config = ServerConfig::new(args.issuer, args.listen, &certs);
+    let mut config = ServerConfig::new(args.issuer(), args.listen, &certs);
     config.ca_pem = read(args.ca.as_deref(), &certs.ca_pem)?;
     config.cert_pem = read(args.cert.as_deref(), certs.resource_server.cert_pem())?;
     config.key_pem = read(args.key.as_deref(), certs.resource_server.key_pem())?;
-    config.audience = args.audience;
-    config.algorithms = args.algorithms;
-    config.binding = args.binding;
-    config.leeway = Duration::from_secs(args.leeway_secs);
+    args.apply(&mut config);
     Ok(config)
 }
 

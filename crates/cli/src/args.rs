@@ -1,0 +1,183 @@
+//! Every flag that more than one command takes, declared once; each maps onto a library's plain
+//! configuration type, whose `Default` holds the default (flags left unset keep it).
+//!
+//! The environment variable of each flag is named by the library that reads it (e.g.
+//! `playbook_provider::env`), so tests that read only the environment agree with the CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use playbook_provider::{BackendChoice, ProviderConfig, env};
+use playbook_realm::{KeycloakUrl, REALM};
+use playbook_resource_server::{Algorithm, BindingMode, ServerConfig};
+use url::Url;
+
+/// Where Keycloak is and who administers it: `provider`, `client` and `demo` all take these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeycloakArgs {
+    /// URL of an already running Keycloak [default: https://localhost:<keycloak-port>/; for
+    /// `provider` and `demo`, setting it selects the external backend].
+    #[arg(long = "keycloak-url", env = env::URL)]
+    pub url: Option<Url>,
+
+    /// Keycloak admin user (master realm).
+    #[arg(long = "keycloak-admin-user", env = env::ADMIN_USER, default_value = playbook_provider::DEFAULT_ADMIN_USER)]
+    pub admin_user: String,
+
+    /// Keycloak admin password [default: a started Keycloak gets a random one, saved 0600 in
+    /// the certs dir; an external one is assumed to use the seed's `admin`].
+    #[arg(
+        long = "keycloak-admin-password",
+        env = env::ADMIN_PASSWORD,
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+
+    /// HTTPS port of Keycloak, native or container; 0 picks a free one when starting it.
+    #[arg(long = "keycloak-port", env = env::PORT, default_value_t = playbook_provider::DEFAULT_HTTPS_PORT)]
+    pub port: u16,
+}
+
+impl KeycloakArgs {
+    /// The Keycloak to talk to: the given URL, else this machine on the given port.
+    pub fn url(&self) -> KeycloakUrl {
+        match &self.url {
+            Some(url) => KeycloakUrl::new(url.clone()),
+            None => KeycloakUrl::local(self.port),
+        }
+    }
+}
+
+/// How to start Keycloak: `provider` and `demo` take these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LaunchArgs {
+    /// Which Keycloak to use [default: auto: external if a URL is given, else a container if
+    /// Docker answers, else native].
+    #[arg(
+        long = "keycloak-backend",
+        env = env::BACKEND,
+        value_parser = PossibleValuesParser::new(BackendChoice::ALL.map(|(name, _)| name))
+            .map(|name| name.parse::<BackendChoice>().expect("a listed name"))
+    )]
+    pub backend: Option<BackendChoice>,
+
+    /// A Keycloak distribution (.tar.gz or unpacked directory) to use instead of downloading one.
+    #[arg(long = "keycloak-dist", env = env::DIST)]
+    pub dist: Option<PathBuf>,
+
+    /// The container backend's image [default: the playbook's optimized image, built when missing].
+    #[arg(long = "keycloak-image", env = env::IMAGE)]
+    pub image: Option<String>,
+
+    /// The Java of a native Keycloak: a `java` binary or a JDK home [default: the newest of 25,
+    /// 21, 17 in JAVA_HOME, PATH and /usr/lib/jvm].
+    #[arg(long = "java", env = env::JAVA)]
+    pub java: Option<PathBuf>,
+
+    /// Where downloaded and built Keycloak distributions are kept [default: the per-user cache].
+    #[arg(long = "cache-dir", env = env::CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Seconds to wait for a started Keycloak to become ready.
+    #[arg(long = "keycloak-start-timeout", env = env::START_TIMEOUT)]
+    pub start_timeout_secs: Option<u64>,
+}
+
+/// The provider's configuration from both groups of flags.
+pub fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConfig {
+    let defaults = ProviderConfig::default();
+    ProviderConfig {
+        backend: launch.backend.unwrap_or(defaults.backend),
+        url: keycloak.url.clone(),
+        admin_user: keycloak.admin_user.clone(),
+        admin_password: keycloak.admin_password.clone(),
+        https_port: keycloak.port,
+        dist: launch.dist.clone(),
+        image: launch.image.clone(),
+        java: launch.java.clone(),
+        cache_dir: launch.cache_dir.clone(),
+        start_timeout: launch
+            .start_timeout_secs
+            .map_or(defaults.start_timeout, Duration::from_secs),
+    }
+}
+
+/// `playbook resource-server`'s options; unset ones keep [`ServerConfig::new`]'s defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The realm's issuer URL; the JWKS URL comes from its OIDC discovery document
+    /// [default: the oauth2-playbook realm on https://localhost:9443].
+    #[arg(long, env = "PLAYBOOK_ISSUER")]
+    pub issuer: Option<Url>,
+
+    /// The audience tokens must name.
+    #[arg(long, env = "PLAYBOOK_AUDIENCE", default_value = playbook_resource_server::AUDIENCE)]
+    pub audience: String,
+
+    /// Address to listen on.
+    #[arg(long, env = "PLAYBOOK_LISTEN", default_value_t = playbook_resource_server::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Certificate binding of tokens (RFC 8705) [default: when-present].
+    #[arg(
+        long,
+        env = "PLAYBOOK_BINDING",
+        value_parser = PossibleValuesParser::new(BindingMode::ALL.map(|(name, _)| name))
+            .map(|name| name.parse::<BindingMode>().expect("a listed name"))
+    )]
+    pub binding: Option<BindingMode>,
+
+    /// Accepted clock difference with Keycloak, in seconds, for `exp` and `nbf` [default: 30].
+    #[arg(long, env = "PLAYBOOK_LEEWAY_SECS")]
+    pub leeway_secs: Option<u64>,
+
+    /// Accepted signature algorithms, comma-separated [default: RS256].
+    #[arg(
+        long,
+        env = "PLAYBOOK_ALGORITHMS",
+        value_delimiter = ',',
+        value_parser = PossibleValuesParser::new(Algorithm::ALL.map(Algorithm::name))
+            .map(|name| name.parse::<Algorithm>().expect("a listed name"))
+    )]
+    pub algorithms: Vec<Algorithm>,
+
+    /// CA certificate: trusted for Keycloak's TLS and for client certificates.
+    #[arg(long, env = "PLAYBOOK_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// Server certificate (PEM).
+    #[arg(long, env = "PLAYBOOK_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// Server private key (PEM).
+    #[arg(long, env = "PLAYBOOK_TLS_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// Applies the flags that were given to `config`.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        config.audience = self.audience.clone();
+        if let Some(binding) = self.binding {
+            config.binding = binding;
+        }
+        if let Some(secs) = self.leeway_secs {
+            config.leeway = Duration::from_secs(secs);
+        }
+        if !self.algorithms.is_empty() {
+            config.algorithms = self.algorithms.clone();
+        }
+    }
+
+    /// The issuer given, else the tutorial's realm on this machine's Keycloak.
+    pub fn issuer(&self) -> Url {
+        self.issuer.clone().unwrap_or_else(|| {
+            KeycloakUrl::local(playbook_provider::DEFAULT_HTTPS_PORT)
+                .realm(REALM)
+                .issuer()
+                .clone()
+        })
+    }
+}
