@@ -129,7 +129,7 @@ impl Leaf {
 
     /// The DER of the certificate.
     pub fn cert_der(&self) -> Vec<u8> {
-        pem_der(&self.cert_pem)
+        crate::der::first_certificate(&self.cert_pem)
     }
 
     /// `base64url(SHA-256(DER))`: the RFC 8705 `x5t#S256` a bound token carries in `cnf`.
@@ -151,14 +151,6 @@ impl std::fmt::Debug for Leaf {
 pub fn thumbprint_s256(der: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-/// The DER of the first PEM block (empty if there is none).
-pub(crate) fn pem_der(pem: &str) -> Vec<u8> {
-    use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .map(|der| der.to_vec())
-        .unwrap_or_default()
 }
 
 fn name(common_name: &str) -> DistinguishedName {

@@ -4,7 +4,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use time::{Duration, OffsetDateTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 
-use crate::authority::pem_der;
+use crate::der::first_certificate as pem_der;
 
 /// Material this close to expiry is reported rather than silently used until it breaks mid-demo.
 pub const RENEW_BEFORE: Duration = Duration::days(7);

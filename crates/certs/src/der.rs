@@ -15,6 +15,16 @@ pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certificates)
 }
 
+/// The DER of the first certificate of a PEM bundle (empty if there is none): for checks that
+/// then report a certificate they cannot parse.
+pub(crate) fn first_certificate(pem: &str) -> Vec<u8> {
+    certificates(pem)
+        .ok()
+        .and_then(|all| all.into_iter().next())
+        .map(|der| der.to_vec())
+        .unwrap_or_default()
+}
+
 /// The private key of a PEM key file.
 pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())

@@ -215,7 +215,7 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsErr
 }
 
 fn write_truststore(path: &Path, ca_pem: &str) -> Result<(), CertsError> {
-    let cert = P12Certificate::from_der(&crate::authority::pem_der(ca_pem))
+    let cert = P12Certificate::from_der(&crate::der::first_certificate(ca_pem))
         .map_err(|e| CertsError::Truststore(e.to_string()))?;
     let mut store = KeyStore::new();
     store.add_entry("oauth2-playbook-ca", KeyStoreEntry::Certificate(cert));
@@ -362,7 +362,7 @@ mod tests {
         let entry = store.entry("oauth2-playbook-ca").expect("CA entry");
         match entry {
             KeyStoreEntry::Certificate(c) => {
-                assert_eq!(c.as_der(), crate::authority::pem_der(&set.ca_pem))
+                assert_eq!(c.as_der(), crate::der::first_certificate(&set.ca_pem))
             }
             other => panic!("unexpected entry {other:?}"),
         }

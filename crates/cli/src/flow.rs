@@ -1,7 +1,7 @@
 //! The seed's `client/start.sh`, step by step, shared by `playbook client` and `playbook demo`.
 
+use playbook_resource_server::unix_now;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use playbook_client::{
     AccessToken, ApiResponse, Assignment, Provisioner, ResourceApi, Revocation, TokenClient,
@@ -176,10 +176,4 @@ pub fn report_answer(report: &mut Report, answer: &ApiResponse) {
         &summary,
         json!({ "status": answer.status, "www_authenticate": answer.www_authenticate, "body": answer.body }),
     );
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

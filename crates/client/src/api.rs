@@ -45,14 +45,14 @@ pub struct ResourceApi {
 impl ResourceApi {
     /// Presents the token client's certificate too: a certificate-bound token is only accepted
     /// over a connection made with the certificate it is bound to.
-    pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Result<Self, ClientError> {
+    pub fn new(base_url: Url, tokens: Arc<TokenClient>) -> Self {
         // One TLS configuration and connection pool for both servers.
         let http = tokens.http().clone();
-        Ok(Self {
+        Self {
             http,
             base_url,
             tokens,
-        })
+        }
     }
 
     /// `GET path` with a bearer token; on 401 it renews the token once and retries once.

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -39,6 +40,48 @@ impl Policy for WriteUser {
     const REALM_ROLE: Option<&'static str> = None;
     const ANY_SCOPE: &'static [&'static str] = &[WRITE_USER, USERS_ADMIN];
 }
+
+/// One protected route and who may call it: the one table the router, the CLI's route list and
+/// the docs check read. A handler's `Authorized<P>` and its row name the same policy `P`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub realm_role: Option<&'static str>,
+    pub any_scope: &'static [&'static str],
+}
+
+impl Route {
+    const fn guarded<P: Policy>(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            realm_role: P::REALM_ROLE,
+            any_scope: P::ANY_SCOPE,
+        }
+    }
+
+    /// "realm role R + scope a (or b)", as the route list and the docs say it.
+    pub fn requirement(&self) -> String {
+        let (first, others) = self.any_scope.split_first().expect("a route names a scope");
+        let scopes = match others {
+            [] => format!("scope {first}"),
+            _ => format!("scope {first} (or {})", others.join(", ")),
+        };
+        match self.realm_role {
+            Some(role) => format!("realm role {role} + {scopes}"),
+            None => scopes,
+        }
+    }
+}
+
+pub const LIST_USERS: Route = Route::guarded::<ReadUsers>("GET", "/api/users");
+pub const GET_USER: Route = Route::guarded::<ReadUser>("GET", "/api/user/{id}");
+pub const CREATE_USER: Route = Route::guarded::<WriteUser>("POST", "/api/user");
+/// Every protected route.
+pub const ROUTES: [Route; 3] = [LIST_USERS, GET_USER, CREATE_USER];
+/// The routes anyone may call: liveness, and readiness (200 once signing keys are loaded).
+pub const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
@@ -85,14 +128,14 @@ impl AppState {
 /// The API routes plus `/healthz` (liveness, no auth) and `/readyz` (signing keys loaded).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/users", get(list_users))
-        .route("/api/user/{id}", get(get_user))
-        .route("/api/user", axum::routing::post(create_user))
+        .route(LIST_USERS.path, get(list_users))
+        .route(GET_USER.path, get(get_user))
+        .route(CREATE_USER.path, axum::routing::post(create_user))
         .route(
-            "/healthz",
+            OPEN_ROUTES[0],
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .route("/readyz", get(ready))
+        .route(OPEN_ROUTES[1], get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -130,16 +173,22 @@ async fn get_user(
 async fn create_user(
     _: Authorized<WriteUser>,
     State(state): State<AppState>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let Json(new) = body.map_err(|rejection| {
-        // Too large stays 413; every other unreadable body is the client's mistake: 400.
-        let status = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::Body(status, rejection.body_text())
-    })?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::Body(
+            StatusCode::BAD_REQUEST,
+            "expected a body of type application/json".into(),
+        ));
+    }
+    let bytes = read_bounded(body).await?;
+    let Json(new) = Json::<NewUser>::from_bytes(&bytes)
+        .map_err(|rejection| ApiError::Body(StatusCode::BAD_REQUEST, rejection.body_text()))?;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::BadRequest(
@@ -187,6 +236,43 @@ fn truncate(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
+/// Reads a request body of at most [`MAX_BODY_BYTES`]. A larger one is refused with 413, but
+/// only after reading (and dropping) up to [`DRAIN_BYTES`] more of it for at most
+/// [`DRAIN_TIME`]: closing the connection while a client is still sending makes clients such as
+/// curl report a broken pipe instead of the 413 we answered.
+async fn read_bounded(mut body: Body) -> Result<Bytes, ApiError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    let too_large = || {
+        ApiError::Body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let drained = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map(|f| f.into_data().unwrap_or_default()) else {
+                break;
+            };
+            seen += data.len();
+            if seen <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&data);
+            } else if seen > MAX_BODY_BYTES + DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+    if seen > MAX_BODY_BYTES || drained.is_err() {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// How much of a refused body is still read, and for how long, so the client reads our 413.
+pub const DRAIN_BYTES: usize = 1024 * 1024;
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Errors of the API itself (authorization errors are [`crate::policy::AuthError`]).
 #[derive(Debug)]
 pub enum ApiError {
@@ -212,5 +298,49 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": error, "message": message })),
         )
             .into_response()
+    }
+}
+
+/// docs/resource-server.md cannot read [`ROUTES`]; this holds its endpoint table to it.
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    const DOC: &str = include_str!("../../../docs/resource-server.md");
+
+    #[test]
+    fn the_endpoint_table_lists_every_route_with_its_policy() {
+        for route in ROUTES {
+            let role = route
+                .realm_role
+                .map_or("–".to_owned(), |r| format!("`{r}`"));
+            let scopes: Vec<String> = route.any_scope.iter().map(|s| format!("`{s}`")).collect();
+            let row = format!(
+                "| `{} {}` | {role} | {} |",
+                route.method,
+                route.path,
+                scopes.join(", ")
+            );
+            assert!(
+                DOC.lines().any(|l| l == row),
+                "docs/resource-server.md lacks {row}"
+            );
+        }
+        for path in OPEN_ROUTES {
+            let row = format!("| `GET {path}` | no auth |");
+            assert!(DOC.lines().any(|l| l.starts_with(&row)), "docs lack {row}");
+        }
+    }
+
+    #[test]
+    fn requirements_read_as_the_route_list_prints_them() {
+        assert_eq!(
+            LIST_USERS.requirement(),
+            "realm role oauth2-playbook-readonly + scope users:read (or users:admin)"
+        );
+        assert_eq!(
+            CREATE_USER.requirement(),
+            "scope write:user (or users:admin)"
+        );
     }
 }

@@ -148,12 +148,6 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
     key
 }
 
-/// Why no key could be found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyLookup {
-    UnknownKid,
-}
-
 /// The issuer's keys, shared by all requests.
 pub struct JwksCache {
     http: reqwest::Client,
@@ -252,9 +246,9 @@ impl JwksCache {
     }
 
     /// The key for `kid`, refreshing the set once (rate-limited, single flight) if it is unknown.
-    pub async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookup> {
+    pub async fn key(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
         if let Some(key) = self.snapshot().get(kid) {
-            return Ok(key.clone());
+            return Some(key.clone());
         }
         let seen = self.generation.load(Ordering::Acquire);
         let mut last_fetch = self.refresh.lock().await;
@@ -266,10 +260,7 @@ impl JwksCache {
             self.fetch().await;
         }
         drop(last_fetch);
-        self.snapshot()
-            .get(kid)
-            .cloned()
-            .ok_or(KeyLookup::UnknownKid)
+        self.snapshot().get(kid).cloned()
     }
 
     /// Fetches now, ignoring the interval (start-up and readiness retries).

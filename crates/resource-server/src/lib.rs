@@ -27,7 +27,7 @@ pub use config::{Algorithm, BindingMode};
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};
 pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, ServerError};
-pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
+pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken, unix_now};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.
 pub use playbook_realm::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;

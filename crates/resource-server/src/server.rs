@@ -85,10 +85,6 @@ impl RunningServer {
         Url::parse(&format!("https://localhost:{}/", self.addr.port())).expect("valid URL")
     }
 
-    pub fn keys(&self) -> &JwksCache {
-        self.state.auth.validator.keys()
-    }
-
     /// Stops accepting, lets requests in flight finish (up to 10 s), then returns.
     pub async fn shutdown(self) {
         self.refresher.abort();

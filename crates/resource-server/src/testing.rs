@@ -75,9 +75,7 @@ pub fn b64_json(value: &Value) -> String {
 
 /// Claims Keycloak would put in the playbook client's token for `issuer`, valid for 5 minutes.
 pub fn keycloak_like_claims(issuer: &str) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::unix_now();
     json!({
         "iss": issuer, "aud": [crate::AUDIENCE, "account"],
         "sub": "service-account", "azp": playbook_realm::CLIENT_ID,

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::Algorithm;
-use crate::jwks::{JwksCache, KeyLookup};
+use crate::jwks::JwksCache;
 
 /// Keycloak access tokens are 1–2 KiB; anything far larger is not one of ours.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -164,7 +164,7 @@ impl Validator {
             .keys
             .key(&kid)
             .await
-            .map_err(|KeyLookup::UnknownKid| TokenError::UnknownKid(kid.clone()))?;
+            .ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
         let decoding = key.for_alg(alg).map_err(|reason| TokenError::KeyMismatch {
             kid: kid.clone(),
             reason,
@@ -280,7 +280,8 @@ impl Validator {
     }
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, as JWT NumericDates count them.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

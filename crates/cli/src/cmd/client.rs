@@ -78,7 +78,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let flow = Flow {
         admin: &admin,
         realm: &args.realm,
-        api: ResourceApi::new(api_url, tokens.clone())?,
+        api: ResourceApi::new(api_url, tokens.clone()),
         tokens,
         show_token: args.output.show_token,
     };

@@ -124,7 +124,7 @@ async fn demo(
     let flow = Flow {
         admin: &admin,
         realm: REALM,
-        api: ResourceApi::new(server.base_url(), tokens.clone())?,
+        api: ResourceApi::new(server.base_url(), tokens.clone()),
         tokens: tokens.clone(),
         show_token: args.output.show_token,
     };

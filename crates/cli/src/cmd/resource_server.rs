@@ -41,14 +41,14 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         "resource server listening on {} (issuer {issuer})",
         server.base_url()
     );
+    for route in playbook_resource_server::api::ROUTES {
+        let endpoint = format!("{} {}", route.method, route.path);
+        println!("  {endpoint:<20}{}", route.requirement());
+    }
     println!(
-        "  GET /api/users      realm role oauth2-playbook-readonly + scope users:read (or users:admin)"
+        "  GET {}  (no token)",
+        playbook_resource_server::api::OPEN_ROUTES.join(", ")
     );
-    println!(
-        "  GET /api/user/{{id}}  realm role oauth2-playbook-readonly + scope read:user (or users:admin)"
-    );
-    println!("  POST /api/user      scope write:user (or users:admin)");
-    println!("  GET /healthz, /readyz");
     println!("Press Ctrl-C to stop.");
     crate::cmd::shutdown_signal().await;
     server.shutdown().await;

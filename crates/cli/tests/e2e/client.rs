@@ -13,7 +13,7 @@ fn forbidden_before_provisioning_allowed_after() {
         let realm = TestRealm::new().await;
         let server = realm.resource_server().await;
         let tokens = realm.token_client();
-        let api = ResourceApi::new(server.base_url(), tokens.clone()).unwrap();
+        let api = ResourceApi::new(server.base_url(), tokens.clone());
         assert_eq!(api.get("/api/users").await.unwrap().status, 403);
 
         assert_eq!(realm.grant_readonly_role().await, Assignment::Assigned);
@@ -44,7 +44,7 @@ fn provisioning_twice_is_a_no_op_and_revoking_takes_the_scope_away() {
             "{:?}",
             token.claims
         );
-        let api = ResourceApi::new(server.base_url(), tokens).unwrap();
+        let api = ResourceApi::new(server.base_url(), tokens);
         let answer = api.get("/api/users").await.unwrap();
         assert_eq!(answer.status, 403, "{answer:?}");
         assert!(answer.error_for_status().unwrap_err().is_refusal());
@@ -68,7 +68,7 @@ fn a_hundred_calls_make_exactly_one_token_request() {
         realm.grant_readonly_role().await;
         let server = realm.resource_server().await;
         let tokens = realm.token_client();
-        let api = Arc::new(ResourceApi::new(server.base_url(), tokens.clone()).unwrap());
+        let api = Arc::new(ResourceApi::new(server.base_url(), tokens.clone()));
         let calls = (0..100).map(|_| {
             let api = api.clone();
             tokio::spawn(async move { api.get("/api/users").await.unwrap().status })

@@ -9,7 +9,7 @@ fn token_with_role_and_scope_reads_users() {
         let realm = TestRealm::new().await;
         realm.grant_readonly_role().await;
         let server = realm.resource_server().await;
-        let api = ResourceApi::new(server.base_url(), realm.token_client()).unwrap();
+        let api = ResourceApi::new(server.base_url(), realm.token_client());
         let answer = api.get("/api/users").await.unwrap();
         assert_eq!(answer.status, 200, "{answer:?}");
         assert!(
@@ -31,7 +31,7 @@ fn token_issued_before_the_role_was_assigned_is_forbidden() {
         let early = tokens.request().await.unwrap();
         realm.grant_readonly_role().await;
         let server = realm.resource_server().await;
-        let api = ResourceApi::new(server.base_url(), tokens).unwrap();
+        let api = ResourceApi::new(server.base_url(), tokens);
         let answer = api.get_with("/api/users", early.expose()).await.unwrap();
         assert_eq!(answer.status, 403, "{answer:?}");
         let challenge = answer.www_authenticate.unwrap_or_default();
@@ -81,7 +81,7 @@ fn loaded_keys_keep_validating_when_keycloak_no_longer_serves_them() {
         let tokens = realm.token_client();
         let token = tokens.request().await.unwrap();
         let server = realm.resource_server().await;
-        let api = ResourceApi::new(server.base_url(), tokens).unwrap();
+        let api = ResourceApi::new(server.base_url(), tokens);
         let call = || api.get_with("/api/users", token.expose());
         assert_eq!(call().await.unwrap().status, 200);
 

@@ -9,7 +9,7 @@ use super::setup;
 #[tokio::test]
 async fn a_401_renews_the_token_once_and_retries_once() {
     let (_dir, base, counters, tokens) = setup().await;
-    let api = ResourceApi::new(base, tokens.clone()).unwrap();
+    let api = ResourceApi::new(base, tokens.clone());
 
     let answer = api.get("/api/users").await.unwrap();
     assert_eq!(

@@ -105,6 +105,32 @@ async fn writes_need_a_write_scope_and_validate_the_body() {
     assert_eq!(status, 400);
 }
 
+/// A body far over the limit, streamed over HTTP/1.1 as curl sends it, is answered 413 every
+/// time (the server reads it in frames and stops counting past the limit).
+#[tokio::test]
+async fn a_large_refused_body_still_gets_its_413_read() {
+    let fx = Fixture::new().await;
+    let mut claims = fx.claims();
+    claims["scope"] = json!("write:user");
+    let ca = reqwest::Certificate::from_pem(fx.certs.ca_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .http1_only()
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let response = http
+            .post(fx.server.base_url().join("/api/user").unwrap())
+            .bearer_auth(sign(&claims))
+            .header("content-type", "application/json")
+            .body(vec![b'x'; 900 * 1024])
+            .send()
+            .await
+            .expect("the 413 is read, not a broken pipe");
+        assert_eq!(response.status().as_u16(), 413);
+    }
+}
+
 #[tokio::test]
 async fn oversized_body_is_refused_before_parsing() {
     let fx = Fixture::new().await;

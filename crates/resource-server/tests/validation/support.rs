@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -175,12 +175,7 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
     tokio::spawn(server.serve(app.into_make_service()));
 }
 
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use playbook_resource_server::unix_now as now;
 
 pub fn b64(value: &Value) -> String {
     b64_json(value)
