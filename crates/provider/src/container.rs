@@ -88,21 +88,14 @@ pub(crate) struct ContainerKeycloak {
 impl ContainerKeycloak {
     pub(crate) async fn stop(self) {
         let _ = self.container.rm().await;
-        self.lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        crate::reuse::take(&self.lifeline);
     }
 
     /// Lets the container outlive this handle: its lifeline (the reaper removes it when that
     /// closes). `ContainerAsync` removes its container when dropped and cannot be told
     /// otherwise, so it is forgotten instead.
     pub(crate) fn detach(self) -> Option<crate::reuse::Lifeline> {
-        let pipe = self
-            .lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
+        let pipe = crate::reuse::take(&self.lifeline)?;
         std::mem::forget(self.container);
         Some(crate::reuse::Lifeline {
             pipe,
@@ -112,10 +105,7 @@ impl ContainerKeycloak {
 
     /// Removes the container without an async runtime (for exit hooks); idempotent.
     pub(crate) fn terminate(&self) {
-        self.lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        crate::reuse::take(&self.lifeline);
         let _ = Command::new("docker")
             .args(["rm", "--force", "--volumes", self.container.id()])
             .stdout(Stdio::null())

@@ -169,11 +169,7 @@ impl Launcher<'_> {
             }
             Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => {
                 // The log is what the user needs now: stopping must not remove it.
-                keycloak
-                    .log
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
+                crate::reuse::take(&keycloak.log);
                 drop(keycloak);
                 Err(ProviderError::StartFailed {
                     reason,
@@ -290,11 +286,7 @@ impl NativeKeycloak {
             return;
         }
         self.stop_processes();
-        let database = self
-            .database
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let database = crate::reuse::take(&self.database);
         if let Some(database) = database {
             database.remove();
         }
@@ -302,19 +294,11 @@ impl NativeKeycloak {
 
     /// Lets Keycloak outlive this handle: its lifeline and what to remove once it has stopped.
     pub(crate) fn detach(self) -> Option<crate::reuse::Lifeline> {
-        let pipe = self
-            .lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
+        let pipe = crate::reuse::take(&self.lifeline)?;
         self.detached
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let database = self
-            .database
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let database = crate::reuse::take(&self.database);
+        let log = crate::reuse::take(&self.log);
         let leftovers = database
             .map(InstanceDatabase::into_dir)
             .into_iter()
@@ -326,19 +310,12 @@ impl NativeKeycloak {
     /// Stops Keycloak and hands its database over instead of removing it.
     fn terminate_keeping_database(self) -> InstanceDatabase {
         self.stop_processes();
-        self.database
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .expect("a running Keycloak has its database")
+        crate::reuse::take(&self.database).expect("a running Keycloak has its database")
     }
 
     fn stop_processes(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        self.lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        crate::reuse::take(&self.lifeline);
         let group = -(child.id() as i32);
         signal(group, libc::SIGTERM);
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
@@ -356,7 +333,7 @@ impl NativeKeycloak {
         }
         let _ = child.wait();
         self.archive.finish(!killed);
-        if let Some(log) = self.log.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(log) = crate::reuse::take(&self.log) {
             let _ = fs::remove_file(log);
         }
     }

@@ -72,6 +72,12 @@ impl Lease {
     }
 }
 
+/// Takes what a handle's slot holds, even if a panic poisoned its lock: stopping Keycloak must
+/// work on every path, unwinding included.
+pub(crate) fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 /// The write end of a lifeline and what remains to clean up once Keycloak has stopped.
 pub(crate) struct Lifeline {
     pub(crate) pipe: ChildStdin,
