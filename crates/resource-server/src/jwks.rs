@@ -158,7 +158,6 @@ pub struct JwksCache {
     /// Held by the one request that fetches; holds the time of the last fetch attempt.
     refresh: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
-    fetches: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +213,6 @@ impl JwksCache {
             keys: RwLock::new(Arc::new(HashMap::new())),
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
         }
     }
 
@@ -234,11 +232,6 @@ impl JwksCache {
     /// Changes whenever a new key set is installed: results verified under an older one are stale.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// How many times the JWKS was fetched (for tests and metrics).
-    pub fn fetch_count(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, Arc<VerifyingKey>>> {
@@ -271,7 +264,6 @@ impl JwksCache {
     }
 
     async fn fetch(&self) {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         let fetched = async {
             let response = self
                 .http
