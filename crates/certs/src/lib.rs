@@ -40,10 +40,10 @@ pub enum CertsError {
     },
     #[error("cannot write the PKCS#12 truststore: {0}")]
     Truststore(String),
-    #[error("no certificates in {dir}; run `playbook certs` to make them")]
+    #[error("no certificates in {dir}; run `cargo playbook certs` to make them")]
     NotFound { dir: std::path::PathBuf },
     #[error(
-        "certificates in {dir} are not usable: {problem}; run `playbook certs --force` to regenerate them"
+        "certificates in {dir} are not usable: {problem}; run `cargo playbook certs --force` to regenerate them"
     )]
     Unusable {
         dir: std::path::PathBuf,

@@ -168,7 +168,7 @@ impl CertSet {
             write_file(&key, leaf.key_pem(), true)?;
             write_file(&cert, leaf.cert_pem(), false)?;
         }
-        tracing::info!(dir = %f.dir.display(), "generated a new CA and leaf certificates");
+        tracing::debug!(dir = %f.dir.display(), "generated a new CA and leaf certificates");
         Ok(set)
     }
 }
@@ -331,7 +331,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = CertSet::load(Files::new(dir.path())).unwrap_err();
         assert!(matches!(err, CertsError::NotFound { .. }), "{err}");
-        assert!(err.to_string().contains("run `playbook certs`"), "{err}");
+        assert!(
+            err.to_string().contains("run `cargo playbook certs`"),
+            "{err}"
+        );
     }
 
     #[test]

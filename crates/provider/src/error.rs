@@ -35,7 +35,7 @@ pub enum ProviderError {
     },
 
     #[error(
-        "port {port} is already in use (another Keycloak or `playbook provider`?); stop it, or pass \
+        "port {port} is already in use (another Keycloak or `cargo playbook provider`?); stop it, or pass \
          --keycloak-port 0 / PLAYBOOK_KEYCLOAK_PORT=0 to pick a free port"
     )]
     PortTaken { port: u16 },
@@ -76,7 +76,7 @@ pub enum ProviderError {
     ExternalWithoutUrl,
 
     #[error(
-        "cannot reach Keycloak at {url}: {reason}; is it running? (`playbook provider` starts one)"
+        "cannot reach Keycloak at {url}: {reason}; is it running? (`cargo playbook provider` starts one; `cargo playbook doctor` checks the setup)"
     )]
     Unreachable { url: String, reason: String },
 

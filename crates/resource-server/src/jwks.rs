@@ -151,7 +151,10 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
 /// The issuer's keys, shared by all requests.
 pub struct JwksCache {
     http: reqwest::Client,
-    jwks_uri: Url,
+    /// Where the keys are: known from the start, or found by discovery of the issuer (again at
+    /// every refresh until it succeeds, when Keycloak was down at start).
+    jwks_uri: RwLock<Option<Url>>,
+    issuer: Option<RealmUrl>,
     allowed: Vec<Algorithm>,
     min_refresh_interval: Duration,
     keys: RwLock<Arc<HashMap<String, Arc<VerifyingKey>>>>,
@@ -161,53 +164,86 @@ pub struct JwksCache {
 }
 
 #[derive(Deserialize)]
-struct Discovery {
+struct DiscoveryDocument {
     issuer: String,
     jwks_uri: Url,
+}
+
+/// Why discovery did not give a JWKS URL: worth retrying, or not.
+enum Discovery {
+    Unreachable(String),
+    Refused(String),
 }
 
 impl JwksCache {
     /// Finds the JWKS URL by OIDC discovery of `issuer` and loads the keys.
     ///
-    /// Discovery must succeed (without it there is nothing to trust); the first key fetch may
-    /// fail, in which case the server starts without keys and reports not-ready until a refresh
-    /// succeeds.
+    /// An issuer that answers discovery for another issuer is a configuration error and fails
+    /// at once. One that cannot be reached (Keycloak not started yet, or down) is not: the cache
+    /// starts empty, every refresh tries discovery again, and the server reports not-ready until
+    /// keys arrive.
     pub async fn discover(
         http: reqwest::Client,
         issuer: &RealmUrl,
         allowed: Vec<Algorithm>,
         min_refresh_interval: Duration,
     ) -> Result<Self, String> {
+        let cache = Self {
+            issuer: Some(issuer.clone()),
+            ..Self::new(http, None, allowed, min_refresh_interval)
+        };
+        match cache.discover_jwks_uri().await {
+            Ok(()) => cache.refresh_now().await,
+            Err(Discovery::Unreachable(reason)) => {
+                tracing::warn!(%reason, "cannot reach the issuer yet; retrying every 5 s, /readyz answers 503 until then");
+            }
+            Err(Discovery::Refused(reason)) => return Err(reason),
+        }
+        Ok(cache)
+    }
+
+    /// OIDC discovery of the issuer; on success the JWKS URL is known from then on.
+    async fn discover_jwks_uri(&self) -> Result<(), Discovery> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(());
+        };
         let url = issuer.discovery();
-        let discovery: Discovery = async {
-            let response = http.get(url.clone()).send().await?.error_for_status()?;
+        let document: DiscoveryDocument = async {
+            let response = self
+                .http
+                .get(url.clone())
+                .send()
+                .await?
+                .error_for_status()?;
             response.json().await
         }
         .await
-        .map_err(|e| format!("OIDC discovery at {url} failed: {}", describe(&e)))?;
+        .map_err(|e| {
+            Discovery::Unreachable(format!("OIDC discovery at {url} failed: {}", describe(&e)))
+        })?;
         // Mix-up defence: the document must describe the issuer we were told to trust.
-        if discovery.issuer.trim_end_matches('/') != issuer.issuer().as_str() {
-            return Err(format!(
+        if document.issuer.trim_end_matches('/') != issuer.issuer().as_str() {
+            return Err(Discovery::Refused(format!(
                 "discovery at {url} names issuer {}, not {}",
-                discovery.issuer,
+                document.issuer,
                 issuer.issuer()
-            ));
+            )));
         }
-        let cache = Self::new(http, discovery.jwks_uri, allowed, min_refresh_interval);
-        cache.refresh_now().await;
-        Ok(cache)
+        *self.jwks_uri.write().unwrap_or_else(|e| e.into_inner()) = Some(document.jwks_uri);
+        Ok(())
     }
 
     /// A cache for a known JWKS URL, empty until the first refresh.
     pub fn new(
         http: reqwest::Client,
-        jwks_uri: Url,
+        jwks_uri: impl Into<Option<Url>>,
         allowed: Vec<Algorithm>,
         min_refresh_interval: Duration,
     ) -> Self {
         Self {
             http,
-            jwks_uri,
+            jwks_uri: RwLock::new(jwks_uri.into()),
+            issuer: None,
             allowed,
             min_refresh_interval,
             keys: RwLock::new(Arc::new(HashMap::new())),
@@ -264,10 +300,33 @@ impl JwksCache {
     }
 
     async fn fetch(&self) {
+        let known = self
+            .jwks_uri
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let jwks_uri = match known {
+            Some(uri) => uri,
+            None => match self.discover_jwks_uri().await {
+                Ok(()) => match self
+                    .jwks_uri
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                {
+                    Some(uri) => uri,
+                    None => return,
+                },
+                Err(Discovery::Unreachable(reason) | Discovery::Refused(reason)) => {
+                    tracing::warn!(%reason, "still no signing keys");
+                    return;
+                }
+            },
+        };
         let fetched = async {
             let response = self
                 .http
-                .get(self.jwks_uri.clone())
+                .get(jwks_uri.clone())
                 .send()
                 .await
                 .map_err(|e| describe(&e))?;
@@ -278,12 +337,12 @@ impl JwksCache {
         .await;
         match fetched {
             Ok(keys) => {
-                tracing::info!(jwks = %self.jwks_uri, kids = ?keys.keys().collect::<Vec<_>>(), "loaded signing keys");
+                tracing::info!(jwks = %jwks_uri, kids = ?keys.keys().collect::<Vec<_>>(), "loaded signing keys");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
                 self.generation.fetch_add(1, Ordering::Release);
             }
             Err(reason) => {
-                tracing::warn!(jwks = %self.jwks_uri, %reason, "JWKS fetch failed; keeping the keys already loaded");
+                tracing::warn!(jwks = %jwks_uri, %reason, "JWKS fetch failed; keeping the keys already loaded");
             }
         }
     }

@@ -162,7 +162,7 @@ pub fn serve(
             }
         }
     });
-    tracing::info!(%addr, issuer = %config.issuer.issuer(), binding = ?config.binding, "resource server listening");
+    tracing::debug!(%addr, issuer = %config.issuer.issuer(), binding = ?config.binding, "resource server listening");
     Ok(RunningServer {
         addr,
         state,

@@ -44,7 +44,7 @@ fn an_unreachable_keycloak_exits_4_with_what_to_do() {
         4,
         &[
             "cannot reach Keycloak at https://localhost:1",
-            "`playbook provider` starts one",
+            "`cargo playbook provider` starts one",
         ],
     );
 }
@@ -59,7 +59,10 @@ fn missing_certificates_name_the_command_that_makes_them() {
     assert_fails(
         &output,
         1,
-        &["no certificates in", "run `playbook certs` to make them"],
+        &[
+            "no certificates in",
+            "run `cargo playbook certs` to make them",
+        ],
     );
 }
 

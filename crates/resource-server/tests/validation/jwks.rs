@@ -111,3 +111,23 @@ async fn a_remembered_token_is_verified_again_after_a_key_rotation() {
     assert_eq!(fx.get(Some(&new_key_token), false).await.0, 200);
     assert_invalid_token(fx.get(Some(&token), false).await);
 }
+
+/// Started before Keycloak, the server keeps trying discovery (every 5 s) instead of exiting:
+/// not ready and refusing tokens until the issuer answers, then ready and accepting them.
+#[tokio::test]
+async fn a_server_started_before_its_issuer_waits_for_it() {
+    let fx = Fixture::with_issuer_not_started().await;
+    assert_eq!(fx.request("/readyz", None, false).await.0, 503);
+    assert_invalid_token(fx.get(Some(&sign(&fx.claims())), false).await);
+    fx.start_issuer();
+    let mut ready = 503;
+    for _ in 0..60 {
+        ready = fx.request("/readyz", None, false).await.0;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(ready, 200, "still not ready 15 s after the issuer came up");
+    assert_eq!(fx.get(Some(&sign(&fx.claims())), false).await.0, 200);
+}

@@ -45,6 +45,23 @@ impl Fixture {
 
     /// A fixture whose server config `adjust` may change (binding mode, refresh interval).
     pub async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::build(adjust, true).await
+    }
+
+    /// A fixture whose resource server starts while nothing answers at the issuer's address
+    /// yet, like a Keycloak still booting; [`Self::start_issuer`] brings it up.
+    pub async fn with_issuer_not_started() -> Self {
+        Self::build(|_| {}, false).await
+    }
+
+    /// Serves the issuer on its address (for [`Self::with_issuer_not_started`]).
+    pub fn start_issuer(&self) {
+        let port = Url::parse(&self.issuer).unwrap().port().unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        serve_issuer(listener, &self.certs, self.issuer_state.clone());
+    }
+
+    async fn build(adjust: impl FnOnce(&mut ServerConfig), issuer_now: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -60,7 +77,12 @@ impl Fixture {
             fetches: AtomicU64::new(0),
             up: AtomicBool::new(true),
         });
-        serve_issuer(listener, &certs, issuer_state.clone());
+        if issuer_now {
+            serve_issuer(listener, &certs, issuer_state.clone());
+        } else {
+            // Freed, so connecting is refused at once until the issuer starts on it.
+            drop(listener);
+        }
         let mut config = ServerConfig::new(
             Url::parse(&issuer).unwrap(),
             "127.0.0.1:0".parse().unwrap(),
