@@ -60,7 +60,7 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![spec.usage.clone()];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, LEAF_LIFETIME);
+        set_validity(&mut params, spec.lifetime);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Leaf {
@@ -76,6 +76,7 @@ pub struct LeafSpec {
     common_name: String,
     names: Vec<String>,
     usage: ExtendedKeyUsagePurpose,
+    lifetime: Duration,
 }
 
 impl LeafSpec {
@@ -85,6 +86,7 @@ impl LeafSpec {
             common_name: common_name.to_owned(),
             names: SERVER_NAMES.iter().map(|s| s.to_string()).collect(),
             usage: ExtendedKeyUsagePurpose::ServerAuth,
+            lifetime: LEAF_LIFETIME,
         }
     }
 
@@ -98,7 +100,15 @@ impl LeafSpec {
                 "oauth2-playbook.dev".into(),
             ],
             usage: ExtendedKeyUsagePurpose::ClientAuth,
+            lifetime: LEAF_LIFETIME,
         }
+    }
+
+    /// The same leaf, valid for `lifetime` from now instead of the usual 90 days (a short-lived
+    /// certificate, or one about to expire, to see what notices it).
+    pub fn valid_for(mut self, lifetime: std::time::Duration) -> Self {
+        self.lifetime = Duration::try_from(lifetime).unwrap_or(LEAF_LIFETIME);
+        self
     }
 }
 
@@ -130,6 +140,15 @@ impl Leaf {
     /// The DER of the certificate.
     pub fn cert_der(&self) -> Vec<u8> {
         crate::der::first_certificate(&self.cert_pem)
+    }
+
+    /// The subject, e.g. `CN=mtls-client-dev.local`: what Keycloak matches against a client's
+    /// `x509.subjectdn`. Empty if the certificate cannot be parsed.
+    pub fn subject(&self) -> String {
+        let der = self.cert_der();
+        x509_parser::parse_x509_certificate(&der)
+            .map(|(_, cert)| cert.subject().to_string())
+            .unwrap_or_default()
     }
 
     /// `base64url(SHA-256(DER))`: the RFC 8705 `x5t#S256` a bound token carries in `cnf`.

@@ -39,6 +39,8 @@ enum Command {
     ResourceServer(cmd::resource_server::Args),
     /// The seed's client/start.sh: admin token, role assignment, mTLS token, API call.
     Client(cmd::client::Args),
+    /// Check the whole setup in order, one line each, with what to do about each failure.
+    Doctor(cmd::doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
     // Servers log every decision; the guided commands keep stdout for the diagram and log only
     // Keycloak's progress.
     let default_filter = match cli.command {
-        Command::Demo(_) | Command::Client(_) => "warn,playbook_provider=info",
+        Command::Demo(_) | Command::Client(_) | Command::Doctor(_) => "warn,playbook_provider=info",
         _ => "warn,playbook=info",
     };
     tracing_subscriber::fmt()
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => cmd::demo::run(&cli.certs_dir, args).await,
             Command::Client(args) => cmd::client::run(&cli.certs_dir, args).await,
+            Command::Doctor(args) => cmd::doctor::run(&cli.certs_dir, args).await,
             Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
             Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,
@@ -74,9 +77,17 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            // One readable line (plus whatever context the error carries), never a backtrace.
-            eprintln!("error: {}", playbook_https::describe(error.as_ref()));
-            ExitCode::from(cmd::exit_code(&error))
+            // One readable line (plus whatever context the error carries), never a backtrace;
+            // a refusal or an unreachable party is what doctor explains.
+            let code = cmd::exit_code(&error);
+            let hint = match code {
+                cmd::EXIT_REFUSED | cmd::EXIT_UNREACHABLE => {
+                    "; `cargo playbook doctor` checks the whole setup"
+                }
+                _ => "",
+            };
+            eprintln!("error: {}{hint}", playbook_https::describe(error.as_ref()));
+            ExitCode::from(code)
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Claims {
     pub sub: Option<String>,
     pub azp: Option<String>,
     pub exp: Option<i64>,
+    /// When Keycloak issued the token, by its own clock.
+    pub iat: Option<i64>,
     #[serde(default)]
     pub aud: Value,
     pub scope: Option<String>,

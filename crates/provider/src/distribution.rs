@@ -88,6 +88,18 @@ pub(crate) fn tarball(
     }
 }
 
+/// Whether the pinned version is already built or downloaded here (then no download is needed).
+pub(crate) fn is_cached(args: &ProviderConfig) -> bool {
+    let version_dir = version_dir(args);
+    version_dir
+        .join(format!("build-{}", build_key()))
+        .join(BUILT_MARKER)
+        .is_file()
+        || version_dir
+            .join(format!("keycloak-{KEYCLOAK_VERSION}.tar.gz"))
+            .is_file()
+}
+
 /// Where everything of the pinned version is cached.
 fn version_dir(args: &ProviderConfig) -> PathBuf {
     args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION)

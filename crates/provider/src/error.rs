@@ -76,7 +76,7 @@ pub enum ProviderError {
     ExternalWithoutUrl,
 
     #[error(
-        "cannot reach Keycloak at {url}: {reason}; is it running? (`cargo playbook provider` starts one; `cargo playbook doctor` checks the setup)"
+        "cannot reach Keycloak at {url}: {reason}; is it running? (`cargo playbook provider` starts one)"
     )]
     Unreachable { url: String, reason: String },
 

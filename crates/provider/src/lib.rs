@@ -121,6 +121,31 @@ impl Keycloak {
     }
 }
 
+/// What this machine offers each backend, and what `auto` picks: for `playbook doctor`.
+#[derive(Debug)]
+pub struct BackendReport {
+    /// The Java a native Keycloak would run on (path and major), or why there is none.
+    pub java: Result<String, String>,
+    /// Whether a Docker engine answers.
+    pub docker: bool,
+    /// Whether the distribution is already downloaded or built here.
+    pub distribution_cached: bool,
+    /// The backend a start with this configuration would use.
+    pub picks: Backend,
+}
+
+pub async fn backend_report(config: &ProviderConfig) -> BackendReport {
+    let java = java::find(config.java.as_deref())
+        .map(|java| format!("Java {} ({})", java.major, java.path.display()))
+        .map_err(|e| e.to_string());
+    BackendReport {
+        java,
+        docker: container::docker_answers().await,
+        distribution_cached: distribution::is_cached(config),
+        picks: config.resolve_backend().await,
+    }
+}
+
 /// Does the chosen backend's one-time work now (fetch and build the distribution, or build the
 /// container image), so that a later start takes seconds; says what is ready.
 pub async fn prepare(

@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod client;
 pub mod demo;
+pub mod doctor;
 pub mod provider;
 pub mod resource_server;
 

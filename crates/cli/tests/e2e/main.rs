@@ -6,6 +6,7 @@
 mod cli_errors;
 mod client;
 mod demo;
+mod doctor;
 mod resource_server;
 mod token;
 
