@@ -166,6 +166,15 @@ impl Admin {
         self.post("", realm).await
     }
 
+    /// The names of every realm (`GET /admin/realms`).
+    pub async fn realm_names(&self) -> Result<Vec<String>, ProviderError> {
+        let realms: Vec<serde_json::Value> = self.get("").await?.unwrap_or_default();
+        Ok(realms
+            .iter()
+            .filter_map(|r| r["realm"].as_str().map(String::from))
+            .collect())
+    }
+
     /// Whether a realm of that name exists.
     pub async fn realm_exists(&self, name: &str) -> Result<bool, ProviderError> {
         Ok(self.get::<serde_json::Value>(name).await?.is_some())

@@ -121,10 +121,21 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
     if let Some(lease) = playbook_provider::Lease::read(&dir)
         && let Some(keycloak) = lease.attach(&certs().ca_pem).await
     {
+        // Earlier runs' realms would pile up in a Keycloak kept for weeks.
+        let admin = keycloak.admin().map_err(|e| e.to_string())?;
+        let stale = admin.realm_names().await.map_err(|e| e.to_string())?;
+        let stale: Vec<String> = stale
+            .into_iter()
+            .filter(|r| r.starts_with(REALM_PREFIX))
+            .collect();
+        futures::future::try_join_all(stale.iter().map(|realm| admin.delete_realm(realm)))
+            .await
+            .map_err(|e| e.to_string())?;
         eprintln!(
-            "[testkit] reusing the kept Keycloak ({}) at {} (attached in {} ms)",
+            "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
             lease.backend,
             lease.base_url,
+            stale.len(),
             started.elapsed().as_millis()
         );
         return Ok(keycloak);
@@ -172,6 +183,9 @@ impl Progress for TestProgress {
     }
 }
 
+/// Every test realm's name starts so; a kept Keycloak drops such realms of earlier runs.
+const REALM_PREFIX: &str = "test-";
+
 /// A realm of its own for one test: the bundled realm imported under a unique name.
 pub struct TestRealm {
     pub name: String,
@@ -183,7 +197,7 @@ impl TestRealm {
     pub async fn new() -> Self {
         let keycloak = keycloak().await;
         let admin = keycloak.admin().expect("an Admin API client");
-        let name = format!("test-{:08x}", rand::random::<u32>());
+        let name = format!("{REALM_PREFIX}{:08x}", rand::random::<u32>());
         let started = std::time::Instant::now();
         admin
             .create_realm(&RealmTemplate::bundled().named(&name))
