@@ -19,6 +19,8 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
     std::net::Ipv4Addr::LOCALHOST,
     8443,
 ));
+/// How often a server without signing keys tries discovery and the JWKS again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Accepted clock difference with Keycloak for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub leeway: Duration,
     pub binding: BindingMode,
     pub min_refresh_interval: Duration,
+    /// How often a server without keys (Keycloak down at start) tries again.
+    pub retry_interval: Duration,
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
@@ -49,6 +53,7 @@ impl ServerConfig {
             leeway: DEFAULT_LEEWAY,
             binding: BindingMode::WhenPresent,
             min_refresh_interval: MIN_REFRESH_INTERVAL,
+            retry_interval: RETRY_INTERVAL,
             ca_pem: certs.ca_pem.clone(),
             cert_pem: certs.resource_server.cert_pem().to_owned(),
             key_pem: certs.resource_server.key_pem().to_owned(),
@@ -154,9 +159,10 @@ pub fn serve(
         .serve(router(state.clone()).into_make_service());
     let task = tokio::spawn(server);
     // Started without keys (Keycloak down)? Keep trying in the background; /readyz tells.
+    let retry = config.retry_interval;
     let refresher = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(retry).await;
             if !keys.has_keys() {
                 keys.refresh_now().await;
             }

@@ -112,11 +112,13 @@ async fn a_remembered_token_is_verified_again_after_a_key_rotation() {
     assert_invalid_token(fx.get(Some(&token), false).await);
 }
 
-/// Started before Keycloak, the server keeps trying discovery (every 5 s) instead of exiting:
-/// not ready and refusing tokens until the issuer answers, then ready and accepting them.
+/// Started before Keycloak, the server keeps trying discovery (every 5 s by default, faster
+/// here) instead of exiting: not ready and refusing tokens until the issuer answers, then ready
+/// and accepting them.
 #[tokio::test]
 async fn a_server_started_before_its_issuer_waits_for_it() {
-    let fx = Fixture::with_issuer_not_started().await;
+    let fx =
+        Fixture::with_issuer_not_started(|c| c.retry_interval = Duration::from_millis(200)).await;
     assert_eq!(fx.request("/readyz", None, false).await.0, 503);
     assert_invalid_token(fx.get(Some(&sign(&fx.claims())), false).await);
     fx.start_issuer();

@@ -50,8 +50,8 @@ impl Fixture {
 
     /// A fixture whose resource server starts while nothing answers at the issuer's address
     /// yet, like a Keycloak still booting; [`Self::start_issuer`] brings it up.
-    pub async fn with_issuer_not_started() -> Self {
-        Self::build(|_| {}, false).await
+    pub async fn with_issuer_not_started(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::build(adjust, false).await
     }
 
     /// Serves the issuer on its address (for [`Self::with_issuer_not_started`]).
