@@ -85,8 +85,24 @@ pub struct LaunchArgs {
     pub start_timeout_secs: Option<u64>,
 }
 
-/// The provider's configuration from both groups of flags.
-pub fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConfig {
+/// Everything a command that may start Keycloak takes: `provider`, `demo`, `doctor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub keycloak: KeycloakArgs,
+
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+impl StartArgs {
+    /// The provider's configuration from both groups of flags.
+    pub fn config(&self) -> ProviderConfig {
+        provider_config(&self.keycloak, &self.launch)
+    }
+}
+
+fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConfig {
     let defaults = ProviderConfig::default();
     ProviderConfig {
         backend: launch.backend.unwrap_or(defaults.backend),

@@ -12,7 +12,7 @@ use playbook_realm::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
 use serde_json::json;
 
-use crate::args::{KeycloakArgs, LaunchArgs, provider_config};
+use crate::args::StartArgs;
 use crate::cmd::client::{OutputArgs, four_steps};
 use crate::flow::{Flow, report_answer};
 use crate::report::{Actor, Report};
@@ -20,10 +20,7 @@ use crate::report::{Actor, Report};
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    keycloak: KeycloakArgs,
-
-    #[command(flatten)]
-    launch: LaunchArgs,
+    start: StartArgs,
 
     /// HTTPS port of the resource server; 0 picks a free one.
     #[arg(long = "api-port", env = "PLAYBOOK_API_PORT", default_value_t = 8443)]
@@ -57,12 +54,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             args.api_port
         );
     }
-    let keycloak = playbook_provider::start(
-        &provider_config(&args.keycloak, &args.launch),
-        &certs,
-        crate::progress::for_stderr(),
-    )
-    .await?;
+    let keycloak =
+        playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
+            .await?;
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, &args, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),

@@ -14,16 +14,13 @@ use playbook_realm::{CLIENT_ID, READONLY_ROLE, REALM, RealmUrl};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::args::{KeycloakArgs, LaunchArgs, provider_config};
+use crate::args::{KeycloakArgs, StartArgs};
 use crate::cmd::{EXIT_REFUSED, EXIT_UNREACHABLE};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    keycloak: KeycloakArgs,
-
-    #[command(flatten)]
-    launch: LaunchArgs,
+    start: StartArgs,
 
     /// The realm.
     #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
@@ -107,7 +104,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         lines: Vec::new(),
         first_failure: None,
     };
-    let keycloak = args.keycloak.url();
+    let keycloak = args.start.keycloak.url();
     let realm = keycloak.realm(&args.realm);
     let api_url = args.api_url.clone().unwrap_or_else(|| {
         Url::parse(&format!(
@@ -128,13 +125,12 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             CertSet::load(Files::new(certs_dir)).ok()
         }
     };
-    let backend =
-        playbook_provider::backend_report(&provider_config(&args.keycloak, &args.launch)).await;
+    let backend = playbook_provider::backend_report(&args.start.config()).await;
     report.record("Keycloak backends", backends(&backend));
     report.record("ports", ports(&keycloak, &api_url, certs.as_ref()).await);
 
     let Some(certs) = certs else {
-        for name in NEED_CERTS {
+        for name in NEED_CERTS.iter().chain(&NEED_TOKEN) {
             report.record(name, Verdict::Skipped("certificates"));
         }
         return finish(report);
@@ -144,7 +140,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reachable = report.record("Keycloak", discovery.0);
     let discovered_issuer = discovery.1;
 
-    let admin = reachable.then(|| admin(&args.keycloak, certs_dir, &certs, keycloak.clone()));
+    let admin = reachable.then(|| admin(&args.start.keycloak, certs_dir, &certs, keycloak.clone()));
     match &admin {
         Some(Ok(admin)) => {
             let verdict = subject_dn(admin, &args.realm, &certs).await;
@@ -203,18 +199,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     finish(report)
 }
 
-/// The checks that read the certificates, skipped without them.
-const NEED_CERTS: [&str; 9] = [
-    "Keycloak",
-    "client subject",
-    "token",
-    "issuer",
-    "audience",
-    "certificate binding",
-    "role",
-    "clock",
-    "resource server",
-];
+/// The checks that read the certificates (and then those that read a token), skipped without
+/// them.
+const NEED_CERTS: [&str; 3] = ["Keycloak", "client subject", "token"];
 /// The checks that read a token, skipped without one.
 const NEED_TOKEN: [&str; 6] = [
     "issuer",

@@ -3,17 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::args::{KeycloakArgs, LaunchArgs, provider_config};
+use crate::args::StartArgs;
 use playbook_certs::CertSet;
 use playbook_realm::{REALM, RealmTemplate};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    keycloak: KeycloakArgs,
-
-    #[command(flatten)]
-    launch: LaunchArgs,
+    start: StartArgs,
 
     /// Only do the backend's one-time work (distribution build, or container image), then exit.
     #[arg(long, conflicts_with = "stop")]
@@ -25,7 +22,7 @@ pub struct Args {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let provider = provider_config(&args.keycloak, &args.launch);
+    let provider = args.start.config();
     if args.stop {
         let dir = playbook_provider::reuse_dir(&provider);
         let said =

@@ -11,9 +11,23 @@ use playbook_testkit::{TestRealm, certs, run};
 
 use super::{playbook_with, stderr};
 
-/// Runs doctor for `realm`, the resource server at `api` (if any) and the certificates in
-/// `certs_dir`; returns the output and each check's mark.
-fn doctor(
+/// Runs doctor (off the async runtime) for `realm`, the resource server at `api` (if any) and
+/// the certificates in `certs_dir`; returns the output and each check's mark.
+async fn doctor(
+    realm: TestRealm,
+    certs_dir: &Path,
+    api: Option<String>,
+    issuer: Option<String>,
+) -> (Output, BTreeMap<String, String>) {
+    let certs_dir = certs_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        run_doctor(&realm, &certs_dir, api.as_deref(), issuer.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+fn run_doctor(
     realm: &TestRealm,
     certs_dir: &Path,
     api: Option<&str>,
@@ -89,10 +103,7 @@ fn a_healthy_setup_passes_every_check() {
         let server = realm.resource_server().await;
         let api = server.base_url().to_string();
         let dir = certs().files.dir().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &dir, Some(&api), None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &dir, Some(api), None).await;
         assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
         assert_eq!(marks.len(), 12, "{}", stdout(&output));
         assert!(marks.values().all(|m| m == "✓"), "{}", stdout(&output));
@@ -107,10 +118,7 @@ fn an_issuer_on_another_port_is_named_with_the_one_tokens_carry() {
         realm.grant_readonly_role().await;
         let dir = certs().files.dir().to_owned();
         let wrong = format!("https://localhost:1/realms/{}", realm.name);
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &dir, None, Some(&wrong)))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &dir, None, Some(wrong)).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(
             &marks,
@@ -130,10 +138,7 @@ fn a_role_never_assigned_is_found_and_the_api_says_403() {
         let server = realm.resource_server().await;
         let api = server.base_url().to_string();
         let dir = certs().files.dir().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &dir, Some(&api), None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &dir, Some(api), None).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(
             &marks,
@@ -156,10 +161,7 @@ fn a_client_certificate_from_another_ca_stops_at_the_certificates() {
             .unwrap();
         let dir = certs_with_client(&stranger);
         let path = dir.path().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &path, None, None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &path, None, None).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(
             &marks,
@@ -180,10 +182,7 @@ fn a_client_certificate_with_another_cn_fails_subject_and_token() {
             .unwrap();
         let dir = certs_with_client(&intruder);
         let path = dir.path().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &path, None, None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &path, None, None).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(
             &marks,
@@ -215,10 +214,7 @@ fn a_taken_api_port_is_reported_as_taken() {
         });
         let api = format!("https://localhost:{port}/");
         let dir = certs().files.dir().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &dir, Some(&api), None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &dir, Some(api), None).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(&marks, &[("ports", "✗"), ("token", "✓")], &output);
         assert!(stdout(&output).contains(&format!("port {port} is taken")));
@@ -234,10 +230,7 @@ fn a_client_certificate_about_to_expire_is_reported() {
             .unwrap();
         let dir = certs_with_client(&expiring);
         let path = dir.path().to_owned();
-        let (output, marks) =
-            tokio::task::spawn_blocking(move || doctor(&realm, &path, None, None))
-                .await
-                .unwrap();
+        let (output, marks) = doctor(realm, &path, None, None).await;
         assert_eq!(output.status.code(), Some(3));
         assert_marks(&marks, &[("certificates", "✗")], &output);
         assert!(stdout(&output).contains("in less than 7 days"));
