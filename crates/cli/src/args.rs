@@ -120,6 +120,13 @@ fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConf
     }
 }
 
+/// The resource server as the tutorial runs it on this machine: what `client` calls and what
+/// `doctor` checks unless told another URL.
+pub fn local_api_url() -> Url {
+    let port = playbook_resource_server::DEFAULT_LISTEN.port();
+    Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL")
+}
+
 /// `playbook resource-server`'s options; unset ones keep [`ServerConfig::new`]'s defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {

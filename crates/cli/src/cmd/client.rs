@@ -68,13 +68,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         &certs.ca_pem,
         &certs.client,
     ))?);
-    let api_url = match args.api_url {
-        Some(url) => url,
-        None => Url::parse(&format!(
-            "https://localhost:{}/",
-            playbook_resource_server::DEFAULT_LISTEN.port()
-        ))?,
-    };
+    let api_url = args.api_url.unwrap_or_else(crate::args::local_api_url);
     let flow = Flow {
         admin: &admin,
         realm: &args.realm,

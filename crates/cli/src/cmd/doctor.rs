@@ -106,13 +106,10 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let keycloak = args.start.keycloak.url();
     let realm = keycloak.realm(&args.realm);
-    let api_url = args.api_url.clone().unwrap_or_else(|| {
-        Url::parse(&format!(
-            "https://localhost:{}/",
-            playbook_resource_server::DEFAULT_LISTEN.port()
-        ))
-        .expect("a valid URL")
-    });
+    let api_url = args
+        .api_url
+        .clone()
+        .unwrap_or_else(crate::args::local_api_url);
 
     let certs = match check_certificates(certs_dir) {
         Ok((certs, verdict)) => {
