@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use playbook_trace::{Exchange, Party, TokenView};
 use url::Url;
 
 use crate::{ClientError, TokenClient};
@@ -16,6 +17,20 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
+    /// The answer in a few words: how many users, or the challenge's error code.
+    pub fn summary(&self) -> String {
+        match (self.status, &self.www_authenticate) {
+            (200, _) => format!("{} user(s)", self.body.as_array().map_or(0, Vec::len)),
+            (_, Some(challenge)) => challenge
+                .split("error=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or(challenge)
+                .to_owned(),
+            _ => String::new(),
+        }
+    }
+
     /// Turns 401 and 403 into [`ClientError::ApiRefused`] with the likely cause.
     pub fn error_for_status(self) -> Result<Self, ClientError> {
         let hint = match self.status {
@@ -40,6 +55,8 @@ pub struct ResourceApi {
     http: reqwest::Client,
     base_url: Url,
     tokens: Arc<TokenClient>,
+    /// Whether the connection presents the token client's certificate.
+    with_certificate: bool,
 }
 
 impl ResourceApi {
@@ -52,7 +69,22 @@ impl ResourceApi {
             http,
             base_url,
             tokens,
+            with_certificate: true,
         }
+    }
+
+    /// The same API called the way a thief holding only the token would: trusting the CA but
+    /// presenting no client certificate.
+    pub fn without_certificate(
+        base_url: Url,
+        tokens: Arc<TokenClient>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            http: playbook_https::https_client(&tokens.config().ca_pem)?,
+            base_url,
+            tokens,
+            with_certificate: false,
+        })
     }
 
     /// `GET path` with a bearer token; on 401 it renews the token once and retries once.
@@ -81,21 +113,51 @@ impl ResourceApi {
                 url: self.base_url.to_string(),
                 reason: format!("bad path {path}: {e}"),
             })?;
+        let config = self.tokens.config();
+        let mut exchange = Exchange::new(Party::Client, Party::ResourceServer, "GET", url.as_str());
+        exchange.token = TokenView::decode(token);
+        exchange.client_certificate = self.with_certificate.then(|| config.certificate_view());
+        exchange.purpose = if self.with_certificate {
+            "Bearer token, same client certificate".into()
+        } else {
+            "Bearer token, no client certificate".into()
+        };
         let sent = self.http.get(url.clone()).bearer_auth(token).send().await;
-        match sent {
-            Ok(response) => read(response).await,
-            Err(error) => Err(self.tokens.config().transport_error(&url, &error).await),
+        let result = match sent {
+            Ok(response) => {
+                exchange.content_type = header(&response, reqwest::header::CONTENT_TYPE);
+                read(response).await
+            }
+            Err(error) => Err(config.transport_error(&url, &error).await),
+        };
+        match &result {
+            Ok(answer) => {
+                exchange.www_authenticate = answer.www_authenticate.clone();
+                exchange.answered(answer.status, answer.summary());
+            }
+            Err(error) => {
+                exchange.failed(error.to_string());
+            }
         }
+        config.trace.record(exchange);
+        result
     }
+}
+
+pub(crate) fn header(
+    response: &reqwest::Response,
+    name: reqwest::header::HeaderName,
+) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
 pub(crate) async fn read(response: reqwest::Response) -> Result<ApiResponse, ClientError> {
     let status = response.status().as_u16();
-    let www_authenticate = response
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    let www_authenticate = header(&response, reqwest::header::WWW_AUTHENTICATE);
     let url = response.url().to_string();
     let text = response
         .text()

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use playbook_realm::{CLIENT_ID, USERS_READ};
+use playbook_trace::{CertView, Exchange, Party, TokenView, Trace};
 
 use crate::{Claims, ClientError};
 
@@ -24,6 +25,8 @@ pub struct TokenClientConfig {
     pub scope: String,
     pub ca_pem: String,
     pub identity: Leaf,
+    /// Where each token request is recorded (off unless a stage or an export wants it).
+    pub trace: Trace,
 }
 
 impl TokenClientConfig {
@@ -48,6 +51,15 @@ impl TokenClientConfig {
             scope: USERS_READ.into(),
             ca_pem: ca_pem.into(),
             identity: identity.clone(),
+            trace: Trace::off(),
+        }
+    }
+
+    /// The certificate this client presents, as the diagram shows it.
+    pub(crate) fn certificate_view(&self) -> CertView {
+        CertView {
+            subject: self.identity.subject(),
+            thumbprint: self.identity.thumbprint_s256(),
         }
     }
 }
@@ -166,8 +178,30 @@ impl TokenClient {
         &self.config
     }
 
-    /// One token request, no cache.
+    /// One token request, no cache; recorded in the configuration's trace once answered.
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
+        let mut exchange = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            self.config.token_endpoint.as_str(),
+        );
+        exchange.purpose = format!(
+            "client_credentials, scope {}, TLS client certificate",
+            self.config.scope
+        );
+        exchange.client_certificate = Some(self.config.certificate_view());
+        let result = self.request_recorded(&mut exchange).await;
+        if let Err(error) = &result
+            && exchange.status.is_none()
+        {
+            exchange.failed(error.to_string());
+        }
+        self.config.trace.record(exchange);
+        result
+    }
+
+    async fn request_recorded(&self, exchange: &mut Exchange) -> Result<AccessToken, ClientError> {
         let url = &self.config.token_endpoint;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
@@ -185,12 +219,14 @@ impl TokenClient {
             Err(error) => return Err(self.config.transport_error(url, &error).await),
         };
         let status = response.status();
+        exchange.content_type = crate::api::header(&response, reqwest::header::CONTENT_TYPE);
         let bad = |reason: String| ClientError::BadResponse {
             url: url.to_string(),
             reason,
         };
         if !status.is_success() {
             let body: ErrorResponse = response.json().await.unwrap_or_default();
+            exchange.answered(status.as_u16(), &body.error);
             return Err(ClientError::TokenRefused {
                 status: status.as_u16(),
                 error: body.error,
@@ -200,6 +236,11 @@ impl TokenClient {
         let body: TokenResponse = response.json().await.map_err(|e| bad(e.to_string()))?;
         let claims = Claims::peek(&body.access_token)
             .ok_or_else(|| bad("the access token is not a JWT".into()))?;
+        exchange.answered(
+            status.as_u16(),
+            format!("access token, {} s", body.expires_in),
+        );
+        exchange.token = TokenView::decode(&body.access_token);
         let expires_in = Duration::from_secs(body.expires_in);
         let margin = RENEW_MARGIN.min(expires_in / 2);
         tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -56,6 +57,8 @@ pub struct Admin {
     keycloak: KeycloakUrl,
     credentials: AdminCredentials,
     token: Mutex<Option<(Secret, Instant)>>,
+    /// Where each exchange is recorded; the admin token itself never is.
+    trace: Trace,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +78,20 @@ impl Admin {
             keycloak,
             credentials,
             token: Mutex::new(None),
+            trace: Trace::off(),
         })
+    }
+
+    /// Records this session's exchanges from now on (for the instructor's stage).
+    pub fn traced(mut self, trace: Trace) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// A new admin token even if the one held is still valid, as the seed's step 1 gets one.
+    pub async fn renew_token(&self) -> Result<Secret, ProviderError> {
+        *self.token.lock().await = None;
+        self.token().await
     }
 
     pub fn keycloak(&self) -> &KeycloakUrl {
@@ -91,7 +107,12 @@ impl Admin {
             return Ok(token.clone());
         }
         let url = self.keycloak.realm(MASTER_REALM).token();
-        let response = self
+        let mut exchange = Exchange::new(Party::Client, Party::Keycloak, "POST", url.as_str());
+        exchange.purpose = format!(
+            "password grant as {}, client {ADMIN_CLI}",
+            self.credentials.username
+        );
+        let sent = self
             .http
             .post(url.clone())
             .form(&[
@@ -101,7 +122,9 @@ impl Admin {
                 ("password", self.credentials.password.expose()),
             ])
             .send()
-            .await
+            .await;
+        let response = self
+            .recorded(exchange, sent, "admin token (not shown)")
             .map_err(|e| unreachable(&url, &e))?;
         match response.status().as_u16() {
             200 => {}
@@ -203,6 +226,13 @@ impl Admin {
         // `POST /admin/realms` (creating a realm) has no trailing slash.
         let url = Url::parse(url.as_str().trim_end_matches('/')).unwrap_or(url);
         let token = self.token().await?;
+        let mut exchange = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            method.as_str(),
+            url.as_str(),
+        );
+        exchange.purpose = "Admin API, admin token".into();
         let mut request = self
             .http
             .request(method, url.clone())
@@ -210,7 +240,41 @@ impl Admin {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.map_err(|e| unreachable(&url, &e))
+        let sent = request.send().await;
+        self.recorded(exchange, sent, "")
+            .map_err(|e| unreachable(&url, &e))
+    }
+
+    /// Records an exchange once its answer (or failure) is known, and passes the result on.
+    fn recorded(
+        &self,
+        mut exchange: Exchange,
+        sent: reqwest::Result<reqwest::Response>,
+        answer: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        match &sent {
+            Ok(response) => {
+                let status = response.status();
+                exchange.answered(
+                    status.as_u16(),
+                    if status.is_success() {
+                        answer
+                    } else {
+                        status.canonical_reason().unwrap_or("")
+                    },
+                );
+                exchange.content_type = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+            }
+            Err(error) => {
+                exchange.failed(describe(error));
+            }
+        }
+        self.trace.record(exchange);
+        sent
     }
 }
 

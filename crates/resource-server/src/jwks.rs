@@ -16,6 +16,7 @@ use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use playbook_https::describe;
 use playbook_realm::RealmUrl;
+use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
 use url::Url;
 
@@ -161,6 +162,8 @@ pub struct JwksCache {
     /// Held by the one request that fetches; holds the time of the last fetch attempt.
     refresh: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
+    /// Where discovery and JWKS fetches are recorded (for the instructor's stage).
+    trace: Trace,
 }
 
 #[derive(Deserialize)]
@@ -187,9 +190,11 @@ impl JwksCache {
         issuer: &RealmUrl,
         allowed: Vec<Algorithm>,
         min_refresh_interval: Duration,
+        trace: Trace,
     ) -> Result<Self, String> {
         let cache = Self {
             issuer: Some(issuer.clone()),
+            trace,
             ..Self::new(http, None, allowed, min_refresh_interval)
         };
         match cache.discover_jwks_uri().await {
@@ -208,19 +213,11 @@ impl JwksCache {
             return Ok(());
         };
         let url = issuer.discovery();
-        let document: DiscoveryDocument = async {
-            let response = self
-                .http
-                .get(url.clone())
-                .send()
-                .await?
-                .error_for_status()?;
-            response.json().await
-        }
-        .await
-        .map_err(|e| {
-            Discovery::Unreachable(format!("OIDC discovery at {url} failed: {}", describe(&e)))
-        })?;
+        let document: DiscoveryDocument = self
+            .get_recorded(&url, "OIDC discovery", |_| "discovery document".into())
+            .await
+            .and_then(|body| serde_json::from_slice(&body).map_err(|e| e.to_string()))
+            .map_err(|e| Discovery::Unreachable(format!("OIDC discovery at {url} failed: {e}")))?;
         // Mix-up defence: the document must describe the issuer we were told to trust.
         if document.issuer.trim_end_matches('/') != issuer.issuer().as_str() {
             return Err(Discovery::Refused(format!(
@@ -249,6 +246,7 @@ impl JwksCache {
             keys: RwLock::new(Arc::new(HashMap::new())),
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            trace: Trace::off(),
         }
     }
 
@@ -323,18 +321,17 @@ impl JwksCache {
                 }
             },
         };
-        let fetched = async {
-            let response = self
-                .http
-                .get(jwks_uri.clone())
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            let response = response.error_for_status().map_err(|e| describe(&e))?;
-            let body = response.bytes().await.map_err(|e| describe(&e))?;
-            parse_jwks(&body, &self.allowed)
-        }
-        .await;
+        let fetched = self
+            .get_recorded(
+                &jwks_uri,
+                "the realm's signing keys (JWKS)",
+                |body| match parse_jwks(body, &self.allowed) {
+                    Ok(keys) => format!("{} key(s)", keys.len()),
+                    Err(_) => "not a JWKS".into(),
+                },
+            )
+            .await
+            .and_then(|body| parse_jwks(&body, &self.allowed));
         match fetched {
             Ok(keys) => {
                 tracing::info!(jwks = %jwks_uri, kids = ?keys.keys().collect::<Vec<_>>(), "loaded signing keys");
@@ -345,5 +342,45 @@ impl JwksCache {
                 tracing::warn!(jwks = %jwks_uri, %reason, "JWKS fetch failed; keeping the keys already loaded");
             }
         }
+    }
+
+    /// `GET url` expecting 200, recorded in the trace with `answer` describing the body.
+    async fn get_recorded(
+        &self,
+        url: &Url,
+        purpose: &str,
+        answer: impl Fn(&[u8]) -> String,
+    ) -> Result<Vec<u8>, String> {
+        let mut exchange =
+            Exchange::new(Party::ResourceServer, Party::Keycloak, "GET", url.as_str());
+        exchange.purpose = purpose.into();
+        let result = async {
+            let response = self
+                .http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            let status = response.status();
+            exchange.content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            let body = response.bytes().await.map_err(|e| describe(&e))?;
+            exchange.answered(status.as_u16(), answer(&body));
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}"));
+            }
+            Ok(body.to_vec())
+        }
+        .await;
+        if let Err(error) = &result
+            && exchange.status.is_none()
+        {
+            exchange.failed(error.clone());
+        }
+        self.trace.record(exchange);
+        result
     }
 }

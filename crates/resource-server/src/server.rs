@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use playbook_realm::RealmUrl;
+use playbook_trace::Trace;
 use url::Url;
 
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// Where the server records its own exchanges with Keycloak (off by default).
+    pub trace: Trace,
 }
 
 impl ServerConfig {
@@ -57,6 +60,7 @@ impl ServerConfig {
             ca_pem: certs.ca_pem.clone(),
             cert_pem: certs.resource_server.cert_pem().to_owned(),
             key_pem: certs.resource_server.key_pem().to_owned(),
+            trace: Trace::off(),
         }
     }
 }
@@ -115,6 +119,7 @@ pub async fn start_with(
         &config.issuer,
         config.algorithms.clone(),
         config.min_refresh_interval,
+        config.trace.clone(),
     )
     .await
     .map_err(ServerError::Discovery)?;

@@ -1,0 +1,81 @@
+// The stage page: draws each view the run sends, and steps the run on Next (button, Space,
+// Right arrow or PageDown: what presenter clickers send). The hand-out uses the same script
+// without a run to talk to.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const live = document.body.dataset.live === "true";
+  let selected = null;
+  let nextAt = null;
+  // Milliseconds from each Next to the next arrow on screen.
+  window.stageTimings = [];
+
+  function select(n) {
+    selected = n;
+    document.querySelectorAll(".exchange.selected").forEach((g) => g.classList.remove("selected"));
+    document.querySelectorAll(".detail").forEach((d) => (d.hidden = true));
+    const arrow = document.querySelector(`.exchange[data-exchange="${n}"]`);
+    const detail = $("detail-" + n);
+    if (arrow) arrow.classList.add("selected");
+    if (detail) {
+      detail.hidden = false;
+      $("hint").hidden = true;
+    }
+  }
+
+  function next() {
+    if (!live || document.body.dataset.waiting !== "true") return;
+    nextAt = performance.now();
+    document.body.dataset.waiting = "false";
+    $("next").disabled = true;
+    fetch("next", { method: "POST" });
+  }
+
+  function render(view) {
+    const before = document.querySelectorAll(".exchange").length;
+    $("diagram").innerHTML = view.svg;
+    $("exchanges").innerHTML = view.details;
+    if (nextAt !== null && view.exchanges > before) {
+      window.stageTimings.push(performance.now() - nextAt);
+      nextAt = null;
+    }
+    document.body.dataset.waiting = String(view.waiting_for !== null);
+    document.body.dataset.finished = view.finished === null ? "" : String(view.finished);
+    $("status").textContent = view.status;
+    $("next").disabled = view.waiting_for === null;
+    if (view.finished !== null) $("downloads").hidden = false;
+    if (selected !== null) select(selected);
+    const pane = $("diagram");
+    pane.scrollTop = pane.scrollHeight;
+  }
+
+  document.addEventListener("click", (event) => {
+    const arrow = event.target.closest(".exchange");
+    if (arrow) select(arrow.dataset.exchange);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === " " || event.key === "ArrowRight" || event.key === "PageDown") {
+      event.preventDefault();
+      next();
+    } else if (event.key === "Enter" && event.target.closest(".exchange")) {
+      select(event.target.closest(".exchange").dataset.exchange);
+    } else if (event.key === "t") {
+      $("theme").click();
+    } else if (event.key === "f") {
+      $("fit").click();
+    }
+  });
+  $("theme").addEventListener("click", () => {
+    const root = document.documentElement;
+    root.dataset.theme = root.dataset.theme === "dark" ? "light" : "dark";
+  });
+  $("fit").addEventListener("click", () => document.body.classList.toggle("fit"));
+
+  if (live) {
+    $("next").addEventListener("click", next);
+    const events = new EventSource("events");
+    events.onmessage = (message) => render(JSON.parse(message.data));
+    events.onerror = () => {
+      if (document.body.dataset.finished === "") $("status").textContent = "Connection to the run lost; retrying…";
+    };
+  }
+})();

@@ -1,0 +1,619 @@
+//! One renderer for every view of a run: the live page, the HTML and SVG hand-outs and the
+//! mermaid text all come from here, so they cannot disagree.
+
+use std::fmt::Write;
+
+use playbook_trace::{Event, Exchange, Party, Run};
+use serde::Serialize;
+
+const PAGE_CSS: &str = include_str!("assets/stage.css");
+const PAGE_JS: &str = include_str!("assets/stage.js");
+const SVG_CSS: &str = include_str!("assets/diagram.css");
+
+/// Diagram geometry, in SVG user units (the page scales the whole to its panel).
+const WIDTH: u32 = 1000;
+const HEADER: u32 = 64;
+const STEP_ROW: u32 = 40;
+const EXCHANGE_ROW: u32 = 64;
+const LESSON_LINE: u32 = 22;
+/// Characters per lesson line at the lesson's font size across the diagram.
+const LESSON_WRAP: usize = 92;
+
+fn lifeline_x(party: Party) -> u32 {
+    match party {
+        Party::Client => 140,
+        Party::Keycloak => 500,
+        Party::ResourceServer => 860,
+    }
+}
+
+/// What a live page receives at each change: the whole view, so a page opened late catches up
+/// with its first message.
+#[derive(Serialize)]
+pub struct View {
+    pub svg: String,
+    pub details: String,
+    pub waiting_for: Option<String>,
+    pub finished: Option<bool>,
+    pub exchanges: usize,
+    /// What the run is doing, in words.
+    pub status: String,
+}
+
+impl View {
+    pub fn of(run: &Run) -> Self {
+        let exchanges = run.exchanges().count();
+        let status = match (&run.waiting_for, run.finished) {
+            (_, Some(true)) => format!("Finished: {exchanges} exchanges, every step as expected."),
+            (_, Some(false)) => format!("Stopped by an error after {exchanges} exchanges."),
+            (Some(next), None) => format!("Next: {next}"),
+            (None, None) => "Running…".into(),
+        };
+        Self {
+            svg: svg(run),
+            details: details(run),
+            waiting_for: run.waiting_for.clone(),
+            finished: run.finished,
+            exchanges,
+            status,
+        }
+    }
+}
+
+/// `&`, `<`, `>` and quotes escaped, for text and attribute values alike.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The request as an arrow has room for it: method and path, ids shortened.
+pub fn request_label(exchange: &Exchange) -> String {
+    let path = exchange
+        .path()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .replace("/protocol/openid-connect/", "/…/")
+        .split('/')
+        .map(|segment| if is_id(segment) { "{id}" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/");
+    format!("{} {path}", exchange.method)
+}
+
+/// Keycloak's ids are UUIDs: noise on an arrow.
+fn is_id(segment: &str) -> bool {
+    segment.len() == 36 && segment.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+/// The answer as its arrow shows it.
+pub fn answer_label(exchange: &Exchange) -> String {
+    match exchange.status {
+        Some(status) if exchange.answer.is_empty() => status.to_string(),
+        Some(status) => format!("{status} {}", exchange.answer),
+        None => "no answer".into(),
+    }
+}
+
+/// `ok` (2xx), `refused` (4xx) or `failed` (5xx, no answer): the colour of the answer.
+pub fn status_class(exchange: &Exchange) -> &'static str {
+    match exchange.status {
+        Some(200..=299) => "ok",
+        Some(400..=499) => "refused",
+        _ => "failed",
+    }
+}
+
+/// Greedy word wrap: lines never break inside a word.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The sequence diagram as one standalone SVG document (it carries its own style, with the
+/// page's theme variables taking over when it is shown inside the page).
+pub fn svg(run: &Run) -> String {
+    let mut body = String::new();
+    let mut y = HEADER + 16;
+    let mut n = 0;
+    for event in &run.events {
+        match event {
+            Event::Step { title } => {
+                let _ = write!(
+                    body,
+                    r#"<g class="step"><line x1="8" x2="{}" y1="{}" y2="{}"/><text x="12" y="{}">{}</text></g>"#,
+                    WIDTH - 8,
+                    y + 8,
+                    y + 8,
+                    y + 30,
+                    escape(title)
+                );
+                y += STEP_ROW;
+            }
+            Event::Exchange(exchange) => {
+                body.push_str(&exchange_svg(exchange, n, y));
+                n += 1;
+                y += EXCHANGE_ROW;
+            }
+            Event::Lesson { text } => {
+                let lines = wrap(text, LESSON_WRAP);
+                let height = LESSON_LINE * lines.len() as u32 + 16;
+                let _ = write!(
+                    body,
+                    r#"<g class="lesson"><rect x="40" y="{}" width="{}" height="{height}" rx="8"/>"#,
+                    y + 4,
+                    WIDTH - 80
+                );
+                for (i, line) in lines.iter().enumerate() {
+                    let _ = write!(
+                        body,
+                        r#"<text x="56" y="{}">{}</text>"#,
+                        y + 26 + LESSON_LINE * i as u32,
+                        escape(line)
+                    );
+                }
+                body.push_str("</g>");
+                y += height + 12;
+            }
+        }
+    }
+    let height = y + 16;
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
+    );
+    for party in Party::ALL {
+        let x = lifeline_x(party);
+        let _ = write!(
+            out,
+            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="240" height="48" rx="8"/><text x="{x}" y="40" text-anchor="middle">{}</text></g>"#,
+            x - 120,
+            party.name()
+        );
+    }
+    out.push_str(&body);
+    out.push_str("</svg>");
+    out
+}
+
+/// One exchange: the request arrow and, below it, the answer coming back.
+fn exchange_svg(exchange: &Exchange, n: usize, y: u32) -> String {
+    let (from, to) = (lifeline_x(exchange.from), lifeline_x(exchange.to));
+    let middle = (from + to) / 2;
+    let status = exchange
+        .status
+        .map_or_else(|| "none".to_owned(), |s| s.to_string());
+    format!(
+        concat!(
+            r#"<g class="exchange" data-exchange="{n}" data-status="{status}" data-from="{from_name}" data-to="{to_name}" tabindex="0">"#,
+            r#"<title>{url}</title><rect class="hit" x="0" y="{y}" width="{width}" height="{row}"/>"#,
+            r#"<text class="label" x="{middle}" y="{req_text}" text-anchor="middle">{request}</text>"#,
+            r#"<line class="request" x1="{from}" x2="{to}" y1="{req_line}" y2="{req_line}" marker-end="url(#head)"/>"#,
+            r#"<text class="label answer {class}" x="{middle}" y="{res_text}" text-anchor="middle">{answer}</text>"#,
+            r#"<line class="response {class}" x1="{to}" x2="{from}" y1="{res_line}" y2="{res_line}" marker-end="url(#head)"/></g>"#
+        ),
+        n = n,
+        status = status,
+        from_name = exchange.from.name(),
+        to_name = exchange.to.name(),
+        url = escape(&exchange.url),
+        y = y,
+        width = WIDTH,
+        row = EXCHANGE_ROW,
+        middle = middle,
+        req_text = y + 18,
+        request = escape(&request_label(exchange)),
+        from = from,
+        to = to,
+        req_line = y + 26,
+        class = status_class(exchange),
+        res_text = y + 48,
+        answer = escape(&answer_label(exchange)),
+        res_line = y + 56,
+    )
+}
+
+/// The details panel of every exchange (hidden until its arrow is selected).
+pub fn details(run: &Run) -> String {
+    let mut out = String::new();
+    for (n, exchange) in run.exchanges().enumerate() {
+        out.push_str(&detail(exchange, n));
+    }
+    out
+}
+
+fn detail(exchange: &Exchange, n: usize) -> String {
+    let mut out = format!(
+        r#"<section class="detail" id="detail-{n}" hidden><h2>{} → {}</h2><p class="purpose">{}</p><dl>"#,
+        exchange.from.name(),
+        exchange.to.name(),
+        escape(&exchange.purpose)
+    );
+    let mut row = |name: &str, value: &str, class: &str| {
+        let _ = write!(
+            out,
+            r#"<dt>{name}</dt><dd class="{class}">{}</dd>"#,
+            escape(value)
+        );
+    };
+    row(
+        "Request",
+        &format!("{} {}", exchange.method, exchange.url),
+        "mono",
+    );
+    row(
+        "Status",
+        &answer_label(exchange),
+        &format!("status {}", status_class(exchange)),
+    );
+    if let Some(error) = &exchange.error {
+        row("Error", error, "");
+    }
+    if let Some(challenge) = &exchange.www_authenticate {
+        row("WWW-Authenticate", challenge, "mono");
+    }
+    if let Some(content_type) = &exchange.content_type {
+        row("Content-Type", content_type, "mono");
+    }
+    out.push_str("</dl>");
+    match &exchange.token {
+        Some(token) => {
+            let _ = write!(
+                out,
+                r#"<h3>Access token, decoded</h3><p class="hint">Header and claims only: the token itself and its signature are never shown.</p><h4>Header</h4><pre>{}</pre><h4>Claims</h4><pre>{}</pre>"#,
+                escape(&pretty(&token.header)),
+                escape(&pretty(&token.claims))
+            );
+        }
+        None if exchange.purpose.contains("admin") || exchange.purpose.contains("Admin") => {
+            out.push_str(r#"<p class="hint">The admin token and password are never shown.</p>"#);
+        }
+        None => {}
+    }
+    out.push_str(&binding(exchange));
+    out.push_str("</section>");
+    out
+}
+
+/// The TLS client certificate next to the token's `cnf.x5t#S256`, with the verdict.
+fn binding(exchange: &Exchange) -> String {
+    let certificate = match &exchange.client_certificate {
+        Some(cert) => format!(
+            r#"<dt>Subject</dt><dd class="mono">{}</dd><dt>SHA-256 thumbprint</dt><dd class="mono thumbprint">{}</dd>"#,
+            escape(&cert.subject),
+            escape(&cert.thumbprint)
+        ),
+        None => r#"<dt>Certificate</dt><dd>none presented</dd>"#.into(),
+    };
+    let bound = exchange.token.as_ref().and_then(|t| t.x5t_s256());
+    if exchange.client_certificate.is_none() && bound.is_none() {
+        return String::new();
+    }
+    let mut out = format!(
+        r#"<h3>TLS client certificate</h3><dl>{certificate}<dt>Token cnf.x5t#S256</dt><dd class="mono thumbprint">{}</dd></dl>"#,
+        escape(bound.unwrap_or("(no token, or not bound)"))
+    );
+    out.push_str(match exchange.binding_holds() {
+        Some(true) => {
+            r#"<p class="binding equal">✓ Equal: the token is bound to the certificate that presented it (RFC 8705).</p>"#
+        }
+        Some(false) if exchange.client_certificate.is_none() => {
+            r#"<p class="binding differ">✗ Not equal: no certificate was presented, so the bound token must be refused.</p>"#
+        }
+        Some(false) => {
+            r#"<p class="binding differ">✗ Not equal: this certificate is not the one the token is bound to.</p>"#
+        }
+        None => "",
+    });
+    out
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// The page: live (connected to the run, with Next) or the standalone hand-out of a finished
+/// run. Either way it shows the run as it is now, so it is useful before any script runs.
+pub fn page(run: &Run, live: bool) -> String {
+    let view = View::of(run);
+    let downloads = if live {
+        r#"<nav id="downloads" hidden>Download: <a href="export/run.html" download>HTML</a> <a href="export/run.svg" download>SVG</a> <a href="export/run.mmd" download>mermaid</a></nav>"#
+    } else {
+        ""
+    };
+    let next = if live {
+        r#"<button id="next" type="button" disabled title="Space, → or PageDown">Next ▶</button>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en" data-theme="light"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>OAuth 2.0 client credentials over mutual TLS: the run</title><style>{PAGE_CSS}</style></head>
+<body data-live="{live}" data-waiting="{waiting}" data-finished="{finished}">
+<header><h1>Client credentials over mutual TLS</h1><p id="status" role="status">{status}</p>{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
+<main><div id="diagram">{svg}</div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
+<script>{PAGE_JS}</script>
+</body></html>
+"#,
+        waiting = view.waiting_for.is_some(),
+        finished = view.finished.map_or(String::new(), |ok| ok.to_string()),
+        status = escape(&view.status),
+        svg = view.svg,
+        details = view.details,
+    )
+}
+
+/// The run as mermaid text, for slides and docs.
+pub fn mermaid(run: &Run) -> String {
+    let mut out = String::from(
+        "sequenceDiagram\n    participant C as Client\n    participant K as Keycloak\n    participant R as ResourceServer\n",
+    );
+    let id = |party: Party| match party {
+        Party::Client => "C",
+        Party::Keycloak => "K",
+        Party::ResourceServer => "R",
+    };
+    for event in &run.events {
+        match event {
+            Event::Step { title } => {
+                let _ = writeln!(out, "    Note over C,R: {}", mermaid_text(title));
+            }
+            Event::Exchange(exchange) => {
+                let (from, to) = (id(exchange.from), id(exchange.to));
+                let _ = writeln!(
+                    out,
+                    "    {from}->>{to}: {}",
+                    mermaid_text(&request_label(exchange))
+                );
+                let _ = writeln!(
+                    out,
+                    "    {to}-->>{from}: {}",
+                    mermaid_text(&answer_label(exchange))
+                );
+            }
+            Event::Lesson { text } => {
+                let _ = writeln!(out, "    Note over C,R: {}", mermaid_text(text));
+            }
+        }
+    }
+    out
+}
+
+/// Mermaid reads `#` and `;` as syntax: they go in as entity codes.
+fn mermaid_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '#' => "#35;".to_owned(),
+            ';' => "#59;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use base64::Engine;
+    use playbook_trace::{CertView, TokenView, Trace};
+
+    use super::*;
+
+    pub const PASSWORD: &str = "s3cret-admin-password";
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            b64(&serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "k1"})),
+            b64(&claims)
+        )
+    }
+
+    /// The demo's shape: admin token, a token, 403, the role, a token, 200, replay 401.
+    pub fn demo_run() -> Run {
+        let trace = Trace::new();
+        let cert = CertView {
+            subject: "CN=oauth2-playbook-client".into(),
+            thumbprint: "T1".into(),
+        };
+        let token = |scope: &str| {
+            TokenView::decode(&jwt(serde_json::json!({
+                "sub": "service-account", "scope": scope, "cnf": {"x5t#S256": "T1"}
+            })))
+        };
+        let call = |status: u16, answer: &str, cert: Option<CertView>, scope: &str| {
+            let mut e = Exchange::new(
+                Party::Client,
+                Party::ResourceServer,
+                "GET",
+                "https://localhost:8443/api/users",
+            );
+            e.answered(status, answer);
+            e.token = token(scope);
+            e.client_certificate = cert;
+            if status != 200 {
+                e.www_authenticate = Some(format!(r#"Bearer error="{answer}""#));
+            }
+            e
+        };
+        let token_request = |scope: &str| {
+            let mut e = Exchange::new(
+                Party::Client,
+                Party::Keycloak,
+                "POST",
+                "https://localhost:9443/realms/oauth2-playbook/protocol/openid-connect/token",
+            );
+            e.answered(200, "access token, 300 s");
+            e.token = token(scope);
+            e.client_certificate = Some(cert.clone());
+            e
+        };
+        trace.step("Lesson 1: before the role");
+        trace.record(token_request("profile"));
+        trace.record(call(
+            403,
+            "insufficient_scope",
+            Some(cert.clone()),
+            "profile",
+        ));
+        trace.lesson("403 insufficient_scope: authenticated, but not allowed.");
+        trace.step("1. Admin token");
+        let mut admin = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://localhost:9443/realms/master/protocol/openid-connect/token",
+        );
+        admin.purpose = "password grant as admin, client admin-cli".into();
+        admin.answered(200, "admin token (not shown)");
+        trace.record(admin);
+        trace.step("2. Assign the role");
+        let mut assign = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://localhost:9443/admin/realms/oauth2-playbook/users/0c7b3a4e-1b2c-4d5e-8f90-123456789abc/role-mappings/realm",
+        );
+        assign.purpose = "Admin API, admin token".into();
+        assign.answered(204, "");
+        trace.record(assign);
+        trace.record(token_request("profile users:read"));
+        trace.record(call(
+            200,
+            "3 user(s)",
+            Some(cert.clone()),
+            "profile users:read",
+        ));
+        trace.step("Lesson 2: replay without the certificate");
+        trace.record(call(401, "invalid_token", None, "profile users:read"));
+        trace.lesson("401 invalid_token; the token is bound to the certificate (cnf.x5t#S256).");
+        trace.finish(true);
+        trace.snapshot()
+    }
+
+    /// `(data-status, data-from, data-to)` of each exchange group, in document order.
+    pub fn arrows(svg: &str) -> Vec<(String, String, String)> {
+        let attr = |group: &str, name: &str| {
+            group
+                .split(&format!(r#"{name}=""#))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        svg.split(r#"<g class="exchange""#)
+            .skip(1)
+            .map(|group| {
+                (
+                    attr(group, "data-status"),
+                    attr(group, "data-from"),
+                    attr(group, "data-to"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_svg_has_one_arrow_pair_per_exchange_in_order_with_its_status() {
+        let run = demo_run();
+        let svg = svg(&run);
+        let statuses: Vec<String> = arrows(&svg).into_iter().map(|(s, _, _)| s).collect();
+        assert_eq!(statuses, ["200", "403", "200", "204", "200", "200", "401"]);
+        assert_eq!(svg.matches(r#"class="request""#).count(), 7);
+        assert_eq!(svg.matches(r#"class="response "#).count(), 7);
+        assert!(svg.contains(">403 insufficient_scope<"));
+        assert!(svg.contains(">401 invalid_token<"));
+        assert!(
+            svg.contains("POST /admin/realms/oauth2-playbook/users/{id}/role-mappings/realm"),
+            "ids shortened on the arrow"
+        );
+        assert_eq!(svg.matches(r#"<g class="lesson">"#).count(), 2);
+        assert!(svg.starts_with("<svg xmlns=") && svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn no_view_carries_a_token_or_a_password() {
+        let run = demo_run();
+        for text in [svg(&run), details(&run), page(&run, true), mermaid(&run)] {
+            assert!(!text.contains("eyJ"), "a compact JWT reached a view");
+            assert!(!text.contains("c2lnbmF0dXJl"), "a signature reached a view");
+            assert!(!text.contains(PASSWORD));
+        }
+    }
+
+    #[test]
+    fn details_show_the_certificate_next_to_cnf_and_say_whether_they_match() {
+        let run = demo_run();
+        let html = details(&run);
+        let sections: Vec<&str> = html.split(r#"<section class="detail""#).skip(1).collect();
+        assert_eq!(sections.len(), 7);
+        assert!(
+            sections[4].contains("binding equal"),
+            "200 with the bound certificate"
+        );
+        assert!(sections[4].contains("CN=oauth2-playbook-client"));
+        assert!(sections[6].contains("binding differ") && sections[6].contains("none presented"));
+        assert!(sections[6].contains(r#"Bearer error=&quot;invalid_token&quot;"#));
+        assert!(sections[2].contains("admin token and password are never shown"));
+        assert!(
+            sections[1].contains("&quot;scope&quot;: &quot;profile&quot;"),
+            "claims decoded"
+        );
+    }
+
+    #[test]
+    fn mermaid_is_the_actual_run() {
+        let text = mermaid(&demo_run());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "sequenceDiagram");
+        assert!(lines.contains(&"    R-->>C: 403 insufficient_scope"));
+        assert!(lines.contains(&"    R-->>C: 401 invalid_token"));
+        assert!(text.contains("cnf.x5t#35;S256"), "# is escaped for mermaid");
+        let requests = lines
+            .iter()
+            .filter(|l| l.contains("->>") && !l.contains("-->>"));
+        assert_eq!(requests.count(), 7);
+    }
+
+    #[test]
+    fn the_hand_out_is_one_offline_file() {
+        let html = page(&demo_run(), false);
+        assert!(html.contains("<svg") && html.contains(r#"id="detail-6""#));
+        assert!(
+            !html.contains("src=\"http") && !html.contains("href=\"http"),
+            "nothing fetched"
+        );
+        assert!(!html.contains(r#"id="next""#), "no Next without a run");
+        assert!(html.contains("Finished: 7 exchanges"));
+    }
+
+    #[test]
+    fn wrapping_never_splits_a_word() {
+        let lines = wrap("a bb ccc dddd eeeee-very-long-word f", 8);
+        assert_eq!(lines, ["a bb ccc", "dddd", "eeeee-very-long-word", "f"]);
+    }
+}

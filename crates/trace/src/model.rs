@@ -1,0 +1,202 @@
+//! The events of a run: steps, HTTP exchanges and lessons, in the order they happened.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The three lifelines of the sequence diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Party {
+    Client,
+    Keycloak,
+    ResourceServer,
+}
+
+impl Party {
+    pub const ALL: [Party; 3] = [Party::Client, Party::Keycloak, Party::ResourceServer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "Client",
+            Self::Keycloak => "Keycloak",
+            Self::ResourceServer => "ResourceServer",
+        }
+    }
+}
+
+/// Something that happened, in order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A numbered step or a lesson begins.
+    Step { title: String },
+    /// One HTTP request and its answer (or why there was none).
+    Exchange(Box<Exchange>),
+    /// What the exchanges just before show, in one sentence.
+    Lesson { text: String },
+}
+
+/// One HTTP exchange, recorded by the party that made it once it completed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub from: Party,
+    pub to: Party,
+    pub method: String,
+    pub url: String,
+    /// What the request was for, in a few words (e.g. `client_credentials, scope users:read`).
+    pub purpose: String,
+    /// `None` when no answer came; `error` then says why.
+    pub status: Option<u16>,
+    /// The answer in a few words (e.g. `3 users`, `insufficient_scope`).
+    pub answer: String,
+    pub error: Option<String>,
+    pub www_authenticate: Option<String>,
+    pub content_type: Option<String>,
+    /// The access token this exchange carried or issued, decoded.
+    pub token: Option<TokenView>,
+    /// The TLS client certificate presented on the connection; `None` when there was none.
+    pub client_certificate: Option<CertView>,
+}
+
+impl Exchange {
+    pub fn new(from: Party, to: Party, method: &str, url: impl Into<String>) -> Self {
+        Self {
+            from,
+            to,
+            method: method.into(),
+            url: url.into(),
+            purpose: String::new(),
+            status: None,
+            answer: String::new(),
+            error: None,
+            www_authenticate: None,
+            content_type: None,
+            token: None,
+            client_certificate: None,
+        }
+    }
+
+    /// The path of the URL: what an arrow has room for.
+    pub fn path(&self) -> &str {
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(&*self.url, |(_, rest)| rest);
+        after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+    }
+
+    pub fn answered(&mut self, status: u16, answer: impl Into<String>) -> &mut Self {
+        self.status = Some(status);
+        self.answer = answer.into();
+        self
+    }
+
+    pub fn failed(&mut self, error: impl Into<String>) -> &mut Self {
+        self.status = None;
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Whether the certificate presented is the one the token is bound to (RFC 8705 §3):
+    /// `None` when the token is not certificate-bound (or there is no token).
+    pub fn binding_holds(&self) -> Option<bool> {
+        let bound_to = self.token.as_ref()?.x5t_s256()?;
+        Some(
+            self.client_certificate
+                .as_ref()
+                .is_some_and(|cert| cert.thumbprint == bound_to),
+        )
+    }
+}
+
+/// A JWT as a learner may see it: the decoded header and claims, nothing that can be replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    pub header: Value,
+    pub claims: Value,
+}
+
+impl TokenView {
+    /// Decodes a compact JWT's header and claims without checking anything; the signature is
+    /// dropped. `None` when it is not a JWT.
+    pub fn decode(jwt: &str) -> Option<Self> {
+        let mut parts = jwt.split('.');
+        let mut part = || -> Option<Value> {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts.next()?)
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
+        };
+        Some(Self {
+            header: part()?,
+            claims: part()?,
+        })
+    }
+
+    /// The certificate thumbprint the token is bound to (`cnf.x5t#S256`).
+    pub fn x5t_s256(&self) -> Option<&str> {
+        self.claims["cnf"]["x5t#S256"].as_str()
+    }
+}
+
+/// A TLS client certificate as the diagram shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertView {
+    pub subject: String,
+    /// `base64url(SHA-256(DER))`, comparable with a token's `cnf.x5t#S256`.
+    pub thumbprint: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(header: &str, claims: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2lnbmF0dXJl", b64(header), b64(claims))
+    }
+
+    #[test]
+    fn a_token_view_keeps_header_and_claims_and_drops_the_signature() {
+        let view = TokenView::decode(&jwt(
+            r#"{"alg":"RS256","kid":"k1"}"#,
+            r#"{"sub":"s","cnf":{"x5t#S256":"abc"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(view.header["kid"], "k1");
+        assert_eq!(view.x5t_s256(), Some("abc"));
+        let shown = serde_json::to_string(&view).unwrap();
+        assert!(!shown.contains("c2lnbmF0dXJl") && !shown.contains("eyJ"));
+        assert!(TokenView::decode("not a jwt").is_none());
+    }
+
+    #[test]
+    fn binding_compares_the_presented_certificate_with_cnf() {
+        let mut exchange = Exchange::new(
+            Party::Client,
+            Party::ResourceServer,
+            "GET",
+            "https://h:1/api/users?x=1",
+        );
+        assert_eq!(exchange.path(), "/api/users?x=1");
+        assert_eq!(
+            exchange.binding_holds(),
+            None,
+            "no token, nothing to compare"
+        );
+        exchange.token = TokenView::decode(&jwt(r#"{}"#, r#"{"cnf":{"x5t#S256":"abc"}}"#));
+        assert_eq!(
+            exchange.binding_holds(),
+            Some(false),
+            "no certificate presented"
+        );
+        let cert = |thumbprint: &str| CertView {
+            subject: "CN=c".into(),
+            thumbprint: thumbprint.into(),
+        };
+        exchange.client_certificate = Some(cert("xyz"));
+        assert_eq!(exchange.binding_holds(), Some(false));
+        exchange.client_certificate = Some(cert("abc"));
+        assert_eq!(exchange.binding_holds(), Some(true));
+    }
+}

@@ -1,0 +1,161 @@
+//! The shared record of a run, and the signal that it changed (for live viewers).
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::{Event, Exchange};
+
+/// A run as recorded so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Run {
+    pub events: Vec<Event>,
+    /// The step that starts when the presenter says next, while the run waits for that.
+    pub waiting_for: Option<String>,
+    /// `Some(ok)` once the run is over.
+    pub finished: Option<bool>,
+}
+
+impl Run {
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.events.iter().filter_map(|event| match event {
+            Event::Exchange(exchange) => Some(&**exchange),
+            _ => None,
+        })
+    }
+}
+
+/// Where the parties record a run: cheap to clone, shared by all of them; [`Trace::off`] (the
+/// default) records nothing.
+#[derive(Clone, Default)]
+pub struct Trace(Option<Arc<Shared>>);
+
+struct Shared {
+    run: Mutex<Run>,
+    /// Bumped at every change, so viewers wake up and redraw.
+    changed: watch::Sender<u64>,
+}
+
+impl Trace {
+    pub fn new() -> Self {
+        Self(Some(Arc::new(Shared {
+            run: Mutex::new(Run::default()),
+            changed: watch::Sender::new(0),
+        })))
+    }
+
+    /// A trace that records nothing.
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn record(&self, exchange: Exchange) {
+        self.update(|run| run.events.push(Event::Exchange(Box::new(exchange))));
+    }
+
+    pub fn step(&self, title: &str) {
+        self.update(|run| {
+            run.events.push(Event::Step {
+                title: title.into(),
+            })
+        });
+    }
+
+    pub fn lesson(&self, text: &str) {
+        self.update(|run| run.events.push(Event::Lesson { text: text.into() }));
+    }
+
+    /// The run waits for the presenter before `next` (or no longer waits, with `None`).
+    pub fn waiting_for(&self, next: Option<&str>) {
+        self.update(|run| run.waiting_for = next.map(String::from));
+    }
+
+    pub fn finish(&self, ok: bool) {
+        self.update(|run| {
+            run.waiting_for = None;
+            run.finished = Some(ok);
+        });
+    }
+
+    /// The run so far (empty when off).
+    pub fn snapshot(&self) -> Run {
+        self.0
+            .as_ref()
+            .map(|shared| shared.run.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Changes whenever the run does; `None` when off.
+    pub fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        self.0.as_ref().map(|shared| shared.changed.subscribe())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Run)) {
+        if let Some(shared) = &self.0 {
+            change(&mut shared.run.lock().unwrap_or_else(|e| e.into_inner()));
+            shared.changed.send_modify(|version| *version += 1);
+        }
+    }
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_on() {
+            "Trace(on)"
+        } else {
+            "Trace(off)"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Party;
+
+    #[test]
+    fn events_keep_their_order_and_viewers_are_told_of_each_change() {
+        let trace = Trace::new();
+        let mut viewer = trace.subscribe().unwrap();
+        trace.step("1. Admin token");
+        trace.record(Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://k/token",
+        ));
+        trace.lesson("why");
+        trace.waiting_for(Some("2. next"));
+        assert!(viewer.has_changed().unwrap());
+        viewer.mark_unchanged();
+        trace.finish(true);
+        assert!(viewer.has_changed().unwrap());
+        let run = trace.snapshot();
+        let kinds: Vec<_> = run
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(kinds, ["step", "exchange", "lesson"]);
+        assert_eq!(run.waiting_for, None, "finishing ends the wait");
+        assert_eq!(run.finished, Some(true));
+    }
+
+    #[test]
+    fn an_off_trace_records_nothing() {
+        let trace = Trace::off();
+        trace.step("x");
+        assert!(trace.snapshot().events.is_empty());
+        assert!(trace.subscribe().is_none());
+    }
+}
