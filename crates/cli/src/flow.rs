@@ -24,14 +24,14 @@ pub struct Flow<'a> {
 impl Flow<'_> {
     /// Step 1: an admin token for the Admin API.
     pub async fn admin_token(&self, report: &mut Report) -> anyhow::Result<()> {
-        report.heading("1. Admin token");
+        report.step("1. Admin token").await;
         report.arrow(
             Actor::Client,
             Actor::AuthServer,
             "POST /realms/master/protocol/openid-connect/token (password grant, admin-cli)",
             json!({ "endpoint": "/realms/master/protocol/openid-connect/token", "grant_type": "password" }),
         );
-        self.admin.token().await?;
+        self.admin.renew_token().await?;
         report.arrow(
             Actor::AuthServer,
             Actor::Client,
@@ -43,7 +43,9 @@ impl Flow<'_> {
 
     /// Step 2: the client's service account gets the realm role.
     pub async fn assign_role(&self, report: &mut Report) -> anyhow::Result<Assignment> {
-        report.heading("2. Assign the realm role to the client's service account");
+        report
+            .step("2. Assign the realm role to the client's service account")
+            .await;
         let provisioner = Provisioner::new(self.admin, self.realm);
         let (account, role) = provisioner
             .account_and_role(CLIENT_ID, READONLY_ROLE)
@@ -74,17 +76,6 @@ impl Flow<'_> {
         // Scopes are decided when a token is issued: a token cached from before is now stale.
         self.tokens.forget().await;
         Ok(assignment)
-    }
-
-    /// Resets the demo: the role is removed so the first lesson shows a 403.
-    pub async fn revoke_role(&self) -> anyhow::Result<Revocation> {
-        let provisioner = Provisioner::new(self.admin, self.realm);
-        let (account, role) = provisioner
-            .account_and_role(CLIENT_ID, READONLY_ROLE)
-            .await?;
-        let revocation = provisioner.revoke(&account, &role).await?;
-        self.tokens.forget().await;
-        Ok(revocation)
     }
 
     /// Step 3: a client-credentials token, authenticated by the TLS client certificate.
@@ -176,4 +167,13 @@ pub fn report_answer(report: &mut Report, answer: &ApiResponse) {
         &summary,
         json!({ "status": answer.status, "www_authenticate": answer.www_authenticate, "body": answer.body }),
     );
+}
+
+/// Resets the demo before it is shown: the role is removed so the first lesson shows a 403.
+pub async fn reset(admin: &Admin, realm: &str) -> anyhow::Result<Revocation> {
+    let provisioner = Provisioner::new(admin, realm);
+    let (account, role) = provisioner
+        .account_and_role(CLIENT_ID, READONLY_ROLE)
+        .await?;
+    Ok(provisioner.revoke(&account, &role).await?)
 }

@@ -11,19 +11,21 @@ const PAGE_JS: &str = include_str!("assets/stage.js");
 const SVG_CSS: &str = include_str!("assets/diagram.css");
 
 /// Diagram geometry, in SVG user units (the page scales the whole to its panel).
-const WIDTH: u32 = 1000;
+const WIDTH: u32 = 900;
 const HEADER: u32 = 64;
-const STEP_ROW: u32 = 40;
-const EXCHANGE_ROW: u32 = 64;
-const LESSON_LINE: u32 = 22;
+const STEP_ROW: u32 = 44;
+const EXCHANGE_ROW: u32 = 70;
+const LESSON_LINE: u32 = 26;
 /// Characters per lesson line at the lesson's font size across the diagram.
-const LESSON_WRAP: usize = 92;
+const LESSON_WRAP: usize = 70;
+/// Roughly how wide a label's character is at the label's font size, to keep labels on the page.
+const LABEL_CHAR: u32 = 11;
 
 fn lifeline_x(party: Party) -> u32 {
     match party {
-        Party::Client => 140,
-        Party::Keycloak => 500,
-        Party::ResourceServer => 860,
+        Party::Client => 120,
+        Party::Keycloak => 450,
+        Party::ResourceServer => 780,
     }
 }
 
@@ -84,6 +86,7 @@ pub fn request_label(exchange: &Exchange) -> String {
         .next()
         .unwrap_or_default()
         .replace("/protocol/openid-connect/", "/…/")
+        .replace("/admin/realms/oauth2-playbook/", "/admin/…/")
         .split('/')
         .map(|segment| if is_id(segment) { "{id}" } else { segment })
         .collect::<Vec<_>>()
@@ -114,23 +117,15 @@ pub fn status_class(exchange: &Exchange) -> &'static str {
     }
 }
 
-/// Greedy word wrap: lines never break inside a word.
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
+/// Lines broken at spaces only: never inside a word, a URL or a thumbprint.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let options = textwrap::Options::new(width)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::wrap(text, options)
+        .into_iter()
+        .map(String::from)
+        .collect()
 }
 
 /// The sequence diagram as one standalone SVG document (it carries its own style, with the
@@ -148,7 +143,7 @@ pub fn svg(run: &Run) -> String {
                     WIDTH - 8,
                     y + 8,
                     y + 8,
-                    y + 30,
+                    y + 32,
                     escape(title)
                 );
                 y += STEP_ROW;
@@ -171,7 +166,7 @@ pub fn svg(run: &Run) -> String {
                     let _ = write!(
                         body,
                         r#"<text x="56" y="{}">{}</text>"#,
-                        y + 26 + LESSON_LINE * i as u32,
+                        y + 28 + LESSON_LINE * i as u32,
                         escape(line)
                     );
                 }
@@ -182,14 +177,14 @@ pub fn svg(run: &Run) -> String {
     }
     let height = y + 16;
     let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
     );
     for party in Party::ALL {
         let x = lifeline_x(party);
         let _ = write!(
             out,
-            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="240" height="48" rx="8"/><text x="{x}" y="40" text-anchor="middle">{}</text></g>"#,
-            x - 120,
+            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="220" height="48" rx="8"/><text x="{x}" y="41" text-anchor="middle">{}</text></g>"#,
+            x - 110,
             party.name()
         );
     }
@@ -201,7 +196,11 @@ pub fn svg(run: &Run) -> String {
 /// One exchange: the request arrow and, below it, the answer coming back.
 fn exchange_svg(exchange: &Exchange, n: usize, y: u32) -> String {
     let (from, to) = (lifeline_x(exchange.from), lifeline_x(exchange.to));
-    let middle = (from + to) / 2;
+    let request = request_label(exchange);
+    let answer = answer_label(exchange);
+    // Centred on the arrow, but never off the page: a long label slides inwards.
+    let longest = request.chars().count().max(answer.chars().count()) as u32 * LABEL_CHAR;
+    let middle = ((from + to) / 2).clamp(longest / 2 + 4, (WIDTH - 4).saturating_sub(longest / 2));
     let status = exchange
         .status
         .map_or_else(|| "none".to_owned(), |s| s.to_string());
@@ -223,15 +222,15 @@ fn exchange_svg(exchange: &Exchange, n: usize, y: u32) -> String {
         width = WIDTH,
         row = EXCHANGE_ROW,
         middle = middle,
-        req_text = y + 18,
-        request = escape(&request_label(exchange)),
+        req_text = y + 20,
+        request = escape(&request),
         from = from,
         to = to,
-        req_line = y + 26,
+        req_line = y + 28,
         class = status_class(exchange),
-        res_text = y + 48,
-        answer = escape(&answer_label(exchange)),
-        res_line = y + 56,
+        res_text = y + 52,
+        answer = escape(&answer),
+        res_line = y + 60,
     )
 }
 
@@ -352,13 +351,14 @@ pub fn page(run: &Run, live: bool) -> String {
         r#"<!doctype html>
 <html lang="en" data-theme="light"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>OAuth 2.0 client credentials over mutual TLS: the run</title><style>{PAGE_CSS}</style></head>
-<body data-live="{live}" data-waiting="{waiting}" data-finished="{finished}">
+<body data-live="{live}" data-waiting="{waiting}" data-step="{step}" data-finished="{finished}">
 <header><h1>Client credentials over mutual TLS</h1><p id="status" role="status">{status}</p>{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
 <main><div id="diagram">{svg}</div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
 <script>{PAGE_JS}</script>
 </body></html>
 "#,
         waiting = view.waiting_for.is_some(),
+        step = escape(view.waiting_for.as_deref().unwrap_or_default()),
         finished = view.finished.map_or(String::new(), |ok| ok.to_string()),
         status = escape(&view.status),
         svg = view.svg,
@@ -548,7 +548,7 @@ pub(crate) mod tests {
         assert!(svg.contains(">403 insufficient_scope<"));
         assert!(svg.contains(">401 invalid_token<"));
         assert!(
-            svg.contains("POST /admin/realms/oauth2-playbook/users/{id}/role-mappings/realm"),
+            svg.contains("POST /admin/…/users/{id}/role-mappings/realm"),
             "ids shortened on the arrow"
         );
         assert_eq!(svg.matches(r#"<g class="lesson">"#).count(), 2);

@@ -9,6 +9,8 @@
 //! With `PLAYBOOK_KEYCLOAK_REUSE=1` the Keycloak outlives the run and the next run attaches to it
 //! (`playbook provider --stop` stops it): the developer loop then pays for no start at all.
 //!
+//! [`browser`] drives a real headless Chromium for the instructor's stage.
+//!
 //! ```no_run
 //! #[test]
 //! fn flow() {
@@ -18,6 +20,8 @@
 //!     })
 //! }
 //! ```
+
+pub mod browser;
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};

@@ -14,7 +14,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::flow::Flow;
-use crate::report::Report;
+use crate::report::{Pace, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,7 +36,7 @@ pub struct Args {
 /// Output options shared with `playbook demo`.
 #[derive(clap::Args, Clone, Copy)]
 pub struct OutputArgs {
-    /// Pause for Enter before assigning the role, like the seed's `read -p`.
+    /// Pause for Enter before every step and lesson, like the seed's `read -p` (for presenting).
     #[arg(long)]
     pub step: bool,
 
@@ -47,6 +47,17 @@ pub struct OutputArgs {
     /// Print the whole access token (it is a bearer credential: careful where you paste it).
     #[arg(long)]
     pub show_token: bool,
+}
+
+impl OutputArgs {
+    /// Paced by Enter with `--step` (never with `--json`, which is for scripts).
+    pub fn pace(self) -> Pace {
+        if self.step && !self.json {
+            Pace::on_next().0
+        } else {
+            Pace::Continuous
+        }
+    }
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -76,8 +87,8 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         tokens,
         show_token: args.output.show_token,
     };
-    let mut report = Report::new(args.output.json);
-    let answer = four_steps(&flow, &mut report, args.output).await?;
+    let mut report = Report::new(args.output.json).paced(args.output.pace());
+    let answer = four_steps(&flow, &mut report).await?;
     report.finish(json!({ "status": answer.status, "users": answer.body }));
     Ok(ExitCode::SUCCESS)
 }
@@ -86,25 +97,14 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 pub async fn four_steps(
     flow: &Flow<'_>,
     report: &mut Report,
-    output: OutputArgs,
 ) -> anyhow::Result<playbook_client::ApiResponse> {
     flow.admin_token(report).await?;
-    if output.step && !output.json {
-        pause("Press Enter to assign the role oauth2-playbook-readonly to the client's service account...").await;
-    }
     flow.assign_role(report).await?;
-    report.heading("3. Client credentials token over mutual TLS");
+    report
+        .step("3. Client credentials token over mutual TLS")
+        .await;
     flow.token(report).await?;
-    report.heading("4. Call the resource server");
+    report.step("4. Call the resource server").await;
     let answer = flow.call_api(report).await?;
     Ok(answer.error_for_status()?)
-}
-
-async fn pause(prompt: &str) {
-    println!("\n{prompt}");
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)
-    })
-    .await;
 }

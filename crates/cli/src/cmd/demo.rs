@@ -1,7 +1,7 @@
 //! `playbook demo`: the whole sequence diagram, live, from nothing to a 200 and back to a clean
-//! machine.
+//! machine; with `--stage`, drawn in the browser from the real traffic for a room to watch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,12 +10,14 @@ use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_provider::Keycloak;
 use playbook_realm::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
+use playbook_stage::{Export, Stage};
+use playbook_trace::Trace;
 use serde_json::json;
 
 use crate::args::StartArgs;
 use crate::cmd::client::{OutputArgs, four_steps};
 use crate::flow::{Flow, report_answer};
-use crate::report::{Actor, Report};
+use crate::report::{Actor, Pace, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,14 +32,62 @@ pub struct Args {
     #[arg(long)]
     keep: bool,
 
+    /// Draw the run live in a browser (http://127.0.0.1:<stage-port>/) and wait for Next
+    /// there (Space, → or PageDown), or Enter here, before each step.
+    #[arg(long)]
+    stage: bool,
+
+    /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
+    #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
+    stage_port: u16,
+
+    /// With --stage: run through without waiting for Next.
+    #[arg(long, requires = "stage")]
+    auto: bool,
+
+    /// Write the run's diagram when it ends: FILE.html (standalone, opens offline), .svg or
+    /// .mmd (mermaid); may be given several times.
+    #[arg(long = "export", value_name = "FILE", value_parser = export_path)]
+    export: Vec<PathBuf>,
+
     #[command(flatten)]
     output: OutputArgs,
 }
 
+/// An export path whose extension names a format, checked before anything starts.
+fn export_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    Export::for_path(&path).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let mut report = Report::new(args.output.json);
+    let trace = if args.stage || !args.export.is_empty() {
+        Trace::new()
+    } else {
+        Trace::off()
+    };
+    let (pace, stage) = if args.stage {
+        let (pace, next) = if args.auto {
+            (Pace::Continuous, tokio::sync::mpsc::unbounded_channel().0)
+        } else {
+            Pace::on_next()
+        };
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.stage_port));
+        let stage = Stage::start(listen, trace.clone(), next).await?;
+        eprintln!(
+            "stage: {} (open it in a browser; T switches the theme, F fits the whole run)",
+            stage.url()
+        );
+        (pace, Some(stage))
+    } else {
+        (args.output.pace(), None)
+    };
+    let mut report = Report::new(args.output.json)
+        .traced(trace.clone())
+        .paced(pace);
     let (certs, how) = CertSet::ensure(certs_dir, false)?;
-    report.heading(&format!(
+    report.step_now(&format!(
         "0. Setup: certificates {} in {}",
         if how == Ensured::Generated {
             "generated"
@@ -58,9 +108,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
             .await?;
     let outcome = tokio::select! {
-        outcome = demo(&keycloak, &certs, certs_dir, &args, &mut report) => outcome,
+        outcome = demo(&keycloak, &certs, certs_dir, &args, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
     };
+    trace.finish(outcome.is_ok());
+    let exported = export(&args.export, &trace, &mut report);
     if outcome.is_ok() && !args.keep {
         report.heading(
             "Done: stopping the resource server and Keycloak (--keep leaves them running to explore).",
@@ -74,12 +126,35 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 keep_running(&keycloak, &server, &certs).await;
             }
             server.shutdown().await;
-            Ok(ExitCode::SUCCESS)
+            exported.map(|()| ExitCode::SUCCESS)
         }
         Err(error) => Err(error),
     };
     keycloak.stop().await;
+    if let Some(stage) = stage
+        && !args.keep
+    {
+        // The room may still be looking, and the hand-outs are downloaded from the page.
+        eprintln!(
+            "The stage stays open at {} for the diagram and its downloads; Ctrl-C closes it.",
+            stage.url()
+        );
+        crate::cmd::shutdown_signal().await;
+    }
     result
+}
+
+/// Writes every `--export` file; all are attempted even if one fails.
+fn export(paths: &[PathBuf], trace: &Trace, report: &mut Report) -> anyhow::Result<()> {
+    let run = trace.snapshot();
+    let mut failed = None;
+    for path in paths {
+        match Export::write(path, &run) {
+            Ok(()) => report.note(&format!("wrote {}", path.display())),
+            Err(error) => failed = Some(error),
+        }
+    }
+    failed.map_or(Ok(()), |error| Err(error.into()))
 }
 
 async fn demo(
@@ -87,6 +162,7 @@ async fn demo(
     certs: &CertSet,
     certs_dir: &Path,
     args: &Args,
+    trace: &Trace,
     report: &mut Report,
 ) -> anyhow::Result<RunningServer> {
     let admin = keycloak.admin()?;
@@ -96,13 +172,14 @@ async fn demo(
             .await?;
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
+    // A rerun against a kept Keycloak starts from the same place as a fresh one.
+    crate::flow::reset(&admin, REALM).await?;
+    // From here on, every exchange is part of the story the stage tells.
+    let admin = admin.traced(trace.clone());
     let listen = format!("127.0.0.1:{}", args.api_port).parse()?;
-    let server = server::start(ServerConfig::new(
-        keycloak.realm(REALM).issuer().clone(),
-        listen,
-        certs,
-    ))
-    .await?;
+    let mut config = ServerConfig::new(keycloak.realm(REALM).issuer().clone(), listen, certs);
+    config.trace = trace.clone();
+    let server = server::start(config).await?;
     report.note(&format!(
         "Keycloak ({}) at {} with realm {REALM}",
         keycloak.backend_name(),
@@ -110,11 +187,10 @@ async fn demo(
     ));
     report.note(&format!("resource server at {}", server.base_url()));
 
-    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
-        keycloak.realm(REALM).token(),
-        &certs.ca_pem,
-        &certs.client,
-    ))?);
+    let mut config =
+        TokenClientConfig::playbook(keycloak.realm(REALM).token(), &certs.ca_pem, &certs.client);
+    config.trace = trace.clone();
+    let tokens = Arc::new(TokenClient::new(config)?);
     let flow = Flow {
         admin: &admin,
         realm: REALM,
@@ -122,10 +198,10 @@ async fn demo(
         tokens: tokens.clone(),
         show_token: args.output.show_token,
     };
-    // A rerun against a kept Keycloak starts from the same place as a fresh one.
-    flow.revoke_role().await?;
 
-    report.heading("Lesson 1: before the role is assigned, the token carries no users:read");
+    report
+        .step("Lesson 1: before the role is assigned, the token carries no users:read")
+        .await;
     flow.token(report).await?;
     let early = flow.call_api(report).await?;
     anyhow::ensure!(
@@ -133,56 +209,39 @@ async fn demo(
         "expected 403 before the role assignment, got {}",
         early.status
     );
-    report.note(
-        "=> 403 insufficient_scope: authenticated, but not allowed. Now the four steps of the seed (the original playbook):",
+    report.lesson(
+        "403 insufficient_scope: authenticated, but not allowed. The token is genuine, yet it carries neither the role nor the users:read scope.",
     );
+    report.note("Now the four steps of the seed (the original playbook):");
 
-    let answer = four_steps(&flow, report, args.output).await?;
+    let answer = four_steps(&flow, report).await?;
     anyhow::ensure!(
         answer.status == 200,
         "expected 200 after the role assignment, got {}",
         answer.status
     );
 
-    report.heading("Lesson 2: the same token replayed without the client certificate");
+    report
+        .step("Lesson 2: the same token replayed without the client certificate")
+        .await;
     let token = tokens.token().await?;
-    let stolen = playbook_https::https_client(&certs.ca_pem)?;
     report.arrow(
         Actor::Client,
         Actor::ResourceServer,
         "GET /api/users (same Bearer token, no client certificate)",
         json!({}),
     );
-    let response = stolen
-        .get(server.base_url().join("/api/users")?)
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "calling the resource server: {}",
-                playbook_https::describe(&e)
-            )
-        })?;
-    let replay = playbook_client::ApiResponse {
-        status: response.status().as_u16(),
-        www_authenticate: response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from),
-        body: serde_json::Value::Null,
-    };
+    let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
+    let replay = thief.get_with("/api/users", token.expose()).await?;
     report_answer(report, &replay);
     anyhow::ensure!(
         replay.status == 401,
         "expected 401 for a replay without the certificate, got {}",
         replay.status
     );
-    report.note("=> 401 invalid_token: the token is bound to the certificate (cnf.x5t#S256); a stolen token is useless.");
+    report.lesson("401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.");
     Ok(server)
 }
-
 async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertSet) {
     let f = &certs.files;
     let (ca, cert, key) = (f.ca_cert(), f.client_cert(), f.client_key());

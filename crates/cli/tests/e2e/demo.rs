@@ -9,6 +9,7 @@ use super::{playbook_with, stderr};
 
 #[test]
 fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
+    let _demo_realm = super::demo_realm();
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let certs_dir = playbook_testkit::certs().files.dir();
     let admin = keycloak.admin_credentials();

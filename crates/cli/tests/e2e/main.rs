@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod doctor;
 mod resource_server;
+mod stage;
 mod token;
 
 use std::path::Path;
@@ -37,4 +38,11 @@ fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The demo runs in the tutorial's own realm, resetting its role: the tests that run it take
+/// turns.
+fn demo_realm() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -6,6 +6,9 @@
   const live = document.body.dataset.live === "true";
   let selected = null;
   let nextAt = null;
+  // The step Next was pressed for: a view sent before the run heard that Next still says it
+  // waits for this step, and must not offer Next for it again.
+  let advancedFrom = null;
   // Milliseconds from each Next to the next arrow on screen.
   window.stageTimings = [];
 
@@ -25,6 +28,7 @@
   function next() {
     if (!live || document.body.dataset.waiting !== "true") return;
     nextAt = performance.now();
+    advancedFrom = document.body.dataset.step;
     document.body.dataset.waiting = "false";
     $("next").disabled = true;
     fetch("next", { method: "POST" });
@@ -38,10 +42,13 @@
       window.stageTimings.push(performance.now() - nextAt);
       nextAt = null;
     }
-    document.body.dataset.waiting = String(view.waiting_for !== null);
+    if (view.waiting_for !== advancedFrom) advancedFrom = null;
+    const waiting = view.waiting_for !== null && advancedFrom === null;
+    document.body.dataset.waiting = String(waiting);
+    document.body.dataset.step = view.waiting_for || "";
     document.body.dataset.finished = view.finished === null ? "" : String(view.finished);
-    $("status").textContent = view.status;
-    $("next").disabled = view.waiting_for === null;
+    $("status").textContent = waiting || view.finished !== null ? view.status : "Running…";
+    $("next").disabled = !waiting;
     if (view.finished !== null) $("downloads").hidden = false;
     if (selected !== null) select(selected);
     const pane = $("diagram");

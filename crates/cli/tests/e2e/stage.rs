@@ -1,0 +1,254 @@
+//! `playbook demo --stage` in a real headless Chromium, against the real Keycloak: the page is
+//! stepped through with the presenter's keys, and what it shows is checked against what
+//! happened (statuses in order, the certificate against `cnf`, no token or password on it).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use playbook_testkit::browser::{ARROW_RIGHT, Browser, PAGE_DOWN, SPACE};
+use serde_json::json;
+
+/// Waits until the run waits for Next (true) or has finished (false).
+const WAITING_OR_FINISHED: &str = "const b = document.body.dataset; \
+    return b.finished !== '' ? 'finished' : (b.waiting === 'true' ? 'waiting' : null);";
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
+    let _demo_realm = super::demo_realm();
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let certs_dir = playbook_testkit::certs().files.dir();
+    let admin = keycloak.admin_credentials();
+    let exports = tempfile::tempdir().unwrap();
+    let export = |ext: &str| exports.path().join(format!("run.{ext}"));
+    let mut demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_playbook"))
+            .arg("--certs-dir")
+            .arg(certs_dir)
+            .args([
+                "demo",
+                "--stage",
+                "--stage-port",
+                "0",
+                "--api-port",
+                "0",
+                "--json",
+            ])
+            .arg("--export")
+            .arg(export("html"))
+            .arg("--export")
+            .arg(export("svg"))
+            .arg("--export")
+            .arg(export("mmd"))
+            .env("PLAYBOOK_KEYCLOAK_BACKEND", "external")
+            .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the playbook binary runs"),
+    );
+    let mut stderr = BufReader::new(demo.0.stderr.take().unwrap()).lines();
+    let url = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("stage: ")
+                .map(|rest| rest.split(' ').next().unwrap().to_owned())
+        })
+        .expect("the demo prints the stage's URL");
+    // The rest of stderr is drained so the demo never blocks on a full pipe.
+    let log = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+
+    let thumbprint = playbook_testkit::certs().client.thumbprint_s256();
+    let password = admin.password.expose().to_owned();
+    let (timings, shown_exchanges) = playbook_testkit::run(async {
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        eprintln!("stage page weight: {:.1} KB", page.len() as f64 / 1024.0);
+
+        let browser = Browser::launch().await.expect("a headless Chromium");
+        browser.goto(&url).await;
+        let keys = [SPACE, ARROW_RIGHT, PAGE_DOWN];
+        let mut presses = 0;
+        loop {
+            let state = browser
+                .wait_for(WAITING_OR_FINISHED, json!([]), Duration::from_secs(90))
+                .await;
+            if state == "finished" {
+                break;
+            }
+            let step = browser
+                .execute("return document.body.dataset.step", json!([]))
+                .await;
+            browser.press(keys[presses % keys.len()]).await;
+            presses += 1;
+            // The press counts once the page has moved past that step (it may already be
+            // waiting for the next one: a step can take less than a poll).
+            browser
+                .wait_for(
+                    "return document.body.dataset.step !== arguments[0] || document.body.dataset.finished !== ''",
+                    json!([step]),
+                    Duration::from_secs(30),
+                )
+                .await;
+        }
+        assert_eq!(
+            browser
+                .execute("return document.body.dataset.finished", json!([]))
+                .await,
+            "true",
+            "the run finished well"
+        );
+        assert_eq!(
+            presses, 6,
+            "a Next before each lesson and each of the four steps"
+        );
+
+        let answers = browser
+            .execute(
+                "return [...document.querySelectorAll('.exchange[data-from=Client][data-to=ResourceServer]')].map(g => g.dataset.status)",
+                json!([]),
+            )
+            .await;
+        assert_eq!(answers, json!(["403", "200", "401"]));
+        let all = browser
+            .execute(
+                "return document.querySelectorAll('.exchange').length",
+                json!([]),
+            )
+            .await;
+        let steps = browser
+            .execute(
+                "return [...document.querySelectorAll('.step text')].map(t => t.textContent)",
+                json!([]),
+            )
+            .await;
+        assert_eq!(
+            steps.as_array().unwrap().len(),
+            7,
+            "setup, two lessons, four steps: {steps}"
+        );
+
+        // The 200: the certificate presented is the one the token is bound to.
+        browser
+            .click(".exchange[data-from=Client][data-to=ResourceServer][data-status='200']")
+            .await;
+        let shown = browser
+            .wait_for(
+                "const d = [...document.querySelectorAll('.detail')].find(d => !d.hidden); return d && d.innerText",
+                json!([]),
+                Duration::from_secs(5),
+            )
+            .await;
+        let shown = shown.as_str().unwrap();
+        assert!(shown.contains("✓ Equal"), "{shown}");
+        let side_by_side = browser
+            .execute(
+                "return [...[...document.querySelectorAll('.detail')].find(d => !d.hidden).querySelectorAll('.thumbprint')].map(e => e.textContent)",
+                json!([]),
+            )
+            .await;
+        assert_eq!(
+            side_by_side,
+            json!([thumbprint, thumbprint]),
+            "certificate thumbprint, then cnf"
+        );
+        assert!(
+            shown.contains("\"users:read") || shown.contains(" users:read"),
+            "decoded claims shown: {shown}"
+        );
+
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        browser
+            .execute(
+                "document.querySelector('.detail:not([hidden]) .binding').scrollIntoView()",
+                json!([]),
+            )
+            .await;
+        browser
+            .screenshot(&shots.join("stage-finished-run.png"))
+            .await;
+
+        // The replay: no certificate, so the binding cannot hold.
+        browser
+            .click(".exchange[data-from=Client][data-to=ResourceServer][data-status='401']")
+            .await;
+        let shown = browser
+            .execute(
+                "return [...document.querySelectorAll('.detail')].find(d => !d.hidden).innerText",
+                json!([]),
+            )
+            .await;
+        let shown = shown.as_str().unwrap();
+        assert!(
+            shown.contains("✗ Not equal") && shown.contains("none presented"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("invalid_token"),
+            "the WWW-Authenticate challenge is shown: {shown}"
+        );
+
+        let dom = browser
+            .execute("return document.documentElement.outerHTML", json!([]))
+            .await;
+        let dom = dom.as_str().unwrap();
+        assert!(!dom.contains("eyJ"), "a raw token reached the page");
+        assert!(
+            !dom.contains(&password),
+            "the admin password reached the page"
+        );
+
+        browser.press("t").await;
+        browser
+            .screenshot(&shots.join("stage-finished-run-dark.png"))
+            .await;
+        eprintln!(
+            "screenshots: {}",
+            shots.join("stage-finished-run*.png").display()
+        );
+        let timings = browser
+            .execute("return window.stageTimings", json!([]))
+            .await;
+        browser.quit().await;
+        eprintln!("exchanges on the page: {all}");
+        (timings, all.as_u64().unwrap())
+    });
+    eprintln!("ms from Next to the next arrow on screen: {timings}");
+
+    // The page stays up for the downloads until the presenter closes it: SIGTERM ends it well.
+    unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };
+    let status = demo.0.wait().unwrap();
+    let log = log.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+
+    let svg = std::fs::read_to_string(export("svg")).unwrap();
+    let drawn = svg.matches(r#"<g class="exchange""#).count() as u64;
+    assert_eq!(
+        drawn, shown_exchanges,
+        "the hand-out shows what the room saw"
+    );
+    assert!(!svg.contains("eyJ"));
+    let html = std::fs::read_to_string(export("html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("✓ Equal") && !html.contains("eyJ"));
+    let mermaid = std::fs::read_to_string(export("mmd")).unwrap();
+    assert!(mermaid.starts_with("sequenceDiagram\n"));
+    for answer in [
+        "R-->>C: 403 insufficient_scope",
+        "R-->>C: 200",
+        "R-->>C: 401 invalid_token",
+    ] {
+        assert!(mermaid.contains(answer), "{answer} missing:\n{mermaid}");
+    }
+}

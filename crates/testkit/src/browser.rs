@@ -1,0 +1,206 @@
+//! A real headless Chromium for the tests of the instructor's stage, driven over the W3C
+//! WebDriver protocol through Debian's `chromedriver`: a few plain HTTP calls, no browser
+//! download, no Node.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// The flags this machine's Chromium needs to run headless in a sandbox-less CI.
+const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,720",
+];
+
+/// A WebDriver key: what presenter clickers send.
+pub const SPACE: &str = " ";
+pub const ARROW_RIGHT: &str = "\u{E014}";
+pub const PAGE_DOWN: &str = "\u{E00F}";
+
+pub struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+impl Browser {
+    /// Starts chromedriver and one headless Chromium with a fresh profile; the error names
+    /// what is missing and how to get it.
+    pub async fn launch() -> Result<Self, String> {
+        let missing = "install Debian's `chromium` and `chromium-driver` packages (apt-get install chromium chromium-driver)";
+        let chromium = find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])
+            .ok_or_else(|| format!("headless Chromium is needed for the stage tests: {missing}"))?;
+        let chromedriver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+            .ok_or_else(|| format!("chromedriver is needed for the stage tests: {missing}"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
+        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err("chromedriver did not answer within 20 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args }
+        }}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .ok_or_else(|| format!("chromedriver refused the session: {answer}"))?;
+        Ok(Self {
+            http,
+            session: format!("{base}/session/{session}"),
+            driver,
+            _profile: profile,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let answer: Value = request
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("chromedriver answers JSON");
+        assert!(
+            answer["value"].get("error").is_none(),
+            "WebDriver {path}: {answer}"
+        );
+        answer["value"].clone()
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page, returns its value.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": args }),
+        )
+        .await
+    }
+
+    /// Polls `script` (with `args`) until it returns something truthy, for at most `limit`.
+    pub async fn wait_for(&self, script: &str, args: Value, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let value = self.execute(script, args.clone()).await;
+            if !matches!(value, Value::Null | Value::Bool(false))
+                && value != json!("")
+                && value != json!(0)
+            {
+                return value;
+            }
+            if started.elapsed() > limit {
+                let page = self
+                    .execute("return JSON.stringify(document.body.dataset) + ' ' + document.body.innerText.slice(0, 300)", json!([]))
+                    .await;
+                panic!("the page never satisfied `{script}` within {limit:?}; it shows: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Presses and releases one key, as a keyboard (or a presenter's clicker) would.
+    pub async fn press(&self, key: &str) {
+        let actions = json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
+            { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
+        ]}]});
+        self.call(reqwest::Method::POST, "/actions", actions).await;
+    }
+
+    /// Clicks the first element matching `css`, as a mouse would.
+    pub async fn click(&self, css: &str) {
+        let element = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        let id = element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("an element reference")
+            .to_owned();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Saves a PNG of the viewport.
+    pub async fn screenshot(&self, path: &Path) {
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("base64 PNG"))
+            .expect("valid base64");
+        std::fs::write(path, bytes).expect("the screenshot is written");
+    }
+}
+
+impl Browser {
+    /// Ends the session, which closes Chromium.
+    pub async fn quit(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver goes too, even when a test failed before [`Browser::quit`].
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
