@@ -107,31 +107,31 @@ impl Flow<'_> {
                 "access_token": self.show_token.then(|| token.expose()),
             }),
         );
-        report.detail(&format!(
-            "sub         {}",
-            claims.sub.as_deref().unwrap_or("-")
-        ));
-        report.detail(&format!(
-            "scope       {}",
+        report.detail("sub", claims.sub.as_deref().unwrap_or("-"));
+        report.detail(
+            "scope",
             claims
                 .scope
                 .as_deref()
                 .filter(|s| !s.is_empty())
-                .unwrap_or("(none)")
-        ));
-        report.detail(&format!("realm roles {}", claims.realm_roles().join(", ")));
-        report.detail(&format!("aud         {}", claims.audiences().join(", ")));
-        report.detail(&format!(
-            "exp         {} (in {} s)",
-            claims.exp.unwrap_or(0),
-            expires_in.unwrap_or(0)
-        ));
-        report.detail(&format!(
-            "cnf         x5t#S256={}",
-            claims.x5t_s256().as_deref().unwrap_or("(not bound)")
-        ));
+                .unwrap_or("(none)"),
+        );
+        report.detail("realm roles", &claims.realm_roles().join(", "));
+        report.detail("aud", &claims.audiences().join(", "));
+        report.detail(
+            "exp",
+            &format!(
+                "{} (in {} s)",
+                claims.exp.unwrap_or(0),
+                expires_in.unwrap_or(0)
+            ),
+        );
+        report.detail(
+            "cnf.x5t#S256",
+            claims.x5t_s256().as_deref().unwrap_or("(not bound)"),
+        );
         if self.show_token {
-            report.detail(&format!("token       {}", token.expose()));
+            report.detail("token", token.expose());
         }
         Ok(token)
     }

@@ -36,6 +36,8 @@ impl Actor {
 const ARROW_INDENT: usize = 3 + 14 + 5 + 14 + 1;
 /// Where a detail line starts, under the summary.
 const DETAIL_INDENT: usize = ARROW_INDENT + 2;
+/// The width of a detail's label column (`cnf.x5t#S256` and a space).
+const DETAIL_LABEL: usize = 13;
 
 /// How the terminal wants its text: colour or not, wrapped to a width or not.
 #[derive(Debug, Clone, Copy, Default)]
@@ -101,13 +103,17 @@ impl Style {
 /// Next on the stage, both sent to one channel).
 pub enum Pace {
     Continuous,
-    OnNext(mpsc::UnboundedReceiver<()>),
+    OnNext {
+        nexts: mpsc::UnboundedReceiver<()>,
+        /// How the presenter says next, shown before each step.
+        how: &'static str,
+    },
 }
 
 impl Pace {
-    /// Paced by Enter in this terminal (a closed stdin lets the run go on); `stage` is given
-    /// the sender for its Next button too.
-    pub fn on_next() -> (Self, mpsc::UnboundedSender<()>) {
+    /// Paced by Enter in this terminal (a closed stdin lets the run go on); the sender is for
+    /// a stage's Next button, which `how` then mentions.
+    pub fn on_next(how: &'static str) -> (Self, mpsc::UnboundedSender<()>) {
         let (next, nexts) = mpsc::unbounded_channel();
         let enter = next.clone();
         std::thread::spawn(move || {
@@ -122,7 +128,7 @@ impl Pace {
                 line.clear();
             }
         });
-        (Self::OnNext(nexts), next)
+        (Self::OnNext { nexts, how }, next)
     }
 }
 
@@ -171,11 +177,13 @@ impl Report {
 
     /// A numbered step or a lesson begins: after the presenter's Next when paced.
     pub async fn step(&mut self, title: &str) {
-        if let Pace::OnNext(nexts) = &mut self.pace {
+        if let Pace::OnNext { nexts, how } = &mut self.pace {
             self.trace.waiting_for(Some(title));
             if !self.json {
-                let prompt = format!("⏎ Enter (or Next on the stage) for: {title}");
-                out!("\n{}", self.style.paint("2", &prompt));
+                out!();
+                for line in self.style.wrap(&format!("⏎ {how} for: "), 2, title) {
+                    out!("{}", self.style.paint("2", &line));
+                }
             }
             // A Next pressed while the previous step ran counts for that one, not this one.
             while nexts.try_recv().is_ok() {}
@@ -239,11 +247,11 @@ impl Report {
         }
     }
 
-    /// An indented line of detail under the last arrow (people only).
-    pub fn detail(&mut self, text: &str) {
+    /// A labelled line of detail under the last arrow (people only).
+    pub fn detail(&mut self, label: &str, value: &str) {
         if !self.json {
-            let lead = " ".repeat(DETAIL_INDENT);
-            for line in self.style.wrap(&lead, DETAIL_INDENT + 12, text) {
+            let lead = format!("{:DETAIL_INDENT$}{label:<DETAIL_LABEL$}", "");
+            for line in self.style.wrap(&lead, DETAIL_INDENT + DETAIL_LABEL, value) {
                 out!("{line}");
             }
         }

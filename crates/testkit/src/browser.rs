@@ -2,6 +2,7 @@
 //! WebDriver protocol through Debian's `chromedriver`: a few plain HTTP calls, no browser
 //! download, no Node.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,8 +51,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
+        // Its own process group, so that Chromium and its helpers go with it, whatever happens.
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -198,9 +201,11 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// chromedriver goes too, even when a test failed before [`Browser::quit`].
+    /// chromedriver and every Chromium process go too, even when a test failed before
+    /// [`Browser::quit`].
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SAFETY: signals the process group this struct created; no memory is involved.
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
         let _ = self.driver.wait();
     }
 }

@@ -53,7 +53,7 @@ impl OutputArgs {
     /// Paced by Enter with `--step` (never with `--json`, which is for scripts).
     pub fn pace(self) -> Pace {
         if self.step && !self.json {
-            Pace::on_next().0
+            Pace::on_next("Enter").0
         } else {
             Pace::Continuous
         }

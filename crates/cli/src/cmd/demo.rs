@@ -71,7 +71,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         let (pace, next) = if args.auto {
             (Pace::Continuous, tokio::sync::mpsc::unbounded_channel().0)
         } else {
-            Pace::on_next()
+            Pace::on_next("Enter here or Next on the stage")
         };
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.stage_port));
         let stage = Stage::start(listen, trace.clone(), next).await?;

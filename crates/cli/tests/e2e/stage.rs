@@ -228,6 +228,7 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
     eprintln!("ms from Next to the next arrow on screen: {timings}");
 
     // The page stays up for the downloads until the presenter closes it: SIGTERM ends it well.
+    // SAFETY: signals the child this test started; no memory is involved.
     unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };
     let status = demo.0.wait().unwrap();
     let log = log.join().unwrap().join("\n");
