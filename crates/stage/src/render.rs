@@ -277,6 +277,7 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         row("Content-Type", content_type, "mono");
     }
     out.push_str("</dl>");
+    out.push_str(&binding(exchange));
     match &exchange.token {
         Some(token) => {
             let _ = write!(
@@ -291,7 +292,6 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         }
         None => {}
     }
-    out.push_str(&binding(exchange));
     out.push_str("</section>");
     out
 }

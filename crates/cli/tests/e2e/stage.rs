@@ -172,7 +172,7 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
         let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
         browser
             .execute(
-                "document.querySelector('.detail:not([hidden]) .binding').scrollIntoView()",
+                "document.querySelector('.detail:not([hidden]) h3').scrollIntoView()",
                 json!([]),
             )
             .await;
