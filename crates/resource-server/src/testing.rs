@@ -1,77 +1,9 @@
 //! Test keys that sign tokens like Keycloak does, for unit tests, benchmarks and the load
-//! target. Behind the `testing` feature: never part of a production build.
+//! target (the keys themselves are `playbook-forge`'s). Behind the `testing` feature.
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{self, KeyPair as _};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-/// An RSA-2048 key with a kid, able to publish itself as a JWK and sign compact JWS.
-pub struct TestKey {
-    pub kid: String,
-    pair: KeyPair,
-}
-
-impl TestKey {
-    pub fn generate(kid: &str) -> Self {
-        Self {
-            kid: kid.to_owned(),
-            pair: KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
-        }
-    }
-
-    /// The public key as a JWK with the given `use` (`sig`, or `enc` to test its rejection).
-    pub fn jwk(&self, use_: &str) -> Value {
-        self.jwk_as(&self.kid, use_)
-    }
-
-    /// The same public key published under another kid.
-    pub fn jwk_as(&self, kid: &str, use_: &str) -> Value {
-        let public = self.pair.public_key();
-        json!({
-            "kid": kid, "kty": "RSA", "use": use_,
-            "alg": if use_ == "sig" { "RS256" } else { "RSA-OAEP" },
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
-    /// The DER of the public key (what an HS256 confusion attack would use as its secret).
-    pub fn public_der(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
-    }
-
-    /// RS256 with this key's kid.
-    pub fn sign(&self, claims: &Value) -> String {
-        self.sign_with_header(
-            &json!({ "alg": "RS256", "typ": "JWT", "kid": self.kid }),
-            claims,
-        )
-    }
-
-    /// Any header; the algorithm named in `header.alg` (RS256/384/512, PS256) is used.
-    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64_json(header), b64_json(claims));
-        let encoding: &'static dyn signature::RsaEncoding = match header["alg"].as_str() {
-            Some("RS384") => &signature::RSA_PKCS1_SHA384,
-            Some("RS512") => &signature::RSA_PKCS1_SHA512,
-            Some("PS256") => &signature::RSA_PSS_SHA256,
-            _ => &signature::RSA_PKCS1_SHA256,
-        };
-        let mut sig = vec![0; self.pair.public_modulus_len()];
-        self.pair
-            .sign(encoding, &SystemRandom::new(), input.as_bytes(), &mut sig)
-            .expect("RSA signing");
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-    }
-}
-
-/// base64url (no padding) of a JSON value: a JWS segment.
-pub fn b64_json(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON values serialize"))
-}
+pub use playbook_forge::{SigningKey as TestKey, b64_json};
 
 /// Claims Keycloak would put in the playbook client's token for `issuer`, valid for 5 minutes.
 pub fn keycloak_like_claims(issuer: &str) -> Value {

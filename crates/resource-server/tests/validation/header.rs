@@ -1,6 +1,5 @@
 //! Shape, size and header rules: everything decided before a key is even looked up.
 
-use aws_lc_rs::hmac;
 use serde_json::json;
 
 use crate::support::*;
@@ -23,11 +22,7 @@ async fn no_token_gets_a_bare_bearer_challenge() {
 #[tokio::test]
 async fn alg_none_is_rejected() {
     let fx = Fixture::new().await;
-    let token = format!(
-        "{}.{}.",
-        b64(&json!({ "alg": "none", "kid": KID })),
-        b64(&fx.claims())
-    );
+    let token = playbook_forge::unsigned(&fx.claims());
     assert_invalid_token(fx.get(Some(&token), false).await);
 }
 
@@ -35,17 +30,11 @@ async fn alg_none_is_rejected() {
 async fn hs256_signed_with_the_rsa_public_key_is_rejected() {
     let fx = Fixture::new().await;
     // The classic confusion attack: the public key (known to all) used as an HMAC secret.
-    let public_der = KEY.public_der();
-    let input = format!(
-        "{}.{}",
-        b64(&json!({ "alg": "HS256", "kid": KID })),
-        b64(&fx.claims())
+    let token = playbook_forge::hs256(
+        &KEY.public_der(),
+        &json!({ "alg": "HS256", "kid": KID }),
+        &fx.claims(),
     );
-    let tag = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, &public_der),
-        input.as_bytes(),
-    );
-    let token = format!("{input}.{}", base64_url(tag.as_ref()));
     assert_invalid_token(fx.get(Some(&token), false).await);
 }
 
@@ -123,9 +112,4 @@ async fn tampered_payload_fails_the_signature() {
     claims["scope"] = json!("users:admin");
     let tampered = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
     assert_invalid_token(fx.get(Some(&tampered), false).await);
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
