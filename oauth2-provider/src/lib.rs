@@ -23,8 +23,11 @@ use url::Url;
 pub const REALM: &str = "oauth2-playbook";
 /// The confidential client that authenticates with its TLS certificate (`client-x509`).
 pub const CLIENT_ID: &str = "oauth2-playbook-client-credentials-mtls";
-/// The bearer-only client standing for the resource server: the audience its tokens must name.
+/// The client standing for the resource server: the audience tokens must name, and who the
+/// resource server authenticates as (by its TLS certificate) to introspect tokens.
 pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";
+/// The attack lab's second mTLS client: same CA, another certificate, no audience mapper.
+pub const INTRUDER_CLIENT_ID: &str = "oauth2-playbook-intruder";
 /// The realm role the read endpoints require; step 2 of the flow assigns it.
 pub const READONLY_ROLE: &str = "oauth2-playbook-readonly";
 /// The client scope the client asks for; Keycloak grants it only with [`READONLY_ROLE`].
@@ -161,10 +164,24 @@ mod tests {
             mtls["attributes"]["tls.client.certificate.bound.access.tokens"],
             "true"
         );
+        let resource_server = clients
+            .iter()
+            .find(|c| c["clientId"] == RESOURCE_SERVER_CLIENT_ID)
+            .unwrap();
+        assert_eq!(resource_server["clientAuthenticatorType"], "client-x509");
+        assert_eq!(resource_server["serviceAccountsEnabled"], false, "it never asks for tokens");
+        let intruder = clients.iter().find(|c| c["clientId"] == INTRUDER_CLIENT_ID).unwrap();
+        assert_eq!(
+            intruder["attributes"]["tls.client.certificate.bound.access.tokens"],
+            "true"
+        );
         assert!(
-            clients
+            !intruder["defaultClientScopes"]
+                .as_array()
+                .unwrap()
                 .iter()
-                .any(|c| c["clientId"] == RESOURCE_SERVER_CLIENT_ID && c["bearerOnly"] == true)
+                .any(|s| s == "resource-server-audience"),
+            "the intruder's own tokens are for another audience"
         );
         // The role exists but nobody holds it: the client assigns it in step 2.
         assert_eq!(realm["roles"]["realm"][0]["name"], READONLY_ROLE);

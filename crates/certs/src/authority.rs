@@ -58,7 +58,7 @@ impl Authority {
         let mut params = CertificateParams::new(spec.names.clone())?;
         params.distinguished_name = name(&spec.common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![spec.usage.clone()];
+        params.extended_key_usages = spec.usages.clone();
         params.use_authority_key_identifier_extension = true;
         set_validity(&mut params, spec.lifetime);
         let key = KeyPair::generate()?;
@@ -75,7 +75,7 @@ impl Authority {
 pub struct LeafSpec {
     common_name: String,
     names: Vec<String>,
-    usage: ExtendedKeyUsagePurpose,
+    usages: Vec<ExtendedKeyUsagePurpose>,
     lifetime: Duration,
 }
 
@@ -85,7 +85,7 @@ impl LeafSpec {
         Self {
             common_name: common_name.to_owned(),
             names: SERVER_NAMES.iter().map(|s| s.to_string()).collect(),
-            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
             lifetime: LEAF_LIFETIME,
         }
     }
@@ -99,9 +99,16 @@ impl LeafSpec {
                 "127.0.0.1".into(),
                 "oauth2-playbook.dev".into(),
             ],
-            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            usages: vec![ExtendedKeyUsagePurpose::ClientAuth],
             lifetime: LEAF_LIFETIME,
         }
+    }
+
+    /// A server that is also a TLS client of another server (the resource server introspecting
+    /// tokens at Keycloak).
+    pub fn also_client(mut self) -> Self {
+        self.usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        self
     }
 
     /// The same leaf, valid for `lifetime` from now instead of the usual 90 days (a short-lived

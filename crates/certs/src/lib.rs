@@ -22,6 +22,11 @@ pub use store::{CertSet, Ensured, Files, write_private};
 
 /// The client certificate's common name; the realm's `x509.subjectdn` matches it.
 pub const CLIENT_CN: &str = "mtls-client-dev.local";
+/// The resource server's certificate: a TLS server, and the client Keycloak knows as
+/// `oauth2-playbook-resource-server` when it introspects tokens.
+pub const RESOURCE_SERVER_CN: &str = "resource-server";
+/// The attack lab's second client, registered in the realm like the first (same CA).
+pub const INTRUDER_CN: &str = "mtls-intruder-dev.local";
 /// Names every server certificate answers to (the seed's SANs).
 pub const SERVER_NAMES: &[&str] = &["localhost", "127.0.0.1", "oauth2-playbook.dev"];
 /// Password of the PKCS#12 truststore. A truststore holds no secret, but Java insists on one.

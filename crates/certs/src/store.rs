@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use p12_keystore::{Certificate as P12Certificate, KeyStore, KeyStoreEntry};
 
 use crate::check::{check_chain, check_key, check_lifetime};
-use crate::{Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, TRUSTSTORE_PASSWORD};
+use crate::{
+    Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, RESOURCE_SERVER_CN, TRUSTSTORE_PASSWORD,
+};
 
 /// The file names inside the certificate directory.
 #[derive(Debug, Clone)]
@@ -153,7 +155,7 @@ impl CertSet {
         let set = Self {
             ca_pem: ca.cert_pem(),
             keycloak: ca.issue(&LeafSpec::server("keycloak"))?,
-            resource_server: ca.issue(&LeafSpec::server("resource-server"))?,
+            resource_server: ca.issue(&LeafSpec::server(RESOURCE_SERVER_CN).also_client())?,
             client: ca.issue(&LeafSpec::client(CLIENT_CN))?,
             files,
         };

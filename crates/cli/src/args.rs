@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use playbook_provider::{BackendChoice, ProviderConfig, env};
 use playbook_realm::{KeycloakUrl, REALM};
-use playbook_resource_server::{Algorithm, BindingMode, ServerConfig};
+use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
 use url::Url;
 
 /// Where Keycloak is and who administers it: `provider`, `client` and `demo` all take these.
@@ -177,6 +177,22 @@ pub struct ServerArgs {
     /// Server private key (PEM).
     #[arg(long, env = "PLAYBOOK_TLS_KEY")]
     pub key: Option<PathBuf>,
+
+    /// Also ask Keycloak whether each valid token is still active (RFC 7662), as the realm's
+    /// `oauth2-playbook-resource-server` client with this server's certificate: a revoked token
+    /// is refused at once; 503 while Keycloak cannot be asked.
+    #[arg(long, env = "PLAYBOOK_INTROSPECTION")]
+    pub introspection: bool,
+
+    /// How long an introspection answer is reused, in seconds: the longest a revocation goes
+    /// unnoticed [default: 10].
+    #[arg(long, env = "PLAYBOOK_INTROSPECTION_TTL_SECS", requires = "introspection")]
+    pub introspection_ttl_secs: Option<u64>,
+
+    /// How often the realm's keys are fetched again unasked, in seconds, so that a key removed
+    /// from Keycloak stops verifying tokens [default: 300].
+    #[arg(long, env = "PLAYBOOK_JWKS_REFRESH_SECS")]
+    pub jwks_refresh_secs: Option<u64>,
 }
 
 impl ServerArgs {
@@ -191,6 +207,16 @@ impl ServerArgs {
         }
         if !self.algorithms.is_empty() {
             config.algorithms = self.algorithms.clone();
+        }
+        if self.introspection {
+            let mut introspection = IntrospectionConfig::default();
+            if let Some(secs) = self.introspection_ttl_secs {
+                introspection.ttl = Duration::from_secs(secs);
+            }
+            config.introspection = Some(introspection);
+        }
+        if let Some(secs) = self.jwks_refresh_secs {
+            config.jwks_refresh = Duration::from_secs(secs);
         }
     }
 

@@ -8,12 +8,14 @@
 //! - [`jwks`]: the realm's signing keys, found by OIDC discovery, parsed once, refreshed on an
 //!   unknown `kid` at most once per interval, kept when Keycloak is down.
 //! - [`token`]: the validation rules of docs/resource-server.md, in order, failing closed.
+//! - [`introspect`]: optionally, Keycloak asked whether a locally valid token is still active.
 //! - [`policy`]: the [`Authorized`] extractor. A handler states its requirement in its signature
 //!   (`Authorized<ReadUsers>`), like the seed's `@ScopesAllowed`, but scopes match whole tokens.
 //! - [`api`]: the seed's endpoints over an in-memory store.
 
 pub mod api;
 pub mod config;
+pub mod introspect;
 pub mod jwks;
 pub mod policy;
 pub mod server;
@@ -24,6 +26,7 @@ pub mod token;
 
 pub use api::{AppState, router};
 pub use config::{Algorithm, BindingMode};
+pub use introspect::IntrospectionConfig;
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};
 pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, ServerError};

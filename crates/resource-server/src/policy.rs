@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 
 use crate::BindingMode;
+use crate::introspect::{IntrospectionError, Introspector};
 use crate::token::{TokenError, Validator, VerifiedToken};
 
 /// A route's requirement: a realm role (from `realm_access.roles` only) and at least one of the
@@ -30,6 +31,8 @@ pub trait Policy: Send + Sync + 'static {
 pub struct Auth {
     pub validator: Validator,
     pub binding: BindingMode,
+    /// Introspection mode: Keycloak is asked whether a valid token is still active.
+    pub introspector: Option<Introspector>,
 }
 
 /// A request whose token is valid, bound as required, and satisfies `P`.
@@ -59,6 +62,15 @@ where
             .get::<Arc<TlsInfo>>()
             .and_then(|tls| tls.peer_certificates.first());
         check_binding(auth.binding, &token, certificate.map(|der| der.as_ref()))?;
+        if let Some(introspector) = &auth.introspector {
+            introspector
+                .check(presented, token.expires_at)
+                .await
+                .map_err(|error| match error {
+                    IntrospectionError::Inactive => AuthError::InvalidToken("token is not active"),
+                    IntrospectionError::Unavailable(_) => AuthError::Unavailable,
+                })?;
+        }
         check_policy::<P>(&token)?;
         Ok(Self {
             token,
@@ -148,11 +160,25 @@ pub enum AuthError {
         scope: String,
         missing_role: Option<&'static str>,
     },
+    /// 503: introspection mode cannot ask Keycloak, so the token is neither good nor bad yet.
+    Unavailable,
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
+        if self == Self::Unavailable {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(serde_json::json!({
+                    "error": "temporarily_unavailable",
+                    "message": "cannot ask the authorization server whether the token is active; retry shortly",
+                })),
+            )
+                .into_response();
+        }
         let (status, challenge, message) = match &self {
+            Self::Unavailable => unreachable!("answered above"),
             Self::NoToken => (
                 StatusCode::UNAUTHORIZED,
                 r#"Bearer realm="oauth2-playbook""#.to_owned(),
@@ -194,6 +220,7 @@ impl IntoResponse for AuthError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::Unavailable => "temporarily_unavailable",
         };
         let mut response = (
             status,

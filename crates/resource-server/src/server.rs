@@ -10,6 +10,7 @@ use playbook_realm::RealmUrl;
 use playbook_trace::Trace;
 use url::Url;
 
+use crate::introspect::{IntrospectionConfig, Introspector};
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
 use crate::policy::Auth;
 use crate::token::{Validator, ValidatorConfig};
@@ -24,6 +25,8 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Accepted clock difference with Keycloak for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// How often the keys are fetched again unasked (a removed key stops verifying within this).
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
 
 /// Everything needed to run the server, already loaded (PEM text, not paths).
 #[derive(Debug, Clone)]
@@ -41,6 +44,11 @@ pub struct ServerConfig {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// How often the keys are fetched again even when no unknown `kid` asked for it, so a key
+    /// Keycloak removed stops verifying tokens within this interval.
+    pub jwks_refresh: Duration,
+    /// Introspection mode (RFC 7662): off unless set.
+    pub introspection: Option<IntrospectionConfig>,
     /// Where the server records its own exchanges with Keycloak (off by default).
     pub trace: Trace,
 }
@@ -60,6 +68,8 @@ impl ServerConfig {
             ca_pem: certs.ca_pem.clone(),
             cert_pem: certs.resource_server.cert_pem().to_owned(),
             key_pem: certs.resource_server.key_pem().to_owned(),
+            jwks_refresh: JWKS_REFRESH,
+            introspection: None,
             trace: Trace::off(),
         }
     }
@@ -144,9 +154,23 @@ pub fn serve(
         },
         keys.clone(),
     );
+    let introspector = match &config.introspection {
+        Some(settings) => {
+            let identity = format!("{}\n{}", config.cert_pem, config.key_pem);
+            let http = playbook_https::https_client_with_identity(&config.ca_pem, identity.as_bytes())
+                .map_err(|e| ServerError::Tls(e.to_string()))?;
+            let endpoint = settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| config.issuer.introspection());
+            Some(Introspector::new(http, endpoint, settings, config.trace.clone()))
+        }
+        None => None,
+    };
     let state = AppState::new(Arc::new(Auth {
         validator,
         binding: config.binding,
+        introspector,
     }));
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
@@ -164,12 +188,15 @@ pub fn serve(
         .serve(router(state.clone()).into_make_service());
     let task = tokio::spawn(server);
     // Started without keys (Keycloak down)? Keep trying in the background; /readyz tells.
-    let retry = config.retry_interval;
+    // With keys, fetch them again now and then: a key Keycloak removed must stop verifying.
+    let (retry, every) = (config.retry_interval, config.jwks_refresh);
     let refresher = tokio::spawn(async move {
+        let mut last = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(retry).await;
-            if !keys.has_keys() {
+            tokio::time::sleep(retry.min(every)).await;
+            if !keys.has_keys() || last.elapsed() >= every {
                 keys.refresh_now().await;
+                last = tokio::time::Instant::now();
             }
         }
     });
