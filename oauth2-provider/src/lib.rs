@@ -169,8 +169,14 @@ mod tests {
             .find(|c| c["clientId"] == RESOURCE_SERVER_CLIENT_ID)
             .unwrap();
         assert_eq!(resource_server["clientAuthenticatorType"], "client-x509");
-        assert_eq!(resource_server["serviceAccountsEnabled"], false, "it never asks for tokens");
-        let intruder = clients.iter().find(|c| c["clientId"] == INTRUDER_CLIENT_ID).unwrap();
+        assert_eq!(
+            resource_server["serviceAccountsEnabled"], false,
+            "it never asks for tokens"
+        );
+        let intruder = clients
+            .iter()
+            .find(|c| c["clientId"] == INTRUDER_CLIENT_ID)
+            .unwrap();
         assert_eq!(
             intruder["attributes"]["tls.client.certificate.bound.access.tokens"],
             "true"

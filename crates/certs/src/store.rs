@@ -9,7 +9,8 @@ use p12_keystore::{Certificate as P12Certificate, KeyStore, KeyStoreEntry};
 
 use crate::check::{check_chain, check_key, check_lifetime};
 use crate::{
-    Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, RESOURCE_SERVER_CN, TRUSTSTORE_PASSWORD,
+    Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, RESOURCE_SERVER_CN,
+    TRUSTSTORE_PASSWORD,
 };
 
 /// The file names inside the certificate directory.

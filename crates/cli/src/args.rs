@@ -186,7 +186,11 @@ pub struct ServerArgs {
 
     /// How long an introspection answer is reused, in seconds: the longest a revocation goes
     /// unnoticed [default: 10].
-    #[arg(long, env = "PLAYBOOK_INTROSPECTION_TTL_SECS", requires = "introspection")]
+    #[arg(
+        long,
+        env = "PLAYBOOK_INTROSPECTION_TTL_SECS",
+        requires = "introspection"
+    )]
     pub introspection_ttl_secs: Option<u64>,
 
     /// How often the realm's keys are fetched again unasked, in seconds, so that a key removed

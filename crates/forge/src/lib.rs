@@ -86,7 +86,11 @@ impl SigningKey {
 
 /// `alg: none`: a token with an empty signature, which a naive library would take as valid.
 pub fn unsigned(claims: &Value) -> String {
-    format!("{}.{}.", b64_json(&json!({ "alg": "none", "typ": "JWT" })), b64_json(claims))
+    format!(
+        "{}.{}.",
+        b64_json(&json!({ "alg": "none", "typ": "JWT" })),
+        b64_json(claims)
+    )
 }
 
 /// HS256 with `secret`: with a published public key as the secret, the key-confusion attack on

@@ -66,7 +66,12 @@ struct Answer {
 
 impl Introspector {
     /// `http` must present the resource server's client certificate.
-    pub fn new(http: reqwest::Client, endpoint: Url, config: &IntrospectionConfig, trace: Trace) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: Url,
+        config: &IntrospectionConfig,
+        trace: Trace,
+    ) -> Self {
         Self {
             http,
             endpoint,
@@ -116,8 +121,16 @@ impl Introspector {
     }
 
     async fn ask(&self, token: &str) -> Result<bool, IntrospectionError> {
-        let mut exchange = Exchange::new(Party::ResourceServer, Party::Keycloak, "POST", self.endpoint.as_str());
-        exchange.purpose = format!("token introspection (RFC 7662) as {}, TLS client certificate", self.client_id);
+        let mut exchange = Exchange::new(
+            Party::ResourceServer,
+            Party::Keycloak,
+            "POST",
+            self.endpoint.as_str(),
+        );
+        exchange.purpose = format!(
+            "token introspection (RFC 7662) as {}, TLS client certificate",
+            self.client_id
+        );
         exchange.token = playbook_trace::TokenView::decode(token);
         let answer = async {
             let response = self
@@ -132,7 +145,10 @@ impl Introspector {
                 exchange.answered(status.as_u16(), status.canonical_reason().unwrap_or(""));
                 return Err(format!("{} answered {status}", self.endpoint));
             }
-            let answer: Answer = response.json().await.map_err(|e| playbook_https::describe(&e))?;
+            let answer: Answer = response
+                .json()
+                .await
+                .map_err(|e| playbook_https::describe(&e))?;
             exchange.answered(status.as_u16(), format!("active: {}", answer.active));
             Ok(answer.active)
         }

@@ -157,13 +157,19 @@ pub fn serve(
     let introspector = match &config.introspection {
         Some(settings) => {
             let identity = format!("{}\n{}", config.cert_pem, config.key_pem);
-            let http = playbook_https::https_client_with_identity(&config.ca_pem, identity.as_bytes())
-                .map_err(|e| ServerError::Tls(e.to_string()))?;
+            let http =
+                playbook_https::https_client_with_identity(&config.ca_pem, identity.as_bytes())
+                    .map_err(|e| ServerError::Tls(e.to_string()))?;
             let endpoint = settings
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| config.issuer.introspection());
-            Some(Introspector::new(http, endpoint, settings, config.trace.clone()))
+            Some(Introspector::new(
+                http,
+                endpoint,
+                settings,
+                config.trace.clone(),
+            ))
         }
         None => None,
     };

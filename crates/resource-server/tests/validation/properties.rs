@@ -50,6 +50,7 @@ static AUTH: LazyLock<Arc<Auth>> = LazyLock::new(|| {
     Arc::new(Auth {
         validator: Validator::new(config, Arc::new(keys)),
         binding: BindingMode::WhenPresent,
+        introspector: None,
     })
 });
 
