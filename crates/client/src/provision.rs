@@ -55,26 +55,48 @@ impl<'a> Provisioner<'a> {
         }
     }
 
-    /// The service-account user of the client with this `clientId`.
-    pub async fn service_account(&self, client_id: &str) -> Result<ServiceAccount, ClientError> {
+    /// Keycloak's own id of the client with this `clientId` (what Admin API paths take).
+    pub async fn client_uuid(&self, client_id: &str) -> Result<String, ClientError> {
         let realm = &self.realm;
         let clients: Vec<ClientRepresentation> = self
             .admin
             .get(&format!("{realm}/clients?clientId={client_id}"))
             .await?
             .unwrap_or_default();
-        let client = clients
+        clients
             .into_iter()
             .next()
+            .map(|client| client.id)
             .ok_or_else(|| ClientError::ClientNotFound {
                 client_id: client_id.into(),
                 realm: realm.clone(),
-            })?;
+            })
+    }
+
+    /// Tokens issued to this client from now on live `lifespan` (a client-level override of
+    /// the realm's access-token lifespan).
+    pub async fn set_access_token_lifespan(
+        &self,
+        client_id: &str,
+        lifespan: std::time::Duration,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "{}/clients/{}",
+            self.realm,
+            self.client_uuid(client_id).await?
+        );
+        let mut client: serde_json::Value = self.admin.get(&path).await?.unwrap_or_default();
+        client["attributes"]["access.token.lifespan"] = lifespan.as_secs().to_string().into();
+        self.admin.put(&path, &client).await?;
+        Ok(())
+    }
+
+    /// The service-account user of the client with this `clientId`.
+    pub async fn service_account(&self, client_id: &str) -> Result<ServiceAccount, ClientError> {
+        let realm = &self.realm;
+        let uuid = self.client_uuid(client_id).await?;
         self.admin
-            .get(&format!(
-                "{realm}/clients/{}/service-account-user",
-                client.id
-            ))
+            .get(&format!("{realm}/clients/{uuid}/service-account-user"))
             .await?
             .ok_or_else(|| ClientError::NoServiceAccount {
                 client_id: client_id.into(),

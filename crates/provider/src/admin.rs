@@ -205,11 +205,16 @@ impl Admin {
 
     /// Deletes a realm; a realm that is already gone is fine.
     pub async fn delete_realm(&self, name: &str) -> Result<(), ProviderError> {
-        let response = self.send(reqwest::Method::DELETE, name, None).await?;
+        self.remove(name).await
+    }
+
+    /// `DELETE` an Admin API path without a body; a resource that is already gone is fine.
+    pub async fn remove(&self, path: &str) -> Result<(), ProviderError> {
+        let response = self.send(reqwest::Method::DELETE, path, None).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
-        check("DELETE", name, response).await.map(drop)
+        check("DELETE", path, response).await.map(drop)
     }
 
     async fn send(

@@ -159,7 +159,8 @@ pub struct JwksCache {
     allowed: Vec<Algorithm>,
     min_refresh_interval: Duration,
     keys: RwLock<Arc<HashMap<String, Arc<VerifyingKey>>>>,
-    /// Held by the one request that fetches; holds the time of the last fetch attempt.
+    /// Held by the one request that fetches; holds the time of the last fetch an unknown kid
+    /// caused (the one the interval limits).
     refresh: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
     /// Where discovery and JWKS fetches are recorded (for the instructor's stage).
@@ -290,10 +291,11 @@ impl JwksCache {
         self.snapshot().get(kid).cloned()
     }
 
-    /// Fetches now, ignoring the interval (start-up and readiness retries).
+    /// Fetches now, ignoring the interval (start-up, readiness retries, the periodic refresh).
+    /// It does not count against the interval: a kid that appears just after a scheduled fetch
+    /// must still be fetchable at once.
     pub async fn refresh_now(&self) {
-        let mut last_fetch = self.refresh.lock().await;
-        *last_fetch = Some(Instant::now());
+        let _single_flight = self.refresh.lock().await;
         self.fetch().await;
     }
 

@@ -7,6 +7,7 @@ mod cli_errors;
 mod client;
 mod demo;
 mod doctor;
+mod lab;
 mod resource_server;
 mod stage;
 mod token;

@@ -1,0 +1,182 @@
+//! The attack lab against the real Keycloak: every scenario, each in its own realm, asserting
+//! the statuses and challenges the defences answer, not just that the lab says it held.
+
+use playbook_lab::{Answer, Attempt, Lab, Verdict, scenario};
+use playbook_trace::Trace;
+
+/// Runs one scenario on the run's shared Keycloak, recording its exchanges.
+fn run(name: &str) -> (Verdict, Trace) {
+    playbook_testkit::run(async {
+        let keycloak = playbook_testkit::keycloak().await;
+        let admin = keycloak.admin().expect("an Admin API client");
+        let trace = Trace::new();
+        let verdict = Lab::new(&admin, playbook_testkit::certs(), trace.clone())
+            .run(scenario(name).expect("a scenario"))
+            .await
+            .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
+        (verdict, trace)
+    })
+}
+
+fn statuses(verdict: &Verdict) -> Vec<u16> {
+    verdict
+        .attempts
+        .iter()
+        .map(|a| match a.answer {
+            Answer::Status { status, .. } => status,
+            Answer::NoToken { .. } => 0,
+        })
+        .collect()
+}
+
+fn challenge(attempt: &Attempt) -> &str {
+    match &attempt.answer {
+        Answer::Status {
+            www_authenticate: Some(challenge),
+            ..
+        } => challenge,
+        _ => "",
+    }
+}
+
+#[test]
+fn a_stolen_token_with_another_certificate_is_refused_unless_binding_is_off() {
+    let (verdict, _) = run("stolen-token");
+    assert_eq!(statuses(&verdict), [401, 200], "{verdict:#?}");
+    assert!(challenge(&verdict.attempts[0]).contains(r#"error="invalid_token""#));
+    assert!(
+        challenge(&verdict.attempts[0]).contains("certificate"),
+        "{}",
+        challenge(&verdict.attempts[0])
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn forged_tokens_are_all_refused() {
+    let (verdict, trace) = run("forged-tokens");
+    assert_eq!(statuses(&verdict), [401; 6], "{verdict:#?}");
+    for attempt in &verdict.attempts {
+        assert!(
+            challenge(attempt).contains(r#"error="invalid_token""#),
+            "{}: {}",
+            attempt.tried,
+            challenge(attempt)
+        );
+    }
+    // The forgeries really were what they claim: their decoded headers reached the trace.
+    let algs: Vec<String> = trace
+        .snapshot()
+        .exchanges()
+        .filter_map(|e| e.token.as_ref())
+        .map(|t| t.header["alg"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        algs.contains(&"none".to_owned()) && algs.contains(&"HS256".to_owned()),
+        "{algs:?}"
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_token_for_another_audience_is_refused() {
+    let (verdict, _) = run("wrong-audience");
+    assert_eq!(statuses(&verdict), [401], "{verdict:#?}");
+    assert!(
+        challenge(&verdict.attempts[0]).contains("audience"),
+        "{}",
+        challenge(&verdict.attempts[0])
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn an_expired_token_is_refused_and_the_client_renews_before_expiry() {
+    let (verdict, _) = run("expiry");
+    assert_eq!(statuses(&verdict), [200, 401, 200], "{verdict:#?}");
+    assert!(
+        challenge(&verdict.attempts[1]).contains("expired"),
+        "{}",
+        challenge(&verdict.attempts[1])
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_revoked_role_outlives_in_the_old_token_but_not_in_a_new_one() {
+    let (verdict, _) = run("role-removed");
+    assert_eq!(statuses(&verdict), [200, 200, 403], "{verdict:#?}");
+    assert!(challenge(&verdict.attempts[2]).contains(r#"error="insufficient_scope""#));
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_revoked_token_passes_jwks_only_and_fails_introspection() {
+    let (verdict, trace) = run("revocation");
+    assert_eq!(statuses(&verdict), [200, 200, 401], "{verdict:#?}");
+    assert!(
+        challenge(&verdict.attempts[2]).contains("not active"),
+        "{}",
+        challenge(&verdict.attempts[2])
+    );
+    let run = trace.snapshot();
+    let introspections: Vec<String> = run
+        .exchanges()
+        .filter(|e| e.url.ends_with("/token/introspect"))
+        .map(|e| e.answer.clone())
+        .collect();
+    assert_eq!(introspections, ["active: true", "active: false"]);
+    assert!(
+        run.exchanges()
+            .any(|e| e.url.ends_with("/revoke") && e.status == Some(200))
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn after_key_rotation_old_and_new_tokens_pass_until_the_old_key_is_removed() {
+    let (verdict, trace) = run("key-rotation");
+    assert_eq!(
+        statuses(&verdict),
+        [200, 200, 200, 401, 200],
+        "{verdict:#?}"
+    );
+    assert!(
+        challenge(&verdict.attempts[3]).contains("unknown signing key"),
+        "{}",
+        challenge(&verdict.attempts[3])
+    );
+    // Between the new key's first token and its first use, the resource server fetched the
+    // JWKS exactly once.
+    let run = trace.snapshot();
+    let exchanges: Vec<_> = run.exchanges().collect();
+    let token_requests: Vec<usize> = (0..exchanges.len())
+        .filter(|&i| exchanges[i].url.ends_with("/token") && exchanges[i].token.is_some())
+        .collect();
+    let new_token = token_requests[1];
+    let first_use = (new_token..exchanges.len())
+        .find(|&i| exchanges[i].to == playbook_trace::Party::ResourceServer)
+        .unwrap();
+    let fetches = exchanges[new_token..first_use]
+        .iter()
+        .filter(|e| e.from == playbook_trace::Party::ResourceServer && e.url.ends_with("/certs"))
+        .count();
+    assert_eq!(fetches, 1, "JWKS fetches for the new kid");
+    let new_kid = exchanges[new_token].token.as_ref().unwrap().header["kid"].clone();
+    let old_kid = exchanges[token_requests[0]].token.as_ref().unwrap().header["kid"].clone();
+    assert_ne!(new_kid, old_kid, "new tokens carry the new key's kid");
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_certificate_from_another_ca_gets_no_token_and_one_line() {
+    let (verdict, _) = run("foreign-ca");
+    match &verdict.attempts[0].answer {
+        Answer::NoToken { why } => {
+            assert!(!why.contains('\n'), "one line: {why}");
+            assert!(why.to_lowercase().contains("certificate"), "{why}");
+        }
+        other => panic!("a token was issued: {other:?}"),
+    }
+    assert!(verdict.held());
+}

@@ -1,0 +1,199 @@
+//! The attack lab: every classic mistake and attack on the flow, run for real against Keycloak
+//! and the resource server, each with what the defence answered and why.
+//!
+//! A scenario runs in a realm of its own (imported from the bundled one and deleted after), so
+//! scenarios run in any order, alone or all together, without seeing each other's changes.
+//! Every exchange goes to the lab's [`Trace`], so the CLI draws the arrows and the instructor's
+//! stage shows them. A scenario's [`Verdict`] lists its attempts: what was tried, what was
+//! expected, and what the defence answered (status and `WWW-Authenticate`).
+//!
+//! ```no_run
+//! # async fn lab(admin: &playbook_provider::Admin, certs: &playbook_certs::CertSet) {
+//! let lab = playbook_lab::Lab::new(admin, certs, playbook_trace::Trace::off());
+//! let verdict = lab.run(playbook_lab::scenario("stolen-token").unwrap()).await.unwrap();
+//! assert!(verdict.held());
+//! # }
+//! ```
+
+mod arena;
+mod scenarios;
+
+pub use arena::{Lab, LabError};
+
+use serde::Serialize;
+
+/// One lesson of the lab.
+#[derive(Debug, Serialize)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// What it teaches, in two sentences.
+    pub lesson: &'static str,
+    /// Where the defence is specified.
+    pub rfc: &'static str,
+}
+
+/// Every scenario, in the order `--all` runs them (the one home of their names).
+pub const SCENARIOS: [Scenario; 8] = [
+    Scenario {
+        name: "stolen-token",
+        title: "A stolen token presented with another certificate",
+        lesson: "A second client of the same CA replays the first client's token: the resource server compares the certificate on the connection with the token's cnf.x5t#S256 and refuses it. The same replay is accepted by a resource server run with --binding off, which is why binding matters.",
+        rfc: "RFC 8705 §3",
+    },
+    Scenario {
+        name: "forged-tokens",
+        title: "Forged tokens: alg none, HS256 with the public key, the attacker's own key",
+        lesson: "A token is only as good as the key that verifies it, and that key must be the realm's, chosen by the server: not none, not an HMAC secret made of the public key, not a key the token itself points at (jwk, jku, x5c). Each forgery is refused with 401 invalid_token.",
+        rfc: "RFC 8725 §2.1, §3.1; RFC 7515 §4.1",
+    },
+    Scenario {
+        name: "wrong-audience",
+        title: "A genuine token for another audience",
+        lesson: "Keycloak signed it and it arrives with its own certificate, but it was issued for another audience (the intruder's token names account, not this API). A resource server accepts only tokens whose aud names it, so a token meant for one API cannot be spent at another.",
+        rfc: "RFC 9068 §4; RFC 7519 §4.1.3",
+    },
+    Scenario {
+        name: "expiry",
+        title: "An expired token, and a client that renews before expiry",
+        lesson: "With the client's token lifespan cut to a few seconds through the Admin API, a token used after its exp gets 401 token expired. The client's cache renews at half-life, so its own calls never meet the expiry.",
+        rfc: "RFC 7519 §4.1.4; RFC 6749 §4.4",
+    },
+    Scenario {
+        name: "role-removed",
+        title: "The role taken away while a token is live",
+        lesson: "A JWT is self-contained: after the role is revoked, the token issued before keeps working until it expires, and only a new token gets 403. The token's lifetime is the revocation delay, unless the resource server introspects.",
+        rfc: "RFC 9068 §2.2.3; RFC 6750 §3.1",
+    },
+    Scenario {
+        name: "revocation",
+        title: "A revoked token: JWKS-only versus introspection",
+        lesson: "The client revokes its token at Keycloak (authenticated by its certificate): a resource server that only checks signatures still accepts it, one in introspection mode asks Keycloak and refuses it at once. Introspection buys immediate revocation for one call to Keycloak per token and TTL.",
+        rfc: "RFC 7009 §2; RFC 7662 §2",
+    },
+    Scenario {
+        name: "key-rotation",
+        title: "Key rotation: a new signing key, then the old one removed",
+        lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused within the refresh interval.",
+        rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
+    },
+    Scenario {
+        name: "foreign-ca",
+        title: "A client certificate from another CA",
+        lesson: "Keycloak trusts only the playbook's CA for client certificates, so a certificate from any other CA, even with the right subject, gets no token. The client says so in one line instead of a stack trace.",
+        rfc: "RFC 8705 §2.1",
+    },
+];
+
+/// The scenario of that name.
+pub fn scenario(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// What one attempt got: a status from the resource server, or no token at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Status {
+        status: u16,
+        www_authenticate: Option<String>,
+    },
+    /// Keycloak issued no token (refused the client, or its certificate at the handshake).
+    NoToken { why: String },
+}
+
+/// What an attempt expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    Status(u16),
+    NoToken,
+}
+
+/// One try and the defence's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub tried: String,
+    pub expected: Expect,
+    pub answer: Answer,
+}
+
+impl Attempt {
+    pub fn held(&self) -> bool {
+        match (&self.expected, &self.answer) {
+            (Expect::Status(want), Answer::Status { status, .. }) => want == status,
+            (Expect::NoToken, Answer::NoToken { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// The answer in a line: status and challenge, or why there was no token.
+    pub fn answered(&self) -> String {
+        match &self.answer {
+            Answer::Status {
+                status,
+                www_authenticate: Some(challenge),
+            } => format!("{status} {challenge}"),
+            Answer::Status { status, .. } => status.to_string(),
+            Answer::NoToken { why } => format!("no token: {why}"),
+        }
+    }
+}
+
+/// A scenario's result: every attempt, in order.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub scenario: &'static Scenario,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Verdict {
+    /// Every attempt got the answer the defence should give.
+    pub fn held(&self) -> bool {
+        !self.attempts.is_empty() && self.attempts.iter().all(Attempt::held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique_and_found() {
+        for s in &SCENARIOS {
+            assert_eq!(scenario(s.name).map(|f| f.name), Some(s.name));
+            assert!(
+                s.lesson.matches(". ").count() >= 1,
+                "two sentences: {}",
+                s.name
+            );
+        }
+        assert!(scenario("nope").is_none());
+    }
+
+    #[test]
+    fn a_verdict_holds_only_when_every_attempt_got_its_expected_answer() {
+        let attempt = |expected, status| Attempt {
+            tried: "x".into(),
+            expected,
+            answer: Answer::Status {
+                status,
+                www_authenticate: None,
+            },
+        };
+        let verdict = |attempts| Verdict {
+            scenario: &SCENARIOS[0],
+            attempts,
+        };
+        assert!(
+            verdict(vec![
+                attempt(Expect::Status(401), 401),
+                attempt(Expect::Status(200), 200)
+            ])
+            .held()
+        );
+        assert!(!verdict(vec![attempt(Expect::Status(401), 200)]).held());
+        assert!(!verdict(vec![attempt(Expect::NoToken, 401)]).held());
+        assert!(!verdict(vec![]).held(), "nothing tried, nothing held");
+    }
+}

@@ -1,0 +1,460 @@
+//! The scenarios themselves: each sets up what it needs in its realm, tries the attack or the
+//! mistake, and returns every attempt with the answer it got.
+
+use std::time::Duration;
+
+use base64::Engine;
+use playbook_certs::{Authority, LeafSpec};
+use playbook_client::AccessToken;
+use playbook_forge::{SigningKey, hs256, unsigned};
+use playbook_realm::{CLIENT_ID, INTRUDER_CLIENT_ID, USERS_READ};
+use playbook_resource_server::{BindingMode, IntrospectionConfig, unix_now};
+use playbook_trace::TokenView;
+use serde_json::{Value, json};
+
+use crate::arena::Arena;
+use crate::{Answer, Attempt, Expect, LabError};
+
+type Attempts = Result<Vec<Attempt>, LabError>;
+
+pub(crate) async fn run(name: &str, arena: &Arena<'_>) -> Attempts {
+    match name {
+        "stolen-token" => stolen_token(arena).await,
+        "forged-tokens" => forged_tokens(arena).await,
+        "wrong-audience" => wrong_audience(arena).await,
+        "expiry" => expiry(arena).await,
+        "role-removed" => role_removed(arena).await,
+        "revocation" => revocation(arena).await,
+        "key-rotation" => key_rotation(arena).await,
+        "foreign-ca" => foreign_ca(arena).await,
+        other => Err(LabError::Setup(format!("no scenario named {other}"))),
+    }
+}
+
+/// The intruder: the realm's second mTLS client, with a certificate from the same CA.
+fn intruder(arena: &Arena<'_>) -> Result<std::sync::Arc<playbook_client::TokenClient>, LabError> {
+    let identity = arena.issue(&LeafSpec::client(playbook_certs::INTRUDER_CN))?;
+    arena.client(INTRUDER_CLIENT_ID, &identity, "")
+}
+
+fn claims(token: &AccessToken) -> Value {
+    TokenView::decode(token.expose())
+        .map(|view| view.claims)
+        .unwrap_or_default()
+}
+
+fn kid(token: &AccessToken) -> String {
+    TokenView::decode(token.expose())
+        .and_then(|view| view.header["kid"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+async fn stolen_token(arena: &Arena<'_>) -> Attempts {
+    let bound = arena.resource_server(|_| {}).await?;
+    let unbound = arena
+        .another_resource_server(|config| config.binding = BindingMode::Off)
+        .await?;
+    let stolen = arena.victim.token().await?;
+    let intruder = intruder(arena)?;
+    let attempts = vec![
+        arena
+            .call(
+                &bound,
+                &intruder,
+                stolen.expose(),
+                "the intruder replays the client's token with its own certificate",
+                Expect::Status(401),
+            )
+            .await?,
+        arena
+            .call(
+                &unbound,
+                &intruder,
+                stolen.expose(),
+                "the same replay at a resource server run with --binding off",
+                Expect::Status(200),
+            )
+            .await?,
+    ];
+    bound.shutdown().await;
+    unbound.shutdown().await;
+    Ok(attempts)
+}
+
+async fn forged_tokens(arena: &Arena<'_>) -> Attempts {
+    let server = arena.resource_server(|_| {}).await?;
+    let genuine = arena.victim.token().await?;
+    let claims = claims(&genuine);
+    let realm_kid = kid(&genuine);
+    // What anyone can download: the realm's public signing key.
+    let jwks: Value = playbook_https::https_client(&arena.certs().ca_pem)
+        .map_err(|e| LabError::Setup(e.to_string()))?
+        .get(arena.urls.jwks())
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| {
+            LabError::Setup(format!(
+                "fetching the realm's JWKS: {}",
+                playbook_https::describe(&e)
+            ))
+        })?
+        .json()
+        .await
+        .map_err(|e| LabError::Setup(e.to_string()))?;
+    let modulus = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == realm_kid.as_str()))
+        .and_then(|k| k["n"].as_str())
+        .and_then(|n| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(n)
+                .ok()
+        })
+        .ok_or_else(|| {
+            LabError::Setup("the realm's JWKS has no key for its own token's kid".into())
+        })?;
+    let attacker = SigningKey::generate("attacker");
+    let attacker_cert = Authority::generate()?.cert_pem();
+    let x5c = playbook_certs::der::certificates(&attacker_cert)
+        .map_err(LabError::Setup)?
+        .first()
+        .map(|der| base64::engine::general_purpose::STANDARD.encode(der))
+        .ok_or_else(|| LabError::Setup("the attacker's CA certificate is empty".into()))?;
+    let forgeries = [
+        ("alg none: the same claims, no signature at all", unsigned(&claims)),
+        (
+            "HS256 with the realm's public key (its modulus from the JWKS) as the HMAC secret",
+            hs256(&modulus, &json!({ "alg": "HS256", "typ": "JWT", "kid": realm_kid }), &claims),
+        ),
+        (
+            "signed by the attacker's key, claiming the realm's kid",
+            attacker.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": realm_kid }), &claims),
+        ),
+        (
+            "signed by the attacker's key, which the header carries as jwk",
+            attacker.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": "attacker", "jwk": attacker.jwk("sig") }), &claims),
+        ),
+        (
+            "signed by the attacker's key, which the header points at with jku",
+            attacker.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": "attacker", "jku": "https://attacker.example/jwks.json" }), &claims),
+        ),
+        (
+            "signed by the attacker's key, with the attacker's certificate as x5c",
+            attacker.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": "attacker", "x5c": [x5c] }), &claims),
+        ),
+    ];
+    let mut attempts = Vec::new();
+    for (tried, token) in forgeries {
+        attempts.push(
+            arena
+                .call(&server, &arena.victim, &token, tried, Expect::Status(401))
+                .await?,
+        );
+    }
+    server.shutdown().await;
+    Ok(attempts)
+}
+
+async fn wrong_audience(arena: &Arena<'_>) -> Attempts {
+    let server = arena.resource_server(|_| {}).await?;
+    let intruder = intruder(arena)?;
+    let token = intruder.token().await?;
+    let audience = claims(&token)["aud"].to_string();
+    let attempt = arena
+        .call(
+            &server,
+            &intruder,
+            token.expose(),
+            format!("the intruder's own genuine token (aud {audience}) with its own certificate"),
+            Expect::Status(401),
+        )
+        .await?;
+    server.shutdown().await;
+    Ok(vec![attempt])
+}
+
+async fn expiry(arena: &Arena<'_>) -> Attempts {
+    const LIFESPAN: Duration = Duration::from_secs(4);
+    arena
+        .provisioner()
+        .set_access_token_lifespan(CLIENT_ID, LIFESPAN)
+        .await?;
+    // No leeway here, so the lesson does not wait 30 s for the default one.
+    let server = arena
+        .resource_server(|config| config.leeway = Duration::ZERO)
+        .await?;
+    let token = arena.victim.request().await?;
+    let mut attempts = vec![
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                token.expose(),
+                format!("a fresh token that lives {} s", LIFESPAN.as_secs()),
+                Expect::Status(200),
+            )
+            .await?,
+    ];
+    let exp = claims(&token)["exp"].as_i64().unwrap_or_default();
+    let wait = u64::try_from(exp - unix_now() + 1).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                token.expose(),
+                "the same token, one second after its exp",
+                Expect::Status(401),
+            )
+            .await?,
+    );
+    // The client's own calls: its cache renews at half-life, so none meets the expiry.
+    let client = arena.client(CLIENT_ID, &arena.certs().client, USERS_READ)?;
+    let api = playbook_client::ResourceApi::new(server.base_url(), client.clone());
+    let mut worst = 200;
+    for _ in 0..6 {
+        let answer = api
+            .get(playbook_resource_server::api::LIST_USERS.path)
+            .await?;
+        worst = worst.max(answer.status);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    attempts.push(Attempt {
+        tried: format!(
+            "the client's own calls, one a second for 6 s, through its token cache ({} token requests)",
+            client.requests_made()
+        ),
+        expected: Expect::Status(200),
+        answer: Answer::Status {
+            status: worst,
+            www_authenticate: None,
+        },
+    });
+    server.shutdown().await;
+    Ok(attempts)
+}
+
+async fn role_removed(arena: &Arena<'_>) -> Attempts {
+    let server = arena.resource_server(|_| {}).await?;
+    let before = arena.victim.token().await?;
+    let mut attempts = vec![
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                before.expose(),
+                "a token issued while the role is held",
+                Expect::Status(200),
+            )
+            .await?,
+    ];
+    let provisioner = arena.provisioner();
+    let (account, role) = provisioner
+        .account_and_role(CLIENT_ID, playbook_realm::READONLY_ROLE)
+        .await?;
+    provisioner.revoke(&account, &role).await?;
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                before.expose(),
+                "the same token after the role was revoked",
+                Expect::Status(200),
+            )
+            .await?,
+    );
+    arena.victim.forget().await;
+    let after = arena.victim.token().await?;
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                after.expose(),
+                "a new token, issued after the revocation",
+                Expect::Status(403),
+            )
+            .await?,
+    );
+    server.shutdown().await;
+    Ok(attempts)
+}
+
+async fn revocation(arena: &Arena<'_>) -> Attempts {
+    // A short TTL, so the lesson need not wait: the longest a revocation goes unnoticed.
+    const TTL: Duration = Duration::from_secs(1);
+    let jwks_only = arena.resource_server(|_| {}).await?;
+    // The lab's own resource-server identity, so a certificate set made before the resource
+    // server became a client too still works.
+    let identity =
+        arena.issue(&LeafSpec::server(playbook_certs::RESOURCE_SERVER_CN).also_client())?;
+    let introspecting = arena
+        .another_resource_server(|config| {
+            config.cert_pem = identity.cert_pem().to_owned();
+            config.key_pem = identity.key_pem().to_owned();
+            config.introspection = Some(IntrospectionConfig {
+                ttl: TTL,
+                ..IntrospectionConfig::default()
+            });
+        })
+        .await?;
+    let token = arena.victim.token().await?;
+    let mut attempts = vec![
+        arena
+            .call(
+                &introspecting,
+                &arena.victim,
+                token.expose(),
+                "a live token at the introspecting resource server",
+                Expect::Status(200),
+            )
+            .await?,
+    ];
+    arena
+        .victim
+        .revoke(&arena.urls.revocation(), &token)
+        .await?;
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    attempts.push(
+        arena
+            .call(
+                &jwks_only,
+                &arena.victim,
+                token.expose(),
+                "the revoked token at a JWKS-only resource server",
+                Expect::Status(200),
+            )
+            .await?,
+    );
+    attempts.push(
+        arena
+            .call(
+                &introspecting,
+                &arena.victim,
+                token.expose(),
+                "the revoked token at the introspecting resource server",
+                Expect::Status(401),
+            )
+            .await?,
+    );
+    jwks_only.shutdown().await;
+    introspecting.shutdown().await;
+    Ok(attempts)
+}
+
+async fn key_rotation(arena: &Arena<'_>) -> Attempts {
+    const REFRESH: Duration = Duration::from_secs(2);
+    let server = arena
+        .resource_server(|config| {
+            config.jwks_refresh = REFRESH;
+            config.min_refresh_interval = Duration::from_secs(1);
+        })
+        .await?;
+    let old = arena.victim.token().await?;
+    let mut attempts = vec![
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                old.expose(),
+                format!("a token signed by the realm's key {}", kid(&old)),
+                Expect::Status(200),
+            )
+            .await?,
+    ];
+    let admin = arena.admin();
+    let realm: Value = admin.get(&arena.realm).await?.unwrap_or_default();
+    admin
+        .post(
+            &format!("{}/components", arena.realm),
+            &json!({
+                "name": "rotated-rsa", "providerId": "rsa-generated",
+                "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
+                "config": { "priority": ["1000"], "algorithm": ["RS256"], "keySize": ["2048"],
+                            "active": ["true"], "enabled": ["true"] }
+            }),
+        )
+        .await?;
+    arena.victim.forget().await;
+    let new = arena.victim.token().await?;
+    attempts.push(
+        arena
+            .call(&server, &arena.victim, new.expose(), format!("a token signed by the new key {} (kid unknown until the JWKS is fetched again)", kid(&new)), Expect::Status(200))
+            .await?,
+    );
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                old.expose(),
+                "the old token, while both keys are in the realm",
+                Expect::Status(200),
+            )
+            .await?,
+    );
+    // Remove the old key's provider from the realm.
+    let keys: Value = admin
+        .get(&format!("{}/keys", arena.realm))
+        .await?
+        .unwrap_or_default();
+    let provider = keys["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid(&old).as_str()))
+        .and_then(|k| k["providerId"].as_str())
+        .ok_or_else(|| LabError::Setup("the old key is not in the realm's key list".into()))?
+        .to_owned();
+    admin
+        .remove(&format!("{}/components/{provider}", arena.realm))
+        .await?;
+    tokio::time::sleep(REFRESH + Duration::from_secs(1)).await;
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                old.expose(),
+                format!(
+                    "the old token, {} s after its key was removed",
+                    (REFRESH + Duration::from_secs(1)).as_secs()
+                ),
+                Expect::Status(401),
+            )
+            .await?,
+    );
+    attempts.push(
+        arena
+            .call(
+                &server,
+                &arena.victim,
+                new.expose(),
+                "the new token, still",
+                Expect::Status(200),
+            )
+            .await?,
+    );
+    server.shutdown().await;
+    Ok(attempts)
+}
+
+async fn foreign_ca(arena: &Arena<'_>) -> Attempts {
+    let stranger = Authority::generate()?.issue(&LeafSpec::client(playbook_certs::CLIENT_CN))?;
+    let client = arena.client(CLIENT_ID, &stranger, USERS_READ)?;
+    let answer = match client.request().await {
+        Ok(_) => Answer::Status {
+            status: 200,
+            www_authenticate: None,
+        },
+        Err(error) => Answer::NoToken {
+            why: error.to_string(),
+        },
+    };
+    Ok(vec![Attempt {
+        tried: "the client's subject (CN) on a certificate from another CA asks for a token".into(),
+        expected: Expect::NoToken,
+        answer,
+    }])
+}
