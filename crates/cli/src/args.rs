@@ -122,6 +122,29 @@ fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConf
 
 /// The resource server as the tutorial runs it on this machine: what `client` calls and what
 /// `doctor` checks unless told another URL.
+/// The port of the resource server a command starts (`demo`, `lab`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ApiPortArgs {
+    /// HTTPS port of the resource server; 0 picks a free one.
+    #[arg(long = "api-port", env = "PLAYBOOK_API_PORT", default_value_t = playbook_resource_server::DEFAULT_LISTEN.port())]
+    pub api_port: u16,
+}
+
+impl ApiPortArgs {
+    /// Fails at once on a taken port, so it costs a second, not a Keycloak start.
+    pub fn check_free(self) -> anyhow::Result<()> {
+        if self.api_port != 0 && std::net::TcpListener::bind(("127.0.0.1", self.api_port)).is_err()
+        {
+            anyhow::bail!(
+                "port {} is already in use (another resource server?); stop it, or pass --api-port 0 / \
+                 PLAYBOOK_API_PORT=0 to pick a free port",
+                self.api_port
+            );
+        }
+        Ok(())
+    }
+}
+
 pub fn local_api_url() -> Url {
     let port = playbook_resource_server::DEFAULT_LISTEN.port();
     Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL")

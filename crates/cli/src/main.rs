@@ -3,6 +3,7 @@
 mod args;
 mod cmd;
 mod flow;
+mod presenter;
 mod progress;
 mod report;
 
@@ -41,6 +42,8 @@ enum Command {
     Client(cmd::client::Args),
     /// Check the whole setup in order, one line each, with what to do about each failure.
     Doctor(cmd::doctor::Args),
+    /// The attack lab: classic attacks and mistakes run for real, each with the defence's answer.
+    Lab(cmd::lab::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +51,9 @@ fn main() -> ExitCode {
     // Servers log every decision; the guided commands keep stdout for the diagram and log only
     // Keycloak's progress.
     let default_filter = match cli.command {
-        Command::Demo(_) | Command::Client(_) | Command::Doctor(_) => "warn,playbook_provider=info",
+        Command::Demo(_) | Command::Client(_) | Command::Doctor(_) | Command::Lab(_) => {
+            "warn,playbook_provider=info"
+        }
         _ => "warn,playbook=info",
     };
     tracing_subscriber::fmt()
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(&cli.certs_dir, args).await,
             Command::Client(args) => cmd::client::run(&cli.certs_dir, args).await,
             Command::Doctor(args) => cmd::doctor::run(&cli.certs_dir, args).await,
+            Command::Lab(args) => cmd::lab::run(&cli.certs_dir, args).await,
             Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
             Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,

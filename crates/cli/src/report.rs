@@ -2,7 +2,7 @@
 //! coloured on one), one JSON document for scripts; steps and lessons also go to the run's
 //! trace, and a presenter's run waits for Next before each of them.
 
-use playbook_trace::Trace;
+use playbook_trace::{Exchange, Trace};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -221,16 +221,44 @@ impl Report {
         if self.json {
             self.events.push(json!({ "from": from.name(), "to": to.name(), "summary": summary, "details": details }));
         } else {
-            let lead = format!("   {:<14} ──▶ {:<14} ", from.name(), to.name());
-            for (i, line) in self
-                .style
-                .wrap(&lead, ARROW_INDENT, summary)
-                .iter()
-                .enumerate()
-            {
+            self.print_arrow(from.name(), to.name(), summary);
+        }
+    }
+
+    /// An exchange as its party recorded it: the request's arrow and the answer's (people only).
+    pub fn exchange(&mut self, exchange: &Exchange) {
+        if !self.json {
+            let (from, to) = (exchange.from.name(), exchange.to.name());
+            self.print_arrow(from, to, &playbook_stage::request_label(exchange));
+            self.print_arrow(to, from, &playbook_stage::answer_label(exchange));
+        }
+    }
+
+    fn print_arrow(&self, from: &str, to: &str, summary: &str) {
+        let lead = format!("   {from:<14} ──▶ {to:<14} ");
+        let lines = self.style.wrap(&lead, ARROW_INDENT, summary);
+        for (i, line) in lines.iter().enumerate() {
+            if i == 0 {
+                let (lead, summary) = line.split_at(lead.len().min(line.len()));
+                out!("{lead}{}", self.style.status(summary));
+            } else {
+                out!("{line}");
+            }
+        }
+    }
+
+    /// A verdict: whether a defence held, what was tried and what it answered (people only).
+    pub fn verdict(&mut self, held: bool, text: &str) {
+        if !self.json {
+            let mark = if held {
+                self.style.paint("32", "✓")
+            } else {
+                self.style.paint("31", "✗")
+            };
+            let lines = self.style.wrap("     ", 5, text);
+            for (i, line) in lines.iter().enumerate() {
                 if i == 0 {
-                    let (lead, summary) = line.split_at(lead.len().min(line.len()));
-                    out!("{lead}{}", self.style.status(summary));
+                    out!("   {mark} {}", line.trim_start());
                 } else {
                     out!("{line}");
                 }

@@ -38,6 +38,7 @@ pub struct Lab<'a> {
 }
 
 impl<'a> Lab<'a> {
+    /// `admin` records into `trace` too when its role and key changes should show as arrows.
     pub fn new(admin: &'a Admin, certs: &'a CertSet, trace: Trace) -> Self {
         Self {
             admin,
@@ -53,19 +54,16 @@ impl<'a> Lab<'a> {
         self
     }
 
-    /// Runs one scenario in a realm of its own, deleted afterwards.
+    /// Runs one scenario in a realm of its own, deleted afterwards. Its exchanges go to the
+    /// trace (the realm's import and deletion do not); steps and lessons are the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
-        self.trace
-            .step(&format!("Lab {}: {}", scenario.name, scenario.title));
         let arena = Arena::open(self, scenario).await?;
         let attempts = crate::scenarios::run(scenario.name, &arena).await;
         arena.close().await;
-        let verdict = Verdict {
+        Ok(Verdict {
             scenario,
             attempts: attempts?,
-        };
-        self.trace.lesson(scenario.lesson);
-        Ok(verdict)
+        })
     }
 }
 
@@ -80,6 +78,7 @@ pub(crate) struct Arena<'a> {
 
 impl<'a> Arena<'a> {
     async fn open(lab: &'a Lab<'a>, scenario: &Scenario) -> Result<Self, LabError> {
+        let _housekeeping = lab.trace.quiet();
         let realm = format!("lab-{}-{:06x}", scenario.name, rand::random::<u32>() >> 8);
         lab.admin
             .create_realm(&RealmTemplate::bundled().named(&realm))
@@ -103,6 +102,7 @@ impl<'a> Arena<'a> {
     }
 
     async fn close(self) {
+        let _housekeeping = self.lab.trace.quiet();
         if let Err(error) = self.lab.admin.delete_realm(&self.realm).await {
             tracing::warn!(realm = %self.realm, %error, "could not delete the lab's realm");
         }

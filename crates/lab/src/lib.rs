@@ -92,7 +92,7 @@ pub fn scenario(name: &str) -> Option<&'static Scenario> {
 
 /// What one attempt got: a status from the resource server, or no token at all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
     Status {
         status: u16,

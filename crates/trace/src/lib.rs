@@ -24,4 +24,4 @@ mod model;
 mod recorder;
 
 pub use model::{CertView, Event, Exchange, Party, TokenView};
-pub use recorder::{Run, Trace};
+pub use recorder::{Quiet, Run, Trace};

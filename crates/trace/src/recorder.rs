@@ -33,6 +33,8 @@ pub struct Trace(Option<Arc<Shared>>);
 
 struct Shared {
     run: Mutex<Run>,
+    /// While above zero, exchanges are not recorded (see [`Trace::quiet`]).
+    quiet: std::sync::atomic::AtomicUsize,
     /// Bumped at every change, so viewers wake up and redraw.
     changed: watch::Sender<u64>,
 }
@@ -41,6 +43,7 @@ impl Trace {
     pub fn new() -> Self {
         Self(Some(Arc::new(Shared {
             run: Mutex::new(Run::default()),
+            quiet: std::sync::atomic::AtomicUsize::new(0),
             changed: watch::Sender::new(0),
         })))
     }
@@ -55,7 +58,24 @@ impl Trace {
     }
 
     pub fn record(&self, exchange: Exchange) {
-        self.update(|run| run.events.push(Event::Exchange(Box::new(exchange))));
+        let quiet = self
+            .0
+            .as_ref()
+            .is_some_and(|shared| shared.quiet.load(std::sync::atomic::Ordering::Acquire) > 0);
+        if !quiet {
+            self.update(|run| run.events.push(Event::Exchange(Box::new(exchange))));
+        }
+    }
+
+    /// Exchanges are not recorded until the guard is dropped: housekeeping (importing a realm,
+    /// cleaning up) that is not part of the story being told.
+    pub fn quiet(&self) -> Quiet {
+        if let Some(shared) = &self.0 {
+            shared
+                .quiet
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Quiet(self.clone())
     }
 
     pub fn step(&self, title: &str) {
@@ -99,6 +119,19 @@ impl Trace {
         if let Some(shared) = &self.0 {
             change(&mut shared.run.lock().unwrap_or_else(|e| e.into_inner()));
             shared.changed.send_modify(|version| *version += 1);
+        }
+    }
+}
+
+/// Recording resumes when this is dropped.
+pub struct Quiet(Trace);
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.0.0 {
+            shared
+                .quiet
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 }
@@ -149,6 +182,31 @@ mod tests {
         assert_eq!(kinds, ["step", "exchange", "lesson"]);
         assert_eq!(run.waiting_for, None, "finishing ends the wait");
         assert_eq!(run.finished, Some(true));
+    }
+
+    #[test]
+    fn a_quiet_trace_drops_exchanges_until_the_guard_goes() {
+        let trace = Trace::new();
+        let quiet = trace.quiet();
+        trace.record(Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://k/admin",
+        ));
+        drop(quiet);
+        trace.record(Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://k/token",
+        ));
+        let urls: Vec<_> = trace
+            .snapshot()
+            .exchanges()
+            .map(|e| e.url.clone())
+            .collect();
+        assert_eq!(urls, ["https://k/token"]);
     }
 
     #[test]

@@ -10,40 +10,30 @@ use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_provider::Keycloak;
 use playbook_realm::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
-use playbook_stage::{Export, Stage};
+use playbook_stage::Export;
 use playbook_trace::Trace;
 use serde_json::json;
 
-use crate::args::StartArgs;
+use crate::args::{ApiPortArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps};
 use crate::flow::{Flow, report_answer};
-use crate::report::{Actor, Pace, Report};
+use crate::presenter::StageArgs;
+use crate::report::{Actor, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     start: StartArgs,
 
-    /// HTTPS port of the resource server; 0 picks a free one.
-    #[arg(long = "api-port", env = "PLAYBOOK_API_PORT", default_value_t = 8443)]
-    api_port: u16,
+    #[command(flatten)]
+    api: ApiPortArgs,
 
     /// Leave Keycloak and the resource server running, and print commands to explore them.
     #[arg(long)]
     keep: bool,
 
-    /// Draw the run live in a browser (http://127.0.0.1:<stage-port>/) and wait for Next
-    /// there (Space, → or PageDown), or Enter here, before each step.
-    #[arg(long)]
-    stage: bool,
-
-    /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
-    #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
-    stage_port: u16,
-
-    /// With --stage: run through without waiting for Next.
-    #[arg(long, requires = "stage")]
-    auto: bool,
+    #[command(flatten)]
+    stage: StageArgs,
 
     /// Write the run's diagram when it ends: FILE.html (standalone, opens offline), .svg or
     /// .mmd (mermaid); may be given several times.
@@ -62,27 +52,8 @@ fn export_path(value: &str) -> Result<PathBuf, String> {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let trace = if args.stage || !args.export.is_empty() {
-        Trace::new()
-    } else {
-        Trace::off()
-    };
-    let (pace, stage) = if args.stage {
-        let (pace, next) = if args.auto {
-            (Pace::Continuous, tokio::sync::mpsc::unbounded_channel().0)
-        } else {
-            Pace::on_next("Enter here or Next on the stage")
-        };
-        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.stage_port));
-        let stage = Stage::start(listen, trace.clone(), next).await?;
-        eprintln!(
-            "stage: {} (open it in a browser; T switches the theme, F fits the whole run)",
-            stage.url()
-        );
-        (pace, Some(stage))
-    } else {
-        (args.output.pace(), None)
-    };
+    let trace = args.stage.trace(!args.export.is_empty());
+    let (pace, stage) = args.stage.open(&trace, args.output.pace()).await?;
     let mut report = Report::new(args.output.json)
         .traced(trace.clone())
         .paced(pace);
@@ -96,14 +67,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         },
         certs.files.dir().display()
     ));
-    // Checked before Keycloak starts, so a taken port costs a second, not a Keycloak start.
-    if args.api_port != 0 && std::net::TcpListener::bind(("127.0.0.1", args.api_port)).is_err() {
-        anyhow::bail!(
-            "port {} is already in use (another resource server?); stop it, or pass --api-port 0 / \
-             PLAYBOOK_API_PORT=0 to pick a free port",
-            args.api_port
-        );
-    }
+    args.api.check_free()?;
     let keycloak =
         playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
             .await?;
@@ -131,15 +95,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Err(error) => Err(error),
     };
     keycloak.stop().await;
-    if let Some(stage) = stage
-        && !args.keep
-    {
+    if !args.keep {
         // The room may still be looking, and the hand-outs are downloaded from the page.
-        eprintln!(
-            "The stage stays open at {} for the diagram and its downloads; Ctrl-C closes it.",
-            stage.url()
-        );
-        crate::cmd::shutdown_signal().await;
+        crate::presenter::linger(stage).await;
     }
     result
 }
@@ -176,7 +134,7 @@ async fn demo(
     crate::flow::reset(&admin, REALM).await?;
     // From here on, every exchange is part of the story the stage tells.
     let admin = admin.traced(trace.clone());
-    let listen = format!("127.0.0.1:{}", args.api_port).parse()?;
+    let listen = format!("127.0.0.1:{}", args.api.api_port).parse()?;
     let mut config = ServerConfig::new(keycloak.realm(REALM).issuer().clone(), listen, certs);
     config.trace = trace.clone();
     let server = server::start(config).await?;

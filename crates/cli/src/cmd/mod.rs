@@ -4,6 +4,7 @@ pub mod certs;
 pub mod client;
 pub mod demo;
 pub mod doctor;
+pub mod lab;
 pub mod provider;
 pub mod resource_server;
 

@@ -180,3 +180,34 @@ fn a_certificate_from_another_ca_gets_no_token_and_one_line() {
     }
     assert!(verdict.held());
 }
+
+#[test]
+fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
+    let certs_dir = playbook_testkit::certs().files.dir();
+    let listed = super::playbook(certs_dir, &["lab"]);
+    assert_eq!(listed.status.code(), Some(0));
+    let list = String::from_utf8_lossy(&listed.stdout);
+    for s in &playbook_lab::SCENARIOS {
+        assert!(list.contains(s.name), "{} missing from:\n{list}", s.name);
+    }
+
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let output = super::playbook_with(
+        certs_dir,
+        &["lab", "stolen-token", "--json", "--api-port", "0"],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", super::stderr(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(document["outcome"]["held"], true);
+    let attempts = &document["outcome"]["scenarios"][0]["attempts"];
+    assert_eq!(attempts[0]["answer"]["status"], 401, "{attempts}");
+    assert_eq!(attempts[1]["answer"]["status"], 200, "{attempts}");
+    assert_eq!(document["outcome"]["scenarios"][0]["rfc"], "RFC 8705 §3");
+}

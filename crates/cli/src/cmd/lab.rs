@@ -1,0 +1,145 @@
+//! `playbook lab`: the attack lab. Each scenario runs for real against Keycloak and the resource
+//! server, shows its arrows, and ends with what the defence answered and where that is specified.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::builder::PossibleValuesParser;
+use playbook_certs::CertSet;
+use playbook_lab::{Lab, SCENARIOS, Scenario, Verdict};
+use serde_json::{Value, json};
+
+use crate::args::{ApiPortArgs, StartArgs};
+use crate::presenter::StageArgs;
+use crate::report::{Pace, Report};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The scenario to run; with neither it nor --all, the list of scenarios.
+    #[arg(value_parser = PossibleValuesParser::new(SCENARIOS.map(|s| s.name)))]
+    name: Option<String>,
+
+    /// Run every scenario, each in its own realm.
+    #[arg(long, conflicts_with = "name")]
+    all: bool,
+
+    #[command(flatten)]
+    start: StartArgs,
+
+    #[command(flatten)]
+    api: ApiPortArgs,
+
+    #[command(flatten)]
+    stage: StageArgs,
+
+    /// Print one JSON document instead of the arrows (for scripts).
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
+        (Some(name), _) => SCENARIOS.iter().filter(|s| &s.name == name).collect(),
+        (None, true) => SCENARIOS.iter().collect(),
+        (None, false) => {
+            list(args.json);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    // Always on: the arrows printed come from it.
+    let trace = args.stage.trace(true);
+    let (pace, stage) = args.stage.open(&trace, Pace::Continuous).await?;
+    let mut report = Report::new(args.json).traced(trace.clone()).paced(pace);
+    let (certs, _) = CertSet::ensure(certs_dir, false)?;
+    args.api.check_free()?;
+    let keycloak =
+        playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
+            .await?;
+    let outcome = tokio::select! {
+        outcome = lab(&keycloak, &certs, &args, &chosen, &trace, &mut report) => outcome,
+        _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource servers were stopped")),
+    };
+    keycloak.stop().await;
+    let verdicts = outcome?;
+    let held = verdicts.iter().filter(|v| v.held()).count();
+    trace.finish(held == verdicts.len());
+    report.finish(json!({
+        "held": held == verdicts.len(),
+        "scenarios": verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
+    }));
+    crate::presenter::linger(stage).await;
+    if held < verdicts.len() {
+        let failed: Vec<&str> = verdicts
+            .iter()
+            .filter(|v| !v.held())
+            .map(|v| v.scenario.name)
+            .collect();
+        anyhow::bail!(
+            "{} of {} scenarios found a defence that did not hold: {}",
+            failed.len(),
+            verdicts.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn lab(
+    keycloak: &playbook_provider::Keycloak,
+    certs: &CertSet,
+    args: &Args,
+    chosen: &[&'static Scenario],
+    trace: &playbook_trace::Trace,
+    report: &mut Report,
+) -> anyhow::Result<Vec<Verdict>> {
+    let admin = keycloak.admin()?.traced(trace.clone());
+    let lab = Lab::new(&admin, certs, trace.clone()).api_port(args.api.api_port);
+    let mut verdicts = Vec::new();
+    for scenario in chosen {
+        report
+            .step(&format!("Lab {}: {}", scenario.name, scenario.title))
+            .await;
+        let seen = trace.snapshot().exchanges().count();
+        let verdict = lab.run(scenario).await?;
+        for exchange in trace.snapshot().exchanges().skip(seen) {
+            report.exchange(exchange);
+        }
+        for attempt in &verdict.attempts {
+            report.verdict(
+                attempt.held(),
+                &format!("{} → {}", attempt.tried, attempt.answered()),
+            );
+        }
+        report.lesson(&format!("{} ({})", scenario.lesson, scenario.rfc));
+        verdicts.push(verdict);
+    }
+    Ok(verdicts)
+}
+
+fn list(json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&SCENARIOS).expect("scenarios serialize")
+        );
+        return;
+    }
+    println!("The attack lab: `cargo playbook lab NAME` runs one, `--all` runs every one.\n");
+    for scenario in &SCENARIOS {
+        println!(
+            "  {:<15} {} ({})",
+            scenario.name, scenario.title, scenario.rfc
+        );
+    }
+}
+
+fn verdict_json(verdict: &Verdict) -> Value {
+    let s = verdict.scenario;
+    json!({
+        "name": s.name, "title": s.title, "rfc": s.rfc, "lesson": s.lesson,
+        "held": verdict.held(),
+        "attempts": verdict.attempts.iter().map(|a| json!({
+            "tried": a.tried, "expected": a.expected, "answer": a.answer, "held": a.held(),
+        })).collect::<Vec<_>>(),
+    })
+}
