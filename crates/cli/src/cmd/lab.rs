@@ -39,7 +39,7 @@ pub struct Args {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
-        (Some(name), _) => SCENARIOS.iter().filter(|s| &s.name == name).collect(),
+        (Some(name), _) => SCENARIOS.iter().filter(|s| s.name == name).collect(),
         (None, true) => SCENARIOS.iter().collect(),
         (None, false) => {
             list(args.json);
