@@ -13,14 +13,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-4}
 KC_PORT=${KC_PORT:-9643}
 
-OHA=$(command -v oha || true)
-if [ -z "$OHA" ]; then
-  OHA=.playbook/tools/bin/oha
-  if [ ! -x "$OHA" ]; then
-    echo "installing oha (once) ..." >&2
-    cargo install oha --locked --quiet --root .playbook/tools
-  fi
-fi
+. scripts/oha.sh
 
 work=$(mktemp -d)
 pids=()

@@ -13,14 +13,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 PORT=${PORT:-8444}
 ROUNDS=${ROUNDS:-6}
 
-OHA=$(command -v oha || true)
-if [ -z "$OHA" ]; then
-  OHA=.playbook/tools/bin/oha
-  if [ ! -x "$OHA" ]; then
-    echo "installing oha (once) ..." >&2
-    cargo install oha --locked --quiet --root .playbook/tools
-  fi
-fi
+. scripts/oha.sh
 
 work=$(mktemp -d)
 trap 'kill "$target" 2>/dev/null || true; wait "$target" 2>/dev/null || true; rm -rf "$work"' EXIT

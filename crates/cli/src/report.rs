@@ -65,11 +65,9 @@ impl Style {
             return vec![format!("{first}{text}")];
         };
         let continuation = " ".repeat(indent);
-        let options = textwrap::Options::new(width)
+        let options = playbook_stage::word_wrap(width)
             .initial_indent(first)
-            .subsequent_indent(&continuation)
-            .break_words(false)
-            .word_splitter(textwrap::WordSplitter::NoHyphenation);
+            .subsequent_indent(&continuation);
         textwrap::wrap(text, options)
             .into_iter()
             .map(String::from)

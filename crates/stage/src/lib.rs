@@ -24,5 +24,5 @@ mod render;
 mod server;
 
 pub use export::{Export, ExportError};
-pub use render::{answer_label, request_label};
+pub use render::{answer_label, request_label, word_wrap};
 pub use server::{DEFAULT_PORT, Stage, StageError};

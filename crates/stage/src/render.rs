@@ -117,12 +117,16 @@ pub fn status_class(exchange: &Exchange) -> &'static str {
     }
 }
 
-/// Lines broken at spaces only: never inside a word, a URL or a thumbprint.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let options = textwrap::Options::new(width)
+/// Wrapping that breaks lines at spaces only: never inside a word, a URL or a thumbprint (the
+/// terminal's wrapping uses it too).
+pub fn word_wrap(width: usize) -> textwrap::Options<'static> {
+    textwrap::Options::new(width)
         .break_words(false)
-        .word_splitter(textwrap::WordSplitter::NoHyphenation);
-    textwrap::wrap(text, options)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    textwrap::wrap(text, word_wrap(width))
         .into_iter()
         .map(String::from)
         .collect()
