@@ -6,6 +6,7 @@ mod support;
 mod binding;
 mod claims;
 mod header;
+mod introspection;
 mod jwks;
 mod policy;
 mod properties;

@@ -28,6 +28,9 @@ struct IssuerState {
     jwks: std::sync::RwLock<Value>,
     fetches: AtomicU64,
     up: AtomicBool,
+    /// What the introspection endpoint says of any token; `None`: it answers 503.
+    active: std::sync::RwLock<Option<bool>>,
+    introspections: AtomicU64,
 }
 
 pub struct Fixture {
@@ -76,6 +79,8 @@ impl Fixture {
             ),
             fetches: AtomicU64::new(0),
             up: AtomicBool::new(true),
+            active: std::sync::RwLock::new(Some(true)),
+            introspections: AtomicU64::new(0),
         });
         if issuer_now {
             serve_issuer(listener, &certs, issuer_state.clone());
@@ -154,6 +159,16 @@ impl Fixture {
         *self.issuer_state.jwks.write().unwrap() = jwks;
     }
 
+    /// What the issuer's introspection endpoint answers from now on (`None`: 503).
+    pub fn set_introspection(&self, active: Option<bool>) {
+        *self.issuer_state.active.write().unwrap() = active;
+    }
+
+    /// How many introspection requests reached the issuer.
+    pub fn introspections(&self) -> u64 {
+        self.issuer_state.introspections.load(Ordering::SeqCst)
+    }
+
     /// Makes the issuer answer 503 from now on, like a Keycloak that went down.
     pub fn take_issuer_down(&self) {
         self.issuer_state.up.store(false, Ordering::SeqCst);
@@ -176,7 +191,20 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
             Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         }
     }
+    async fn introspect(
+        State(state): State<Arc<IssuerState>>,
+    ) -> Result<Json<Value>, axum::http::StatusCode> {
+        state.introspections.fetch_add(1, Ordering::SeqCst);
+        match *state.active.read().unwrap() {
+            Some(active) => Ok(Json(json!({ "active": active }))),
+            None => Err(axum::http::StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
     let app = Router::new()
+        .route(
+            "/realms/test/protocol/openid-connect/token/introspect",
+            axum::routing::post(introspect),
+        )
         .route(
             "/realms/test/.well-known/openid-configuration",
             get(discovery),
