@@ -24,10 +24,12 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release --quiet -p playbook-cli
-playbook() { target/release/playbook --certs-dir "$work/certs" "$@"; }
-playbook certs >/dev/null
+# An array, not a function: `$!` of a backgrounded function is a subshell, which a kill would
+# end while leaving the server it started running.
+playbook=(target/release/playbook --certs-dir "$work/certs")
+"${playbook[@]}" certs >/dev/null
 
-playbook provider --keycloak-backend native --keycloak-port "$KC_PORT" >"$work/provider.log" 2>&1 &
+"${playbook[@]}" provider --keycloak-backend native --keycloak-port "$KC_PORT" >"$work/provider.log" 2>&1 &
 pids+=($!)
 issuer="https://localhost:$KC_PORT/realms/oauth2-playbook"
 for _ in $(seq 1 120); do
@@ -38,7 +40,7 @@ done
 # Three resource servers on the same realm: the modes compared.
 start_server() { # $1 = port, $2.. = flags
   local port=$1; shift
-  playbook resource-server --issuer "$issuer" --listen "127.0.0.1:$port" "$@" >"$work/rs-$port.log" 2>&1 &
+  "${playbook[@]}" resource-server --issuer "$issuer" --listen "127.0.0.1:$port" "$@" >"$work/rs-$port.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/readyz" >/dev/null && return; sleep 0.2; done
   echo "the resource server on $port did not start" >&2; cat "$work/rs-$port.log" >&2; exit 1
@@ -48,7 +50,7 @@ start_server 8462 --introspection
 start_server 8463 --introspection --introspection-ttl-secs 0
 
 # The client's steps give the service account its role; then one token for every request.
-playbook client --keycloak-port "$KC_PORT" --api-url https://localhost:8461/ >/dev/null
+"${playbook[@]}" client --keycloak-port "$KC_PORT" --api-url https://localhost:8461/ >/dev/null
 token=$(curl -sf --cacert "$work/certs/ca.pem" --cert "$work/certs/client.pem" --key "$work/certs/client-key.pem" \
   -d grant_type=client_credentials -d client_id=oauth2-playbook-client-credentials-mtls -d scope=users:read \
   "$issuer/protocol/openid-connect/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
