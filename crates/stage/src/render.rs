@@ -86,12 +86,22 @@ pub fn request_label(exchange: &Exchange) -> String {
         .next()
         .unwrap_or_default()
         .replace("/protocol/openid-connect/", "/…/")
-        .replace("/admin/realms/oauth2-playbook/", "/admin/…/")
         .split('/')
-        .map(|segment| if is_id(segment) { "{id}" } else { segment })
+        .enumerate()
+        .map(|(i, segment)| match segment {
+            // `/admin/realms/REALM/...`: the realm is known from the step; the rest matters.
+            _ if i == 3 && path_starts_admin(exchange) => "…",
+            _ if is_id(segment) => "{id}",
+            _ => segment,
+        })
         .collect::<Vec<_>>()
         .join("/");
     format!("{} {path}", exchange.method)
+}
+
+fn path_starts_admin(exchange: &Exchange) -> bool {
+    let path = exchange.path();
+    path.starts_with("/admin/realms/") && path.matches('/').count() > 3
 }
 
 /// Keycloak's ids are UUIDs: noise on an arrow.
@@ -552,8 +562,8 @@ pub(crate) mod tests {
         assert!(svg.contains(">403 insufficient_scope<"));
         assert!(svg.contains(">401 invalid_token<"));
         assert!(
-            svg.contains("POST /admin/…/users/{id}/role-mappings/realm"),
-            "ids shortened on the arrow"
+            svg.contains("POST /admin/realms/…/users/{id}/role-mappings/realm"),
+            "ids and the realm shortened on the arrow"
         );
         assert_eq!(svg.matches(r#"<g class="lesson">"#).count(), 2);
         assert!(svg.starts_with("<svg xmlns=") && svg.ends_with("</svg>"));
