@@ -1,5 +1,6 @@
 //! PEM read into the DER types rustls takes, for the parties that build TLS configurations
-//! themselves (the resource server, and the client's handshake probe).
+//! themselves (the resource server, and the client's handshake probe), and what a certificate
+//! may be used for.
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,7 +26,38 @@ pub(crate) fn first_certificate(pem: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Whether the first certificate of a PEM bundle may authenticate a TLS client (no extended
+/// key usage at all, or one that lists client authentication).
+pub fn allows_client_auth(pem: &str) -> bool {
+    let der = first_certificate(pem);
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    match cert.extended_key_usage() {
+        Ok(Some(usage)) => usage.value.client_auth || usage.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
 /// The private key of a PEM key file.
 pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Authority, LeafSpec};
+
+    #[test]
+    fn client_auth_is_read_from_the_extended_key_usage() {
+        let ca = Authority::generate().unwrap();
+        let server = ca.issue(&LeafSpec::server("s")).unwrap();
+        let both = ca.issue(&LeafSpec::server("s").also_client()).unwrap();
+        let client = ca.issue(&LeafSpec::client("c")).unwrap();
+        assert!(!super::allows_client_auth(server.cert_pem()));
+        assert!(super::allows_client_auth(both.cert_pem()));
+        assert!(super::allows_client_auth(client.cert_pem()));
+        assert!(!super::allows_client_auth("not a certificate"));
+    }
 }

@@ -155,6 +155,14 @@ pub fn serve(
         keys.clone(),
     );
     let introspector = match &config.introspection {
+        Some(_) if !playbook_certs::der::allows_client_auth(&config.cert_pem) => {
+            return Err(ServerError::Tls(
+                "the resource server's certificate is not valid for TLS client authentication, \
+                 which --introspection needs to authenticate to Keycloak; regenerate the \
+                 certificates with `cargo playbook certs --force`"
+                    .into(),
+            ));
+        }
         Some(settings) => {
             let identity = format!("{}\n{}", config.cert_pem, config.key_pem);
             let http =

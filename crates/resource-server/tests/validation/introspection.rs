@@ -97,3 +97,33 @@ async fn an_invalid_token_is_refused_before_keycloak_is_asked() {
         "local checks come first: no call for a forgery"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_that_cannot_authenticate_a_client_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (certs, _) = playbook_certs::CertSet::ensure(dir.path(), false).unwrap();
+    // What certificate sets made before introspection existed hold: a server-only certificate.
+    let server_only = certs
+        .authority()
+        .unwrap()
+        .issue(&playbook_certs::LeafSpec::server(
+            playbook_certs::RESOURCE_SERVER_CN,
+        ))
+        .unwrap();
+    let mut config = playbook_resource_server::ServerConfig::new(
+        "https://localhost:1/realms/test".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        &certs,
+    );
+    config.cert_pem = server_only.cert_pem().to_owned();
+    config.key_pem = server_only.key_pem().to_owned();
+    config.introspection = Some(IntrospectionConfig::default());
+    let error = playbook_resource_server::server::start(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("cargo playbook certs --force"),
+        "{error}"
+    );
+}
