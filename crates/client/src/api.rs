@@ -125,7 +125,8 @@ impl ResourceApi {
         let sent = self.http.get(url.clone()).bearer_auth(token).send().await;
         let result = match sent {
             Ok(response) => {
-                exchange.content_type = header(&response, reqwest::header::CONTENT_TYPE);
+                exchange.content_type =
+                    playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
                 read(response).await
             }
             Err(error) => Err(config.transport_error(&url, &error).await),
@@ -144,20 +145,9 @@ impl ResourceApi {
     }
 }
 
-pub(crate) fn header(
-    response: &reqwest::Response,
-    name: reqwest::header::HeaderName,
-) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
-}
-
 pub(crate) async fn read(response: reqwest::Response) -> Result<ApiResponse, ClientError> {
     let status = response.status().as_u16();
-    let www_authenticate = header(&response, reqwest::header::WWW_AUTHENTICATE);
+    let www_authenticate = playbook_https::header(&response, reqwest::header::WWW_AUTHENTICATE);
     let url = response.url().to_string();
     let text = response
         .text()

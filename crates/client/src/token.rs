@@ -266,7 +266,7 @@ impl TokenClient {
             Err(error) => return Err(self.config.transport_error(url, &error).await),
         };
         let status = response.status();
-        exchange.content_type = crate::api::header(&response, reqwest::header::CONTENT_TYPE);
+        exchange.content_type = playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
         let bad = |reason: String| ClientError::BadResponse {
             url: url.to_string(),
             reason,

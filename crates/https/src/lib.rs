@@ -79,3 +79,13 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// A response header as text, when present and readable: what the parties record of an answer
+/// (`Content-Type`, `WWW-Authenticate`).
+pub fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}

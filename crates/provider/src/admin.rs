@@ -268,11 +268,8 @@ impl Admin {
                         status.canonical_reason().unwrap_or("")
                     },
                 );
-                exchange.content_type = response
-                    .headers()
-                    .get(reqwest::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
+                exchange.content_type =
+                    playbook_https::header(response, reqwest::header::CONTENT_TYPE);
             }
             Err(error) => {
                 exchange.failed(describe(error));

@@ -364,11 +364,8 @@ impl JwksCache {
                 .await
                 .map_err(|e| describe(&e))?;
             let status = response.status();
-            exchange.content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
+            exchange.content_type =
+                playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
             let body = response.bytes().await.map_err(|e| describe(&e))?;
             exchange.answered(status.as_u16(), answer(&body));
             if !status.is_success() {
