@@ -5,11 +5,11 @@
 //! `playbook_provider::env`), so tests that read only the environment agree with the CLI.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use playbook_provider::{BackendChoice, ProviderConfig, env};
+use playbook_provider::{Admin, AdminCredentials, BackendChoice, ProviderConfig, Secret, env};
 use playbook_realm::{KeycloakUrl, REALM};
 use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
 use url::Url;
@@ -47,6 +47,30 @@ impl KeycloakArgs {
             Some(url) => KeycloakUrl::new(url.clone()),
             None => KeycloakUrl::local(self.port),
         }
+    }
+
+    /// The admin password: the one given, else the one saved in the certs dir by the command
+    /// that started Keycloak (`provider`, `demo`), so no doc ever puts it on a command line.
+    pub fn admin_password(&self, certs_dir: &Path) -> Option<String> {
+        self.admin_password.clone().or_else(|| {
+            std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir))
+                .ok()
+                .map(|saved| saved.trim().to_owned())
+        })
+    }
+
+    /// An Admin API session for `keycloak`, with [`Self::admin_password`] or else the seed's.
+    pub fn admin(
+        &self,
+        certs_dir: &Path,
+        keycloak: KeycloakUrl,
+        ca_pem: &str,
+    ) -> anyhow::Result<Admin> {
+        let password = self
+            .admin_password(certs_dir)
+            .unwrap_or_else(|| playbook_provider::SEED_ADMIN_PASSWORD.into());
+        let credentials = AdminCredentials::new(&self.admin_user, Secret::new(password));
+        Ok(Admin::new(keycloak, credentials, ca_pem)?)
     }
 }
 
@@ -96,19 +120,33 @@ pub struct StartArgs {
 }
 
 impl StartArgs {
-    /// The provider's configuration from both groups of flags.
-    pub fn config(&self) -> ProviderConfig {
-        provider_config(&self.keycloak, &self.launch)
+    /// The provider's configuration from both groups of flags, for a command that starts and
+    /// owns its Keycloak (`provider`).
+    pub fn config(&self, certs_dir: &Path) -> ProviderConfig {
+        provider_config(&self.keycloak, &self.launch, certs_dir)
+    }
+
+    /// [`Self::config`] for a command that only needs a Keycloak (`demo`, `lab`): the playbook
+    /// Keycloak already running on the port (the tutorial's) is used and left running.
+    pub fn config_attaching(&self, certs_dir: &Path) -> ProviderConfig {
+        ProviderConfig {
+            attach_running: true,
+            ..self.config(certs_dir)
+        }
     }
 }
 
-fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConfig {
+fn provider_config(
+    keycloak: &KeycloakArgs,
+    launch: &LaunchArgs,
+    certs_dir: &Path,
+) -> ProviderConfig {
     let defaults = ProviderConfig::default();
     ProviderConfig {
         backend: launch.backend.unwrap_or(defaults.backend),
         url: keycloak.url.clone(),
         admin_user: keycloak.admin_user.clone(),
-        admin_password: keycloak.admin_password.clone(),
+        admin_password: keycloak.admin_password(certs_dir),
         https_port: keycloak.port,
         dist: launch.dist.clone(),
         image: launch.image.clone(),
@@ -117,31 +155,41 @@ fn provider_config(keycloak: &KeycloakArgs, launch: &LaunchArgs) -> ProviderConf
         start_timeout: launch
             .start_timeout_secs
             .map_or(defaults.start_timeout, Duration::from_secs),
+        attach_running: defaults.attach_running,
     }
 }
 
-/// The resource server as the tutorial runs it on this machine: what `client` calls and what
-/// `doctor` checks unless told another URL.
 /// The port of the resource server a command starts (`demo`, `lab`).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ApiPortArgs {
-    /// HTTPS port of the resource server; 0 picks a free one.
-    #[arg(long = "api-port", env = "PLAYBOOK_API_PORT", default_value_t = playbook_resource_server::DEFAULT_LISTEN.port())]
-    pub api_port: u16,
+    /// HTTPS port of the resource server; 0 picks a free one [default: 8443, or a free one
+    /// when 8443 is taken, e.g. by the tutorial's resource server].
+    #[arg(long = "api-port", env = "PLAYBOOK_API_PORT")]
+    pub api_port: Option<u16>,
 }
 
 impl ApiPortArgs {
-    /// Fails at once on a taken port, so it costs a second, not a Keycloak start.
-    pub fn check_free(self) -> anyhow::Result<()> {
-        if self.api_port != 0 && std::net::TcpListener::bind(("127.0.0.1", self.api_port)).is_err()
-        {
-            anyhow::bail!(
-                "port {} is already in use (another resource server?); stop it, or pass --api-port 0 / \
-                 PLAYBOOK_API_PORT=0 to pick a free port",
-                self.api_port
-            );
+    /// The port to listen on, decided before Keycloak starts so that a taken port costs a
+    /// second: a port asked for must be free; the default gives way to a free port, in one line.
+    pub fn resolve(self) -> anyhow::Result<u16> {
+        let default = playbook_resource_server::DEFAULT_LISTEN.port();
+        let free =
+            |port: u16| port == 0 || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        match self.api_port {
+            Some(port) if free(port) => Ok(port),
+            Some(port) => anyhow::bail!(
+                "port {port} is already in use (another resource server?); stop it, or pass \
+                 --api-port 0 / PLAYBOOK_API_PORT=0 to pick a free port"
+            ),
+            None if free(default) => Ok(default),
+            None => {
+                eprintln!(
+                    "port {default} is taken (the tutorial's resource server?): this run's resource \
+                     server listens on a free port instead"
+                );
+                Ok(0)
+            }
         }
-        Ok(())
     }
 }
 

@@ -28,10 +28,10 @@ struct Cli {
     command: Command,
 }
 
+/// In the order of the tutorial: the seed's four scripts, then the whole run at once, then the
+/// tools for when it breaks or to break it on purpose.
 #[derive(Subcommand)]
 enum Command {
-    /// Everything in one go: certificates, Keycloak, the resource server, the four steps, two lessons.
-    Demo(cmd::demo::Args),
     /// Create (or check and reuse) the local CA and the server and client certificates.
     Certs(cmd::certs::Args),
     /// Start Keycloak with the oauth2-playbook realm and keep it running until Ctrl-C.
@@ -40,6 +40,8 @@ enum Command {
     ResourceServer(cmd::resource_server::Args),
     /// The seed's client/start.sh: admin token, role assignment, mTLS token, API call.
     Client(cmd::client::Args),
+    /// Everything in one go: certificates, Keycloak, the resource server, the four steps, two lessons.
+    Demo(cmd::demo::Args),
     /// Check the whole setup in order, one line each, with what to do about each failure.
     Doctor(cmd::doctor::Args),
     /// The attack lab: classic attacks and mistakes run for real, each with the defence's answer.

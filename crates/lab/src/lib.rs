@@ -127,6 +127,17 @@ impl Attempt {
         }
     }
 
+    /// What the mark means, in words: a 200 can be the lesson (a revoked role outlives in the
+    /// old token), so a bare ✓ beside it would read as "the attack worked".
+    pub fn outcome(&self) -> String {
+        match (self.held(), &self.expected) {
+            (true, Expect::Status(200)) => "accepted, as the lesson expects".to_owned(),
+            (true, _) => "refused, as it must be".to_owned(),
+            (false, Expect::Status(status)) => format!("NOT as expected (expected {status})"),
+            (false, Expect::NoToken) => "NOT as expected (expected no token)".to_owned(),
+        }
+    }
+
     /// The answer in a line: status and challenge, or why there was no token.
     pub fn answered(&self) -> String {
         match &self.answer {

@@ -96,6 +96,11 @@ pub struct ProviderConfig {
     /// Where distributions, builds and kept instances live; unset, the per-user cache.
     pub cache_dir: Option<PathBuf>,
     pub start_timeout: Duration,
+    /// Under `auto` with no URL: use the playbook Keycloak already serving `https_port` (its
+    /// certificate signed by our CA, e.g. the tutorial's `playbook provider`) instead of
+    /// stopping at a taken port. For commands that only need a Keycloak (`demo`, `lab`), not
+    /// for `provider`, whose job is to own one.
+    pub attach_running: bool,
 }
 
 impl Default for ProviderConfig {
@@ -111,6 +116,7 @@ impl Default for ProviderConfig {
             java: None,
             cache_dir: None,
             start_timeout: Duration::from_secs(180),
+            attach_running: false,
         }
     }
 }
@@ -150,6 +156,7 @@ impl ProviderConfig {
             start_timeout: parsed(env::START_TIMEOUT)?
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.start_timeout),
+            attach_running: defaults.attach_running,
         })
     }
 

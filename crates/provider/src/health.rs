@@ -39,6 +39,33 @@ pub(crate) async fn wait_ready(
     }
 }
 
+/// The Keycloak already serving the configured port, when the configuration says to attach to
+/// one (`attach_running`, `auto`, no URL) and its TLS certificate is signed by our CA: one the
+/// playbook started with these certificates, not a stranger that happens to hold the port.
+pub(crate) async fn running_playbook_keycloak(
+    config: &crate::ProviderConfig,
+    ca_pem: &str,
+) -> Option<url::Url> {
+    let wanted = config.attach_running
+        && config.backend == crate::BackendChoice::Auto
+        && config.url.is_none()
+        && config.https_port != 0;
+    if !wanted || std::net::TcpListener::bind(("127.0.0.1", config.https_port)).is_ok() {
+        return None;
+    }
+    let keycloak = playbook_realm::KeycloakUrl::local(config.https_port);
+    let http = playbook_https::https_client(ca_pem).ok()?;
+    let answer = http
+        .get(keycloak.realm(playbook_realm::MASTER_REALM).discovery())
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    match answer {
+        Ok(response) if response.status().is_success() => Some(keycloak.as_url().clone()),
+        _ => None,
+    }
+}
+
 /// Checks that an external Keycloak answers over TLS with our CA and serves the master realm.
 pub(crate) async fn check_external(keycloak: &Keycloak) -> Result<(), ProviderError> {
     let http = playbook_https::https_client(keycloak.ca_pem())?;

@@ -181,11 +181,23 @@ pub async fn start(
     certs: &playbook_certs::CertSet,
     progress: Arc<dyn Progress>,
 ) -> Result<Keycloak, ProviderError> {
-    let backend = args.resolve_backend().await;
+    let running = health::running_playbook_keycloak(args, &certs.ca_pem).await;
+    let backend = match running {
+        Some(_) => Backend::External,
+        None => args.resolve_backend().await,
+    };
     tracing::debug!(?backend, "Keycloak backend");
     let keycloak = match backend {
         Backend::External => {
-            let url = args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?;
+            let url = match running {
+                Some(url) => {
+                    progress.finished(&format!(
+                        "using the playbook Keycloak already running at {url} (it stays running)"
+                    ));
+                    url
+                }
+                None => args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?,
+            };
             let admin = args.admin_credentials_or_default();
             let keycloak = Keycloak {
                 base_url: KeycloakUrl::new(url),

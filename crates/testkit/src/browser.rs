@@ -3,7 +3,7 @@
 //! download, no Node.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,19 +34,15 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-fn find(candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
 impl Browser {
-    /// Starts chromedriver and one headless Chromium with a fresh profile; the error names
-    /// what is missing and how to get it.
+    /// Starts chromedriver and one headless Chromium with a fresh profile. Tests ask
+    /// [`crate::extras::BROWSER`] first; the error still names what is missing.
     pub async fn launch() -> Result<Self, String> {
-        let missing = "install Debian's `chromium` and `chromium-driver` packages (apt-get install chromium chromium-driver)";
-        let chromium = find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"])
-            .ok_or_else(|| format!("headless Chromium is needed for the stage tests: {missing}"))?;
-        let chromedriver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
-            .ok_or_else(|| format!("chromedriver is needed for the stage tests: {missing}"))?;
+        let extra = &crate::extras::BROWSER;
+        let Some([chromium, chromedriver]) = extra.paths().and_then(|p| <[_; 2]>::try_from(p).ok())
+        else {
+            return Err(format!("{} are needed: {}", extra.needs, extra.install));
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?

@@ -9,7 +9,8 @@
 //! With `PLAYBOOK_KEYCLOAK_REUSE=1` the Keycloak outlives the run and the next run attaches to it
 //! (`playbook provider --stop` stops it): the developer loop then pays for no start at all.
 //!
-//! [`browser`] drives a real headless Chromium for the instructor's stage.
+//! [`browser`] drives a real headless Chromium for the instructor's stage; [`extras`] lets a
+//! test that needs such an optional program skip with one line where it is missing.
 //!
 //! ```no_run
 //! #[test]
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod browser;
+pub mod extras;
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, AdminCredentials, Secret};
 use playbook_realm::REALM;
 
 use crate::args::KeycloakArgs;
@@ -62,17 +61,9 @@ impl OutputArgs {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let certs = CertSet::load(playbook_certs::Files::new(certs_dir))?;
-    // The password `playbook provider` saved, else the seed's.
-    let password = match &args.keycloak.admin_password {
-        Some(password) => password.clone(),
-        None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir))
-            .unwrap_or_else(|_| playbook_provider::SEED_ADMIN_PASSWORD.into()),
-    };
-    let admin = Admin::new(
-        args.keycloak.url(),
-        AdminCredentials::new(&args.keycloak.admin_user, Secret::new(password.trim())),
-        &certs.ca_pem,
-    )?;
+    let admin = args
+        .keycloak
+        .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?;
     let token_endpoint = admin.keycloak().realm(&args.realm).token();
     let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
         token_endpoint,

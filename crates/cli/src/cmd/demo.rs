@@ -67,12 +67,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         },
         certs.files.dir().display()
     ));
-    args.api.check_free()?;
-    let keycloak =
-        playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
-            .await?;
+    let api_port = args.api.resolve()?;
+    let keycloak = playbook_provider::start(
+        &args.start.config_attaching(certs_dir),
+        &certs,
+        crate::progress::for_stderr(),
+    )
+    .await?;
     let outcome = tokio::select! {
-        outcome = demo(&keycloak, &certs, certs_dir, &args, &trace, &mut report) => outcome,
+        outcome = demo(&keycloak, &certs, certs_dir, api_port, &args, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
     };
     trace.finish(outcome.is_ok());
@@ -119,6 +122,7 @@ async fn demo(
     keycloak: &Keycloak,
     certs: &CertSet,
     certs_dir: &Path,
+    api_port: u16,
     args: &Args,
     trace: &Trace,
     report: &mut Report,
@@ -134,7 +138,7 @@ async fn demo(
     crate::flow::reset(&admin, REALM).await?;
     // From here on, every exchange is part of the story the stage tells.
     let admin = admin.traced(trace.clone());
-    let listen = format!("127.0.0.1:{}", args.api.api_port).parse()?;
+    let listen = format!("127.0.0.1:{api_port}").parse()?;
     let mut config = ServerConfig::new(keycloak.realm(REALM).issuer().clone(), listen, certs);
     config.trace = trace.clone();
     let server = server::start(config).await?;

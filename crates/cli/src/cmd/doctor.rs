@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use playbook_certs::{CLIENT_CN, CertSet, Files};
 use playbook_client::{AccessToken, ClientError, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, AdminCredentials, Backend, Secret};
+use playbook_provider::{Admin, Backend};
 use playbook_realm::{CLIENT_ID, READONLY_ROLE, REALM, RealmUrl};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::args::{KeycloakArgs, StartArgs};
+use crate::args::StartArgs;
 use crate::cmd::{EXIT_REFUSED, EXIT_UNREACHABLE};
 
 #[derive(clap::Args)]
@@ -122,7 +122,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             CertSet::load(Files::new(certs_dir)).ok()
         }
     };
-    let backend = playbook_provider::backend_report(&args.start.config()).await;
+    let backend = playbook_provider::backend_report(&args.start.config(certs_dir)).await;
     report.record("Keycloak backends", backends(&backend));
     report.record("ports", ports(&keycloak, &api_url, certs.as_ref()).await);
 
@@ -137,7 +137,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let reachable = report.record("Keycloak", discovery.0);
     let discovered_issuer = discovery.1;
 
-    let admin = reachable.then(|| admin(&args.start.keycloak, certs_dir, &certs, keycloak.clone()));
+    let admin = reachable.then(|| {
+        args.start
+            .keycloak
+            .admin(certs_dir, keycloak.clone(), &certs.ca_pem)
+    });
     match &admin {
         Some(Ok(admin)) => {
             let verdict = subject_dn(admin, &args.realm, &certs).await;
@@ -365,21 +369,6 @@ async fn discovery(http: &reqwest::Client, realm: &RealmUrl) -> (Verdict, Option
             (verdict, None)
         }
     }
-}
-
-fn admin(
-    args: &KeycloakArgs,
-    certs_dir: &Path,
-    certs: &CertSet,
-    keycloak: playbook_realm::KeycloakUrl,
-) -> anyhow::Result<Admin> {
-    let password = match &args.admin_password {
-        Some(password) => password.clone(),
-        None => std::fs::read_to_string(crate::cmd::admin_password_file(certs_dir))
-            .unwrap_or_else(|_| playbook_provider::SEED_ADMIN_PASSWORD.into()),
-    };
-    let credentials = AdminCredentials::new(&args.admin_user, Secret::new(password.trim()));
-    Ok(Admin::new(keycloak, credentials, &certs.ca_pem)?)
 }
 
 /// The realm's client matches certificates by subject (`x509.subjectdn`, a regex by default).

@@ -51,12 +51,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (pace, stage) = args.stage.open(&trace, Pace::Continuous).await?;
     let mut report = Report::new(args.json).traced(trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
-    args.api.check_free()?;
-    let keycloak =
-        playbook_provider::start(&args.start.config(), &certs, crate::progress::for_stderr())
-            .await?;
+    let api_port = args.api.resolve()?;
+    let keycloak = playbook_provider::start(
+        &args.start.config_attaching(certs_dir),
+        &certs,
+        crate::progress::for_stderr(),
+    )
+    .await?;
     let outcome = tokio::select! {
-        outcome = lab(&keycloak, &certs, &args, &chosen, &trace, &mut report) => outcome,
+        outcome = lab(&keycloak, &certs, api_port, &chosen, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource servers were stopped")),
     };
     keycloak.stop().await;
@@ -87,13 +90,13 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 async fn lab(
     keycloak: &playbook_provider::Keycloak,
     certs: &CertSet,
-    args: &Args,
+    api_port: u16,
     chosen: &[&'static Scenario],
     trace: &playbook_trace::Trace,
     report: &mut Report,
 ) -> anyhow::Result<Vec<Verdict>> {
     let admin = keycloak.admin()?.traced(trace.clone());
-    let lab = Lab::new(&admin, certs, trace.clone()).api_port(args.api.api_port);
+    let lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
     let mut verdicts = Vec::new();
     for scenario in chosen {
         report
@@ -107,7 +110,12 @@ async fn lab(
         for attempt in &verdict.attempts {
             report.verdict(
                 attempt.held(),
-                &format!("{} → {}", attempt.tried, attempt.answered()),
+                &format!(
+                    "{}: {} → {}",
+                    attempt.outcome(),
+                    attempt.tried,
+                    attempt.answered()
+                ),
             );
         }
         report.lesson(&format!("{} ({})", scenario.lesson, scenario.rfc));
@@ -140,6 +148,7 @@ fn verdict_json(verdict: &Verdict) -> Value {
         "held": verdict.held(),
         "attempts": verdict.attempts.iter().map(|a| json!({
             "tried": a.tried, "expected": a.expected, "answer": a.answer, "held": a.held(),
+            "outcome": a.outcome(),
         })).collect::<Vec<_>>(),
     })
 }

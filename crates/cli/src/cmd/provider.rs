@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let provider = args.start.config();
+    let provider = args.start.config(certs_dir);
     if args.stop {
         let dir = playbook_provider::reuse_dir(&provider);
         let said =

@@ -24,6 +24,11 @@ impl Drop for Demo {
 
 #[test]
 fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
+    if !playbook_testkit::extras::BROWSER
+        .available("stage::the_stage_draws_the_real_run_as_the_presenter_steps_through_it")
+    {
+        return;
+    }
     let _demo_realm = super::demo_realm();
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let certs_dir = playbook_testkit::certs().files.dir();
