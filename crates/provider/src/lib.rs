@@ -98,6 +98,11 @@ impl Keycloak {
         }
     }
 
+    /// Whether this handle started Keycloak and stops it: false for an external or kept one.
+    pub fn is_owned(&self) -> bool {
+        matches!(self.backend, Running::Native(_) | Running::Container(_))
+    }
+
     /// Stops Keycloak now, without needing ownership or an async runtime: for handles shared
     /// through a `static` (whose destructors never run), from an exit hook. External ones are
     /// left alone. Idempotent.

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod browser;
+pub mod docs;
 pub mod extras;
 
 use std::future::Future;

@@ -81,9 +81,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     trace.finish(outcome.is_ok());
     let exported = export(&args.export, &trace, &mut report);
     if outcome.is_ok() && !args.keep {
-        report.heading(
-            "Done: stopping the resource server and Keycloak (--keep leaves them running to explore).",
-        );
+        report.heading(if keycloak.is_owned() {
+            "Done: stopping the resource server and Keycloak (--keep leaves them running to explore)."
+        } else {
+            "Done: stopping the resource server; Keycloak was running before and stays (--keep leaves both running)."
+        });
     }
     report.finish(json!({ "ok": outcome.is_ok() }));
     let result = match outcome {

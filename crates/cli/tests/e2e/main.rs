@@ -6,6 +6,7 @@
 mod cli_errors;
 mod client;
 mod demo;
+mod docs;
 mod doctor;
 mod lab;
 mod resource_server;

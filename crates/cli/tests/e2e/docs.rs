@@ -1,0 +1,29 @@
+//! The executed docs: every shell block README.md and docs/tutorial.md tell a learner to paste,
+//! run as written (see `playbook_testkit::docs` for the few things the runner stands in for),
+//! so a page whose commands or promised output drifted from the program turns the suite red, and
+//! the test's name says which page.
+
+use std::path::Path;
+
+use playbook_testkit::docs::Session;
+
+fn run_page(page: &str) {
+    // The pages use the tutorial's own realm, like the demo tests: one at a time.
+    let _turn = super::demo_realm();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let markdown = std::fs::read_to_string(root.join(page)).expect("the page");
+    let mut session = Session::new(page, Path::new(env!("CARGO_BIN_EXE_playbook")));
+    let ran = session.run_page(&markdown);
+    eprintln!("{page}: {ran} blocks ran");
+    assert!(ran > 0, "{page} has no executed block");
+}
+
+#[test]
+fn readme_every_block_a_learner_pastes_runs_as_shown() {
+    run_page("README.md");
+}
+
+#[test]
+fn tutorial_every_block_a_learner_pastes_runs_as_shown() {
+    run_page("docs/tutorial.md");
+}

@@ -1,0 +1,458 @@
+//! Executed docs: the shell blocks a learner is told to paste, run as written against the test
+//! run's Keycloak, so a command that stops working, or output a page promises that the program
+//! no longer prints, turns the suite red and names the page.
+//!
+//! Every ```` ```sh ```` block of an executed page carries a marker on the line before it, an
+//! HTML comment that Markdown renders as nothing:
+//!
+//! ```text
+//! <!-- test: run; expect "HTTP/2 401" -->         run it; it must exit 0 and print the text
+//! <!-- test: run; expect 'realm="x"' -->          the same, single quotes around a text with "
+//! <!-- test: background; until "Press Ctrl-C" --> a server: started, waited for, stopped at the end
+//! <!-- test: run; starts-keycloak -->             it would start Keycloak: it gets the run's own
+//! <!-- test: skip; it runs this very test -->     never run, with the reason
+//! ```
+//!
+//! An unmarked block is an error, so a new block cannot slip past the test. What the runner
+//! changes, and why it is faithful:
+//! - `cargo demo` and `cargo playbook` run the `playbook` binary under test: they are aliases of
+//!   `cargo run -p playbook-cli --` (checked against `.cargo/config.toml`), and cargo cannot be
+//!   run again inside the `cargo test` that runs this.
+//! - The default ports 9443 and 8443 become the run's, because every page that is executed says
+//!   that the commands take your port in their place when you chose another one; the commands
+//!   get the same ports through the documented `PLAYBOOK_*` variables.
+//! - A block that starts Keycloak (`starts-keycloak`) is pointed at the run's Keycloak as an
+//!   external one (`PLAYBOOK_KEYCLOAK_URL` and the admin credentials in the environment, never on
+//!   a command line): one Keycloak serves the whole test run.
+//! - `./certs` starts as a copy of the run's certificates (which Keycloak serves), so the
+//!   page's `cargo playbook certs` finds them and reuses them.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The ports the pages show, and what replaces them.
+pub const KEYCLOAK_PORT: u16 = 9443;
+pub const API_PORT: u16 = 8443;
+
+/// What the runner does with a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Background,
+    Skip(String),
+}
+
+/// One marked shell block of a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// 1-based line of the opening fence, for the failure message.
+    pub line: usize,
+    pub mode: Mode,
+    /// Texts the output must contain (a background block is ready once it printed them all).
+    pub expects: Vec<String>,
+    pub starts_keycloak: bool,
+    pub script: String,
+}
+
+/// Every ```` ```sh ```` block of `markdown` with its marker; an unmarked block or a marker
+/// this module does not understand is an error naming its line.
+pub fn blocks(markdown: &str) -> Result<Vec<Block>, String> {
+    let lines: Vec<&str> = markdown.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_start();
+        if !fence.starts_with("```") {
+            i += 1;
+            continue;
+        }
+        let language = fence.trim_start_matches('`').trim();
+        let end = (i + 1..lines.len())
+            .find(|&j| lines[j].trim_start().starts_with("```"))
+            .ok_or_else(|| format!("line {}: a code block that never closes", i + 1))?;
+        if matches!(language, "sh" | "bash" | "shell" | "console") {
+            let marker = i
+                .checked_sub(1)
+                .map(|m| lines[m].trim())
+                .and_then(|m| m.strip_prefix("<!-- test:"))
+                .and_then(|m| m.strip_suffix("-->"))
+                .ok_or_else(|| {
+                    format!(
+                        "line {}: a shell block without a `<!-- test: ... -->` marker on the line before",
+                        i + 1
+                    )
+                })?;
+            let mut block = parse_marker(marker).map_err(|e| format!("line {}: {e}", i))?;
+            block.line = i + 1;
+            block.script = lines[i + 1..end].join("\n");
+            found.push(block);
+        }
+        i = end + 1;
+    }
+    Ok(found)
+}
+
+fn parse_marker(marker: &str) -> Result<Block, String> {
+    let mut parts = marker.split(';').map(str::trim);
+    let mode = match parts.next().unwrap_or_default() {
+        "run" => Mode::Run,
+        "background" => Mode::Background,
+        "skip" => Mode::Skip(parts.by_ref().collect::<Vec<_>>().join("; ")),
+        other => {
+            return Err(format!(
+                "unknown test mode `{other}` (run, background, skip)"
+            ));
+        }
+    };
+    let mut block = Block {
+        line: 0,
+        mode,
+        expects: Vec::new(),
+        starts_keycloak: false,
+        script: String::new(),
+    };
+    for part in parts {
+        let quoted = |key: &str| {
+            part.strip_prefix(key)
+                .map(str::trim)
+                .and_then(|q| {
+                    ['"', '\'']
+                        .into_iter()
+                        .find_map(|mark| q.strip_prefix(mark)?.strip_suffix(mark))
+                })
+                .map(str::to_owned)
+        };
+        if let Some(text) = quoted("expect").or_else(|| quoted("until")) {
+            block.expects.push(text);
+        } else if part == "starts-keycloak" {
+            block.starts_keycloak = true;
+        } else {
+            return Err(format!("unknown marker part `{part}`"));
+        }
+    }
+    if block.mode == Mode::Background && block.expects.is_empty() {
+        return Err("a background block needs `until \"TEXT\"` to know when it is ready".into());
+    }
+    Ok(block)
+}
+
+/// Where a page's blocks run: a working directory with `./certs`, the ports, the servers
+/// started so far (stopped when the session is dropped).
+pub struct Session {
+    page: String,
+    dir: tempfile::TempDir,
+    playbook: PathBuf,
+    keycloak_port: u16,
+    api_port: u16,
+    env: Vec<(String, String)>,
+    keycloak_env: Vec<(String, String)>,
+    servers: Vec<(usize, Child)>,
+    /// How many blocks ran (skipped ones not counted).
+    pub ran: usize,
+}
+
+impl Session {
+    /// A session for `page` (its name in messages), running `playbook` for the cargo aliases.
+    pub fn new(page: &str, playbook: &Path) -> Self {
+        check_aliases();
+        let keycloak = crate::run(crate::keycloak());
+        let keycloak_port = keycloak.base_url().port().expect("the run's Keycloak port");
+        let api_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("a working directory");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).expect("./certs");
+        for entry in std::fs::read_dir(crate::certs().files.dir()).expect("the run's certs") {
+            let entry = entry.expect("a certs entry");
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::copy(entry.path(), certs.join(entry.file_name())).expect("a copy");
+            }
+        }
+        let local = |port: u16| format!("https://localhost:{port}/");
+        let env = vec![
+            ("PLAYBOOK_KEYCLOAK_PORT".into(), keycloak_port.to_string()),
+            (
+                "PLAYBOOK_ISSUER".into(),
+                keycloak.realm(playbook_realm::REALM).issuer().to_string(),
+            ),
+            ("PLAYBOOK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
+            ("PLAYBOOK_API_URL".into(), local(api_port)),
+            ("NO_COLOR".into(), "1".into()),
+        ];
+        let admin = keycloak.admin_credentials();
+        let keycloak_env = vec![
+            (
+                playbook_provider::env::URL.into(),
+                keycloak.base_url().to_string(),
+            ),
+            (
+                playbook_provider::env::ADMIN_USER.into(),
+                admin.username.clone(),
+            ),
+            (
+                playbook_provider::env::ADMIN_PASSWORD.into(),
+                admin.password.expose().to_owned(),
+            ),
+        ];
+        Self {
+            page: page.to_owned(),
+            dir,
+            playbook: playbook.to_owned(),
+            keycloak_port,
+            api_port,
+            env,
+            keycloak_env,
+            servers: Vec::new(),
+            ran: 0,
+        }
+    }
+
+    /// The session's working directory, where `./certs` is.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs every block of the page in order; panics at the first that fails, naming the page
+    /// and line. Returns how many blocks ran.
+    pub fn run_page(&mut self, markdown: &str) -> usize {
+        let blocks = blocks(markdown).unwrap_or_else(|e| panic!("{}: {e}", self.page));
+        for block in &blocks {
+            match block.mode {
+                Mode::Skip(_) => continue,
+                Mode::Run => self.run(block),
+                Mode::Background => self.background(block),
+            }
+            self.ran += 1;
+        }
+        self.ran
+    }
+
+    /// The page's text with the run's ports in place of the documented ones.
+    fn localized(&self, text: &str) -> String {
+        text.replace(
+            &format!("localhost:{KEYCLOAK_PORT}"),
+            &format!("localhost:{}", self.keycloak_port),
+        )
+        .replace(
+            &format!("localhost:{API_PORT}"),
+            &format!("localhost:{}", self.api_port),
+        )
+    }
+
+    fn command(&self, block: &Block, output: &Path) -> Command {
+        let script = format!("{}\n{}\n", prelude(), self.localized(&block.script));
+        let log = std::fs::File::create(output).expect("an output file");
+        let mut command = Command::new("bash");
+        command
+            .args(["-e", "-o", "pipefail", "-c", &script])
+            .current_dir(self.dir.path())
+            .env("PLAYBOOK_BIN", &self.playbook)
+            .env_remove("PLAYBOOK_CERTS_DIR")
+            .env_remove("PLAYBOOK_API_PORT")
+            .env_remove(playbook_provider::env::BACKEND)
+            .env_remove(playbook_provider::env::URL)
+            .env_remove(playbook_provider::env::ADMIN_USER)
+            .env_remove(playbook_provider::env::ADMIN_PASSWORD)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a second handle"))
+            .stderr(log)
+            .process_group(0);
+        if block.starts_keycloak {
+            command.envs(self.keycloak_env.iter().map(|(k, v)| (k, v)));
+        }
+        command
+    }
+
+    fn output_path(&self, block: &Block) -> PathBuf {
+        self.dir.path().join(format!("block-{}.log", block.line))
+    }
+
+    fn fail(&self, block: &Block, why: &str) -> ! {
+        let output = std::fs::read_to_string(self.output_path(block)).unwrap_or_default();
+        let tail: Vec<&str> = output.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "{} line {}: {why}\n--- the block ---\n{}\n--- its output (last 60 lines) ---\n{}",
+            self.page,
+            block.line,
+            block.script,
+            tail.join("\n")
+        );
+    }
+
+    fn missing(&self, block: &Block) -> Vec<String> {
+        let output = std::fs::read_to_string(self.output_path(block)).unwrap_or_default();
+        block
+            .expects
+            .iter()
+            .map(|e| self.localized(e))
+            .filter(|e| !output.contains(e.as_str()))
+            .collect()
+    }
+
+    /// A block that would start Keycloak finds what a fresh one has: no tutorial realm yet
+    /// (it imports the realm itself, like `playbook provider` and `demo` do).
+    fn fresh_keycloak(&self, block: &Block) {
+        if !block.starts_keycloak {
+            return;
+        }
+        crate::run(async {
+            let admin = crate::keycloak()
+                .await
+                .admin()
+                .expect("an Admin API client");
+            let realm = playbook_realm::REALM;
+            if admin.realm_exists(realm).await.expect("the realm list") {
+                admin
+                    .delete_realm(realm)
+                    .await
+                    .expect("the tutorial realm deleted");
+            }
+        });
+    }
+
+    fn run(&mut self, block: &Block) {
+        self.fresh_keycloak(block);
+        let mut child = self
+            .command(block, &self.output_path(block))
+            .spawn()
+            .expect("bash runs");
+        let status = wait_timeout(&mut child, Duration::from_secs(300)).unwrap_or_else(|| {
+            stop(&mut child);
+            self.fail(block, "still running after 300 s")
+        });
+        if !status.success() {
+            self.fail(block, &format!("exited with {status}"));
+        }
+        let missing = self.missing(block);
+        if !missing.is_empty() {
+            self.fail(
+                block,
+                &format!("the page promises {missing:?}, not printed"),
+            );
+        }
+    }
+
+    fn background(&mut self, block: &Block) {
+        self.fresh_keycloak(block);
+        let mut child = self
+            .command(block, &self.output_path(block))
+            .spawn()
+            .expect("bash runs");
+        let started = Instant::now();
+        while !self.missing(block).is_empty() {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.fail(block, &format!("a server block exited with {status}"));
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                stop(&mut child);
+                self.fail(block, "not ready after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.servers.push((block.line, child));
+    }
+}
+
+impl Drop for Session {
+    /// Stops the servers the page started as Ctrl-C would, newest first.
+    fn drop(&mut self) {
+        while let Some((_, mut child)) = self.servers.pop() {
+            stop(&mut child);
+        }
+    }
+}
+
+/// `cargo demo` and `cargo playbook` as `.cargo/config.toml` defines them, on the binary under
+/// test; any other cargo command in a page is an error.
+fn prelude() -> &'static str {
+    r#"cargo() {
+  case "$1" in
+    demo) shift; "$PLAYBOOK_BIN" demo "$@" ;;
+    playbook) shift; "$PLAYBOOK_BIN" "$@" ;;
+    *) echo "executed docs: only cargo's playbook aliases run here, not: cargo $*" >&2; return 97 ;;
+  esac
+}"#
+}
+
+/// The prelude stands for the aliases only while they mean what it assumes.
+fn check_aliases() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cargo/config.toml");
+    let config = std::fs::read_to_string(&config).expect(".cargo/config.toml");
+    for alias in [
+        r#"playbook = "run -p playbook-cli --""#,
+        r#"demo = "run -p playbook-cli -- demo""#,
+    ] {
+        assert!(
+            config.lines().any(|l| l.trim() == alias),
+            "executed docs assume `{alias}` in .cargo/config.toml"
+        );
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if started.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to the block's process group (bash and what it started), then SIGKILL if needed.
+fn stop(child: &mut Child) {
+    let group = child.id() as i32;
+    // SAFETY: signalling a process group this session created.
+    unsafe {
+        libc::kill(-group, libc::SIGTERM);
+    }
+    if wait_timeout(child, Duration::from_secs(30)).is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_blocks_are_found_with_their_modes_and_promises() {
+        let page = "# Page\n\n<!-- test: run; expect \"HTTP/2 401\"; expect 'realm=\"x\"' -->\n```sh\ncurl -i https://localhost:8443/\n```\n\n```rust\nfn not_shell() {}\n```\n<!-- test: background; until \"ready\"; starts-keycloak -->\n```sh\ncargo playbook provider\n```\n<!-- test: skip; it runs this very test -->\n```sh\ncargo test\n```\n";
+        let found = blocks(page).unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[0].mode, Mode::Run);
+        assert_eq!(found[0].line, 4);
+        assert_eq!(found[0].expects, ["HTTP/2 401", "realm=\"x\""]);
+        assert_eq!(found[0].script, "curl -i https://localhost:8443/");
+        assert_eq!(found[1].mode, Mode::Background);
+        assert!(found[1].starts_keycloak);
+        assert_eq!(found[2].mode, Mode::Skip("it runs this very test".into()));
+    }
+
+    #[test]
+    fn an_unmarked_or_misspelt_block_is_an_error_naming_its_line() {
+        let unmarked = blocks("text\n```sh\nls\n```\n").unwrap_err();
+        assert!(unmarked.starts_with("line 2:"), "{unmarked}");
+        let unknown = blocks("<!-- test: runn -->\n```sh\nls\n```\n").unwrap_err();
+        assert!(unknown.contains("runn"), "{unknown}");
+        let part = blocks("<!-- test: run; expects \"x\" -->\n```sh\nls\n```\n").unwrap_err();
+        assert!(part.contains("expects"), "{part}");
+        let server = blocks("<!-- test: background -->\n```sh\nls\n```\n").unwrap_err();
+        assert!(server.contains("until"), "{server}");
+        let open = blocks("<!-- test: run -->\n```sh\nls\n").unwrap_err();
+        assert!(open.contains("never closes"), "{open}");
+    }
+}
