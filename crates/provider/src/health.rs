@@ -57,7 +57,7 @@ pub(crate) async fn running_playbook_keycloak(
     let http = playbook_https::https_client(ca_pem).ok()?;
     let answer = http
         .get(keycloak.realm(playbook_realm::MASTER_REALM).discovery())
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(3))
         .send()
         .await;
     match answer {

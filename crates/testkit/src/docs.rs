@@ -164,14 +164,7 @@ impl Session {
             .expect("a free port")
             .port();
         let dir = tempfile::tempdir().expect("a working directory");
-        let certs = dir.path().join("certs");
-        std::fs::create_dir(&certs).expect("./certs");
-        for entry in std::fs::read_dir(crate::certs().files.dir()).expect("the run's certs") {
-            let entry = entry.expect("a certs entry");
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                std::fs::copy(entry.path(), certs.join(entry.file_name())).expect("a copy");
-            }
-        }
+        crate::copy_certs(&dir.path().join("certs"));
         let local = |port: u16| format!("https://localhost:{port}/");
         let env = vec![
             ("PLAYBOOK_KEYCLOAK_PORT".into(), keycloak_port.to_string()),

@@ -87,6 +87,19 @@ pub fn certs() -> &'static CertSet {
     &CERTS.1
 }
 
+/// Copies the run's certificate files into `dir` (created), keys staying 0600: a certificates
+/// directory of its own for a test that writes beside them (the saved admin password), still
+/// trusted by the run's Keycloak.
+pub fn copy_certs(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("a certificates directory");
+    for entry in std::fs::read_dir(certs().files.dir()).expect("the run's certificates") {
+        let entry = entry.expect("a certificates entry");
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("a copy");
+        }
+    }
+}
+
 /// The shared Keycloak, started on first use. Panics with the reason when none can start.
 pub async fn keycloak() -> &'static Keycloak {
     let started = KEYCLOAK

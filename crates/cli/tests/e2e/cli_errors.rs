@@ -1,6 +1,6 @@
 //! Failures that need no Keycloak: each is one readable line and a distinct exit code.
 
-use super::{playbook, stderr};
+use super::{playbook, playbook_with, stderr};
 
 /// The `error:` lines of a run, which must be exactly one, and no panic or backtrace.
 fn the_error_line(output: &std::process::Output) -> String {
@@ -77,6 +77,27 @@ fn a_bad_flag_exits_2_with_usage() {
         "{text}"
     );
     assert!(text.contains("Usage: playbook client"), "{text}");
+}
+
+/// `demo` and `lab` attach only to a Keycloak whose certificate our CA signed: whatever else
+/// holds the port is not mistaken for one, and the port is reported as taken.
+#[test]
+fn a_keycloak_port_held_by_a_stranger_is_reported_not_attached_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stranger.local_addr().unwrap().port().to_string();
+    let output = playbook_with(
+        &dir.path().join("certs"),
+        &["lab", "wrong-audience", "--api-port", "0"],
+        &[("PLAYBOOK_KEYCLOAK_PORT", &port)],
+    );
+    let taken_message = format!("port {port} is already in use");
+    assert_fails(&output, 1, &[&taken_message]);
+    assert!(
+        !stderr(&output).contains("already running"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

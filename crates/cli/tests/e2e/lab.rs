@@ -211,3 +211,43 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     assert_eq!(attempts[1]["answer"]["status"], 200, "{attempts}");
     assert_eq!(document["outcome"]["scenarios"][0]["rfc"], "RFC 8705 §3");
 }
+
+/// The tutorial ends with the lab while its Keycloak and resource server still run: the lab must
+/// find that Keycloak on its port, sign in with the password `playbook provider` saved (never
+/// one on the command line), and give its resource server a free port, saying so.
+#[test]
+fn beside_the_tutorial_the_lab_uses_its_keycloak_and_saved_password_and_a_free_api_port() {
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let port = keycloak.base_url().port().expect("a port").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    playbook_testkit::copy_certs(&certs_dir);
+    playbook_certs::write_private(
+        &certs_dir.join("keycloak-admin-password"),
+        keycloak.admin_credentials().password.expose().as_bytes(),
+    )
+    .unwrap();
+    // The tutorial's resource server holds 8443 (or something else already does).
+    let api_port = playbook_resource_server::DEFAULT_LISTEN.port();
+    let _tutorial_api = std::net::TcpListener::bind(("127.0.0.1", api_port));
+
+    let output = super::playbook_with(
+        &certs_dir,
+        &["lab", "wrong-audience"],
+        &[("PLAYBOOK_KEYCLOAK_PORT", &port)],
+    );
+    let stderr = super::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {api_port} is taken")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "using the playbook Keycloak already running at https://localhost:{port}/"
+        )),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("refused, as it must be"), "{stdout}");
+}

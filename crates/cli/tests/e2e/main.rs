@@ -32,6 +32,8 @@ fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         .env_remove("PLAYBOOK_KEYCLOAK_URL")
         .env_remove("PLAYBOOK_KEYCLOAK_BACKEND")
         .env_remove("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD")
+        .env_remove("PLAYBOOK_KEYCLOAK_PORT")
+        .env_remove("PLAYBOOK_API_PORT")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
