@@ -72,13 +72,13 @@ impl Extra {
         if self.paths().is_some() {
             return true;
         }
-        let line = self.skip_line(test);
         if self.required() {
             panic!(
-                "{line}, and {} (or {REQUIRE_ALL_VARIABLE}) requires it",
-                self.require_variable
+                "{test} needs {} ({}), and {} (or {REQUIRE_ALL_VARIABLE}) says it must run",
+                self.needs, self.install, self.require_variable
             );
         }
+        let line = self.skip_line(test);
         // Written to the stream itself, not through `eprintln!`, which the test harness captures
         // and hides for a passing test: the skip must be seen.
         let _ = writeln!(std::io::stderr(), "{line}");
