@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use playbook_provider::{Admin, AdminCredentials, BackendChoice, ProviderConfig, Secret, env};
-use playbook_realm::{KeycloakUrl, REALM};
+use playbook_keycloak::{Admin, AdminCredentials, Secret};
+use playbook_keycloak::{KeycloakUrl, REALM};
+use playbook_provider::{BackendChoice, ProviderConfig, env};
 use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
 use url::Url;
 

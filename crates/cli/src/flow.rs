@@ -3,11 +3,9 @@
 use playbook_resource_server::unix_now;
 use std::sync::Arc;
 
-use playbook_client::{
-    AccessToken, ApiResponse, Assignment, Provisioner, ResourceApi, Revocation, TokenClient,
-};
-use playbook_provider::Admin;
-use playbook_realm::{CLIENT_ID, READONLY_ROLE};
+use playbook_client::{AccessToken, ApiResponse, ResourceApi, TokenClient};
+use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation};
+use playbook_keycloak::{CLIENT_ID, READONLY_ROLE};
 use serde_json::json;
 
 use crate::report::{Actor, Report};

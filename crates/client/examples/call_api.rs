@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Files};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_realm::{KeycloakUrl, REALM};
+use playbook_keycloak::{KeycloakUrl, REALM};
 use url::Url;
 
 #[tokio::main]

@@ -1,30 +1,15 @@
 //! What can go wrong on the client side, split the way a user has to react to it.
 
 use playbook_certs::Leaf;
-use playbook_provider::ProviderError;
+use playbook_keycloak::KeycloakError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Keycloak(#[from] KeycloakError),
 
     #[error(transparent)]
     Tls(#[from] playbook_https::TlsMaterialError),
-
-    #[error(
-        "client `{client_id}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
-    )]
-    ClientNotFound { client_id: String, realm: String },
-
-    #[error(
-        "client `{client_id}` has no service account; enable \"Service accounts\" on it in realm `{realm}`"
-    )]
-    NoServiceAccount { client_id: String, realm: String },
-
-    #[error(
-        "realm role `{role}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
-    )]
-    RoleNotFound { role: String, realm: String },
 
     #[error(
         "Keycloak refused the token request ({status} {error}: {description}); check that the client certificate \
@@ -62,7 +47,7 @@ impl ClientError {
             Self::TokenRefused { .. }
             | Self::CertificateRefused { .. }
             | Self::ApiRefused { .. } => true,
-            Self::Provider(e) => matches!(e, ProviderError::AdminRefused { .. }),
+            Self::Keycloak(e) => e.is_refusal(),
             _ => false,
         }
     }
@@ -71,7 +56,7 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             Self::Unreachable { .. } => true,
-            Self::Provider(e) => e.is_unreachable(),
+            Self::Keycloak(e) => e.is_unreachable(),
             _ => false,
         }
     }

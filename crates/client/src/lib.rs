@@ -1,7 +1,7 @@
 //! The OAuth client of the playbook, as the seed's `client/start.sh` runs it:
 //!
-//! 1. an Admin API session ([`playbook_provider::Admin`]);
-//! 2. [`Provisioner`] gives the client's service account the realm role;
+//! 1. an Admin API session ([`playbook_keycloak::Admin`]);
+//! 2. [`playbook_keycloak::Provisioner`] gives the client's service account the realm role;
 //! 3. [`TokenClient`] gets a client-credentials token, authenticating with the TLS client
 //!    certificate (RFC 8705), and caches it;
 //! 4. [`ResourceApi`] calls the resource server over the same mutual-TLS identity, so
@@ -11,11 +11,9 @@ mod api;
 mod claims;
 mod error;
 mod handshake;
-mod provision;
 mod token;
 
 pub use api::{ApiResponse, ResourceApi};
 pub use claims::Claims;
 pub use error::ClientError;
-pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use token::{AccessToken, TokenClient, TokenClientConfig};

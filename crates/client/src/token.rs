@@ -4,12 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use playbook_certs::Leaf;
-use playbook_provider::Secret;
+use playbook_keycloak::Secret;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use playbook_realm::{CLIENT_ID, USERS_READ};
+use playbook_keycloak::{CLIENT_ID, USERS_READ};
 use playbook_trace::{CertView, Exchange, Party, TokenView, Trace};
 
 use crate::{Claims, ClientError};

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
-use playbook_client::{ClientError, Provisioner, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, ProviderError};
-use playbook_realm::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_client::{ClientError, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{Admin, KeycloakError, Provisioner};
+use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
 use playbook_trace::Trace;
 
@@ -17,7 +17,7 @@ use crate::{Answer, Attempt, Expect, Scenario, Verdict};
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error(transparent)]
-    Keycloak(#[from] ProviderError),
+    Keycloak(#[from] KeycloakError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]

@@ -8,7 +8,7 @@
 //! expected, and what the defence answered (status and `WWW-Authenticate`).
 //!
 //! ```no_run
-//! # async fn lab(admin: &playbook_provider::Admin, certs: &playbook_certs::CertSet) {
+//! # async fn lab(admin: &playbook_keycloak::Admin, certs: &playbook_certs::CertSet) {
 //! let lab = playbook_lab::Lab::new(admin, certs, playbook_trace::Trace::off());
 //! let verdict = lab.run(playbook_lab::scenario("stolen-token").unwrap()).await.unwrap();
 //! assert!(verdict.held());

@@ -7,7 +7,7 @@ use base64::Engine;
 use playbook_certs::{Authority, LeafSpec};
 use playbook_client::AccessToken;
 use playbook_forge::{SigningKey, hs256, unsigned};
-use playbook_realm::{CLIENT_ID, INTRUDER_CLIENT_ID, USERS_READ};
+use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, USERS_READ};
 use playbook_resource_server::{BindingMode, IntrospectionConfig, unix_now};
 use playbook_trace::TokenView;
 use serde_json::{Value, json};
@@ -252,7 +252,7 @@ async fn role_removed(arena: &Arena<'_>) -> Attempts {
     ];
     let provisioner = arena.provisioner();
     let (account, role) = provisioner
-        .account_and_role(CLIENT_ID, playbook_realm::READONLY_ROLE)
+        .account_and_role(CLIENT_ID, playbook_keycloak::READONLY_ROLE)
         .await?;
     provisioner.revoke(&account, &role).await?;
     attempts.push(

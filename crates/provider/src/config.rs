@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::admin::{AdminCredentials, Secret};
+use playbook_keycloak::{AdminCredentials, Secret};
 
 /// The environment variables of [`ProviderConfig::from_env`], one per field.
 pub mod env {

@@ -19,7 +19,8 @@ use url::Url;
 use crate::config::{ensure_free, port_or_free};
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
-use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
+use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
+use playbook_keycloak::AdminCredentials;
 
 const HTTPS_PORT: u16 = 8443;
 const MANAGEMENT_PORT: u16 = 9000;
@@ -163,7 +164,9 @@ pub(crate) async fn start(
     for (name, value) in environment(&admin, https) {
         request = request.with_env_var(name, value);
     }
-    let base_url = playbook_realm::KeycloakUrl::local(https).as_url().clone();
+    let base_url = playbook_keycloak::KeycloakUrl::local(https)
+        .as_url()
+        .clone();
     progress.stage(&format!(
         "starting Keycloak {KEYCLOAK_VERSION} (container {image}) on {base_url}"
     ));
@@ -246,7 +249,7 @@ fn exited(id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secret;
+    use playbook_keycloak::Secret;
 
     /// Docker is not needed to check what the container would be told.
     #[test]

@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::{AdminCredentials, ProviderError};
+use crate::ProviderError;
+use playbook_keycloak::AdminCredentials;
 
 /// The H2 database of one Keycloak process, in a directory of its own: H2 allows one process per
 /// file, and tests run a second Keycloak beside the shared one.
@@ -99,7 +100,7 @@ impl DatabaseTemplate {
             .map_err(ProviderError::io("read", &password_file))?;
         let admin = AdminCredentials::new(
             crate::DEFAULT_ADMIN_USER,
-            crate::admin::Secret::new(password.trim()),
+            playbook_keycloak::Secret::new(password.trim()),
         );
         Ok((database, admin))
     }

@@ -75,23 +75,9 @@ pub enum ProviderError {
     #[error("the external backend needs a URL: set PLAYBOOK_KEYCLOAK_URL or --keycloak-url")]
     ExternalWithoutUrl,
 
-    #[error(
-        "cannot reach Keycloak at {url}: {reason}; is it running? (`cargo playbook provider` starts one)"
-    )]
-    Unreachable { url: String, reason: String },
-
-    #[error(
-        "Keycloak refused the admin credentials of user `{user}`; check --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD"
-    )]
-    AdminRefused { user: String },
-
-    #[error("Keycloak Admin API {method} {path} answered {status}: {body}")]
-    AdminApi {
-        method: &'static str,
-        path: String,
-        status: u16,
-        body: String,
-    },
+    /// Keycloak is there but does not answer as it should (unreachable, refused the admin).
+    #[error(transparent)]
+    Keycloak(#[from] playbook_keycloak::KeycloakError),
 
     #[error(transparent)]
     Tls(#[from] playbook_https::TlsMaterialError),
@@ -119,7 +105,7 @@ impl ProviderError {
 
     /// Whether this is a network-level failure rather than a refusal or a local problem.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. })
+        matches!(self, Self::Keycloak(e) if e.is_unreachable())
     }
 }
 

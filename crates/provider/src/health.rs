@@ -53,10 +53,10 @@ pub(crate) async fn running_playbook_keycloak(
     if !wanted || std::net::TcpListener::bind(("127.0.0.1", config.https_port)).is_ok() {
         return None;
     }
-    let keycloak = playbook_realm::KeycloakUrl::local(config.https_port);
+    let keycloak = playbook_keycloak::KeycloakUrl::local(config.https_port);
     let http = playbook_https::https_client(ca_pem).ok()?;
     let answer = http
-        .get(keycloak.realm(playbook_realm::MASTER_REALM).discovery())
+        .get(keycloak.realm(playbook_keycloak::MASTER_REALM).discovery())
         .timeout(Duration::from_secs(3))
         .send()
         .await;
@@ -69,10 +69,12 @@ pub(crate) async fn running_playbook_keycloak(
 /// Checks that an external Keycloak answers over TLS with our CA and serves the master realm.
 pub(crate) async fn check_external(keycloak: &Keycloak) -> Result<(), ProviderError> {
     let http = playbook_https::https_client(keycloak.ca_pem())?;
-    let url = keycloak.realm(playbook_realm::MASTER_REALM).discovery();
-    let unreachable = |reason: String| ProviderError::Unreachable {
-        url: keycloak.base_url().to_string(),
-        reason,
+    let url = keycloak.realm(playbook_keycloak::MASTER_REALM).discovery();
+    let unreachable = |reason: String| {
+        ProviderError::from(playbook_keycloak::KeycloakError::Unreachable {
+            url: keycloak.base_url().to_string(),
+            reason,
+        })
     };
     let response = http
         .get(url)

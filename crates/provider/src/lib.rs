@@ -8,7 +8,6 @@
 //! Nothing else in the workspace knows how Keycloak starts: the CLI, the tests and the demo all go
 //! through [`start`] and [`ProviderConfig`].
 
-mod admin;
 mod class_archive;
 mod config;
 mod container;
@@ -23,7 +22,6 @@ mod options;
 mod progress;
 mod reuse;
 
-pub use admin::{Admin, AdminCredentials, Secret};
 pub use config::{
     Backend, BackendChoice, DEFAULT_ADMIN_USER, DEFAULT_HTTPS_PORT, ProviderConfig,
     SEED_ADMIN_PASSWORD, env,
@@ -35,7 +33,7 @@ pub use reuse::{Lease, reuse_dir, stop_leased};
 
 use std::sync::Arc;
 
-use playbook_realm::{KeycloakUrl, RealmUrl};
+use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, RealmUrl};
 use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
@@ -85,7 +83,11 @@ impl Keycloak {
 
     /// An Admin API session for this Keycloak.
     pub fn admin(&self) -> Result<Admin, ProviderError> {
-        Admin::new(self.base_url.clone(), self.admin.clone(), &self.ca_pem)
+        Ok(Admin::new(
+            self.base_url.clone(),
+            self.admin.clone(),
+            &self.ca_pem,
+        )?)
     }
 
     /// Which backend runs this Keycloak, for messages.

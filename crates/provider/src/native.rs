@@ -15,7 +15,8 @@ use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
-use crate::{AdminCredentials, KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
+use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
+use playbook_keycloak::AdminCredentials;
 
 /// Runs `"$@"` (kc.sh and the java it forks) and kills their whole process group as soon as its
 /// stdin reaches EOF. Our process holds the only write end of that pipe, so Keycloak dies with
@@ -101,7 +102,7 @@ pub(crate) async fn start(
 }
 
 fn base_url(https_port: u16) -> Url {
-    playbook_realm::KeycloakUrl::local(https_port)
+    playbook_keycloak::KeycloakUrl::local(https_port)
         .as_url()
         .clone()
 }
@@ -188,7 +189,7 @@ impl Launcher<'_> {
         let port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let admin = AdminCredentials::new(
             crate::DEFAULT_ADMIN_USER,
-            crate::admin::Secret::new(crate::config::random_password()),
+            playbook_keycloak::Secret::new(crate::config::random_password()),
         );
         let database = InstanceDatabase::fresh()?;
         let keycloak = self

@@ -4,7 +4,7 @@
 //! environment variable (`KC_HTTPS_PORT=8443`). The native backend passes flags, the container
 //! backend environment variables; both render the lists below, so they cannot drift apart.
 
-use crate::AdminCredentials;
+use playbook_keycloak::AdminCredentials;
 
 /// One Keycloak option, e.g. `https-client-auth` = `request`.
 #[derive(Debug, Clone, PartialEq, Eq)]

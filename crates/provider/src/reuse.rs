@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{AdminCredentials, Keycloak, ProviderConfig, ProviderError, Running, Secret};
+use crate::{Keycloak, ProviderConfig, ProviderError, Running};
+use playbook_keycloak::{AdminCredentials, Secret};
 
 /// Where a kept Keycloak is and how to use it; written 0600, as it holds the admin password.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +60,7 @@ impl Lease {
             return None;
         }
         let keycloak = Keycloak {
-            base_url: playbook_realm::KeycloakUrl::new(self.base_url.clone()),
+            base_url: playbook_keycloak::KeycloakUrl::new(self.base_url.clone()),
             admin: AdminCredentials::new(
                 self.admin_user.clone(),
                 Secret::new(self.admin_password.clone()),

@@ -10,7 +10,7 @@
 use axum::Router;
 use axum::routing::get;
 use playbook_certs::CertSet;
-use playbook_realm::{KeycloakUrl, READONLY_ROLE, REALM, USERS_READ};
+use playbook_keycloak::{KeycloakUrl, READONLY_ROLE, REALM, USERS_READ};
 use playbook_resource_server::server::{self, ServerConfig};
 use playbook_resource_server::{Authorized, Policy};
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::policy::{Auth, Authorized, Policy};
-use playbook_realm::{READ_USER, READONLY_ROLE, USERS_ADMIN, USERS_READ, WRITE_USER};
+use playbook_keycloak::{READ_USER, READONLY_ROLE, USERS_ADMIN, USERS_READ, WRITE_USER};
 
 /// Request bodies are small JSON objects; anything bigger is refused before it is read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

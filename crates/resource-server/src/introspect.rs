@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use playbook_realm::RESOURCE_SERVER_CLIENT_ID;
+use playbook_keycloak::RESOURCE_SERVER_CLIENT_ID;
 use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
 use url::Url;

@@ -15,7 +15,7 @@ use jsonwebtoken::AlgorithmFamily;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use playbook_https::describe;
-use playbook_realm::RealmUrl;
+use playbook_keycloak::RealmUrl;
 use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
 use url::Url;

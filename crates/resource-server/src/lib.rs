@@ -33,4 +33,4 @@ pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, Se
 pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken, unix_now};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.
-pub use playbook_realm::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;
+pub use playbook_keycloak::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;

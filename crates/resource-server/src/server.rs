@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use playbook_realm::RealmUrl;
+use playbook_keycloak::RealmUrl;
 use playbook_trace::Trace;
 use url::Url;
 

@@ -10,9 +10,9 @@ pub fn keycloak_like_claims(issuer: &str) -> Value {
     let now = crate::unix_now();
     json!({
         "iss": issuer, "aud": [crate::AUDIENCE, "account"],
-        "sub": "service-account", "azp": playbook_realm::CLIENT_ID,
+        "sub": "service-account", "azp": playbook_keycloak::CLIENT_ID,
         "typ": "Bearer", "iat": now, "exp": now + 300,
         "scope": "profile users:read",
-        "realm_access": { "roles": [playbook_realm::READONLY_ROLE, "default-roles"] },
+        "realm_access": { "roles": [playbook_keycloak::READONLY_ROLE, "default-roles"] },
     })
 }

@@ -170,7 +170,10 @@ impl Session {
             ("PLAYBOOK_KEYCLOAK_PORT".into(), keycloak_port.to_string()),
             (
                 "PLAYBOOK_ISSUER".into(),
-                keycloak.realm(playbook_realm::REALM).issuer().to_string(),
+                keycloak
+                    .realm(playbook_keycloak::REALM)
+                    .issuer()
+                    .to_string(),
             ),
             ("PLAYBOOK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
             ("PLAYBOOK_API_URL".into(), local(api_port)),
@@ -299,7 +302,7 @@ impl Session {
                 .await
                 .admin()
                 .expect("an Admin API client");
-            let realm = playbook_realm::REALM;
+            let realm = playbook_keycloak::REALM;
             if admin.realm_exists(realm).await.expect("the realm list") {
                 admin
                     .delete_realm(realm)

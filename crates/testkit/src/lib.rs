@@ -30,9 +30,10 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
-use playbook_client::{Assignment, Provisioner, Revocation, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, Keycloak, Progress, ProviderConfig};
-use playbook_realm::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_client::{TokenClient, TokenClientConfig};
+use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation, Role, ServiceAccount};
+use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_provider::{Keycloak, Progress, ProviderConfig};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
 
@@ -295,7 +296,7 @@ impl TestRealm {
             .expect("role revocation")
     }
 
-    async fn account_and_role(&self) -> (playbook_client::ServiceAccount, playbook_client::Role) {
+    async fn account_and_role(&self) -> (ServiceAccount, Role) {
         self.provisioner()
             .account_and_role(CLIENT_ID, READONLY_ROLE)
             .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_realm::REALM;
+use playbook_keycloak::REALM;
 
 use crate::args::KeycloakArgs;
 use serde_json::json;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_provider::Keycloak;
-use playbook_realm::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
 use playbook_stage::Export;
 use playbook_trace::Trace;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use playbook_certs::{CLIENT_CN, CertSet, Files};
 use playbook_client::{AccessToken, ClientError, TokenClient, TokenClientConfig};
-use playbook_provider::{Admin, Backend};
-use playbook_realm::{CLIENT_ID, READONLY_ROLE, REALM, RealmUrl};
+use playbook_keycloak::Admin;
+use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, REALM, RealmUrl};
+use playbook_provider::Backend;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -185,7 +186,8 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .map(RealmUrl::from_issuer)
         .unwrap_or_else(|| {
-            playbook_realm::KeycloakUrl::local(playbook_provider::DEFAULT_HTTPS_PORT).realm(REALM)
+            playbook_keycloak::KeycloakUrl::local(playbook_provider::DEFAULT_HTTPS_PORT)
+                .realm(REALM)
         });
     report.record(
         "issuer",
@@ -285,7 +287,7 @@ fn backends(report: &playbook_provider::BackendReport) -> Verdict {
 
 /// Keycloak's and the API's ports: free, or held by the party meant to be there.
 async fn ports(
-    keycloak: &playbook_realm::KeycloakUrl,
+    keycloak: &playbook_keycloak::KeycloakUrl,
     api: &Url,
     certs: Option<&CertSet>,
 ) -> Verdict {

@@ -16,6 +16,8 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_UNREACHABLE: u8 = 4;
 
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    use playbook_keycloak::KeycloakError;
+    use playbook_provider::ProviderError;
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<playbook_client::ClientError>() {
             if e.is_refusal() {
@@ -25,8 +27,15 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 return EXIT_UNREACHABLE;
             }
         }
-        if let Some(e) = cause.downcast_ref::<playbook_provider::ProviderError>() {
-            if matches!(e, playbook_provider::ProviderError::AdminRefused { .. }) {
+        // A Keycloak error on its own, or inside the launcher's (which forwards it transparently).
+        let keycloak = cause.downcast_ref::<KeycloakError>().or_else(|| {
+            match cause.downcast_ref::<ProviderError>() {
+                Some(ProviderError::Keycloak(e)) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(e) = keycloak {
+            if e.is_refusal() {
                 return EXIT_REFUSED;
             }
             if e.is_unreachable() {
@@ -55,7 +64,7 @@ pub fn admin_password_file(certs_dir: &std::path::Path) -> std::path::PathBuf {
 
 pub fn save_admin_password(
     certs_dir: &std::path::Path,
-    password: &playbook_provider::Secret,
+    password: &playbook_keycloak::Secret,
 ) -> anyhow::Result<std::path::PathBuf> {
     let path = admin_password_file(certs_dir);
     playbook_certs::write_private(&path, password.expose().as_bytes())?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::args::StartArgs;
 use playbook_certs::CertSet;
-use playbook_realm::{REALM, RealmTemplate};
+use playbook_keycloak::{REALM, RealmTemplate};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use playbook_client::{Assignment, ResourceApi, Revocation};
-use playbook_realm::USERS_READ;
+use playbook_client::ResourceApi;
+use playbook_keycloak::USERS_READ;
+use playbook_keycloak::{Assignment, Revocation};
 use playbook_testkit::{TestRealm, run};
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 
 use playbook_certs::{Authority, CLIENT_CN, LeafSpec};
 use playbook_client::{ClientError, TokenClient, TokenClientConfig};
-use playbook_realm::{READONLY_ROLE, RESOURCE_SERVER_CLIENT_ID, USERS_READ};
+use playbook_keycloak::{READONLY_ROLE, RESOURCE_SERVER_CLIENT_ID, USERS_READ};
 use playbook_testkit::{TestRealm, certs, run};
 
 fn token_client(realm: &TestRealm, identity: &playbook_certs::Leaf) -> TokenClient {
@@ -81,7 +81,7 @@ fn token_request_without_client_certificate_is_refused() {
             .post(realm.token_endpoint())
             .form(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", playbook_realm::CLIENT_ID),
+                ("client_id", playbook_keycloak::CLIENT_ID),
                 ("scope", USERS_READ),
             ])
             .send()

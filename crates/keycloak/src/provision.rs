@@ -4,11 +4,10 @@
 //! in this file with the three types they return, while the crate brings the whole generated
 //! Admin API and ties our reqwest version to its own.
 
-use playbook_provider::Admin;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::ClientError;
+use crate::{Admin, KeycloakError};
 
 /// The user Keycloak creates for a client with service accounts enabled.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,7 +55,7 @@ impl<'a> Provisioner<'a> {
     }
 
     /// Keycloak's own id of the client with this `clientId` (what Admin API paths take).
-    pub async fn client_uuid(&self, client_id: &str) -> Result<String, ClientError> {
+    pub async fn client_uuid(&self, client_id: &str) -> Result<String, KeycloakError> {
         let realm = &self.realm;
         let clients: Vec<ClientRepresentation> = self
             .admin
@@ -67,7 +66,7 @@ impl<'a> Provisioner<'a> {
             .into_iter()
             .next()
             .map(|client| client.id)
-            .ok_or_else(|| ClientError::ClientNotFound {
+            .ok_or_else(|| KeycloakError::ClientNotFound {
                 client_id: client_id.into(),
                 realm: realm.clone(),
             })
@@ -79,7 +78,7 @@ impl<'a> Provisioner<'a> {
         &self,
         client_id: &str,
         lifespan: std::time::Duration,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), KeycloakError> {
         let path = format!(
             "{}/clients/{}",
             self.realm,
@@ -92,23 +91,23 @@ impl<'a> Provisioner<'a> {
     }
 
     /// The service-account user of the client with this `clientId`.
-    pub async fn service_account(&self, client_id: &str) -> Result<ServiceAccount, ClientError> {
+    pub async fn service_account(&self, client_id: &str) -> Result<ServiceAccount, KeycloakError> {
         let realm = &self.realm;
         let uuid = self.client_uuid(client_id).await?;
         self.admin
             .get(&format!("{realm}/clients/{uuid}/service-account-user"))
             .await?
-            .ok_or_else(|| ClientError::NoServiceAccount {
+            .ok_or_else(|| KeycloakError::NoServiceAccount {
                 client_id: client_id.into(),
                 realm: realm.clone(),
             })
     }
 
-    pub async fn realm_role(&self, name: &str) -> Result<Role, ClientError> {
+    pub async fn realm_role(&self, name: &str) -> Result<Role, KeycloakError> {
         self.admin
             .get(&format!("{}/roles/{name}", self.realm))
             .await?
-            .ok_or_else(|| ClientError::RoleNotFound {
+            .ok_or_else(|| KeycloakError::RoleNotFound {
                 role: name.into(),
                 realm: self.realm.clone(),
             })
@@ -119,7 +118,7 @@ impl<'a> Provisioner<'a> {
         &self,
         client_id: &str,
         role: &str,
-    ) -> Result<(ServiceAccount, Role), ClientError> {
+    ) -> Result<(ServiceAccount, Role), KeycloakError> {
         Ok((
             self.service_account(client_id).await?,
             self.realm_role(role).await?,
@@ -127,7 +126,7 @@ impl<'a> Provisioner<'a> {
     }
 
     /// The realm roles directly assigned to `user`.
-    pub async fn assigned_roles(&self, user: &ServiceAccount) -> Result<Vec<Role>, ClientError> {
+    pub async fn assigned_roles(&self, user: &ServiceAccount) -> Result<Vec<Role>, KeycloakError> {
         Ok(self
             .admin
             .get(&self.mappings(user))
@@ -140,7 +139,7 @@ impl<'a> Provisioner<'a> {
         &self,
         user: &ServiceAccount,
         role: &Role,
-    ) -> Result<Assignment, ClientError> {
+    ) -> Result<Assignment, KeycloakError> {
         if self.holds(user, role).await? {
             return Ok(Assignment::AlreadyAssigned);
         }
@@ -154,7 +153,7 @@ impl<'a> Provisioner<'a> {
         &self,
         user: &ServiceAccount,
         role: &Role,
-    ) -> Result<Revocation, ClientError> {
+    ) -> Result<Revocation, KeycloakError> {
         if !self.holds(user, role).await? {
             return Ok(Revocation::NotAssigned);
         }
@@ -163,7 +162,7 @@ impl<'a> Provisioner<'a> {
         Ok(Revocation::Revoked)
     }
 
-    async fn holds(&self, user: &ServiceAccount, role: &Role) -> Result<bool, ClientError> {
+    async fn holds(&self, user: &ServiceAccount, role: &Role) -> Result<bool, KeycloakError> {
         Ok(self
             .assigned_roles(user)
             .await?

@@ -1,12 +1,12 @@
-//! The realm of the playbook, beside the `realm.json` that defines it: the names every part of
-//! the flow refers to, the realm ready to import under any name, and the URLs Keycloak serves it
-//! under.
+//! The realm of the playbook, read from `oauth2-provider/realm.json` (where the seed keeps its
+//! realm): the names every part of the flow refers to, the realm ready to import under any name,
+//! and the URLs Keycloak serves it under.
 //!
 //! Nothing else in the workspace spells a client id, a role, a scope or an endpoint path: they
 //! read them here, and a test holds these names to `realm.json`.
 //!
 //! ```
-//! use playbook_realm::{KeycloakUrl, REALM};
+//! use playbook_keycloak::{KeycloakUrl, REALM};
 //! let keycloak = KeycloakUrl::new("https://localhost:9443".parse().unwrap());
 //! let realm = keycloak.realm(REALM);
 //! assert_eq!(realm.issuer().as_str(), "https://localhost:9443/realms/oauth2-playbook");
@@ -43,7 +43,7 @@ pub const MASTER_REALM: &str = "master";
 /// The public client of the master realm that the admin password grant uses.
 pub const ADMIN_CLI: &str = "admin-cli";
 
-const REALM_JSON: &str = include_str!("../realm.json");
+const REALM_JSON: &str = include_str!("../../../oauth2-provider/realm.json");
 
 /// The bundled realm (`realm.json`), ready to be imported under any name.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::ProviderError;
+use crate::KeycloakError;
+use crate::realm::{ADMIN_CLI, KeycloakUrl, MASTER_REALM};
 use playbook_https::describe;
-use playbook_realm::{ADMIN_CLI, KeycloakUrl, MASTER_REALM};
 
 /// A string that never appears in logs or `Debug` output.
 #[derive(Clone)]
@@ -72,7 +72,7 @@ impl Admin {
         keycloak: KeycloakUrl,
         credentials: AdminCredentials,
         ca_pem: &str,
-    ) -> Result<Self, ProviderError> {
+    ) -> Result<Self, KeycloakError> {
         Ok(Self {
             http: playbook_https::https_client(ca_pem)?,
             keycloak,
@@ -89,7 +89,7 @@ impl Admin {
     }
 
     /// A new admin token even if the one held is still valid, as the seed's step 1 gets one.
-    pub async fn renew_token(&self) -> Result<Secret, ProviderError> {
+    pub async fn renew_token(&self) -> Result<Secret, KeycloakError> {
         *self.token.lock().await = None;
         self.token().await
     }
@@ -99,7 +99,7 @@ impl Admin {
     }
 
     /// A valid admin token, fetched with the password grant of `admin-cli` when needed.
-    pub async fn token(&self) -> Result<Secret, ProviderError> {
+    pub async fn token(&self) -> Result<Secret, KeycloakError> {
         let mut cached = self.token.lock().await;
         if let Some((token, expires)) = cached.as_ref()
             && Instant::now() + RENEW_MARGIN < *expires
@@ -129,12 +129,12 @@ impl Admin {
         match response.status().as_u16() {
             200 => {}
             400 | 401 => {
-                return Err(ProviderError::AdminRefused {
+                return Err(KeycloakError::AdminRefused {
                     user: self.credentials.username.clone(),
                 });
             }
             status => {
-                return Err(ProviderError::AdminApi {
+                return Err(KeycloakError::AdminApi {
                     method: "POST",
                     path: url.path().into(),
                     status,
@@ -152,7 +152,7 @@ impl Admin {
     }
 
     /// `GET` an Admin API path (relative to `admin/realms/`) as JSON; `None` on 404.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ProviderError> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, KeycloakError> {
         let response = self.send(reqwest::Method::GET, path, None).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -167,30 +167,30 @@ impl Admin {
     }
 
     /// `POST` JSON to an Admin API path (relative to `admin/realms/`).
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
         let response = self.send(reqwest::Method::POST, path, Some(body)).await?;
         check("POST", path, response).await.map(drop)
     }
 
     /// `PUT` JSON to an Admin API path (relative to `admin/realms/`).
-    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
         let response = self.send(reqwest::Method::PUT, path, Some(body)).await?;
         check("PUT", path, response).await.map(drop)
     }
 
     /// `DELETE` with a JSON body (role mappings take the roles to remove as the body).
-    pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), ProviderError> {
+    pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
         let response = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
         check("DELETE", path, response).await.map(drop)
     }
 
     /// Creates a realm from its JSON representation (`POST /admin/realms`).
-    pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), ProviderError> {
+    pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), KeycloakError> {
         self.post("", realm).await
     }
 
     /// The names of every realm (`GET /admin/realms`).
-    pub async fn realm_names(&self) -> Result<Vec<String>, ProviderError> {
+    pub async fn realm_names(&self) -> Result<Vec<String>, KeycloakError> {
         let realms: Vec<serde_json::Value> = self.get("").await?.unwrap_or_default();
         Ok(realms
             .iter()
@@ -199,17 +199,17 @@ impl Admin {
     }
 
     /// Whether a realm of that name exists.
-    pub async fn realm_exists(&self, name: &str) -> Result<bool, ProviderError> {
+    pub async fn realm_exists(&self, name: &str) -> Result<bool, KeycloakError> {
         Ok(self.get::<serde_json::Value>(name).await?.is_some())
     }
 
     /// Deletes a realm; a realm that is already gone is fine.
-    pub async fn delete_realm(&self, name: &str) -> Result<(), ProviderError> {
+    pub async fn delete_realm(&self, name: &str) -> Result<(), KeycloakError> {
         self.remove(name).await
     }
 
     /// `DELETE` an Admin API path without a body; a resource that is already gone is fine.
-    pub async fn remove(&self, path: &str) -> Result<(), ProviderError> {
+    pub async fn remove(&self, path: &str) -> Result<(), KeycloakError> {
         let response = self.send(reqwest::Method::DELETE, path, None).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
@@ -222,7 +222,7 @@ impl Admin {
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<reqwest::Response, KeycloakError> {
         let url = self
             .keycloak
             .admin_realms()
@@ -284,11 +284,11 @@ async fn check(
     method: &'static str,
     path: &str,
     response: reqwest::Response,
-) -> Result<reqwest::Response, ProviderError> {
+) -> Result<reqwest::Response, KeycloakError> {
     if response.status().is_success() {
         return Ok(response);
     }
-    Err(ProviderError::AdminApi {
+    Err(KeycloakError::AdminApi {
         method,
         path: format!("/admin/realms/{path}"),
         status: response.status().as_u16(),
@@ -296,8 +296,8 @@ async fn check(
     })
 }
 
-fn unreachable(url: &Url, error: &reqwest::Error) -> ProviderError {
-    ProviderError::Unreachable {
+fn unreachable(url: &Url, error: &reqwest::Error) -> KeycloakError {
+    KeycloakError::Unreachable {
         url: url.origin().ascii_serialization(),
         reason: describe(error),
     }

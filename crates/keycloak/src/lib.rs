@@ -1,0 +1,35 @@
+//! What a *user* of a running Keycloak needs, and nothing that starts one: the realm's names
+//! and typed URLs ([`realm`]), the Admin API session ([`Admin`]) and the role provisioning of the
+//! flow's step 2 ([`Provisioner`]).
+//!
+//! The client, the lab and the resource server depend on this crate; only the CLI and the test
+//! kit depend on the launcher (`playbook-provider`), so a Rust user who wants the client in
+//! their own service gets no container runtime with it.
+//!
+//! ```no_run
+//! # async fn step_two() -> Result<(), playbook_keycloak::KeycloakError> {
+//! use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, Provisioner, Secret};
+//! use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, REALM};
+//!
+//! let ca_pem = std::fs::read_to_string("certs/ca.pem").unwrap();
+//! let keycloak = KeycloakUrl::local(9443);
+//! let admin = Admin::new(keycloak, AdminCredentials::new("admin", Secret::new("…")), &ca_pem)?;
+//! let provisioner = Provisioner::new(&admin, REALM);
+//! let (account, role) = provisioner.account_and_role(CLIENT_ID, READONLY_ROLE).await?;
+//! provisioner.assign(&account, &role).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod error;
+mod provision;
+pub mod realm;
+
+pub use admin::{Admin, AdminCredentials, Secret};
+pub use error::KeycloakError;
+pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
+pub use realm::{
+    ADMIN_CLI, CLIENT_ID, INTRUDER_CLIENT_ID, KeycloakUrl, MASTER_REALM, READ_USER, READONLY_ROLE,
+    REALM, RESOURCE_SERVER_CLIENT_ID, RealmTemplate, RealmUrl, USERS_ADMIN, USERS_READ, WRITE_USER,
+};
