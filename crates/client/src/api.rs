@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use playbook_https::{Answer, send_recorded};
 use playbook_trace::{Exchange, Party, TokenView};
 use url::Url;
 
@@ -57,6 +58,8 @@ pub struct ResourceApi {
     tokens: Arc<TokenClient>,
     /// Whether the connection presents the token client's certificate.
     with_certificate: bool,
+    /// The lifeline the server is drawn as (the lab runs several side by side).
+    server: Party,
 }
 
 impl ResourceApi {
@@ -70,7 +73,15 @@ impl ResourceApi {
             base_url,
             tokens,
             with_certificate: true,
+            server: Party::ResourceServer,
         }
+    }
+
+    /// Draws the server called as `server` in the trace: the lab tells its resource servers
+    /// apart this way.
+    pub fn drawn_as(mut self, server: Party) -> Self {
+        self.server = server;
+        self
     }
 
     /// The same API called the way a thief holding only the token would: trusting the CA but
@@ -84,6 +95,7 @@ impl ResourceApi {
             base_url,
             tokens,
             with_certificate: false,
+            server: Party::ResourceServer,
         })
     }
 
@@ -114,7 +126,7 @@ impl ResourceApi {
                 reason: format!("bad path {path}: {e}"),
             })?;
         let config = self.tokens.config();
-        let mut exchange = Exchange::new(Party::Client, Party::ResourceServer, "GET", url.as_str());
+        let mut exchange = Exchange::new(config.party, self.server, "GET", url.as_str());
         exchange.token = TokenView::decode(token);
         exchange.client_certificate = self.with_certificate.then(|| config.certificate_view());
         exchange.purpose = if self.with_certificate {
@@ -122,44 +134,27 @@ impl ResourceApi {
         } else {
             "Bearer token, no client certificate".into()
         };
-        let sent = self.http.get(url.clone()).bearer_auth(token).send().await;
-        let result = match sent {
-            Ok(response) => {
-                exchange.content_type =
-                    playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
-                read(response).await
-            }
+        let request = self.http.get(url.clone()).bearer_auth(token);
+        let answer = send_recorded(&config.trace, exchange, request, |answer, exchange| {
+            exchange.answer = ApiResponse::from(answer).summary();
+        })
+        .await;
+        match answer {
+            Ok(answer) => Ok(ApiResponse::from(&answer)),
             Err(error) => Err(config.transport_error(&url, &error).await),
-        };
-        match &result {
-            Ok(answer) => {
-                exchange.www_authenticate = answer.www_authenticate.clone();
-                exchange.answered(answer.status, answer.summary());
-            }
-            Err(error) => {
-                exchange.failed(error.to_string());
-            }
         }
-        config.trace.record(exchange);
-        result
     }
 }
 
-pub(crate) async fn read(response: reqwest::Response) -> Result<ApiResponse, ClientError> {
-    let status = response.status().as_u16();
-    let www_authenticate = playbook_https::header(&response, reqwest::header::WWW_AUTHENTICATE);
-    let url = response.url().to_string();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| ClientError::BadResponse {
-            url,
-            reason: e.to_string(),
-        })?;
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    Ok(ApiResponse {
-        status,
-        www_authenticate,
-        body,
-    })
+impl From<&Answer> for ApiResponse {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    fn from(answer: &Answer) -> Self {
+        Self {
+            status: answer.status.as_u16(),
+            www_authenticate: answer.www_authenticate.clone(),
+            body: answer
+                .json()
+                .unwrap_or_else(|_| serde_json::Value::String(answer.text())),
+        }
+    }
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
+use playbook_https::{Answer, send_recorded};
 use playbook_keycloak::{CLIENT_ID, USERS_READ};
 use playbook_trace::{CertView, Exchange, Party, TokenView, Trace};
 
@@ -25,8 +26,10 @@ pub struct TokenClientConfig {
     pub scope: String,
     pub ca_pem: String,
     pub identity: Leaf,
-    /// Where each token request is recorded (off unless a stage or an export wants it).
+    /// Where each token request is recorded.
     pub trace: Trace,
+    /// The lifeline this client is drawn as: the tutorial's client, or the lab's intruder.
+    pub party: Party,
 }
 
 impl TokenClientConfig {
@@ -52,6 +55,7 @@ impl TokenClientConfig {
             ca_pem: ca_pem.into(),
             identity: identity.clone(),
             trace: Trace::off(),
+            party: Party::Client,
         }
     }
 
@@ -195,99 +199,73 @@ impl TokenClient {
     /// client certificate like the token request; the token is dropped from the cache too.
     pub async fn revoke(&self, endpoint: &Url, token: &AccessToken) -> Result<(), ClientError> {
         self.invalidate(token).await;
-        let mut exchange = Exchange::new(Party::Client, Party::Keycloak, "POST", endpoint.as_str());
+        let mut exchange = Exchange::new(
+            self.config.party,
+            Party::Keycloak,
+            "POST",
+            endpoint.as_str(),
+        );
         exchange.purpose = "token revocation (RFC 7009), TLS client certificate".into();
         exchange.client_certificate = Some(self.config.certificate_view());
         exchange.token = TokenView::decode(token.expose());
-        let sent = self
-            .http
-            .post(endpoint.clone())
-            .form(&[
-                ("token", token.expose()),
-                ("token_type_hint", "access_token"),
-                ("client_id", self.config.client_id.as_str()),
-            ])
-            .send()
-            .await;
-        let result = match sent {
-            Ok(response) if response.status().is_success() => {
-                exchange.answered(response.status().as_u16(), "revoked");
-                Ok(())
-            }
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let body: ErrorResponse = response.json().await.unwrap_or_default();
-                exchange.answered(status, &body.error);
-                Err(ClientError::TokenRefused {
-                    status,
-                    error: body.error,
-                    description: body.error_description,
-                })
-            }
-            Err(error) => {
-                let error = self.config.transport_error(endpoint, &error).await;
-                exchange.failed(error.to_string());
-                Err(error)
-            }
-        };
-        self.config.trace.record(exchange);
-        result
+        let request = self.http.post(endpoint.clone()).form(&[
+            ("token", token.expose()),
+            ("token_type_hint", "access_token"),
+            ("client_id", self.config.client_id.as_str()),
+        ]);
+        let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
+            exchange.answer = if answer.is_success() {
+                "revoked".into()
+            } else {
+                refusal(answer).error
+            };
+        })
+        .await;
+        match answer {
+            Ok(answer) if answer.is_success() => Ok(()),
+            Ok(answer) => Err(token_refused(&answer)),
+            Err(error) => Err(self.config.transport_error(endpoint, &error).await),
+        }
     }
 
     /// One token request, no cache; recorded in the configuration's trace once answered.
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
-        let mut exchange = Exchange::new(
-            Party::Client,
-            Party::Keycloak,
-            "POST",
-            self.config.token_endpoint.as_str(),
-        );
+        let url = &self.config.token_endpoint;
+        let mut exchange = Exchange::new(self.config.party, Party::Keycloak, "POST", url.as_str());
         exchange.purpose = format!(
             "client_credentials, scope {}, TLS client certificate",
             self.config.scope
         );
         exchange.client_certificate = Some(self.config.certificate_view());
-        let result = self.request_recorded(&mut exchange).await;
-        if let Err(error) = &result
-            && exchange.status.is_none()
-        {
-            exchange.failed(error.to_string());
-        }
-        self.config.trace.record(exchange);
-        result
-    }
-
-    async fn request_recorded(&self, exchange: &mut Exchange) -> Result<AccessToken, ClientError> {
-        let url = &self.config.token_endpoint;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = self.http.post(url.clone()).form(&self.form()).send().await;
-        let response = match sent {
-            Ok(response) => response,
+        let request = self.http.post(url.clone()).form(&self.form());
+        let mut issued: Option<TokenResponse> = None;
+        let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
+            if !answer.is_success() {
+                exchange.answer = refusal(answer).error;
+            } else if let Ok(body) = answer.json::<TokenResponse>() {
+                exchange.answer = format!("access token, {} s", body.expires_in);
+                exchange.token = TokenView::decode(&body.access_token);
+                issued = Some(body);
+            } else {
+                exchange.answer = "not a token response".into();
+            }
+        })
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(error) => return Err(self.config.transport_error(url, &error).await),
         };
-        let status = response.status();
-        exchange.content_type = playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
-        let bad = |reason: String| ClientError::BadResponse {
-            url: url.to_string(),
-            reason,
-        };
-        if !status.is_success() {
-            let body: ErrorResponse = response.json().await.unwrap_or_default();
-            exchange.answered(status.as_u16(), &body.error);
-            return Err(ClientError::TokenRefused {
-                status: status.as_u16(),
-                error: body.error,
-                description: body.error_description,
-            });
+        if !answer.is_success() {
+            return Err(token_refused(&answer));
         }
-        let body: TokenResponse = response.json().await.map_err(|e| bad(e.to_string()))?;
-        let claims = Claims::peek(&body.access_token)
-            .ok_or_else(|| bad("the access token is not a JWT".into()))?;
-        exchange.answered(
-            status.as_u16(),
-            format!("access token, {} s", body.expires_in),
-        );
-        exchange.token = TokenView::decode(&body.access_token);
+        let bad = |reason: &str| ClientError::BadResponse {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        let body = issued.ok_or_else(|| bad("the answer is not a token response"))?;
+        let claims =
+            Claims::peek(&body.access_token).ok_or_else(|| bad("the access token is not a JWT"))?;
         let expires_in = Duration::from_secs(body.expires_in);
         let margin = RENEW_MARGIN.min(expires_in / 2);
         tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");
@@ -297,5 +275,19 @@ impl TokenClient {
             claims,
             expires_in,
         })
+    }
+}
+
+/// Keycloak's OAuth error answer (RFC 6749 §5.2); empty fields when the body is not one.
+fn refusal(answer: &Answer) -> ErrorResponse {
+    answer.json().unwrap_or_default()
+}
+
+fn token_refused(answer: &Answer) -> ClientError {
+    let body = refusal(answer);
+    ClientError::TokenRefused {
+        status: answer.status.as_u16(),
+        error: body.error,
+        description: body.error_description,
     }
 }

@@ -1,5 +1,6 @@
 //! What every HTTPS caller of the playbook shares: a client that trusts exactly the playbook's
-//! CA (no system roots, no way to skip verification), and the one-line description of an error
+//! CA (no system roots, no way to skip verification), the one seam through which every party
+//! sends and records an exchange ([`send_recorded`]), and the one-line description of an error
 //! chain that tells a user what went wrong.
 //!
 //! It sits just above the certificates so that the resource server, the client and the Keycloak
@@ -25,6 +26,10 @@
 //!     "error sending request: connection refused"
 //! );
 //! ```
+
+mod recorded;
+
+pub use recorded::{Answer, send_recorded};
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::KeycloakError;
 use crate::realm::{ADMIN_CLI, KeycloakUrl, MASTER_REALM};
-use playbook_https::describe;
+use playbook_https::{Answer, describe, send_recorded};
 
 /// A string that never appears in logs or `Debug` output.
 #[derive(Clone)]
@@ -112,21 +112,22 @@ impl Admin {
             "password grant as {}, client {ADMIN_CLI}",
             self.credentials.username
         );
-        let sent = self
-            .http
-            .post(url.clone())
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", ADMIN_CLI),
-                ("username", &self.credentials.username),
-                ("password", self.credentials.password.expose()),
-            ])
-            .send()
-            .await;
-        let response = self
-            .recorded(exchange, sent, "admin token (not shown)")
-            .map_err(|e| unreachable(&url, &e))?;
-        match response.status().as_u16() {
+        let request = self.http.post(url.clone()).form(&[
+            ("grant_type", "password"),
+            ("client_id", ADMIN_CLI),
+            ("username", &self.credentials.username),
+            ("password", self.credentials.password.expose()),
+        ]);
+        let answer = send_recorded(&self.trace, exchange, request, |answer, exchange| {
+            exchange.answer = if answer.is_success() {
+                "admin token (not shown)".into()
+            } else {
+                answer.reason().into()
+            };
+        })
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+        match answer.status.as_u16() {
             200 => {}
             400 | 401 => {
                 return Err(KeycloakError::AdminRefused {
@@ -138,11 +139,11 @@ impl Admin {
                     method: "POST",
                     path: url.path().into(),
                     status,
-                    body: response.text().await.unwrap_or_default(),
+                    body: answer.text(),
                 });
             }
         }
-        let body: TokenResponse = response.json().await.map_err(|e| unreachable(&url, &e))?;
+        let body: TokenResponse = answer.json().map_err(|e| bad_answer(&url, &e))?;
         let token = Secret::new(body.access_token);
         *cached = Some((
             token.clone(),
@@ -153,35 +154,33 @@ impl Admin {
 
     /// `GET` an Admin API path (relative to `admin/realms/`) as JSON; `None` on 404.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, KeycloakError> {
-        let response = self.send(reqwest::Method::GET, path, None).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let answer = self.send(reqwest::Method::GET, path, None).await?;
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let response = check("GET", path, response).await?;
-        let url = response.url().clone();
-        response
+        let answer = check("GET", path, answer)?;
+        answer
             .json()
-            .await
             .map(Some)
-            .map_err(|e| unreachable(&url, &e))
+            .map_err(|e| bad_answer(&answer.url, &e))
     }
 
     /// `POST` JSON to an Admin API path (relative to `admin/realms/`).
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let response = self.send(reqwest::Method::POST, path, Some(body)).await?;
-        check("POST", path, response).await.map(drop)
+        let answer = self.send(reqwest::Method::POST, path, Some(body)).await?;
+        check("POST", path, answer).map(drop)
     }
 
     /// `PUT` JSON to an Admin API path (relative to `admin/realms/`).
     pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let response = self.send(reqwest::Method::PUT, path, Some(body)).await?;
-        check("PUT", path, response).await.map(drop)
+        let answer = self.send(reqwest::Method::PUT, path, Some(body)).await?;
+        check("PUT", path, answer).map(drop)
     }
 
     /// `DELETE` with a JSON body (role mappings take the roles to remove as the body).
     pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let response = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
-        check("DELETE", path, response).await.map(drop)
+        let answer = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
+        check("DELETE", path, answer).map(drop)
     }
 
     /// Creates a realm from its JSON representation (`POST /admin/realms`).
@@ -210,11 +209,11 @@ impl Admin {
 
     /// `DELETE` an Admin API path without a body; a resource that is already gone is fine.
     pub async fn remove(&self, path: &str) -> Result<(), KeycloakError> {
-        let response = self.send(reqwest::Method::DELETE, path, None).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let answer = self.send(reqwest::Method::DELETE, path, None).await?;
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
-        check("DELETE", path, response).await.map(drop)
+        check("DELETE", path, answer).map(drop)
     }
 
     async fn send(
@@ -222,7 +221,7 @@ impl Admin {
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<reqwest::Response, KeycloakError> {
+    ) -> Result<Answer, KeycloakError> {
         let url = self
             .keycloak
             .admin_realms()
@@ -245,54 +244,25 @@ impl Admin {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let sent = request.send().await;
-        self.recorded(exchange, sent, "")
-            .map_err(|e| unreachable(&url, &e))
-    }
-
-    /// Records an exchange once its answer (or failure) is known, and passes the result on.
-    fn recorded(
-        &self,
-        mut exchange: Exchange,
-        sent: reqwest::Result<reqwest::Response>,
-        answer: &str,
-    ) -> reqwest::Result<reqwest::Response> {
-        match &sent {
-            Ok(response) => {
-                let status = response.status();
-                exchange.answered(
-                    status.as_u16(),
-                    if status.is_success() {
-                        answer
-                    } else {
-                        status.canonical_reason().unwrap_or("")
-                    },
-                );
-                exchange.content_type =
-                    playbook_https::header(response, reqwest::header::CONTENT_TYPE);
+        send_recorded(&self.trace, exchange, request, |answer, exchange| {
+            if !answer.is_success() {
+                exchange.answer = answer.reason().into();
             }
-            Err(error) => {
-                exchange.failed(describe(error));
-            }
-        }
-        self.trace.record(exchange);
-        sent
+        })
+        .await
+        .map_err(|e| unreachable(&url, &e))
     }
 }
 
-async fn check(
-    method: &'static str,
-    path: &str,
-    response: reqwest::Response,
-) -> Result<reqwest::Response, KeycloakError> {
-    if response.status().is_success() {
-        return Ok(response);
+fn check(method: &'static str, path: &str, answer: Answer) -> Result<Answer, KeycloakError> {
+    if answer.is_success() {
+        return Ok(answer);
     }
     Err(KeycloakError::AdminApi {
         method,
         path: format!("/admin/realms/{path}"),
-        status: response.status().as_u16(),
-        body: response.text().await.unwrap_or_default(),
+        status: answer.status.as_u16(),
+        body: answer.text(),
     })
 }
 
@@ -300,5 +270,12 @@ fn unreachable(url: &Url, error: &reqwest::Error) -> KeycloakError {
     KeycloakError::Unreachable {
         url: url.origin().ascii_serialization(),
         reason: describe(error),
+    }
+}
+
+fn bad_answer(url: &Url, error: &serde_json::Error) -> KeycloakError {
+    KeycloakError::BadAnswer {
+        url: url.to_string(),
+        reason: error.to_string(),
     }
 }

@@ -20,6 +20,9 @@ pub enum KeycloakError {
         body: String,
     },
 
+    #[error("unexpected answer from Keycloak at {url}: {reason}")]
+    BadAnswer { url: String, reason: String },
+
     #[error(
         "client `{client_id}` not found in realm `{realm}`; was the realm imported from oauth2-provider/realm.json?"
     )]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use playbook_https::send_recorded;
 use playbook_keycloak::RESOURCE_SERVER_CLIENT_ID;
 use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
@@ -57,6 +58,7 @@ pub struct Introspector {
     ttl: Duration,
     answers: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
     trace: Trace,
+    party: Party,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,7 @@ impl Introspector {
         endpoint: Url,
         config: &IntrospectionConfig,
         trace: Trace,
+        party: Party,
     ) -> Self {
         Self {
             http,
@@ -79,6 +82,7 @@ impl Introspector {
             ttl: config.ttl,
             answers: Mutex::new(HashMap::new()),
             trace,
+            party,
         }
     }
 
@@ -121,44 +125,34 @@ impl Introspector {
     }
 
     async fn ask(&self, token: &str) -> Result<bool, IntrospectionError> {
-        let mut exchange = Exchange::new(
-            Party::ResourceServer,
-            Party::Keycloak,
-            "POST",
-            self.endpoint.as_str(),
-        );
+        let mut exchange =
+            Exchange::new(self.party, Party::Keycloak, "POST", self.endpoint.as_str());
         exchange.purpose = format!(
             "token introspection (RFC 7662) as {}, TLS client certificate",
             self.client_id
         );
         exchange.token = playbook_trace::TokenView::decode(token);
-        let answer = async {
-            let response = self
-                .http
-                .post(self.endpoint.clone())
-                .form(&[("token", token), ("client_id", self.client_id.as_str())])
-                .send()
-                .await
-                .map_err(|e| playbook_https::describe(&e))?;
-            let status = response.status();
-            if !status.is_success() {
-                exchange.answered(status.as_u16(), status.canonical_reason().unwrap_or(""));
-                return Err(format!("{} answered {status}", self.endpoint));
-            }
-            let answer: Answer = response
-                .json()
-                .await
-                .map_err(|e| playbook_https::describe(&e))?;
-            exchange.answered(status.as_u16(), format!("active: {}", answer.active));
-            Ok(answer.active)
-        }
+        let request = self
+            .http
+            .post(self.endpoint.clone())
+            .form(&[("token", token), ("client_id", self.client_id.as_str())]);
+        let answered = send_recorded(&self.trace, exchange, request, |answer, exchange| {
+            exchange.answer = match answer.json::<Answer>() {
+                Ok(said) if answer.is_success() => format!("active: {}", said.active),
+                _ => answer.reason().into(),
+            };
+        })
         .await;
-        if let Err(error) = &answer
-            && exchange.status.is_none()
-        {
-            exchange.failed(error.clone());
-        }
-        self.trace.record(exchange);
+        let answer = match answered {
+            Err(error) => Err(playbook_https::describe(&error)),
+            Ok(answer) if !answer.is_success() => {
+                Err(format!("{} answered {}", self.endpoint, answer.status))
+            }
+            Ok(answer) => answer
+                .json::<Answer>()
+                .map(|said| said.active)
+                .map_err(|e| format!("{} answered unreadable JSON: {e}", self.endpoint)),
+        };
         answer.map_err(|e| {
             tracing::warn!(error = %e, "introspection failed; answering 503");
             IntrospectionError::Unavailable(e)

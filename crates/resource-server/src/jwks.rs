@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::AlgorithmFamily;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use playbook_https::describe;
+use playbook_https::{describe, send_recorded};
 use playbook_keycloak::RealmUrl;
 use playbook_trace::{Exchange, Party, Trace};
 use serde::Deserialize;
@@ -163,8 +163,10 @@ pub struct JwksCache {
     /// caused (the one the interval limits).
     refresh: tokio::sync::Mutex<Option<Instant>>,
     generation: AtomicU64,
-    /// Where discovery and JWKS fetches are recorded (for the instructor's stage).
+    /// Where discovery and JWKS fetches are recorded (for the instructor's stage), and the
+    /// lifeline of the server that makes them.
     trace: Trace,
+    party: Party,
 }
 
 #[derive(Deserialize)]
@@ -192,10 +194,12 @@ impl JwksCache {
         allowed: Vec<Algorithm>,
         min_refresh_interval: Duration,
         trace: Trace,
+        party: Party,
     ) -> Result<Self, String> {
         let cache = Self {
             issuer: Some(issuer.clone()),
             trace,
+            party,
             ..Self::new(http, None, allowed, min_refresh_interval)
         };
         match cache.discover_jwks_uri().await {
@@ -248,6 +252,7 @@ impl JwksCache {
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             trace: Trace::off(),
+            party: Party::ResourceServer,
         }
     }
 
@@ -353,33 +358,17 @@ impl JwksCache {
         purpose: &str,
         answer: impl Fn(&[u8]) -> String,
     ) -> Result<Vec<u8>, String> {
-        let mut exchange =
-            Exchange::new(Party::ResourceServer, Party::Keycloak, "GET", url.as_str());
+        let mut exchange = Exchange::new(self.party, Party::Keycloak, "GET", url.as_str());
         exchange.purpose = purpose.into();
-        let result = async {
-            let response = self
-                .http
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            let status = response.status();
-            exchange.content_type =
-                playbook_https::header(&response, reqwest::header::CONTENT_TYPE);
-            let body = response.bytes().await.map_err(|e| describe(&e))?;
-            exchange.answered(status.as_u16(), answer(&body));
-            if !status.is_success() {
-                return Err(format!("{url} answered {status}"));
-            }
-            Ok(body.to_vec())
+        let request = self.http.get(url.clone());
+        let got = send_recorded(&self.trace, exchange, request, |got, exchange| {
+            exchange.answer = answer(&got.body);
+        })
+        .await
+        .map_err(|e| describe(&e))?;
+        if !got.is_success() {
+            return Err(format!("{url} answered {}", got.status));
         }
-        .await;
-        if let Err(error) = &result
-            && exchange.status.is_none()
-        {
-            exchange.failed(error.clone());
-        }
-        self.trace.record(exchange);
-        result
+        Ok(got.body)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use playbook_keycloak::RealmUrl;
-use playbook_trace::Trace;
+use playbook_trace::{Party, Trace};
 use url::Url;
 
 use crate::introspect::{IntrospectionConfig, Introspector};
@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub introspection: Option<IntrospectionConfig>,
     /// Where the server records its own exchanges with Keycloak (off by default).
     pub trace: Trace,
+    /// The lifeline the server is drawn as: the lab runs a second one beside the first.
+    pub party: Party,
 }
 
 impl ServerConfig {
@@ -71,6 +73,7 @@ impl ServerConfig {
             jwks_refresh: JWKS_REFRESH,
             introspection: None,
             trace: Trace::off(),
+            party: Party::ResourceServer,
         }
     }
 }
@@ -130,6 +133,7 @@ pub async fn start_with(
         config.algorithms.clone(),
         config.min_refresh_interval,
         config.trace.clone(),
+        config.party,
     )
     .await
     .map_err(ServerError::Discovery)?;
@@ -177,6 +181,7 @@ pub fn serve(
                 endpoint,
                 settings,
                 config.trace.clone(),
+                config.party,
             ))
         }
         None => None,
