@@ -1,14 +1,14 @@
 //! Where a scenario runs: a realm of its own, the clients and resource servers it needs, all
 //! recording into the lab's trace, and the realm deleted afterwards whatever happened.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
 use playbook_client::{ClientError, ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{Admin, KeycloakError, Provisioner};
-use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
-use playbook_trace::Trace;
+use playbook_trace::{Party, Trace};
 
 use crate::{Answer, Attempt, Expect, Scenario, Verdict};
 
@@ -58,7 +58,7 @@ impl<'a> Lab<'a> {
     /// trace (the realm's import and deletion do not); steps and lessons are the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
         let arena = Arena::open(self, scenario).await?;
-        let attempts = crate::scenarios::run(scenario.name, &arena).await;
+        let attempts = (scenario.run)(&arena).await;
         arena.close().await;
         Ok(Verdict {
             scenario,
@@ -74,6 +74,15 @@ pub(crate) struct Arena<'a> {
     pub urls: RealmUrl,
     /// The tutorial's client, holding the read-only role: the victim of the attacks.
     pub victim: Arc<TokenClient>,
+    /// Every resource server the scenario started, stopped when the arena closes whatever
+    /// the scenario returned.
+    servers: Mutex<Vec<Arc<Server>>>,
+}
+
+/// A resource server of the scenario and the lifeline it is drawn as.
+pub(crate) struct Server {
+    running: RunningServer,
+    party: Party,
 }
 
 impl<'a> Arena<'a> {
@@ -92,6 +101,7 @@ impl<'a> Arena<'a> {
             lab,
             realm,
             urls,
+            servers: Mutex::new(Vec::new()),
         };
         let provisioner = arena.provisioner();
         let (account, role) = provisioner
@@ -102,6 +112,13 @@ impl<'a> Arena<'a> {
     }
 
     async fn close(self) {
+        let servers = std::mem::take(&mut *self.servers.lock().unwrap_or_else(|e| e.into_inner()));
+        for server in servers {
+            // The scenario has returned, so the arena holds the last reference.
+            if let Ok(server) = Arc::try_unwrap(server) {
+                server.running.shutdown().await;
+            }
+        }
         let _housekeeping = self.lab.trace.quiet();
         if let Err(error) = self.lab.admin.delete_realm(&self.realm).await {
             tracing::warn!(realm = %self.realm, %error, "could not delete the lab's realm");
@@ -135,10 +152,28 @@ impl<'a> Arena<'a> {
         identity: &Leaf,
         scope: &str,
     ) -> Result<Arc<TokenClient>, LabError> {
+        self.client_drawn_as(Party::Client, client_id, identity, scope)
+    }
+
+    /// The intruder: the realm's second mTLS client, with a certificate from the same CA,
+    /// drawn on a lifeline of its own.
+    pub fn intruder(&self) -> Result<Arc<TokenClient>, LabError> {
+        let identity = self.issue(&LeafSpec::client(playbook_certs::INTRUDER_CN))?;
+        self.client_drawn_as(Party::Intruder, INTRUDER_CLIENT_ID, &identity, "")
+    }
+
+    fn client_drawn_as(
+        &self,
+        party: Party,
+        client_id: &str,
+        identity: &Leaf,
+        scope: &str,
+    ) -> Result<Arc<TokenClient>, LabError> {
         let mut config =
             TokenClientConfig::playbook(self.urls.token(), &self.lab.certs.ca_pem, identity);
         config.client_id = client_id.into();
         config.scope = scope.into();
+        config.party = party;
         Self::token_client(self.lab, config)
     }
 
@@ -151,40 +186,55 @@ impl<'a> Arena<'a> {
     pub async fn resource_server(
         &self,
         adjust: impl FnOnce(&mut ServerConfig),
-    ) -> Result<RunningServer, LabError> {
-        self.resource_server_on(self.lab.api_port, adjust).await
+    ) -> Result<Arc<Server>, LabError> {
+        self.start_server(Party::ResourceServer, self.lab.api_port, adjust)
+            .await
     }
 
-    /// A second resource server next to the main one, on a free port.
+    /// A second resource server next to the main one, on a free port, drawn as `party` (its
+    /// mode in its name).
     pub async fn another_resource_server(
         &self,
+        party: Party,
         adjust: impl FnOnce(&mut ServerConfig),
-    ) -> Result<RunningServer, LabError> {
-        self.resource_server_on(0, adjust).await
+    ) -> Result<Arc<Server>, LabError> {
+        self.start_server(party, 0, adjust).await
     }
 
-    async fn resource_server_on(
+    async fn start_server(
         &self,
+        party: Party,
         port: u16,
         adjust: impl FnOnce(&mut ServerConfig),
-    ) -> Result<RunningServer, LabError> {
+    ) -> Result<Arc<Server>, LabError> {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let mut config = ServerConfig::new(self.urls.issuer().clone(), listen, self.lab.certs);
         config.trace = self.lab.trace.clone();
+        config.party = party;
         adjust(&mut config);
-        Ok(server::start(config).await?)
+        let server = Arc::new(Server {
+            running: server::start(config).await?,
+            party,
+        });
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(server.clone());
+        Ok(server)
     }
 
-    /// `GET /api/users` with `token`, over a connection presenting `caller`'s certificate.
+    /// `GET /api/users` at `server` with `token`, over a connection presenting `caller`'s
+    /// certificate: one attempt and what the defence answered.
     pub async fn call(
         &self,
-        server: &RunningServer,
+        server: &Server,
         caller: &Arc<TokenClient>,
         token: &str,
         tried: impl Into<String>,
         expected: Expect,
     ) -> Result<Attempt, LabError> {
-        let answer = ResourceApi::new(server.base_url(), caller.clone())
+        let answer = ResourceApi::new(server.running.base_url(), caller.clone())
+            .drawn_as(server.party)
             .get_with(playbook_resource_server::api::LIST_USERS.path, token)
             .await?;
         Ok(Attempt {
@@ -195,5 +245,23 @@ impl<'a> Arena<'a> {
                 www_authenticate: answer.www_authenticate,
             },
         })
+    }
+
+    /// [`Self::call`] as the victim, the tutorial's client: most attempts are its own token.
+    pub async fn victim_call(
+        &self,
+        server: &Server,
+        token: &str,
+        tried: impl Into<String>,
+        expected: Expect,
+    ) -> Result<Attempt, LabError> {
+        self.call(server, &self.victim, token, tried, expected)
+            .await
+    }
+}
+
+impl Server {
+    pub fn base_url(&self) -> url::Url {
+        self.running.base_url()
     }
 }

@@ -22,8 +22,9 @@ pub use arena::{Lab, LabError};
 
 use serde::Serialize;
 
-/// One lesson of the lab.
-#[derive(Debug, Serialize)]
+/// One lesson of the lab: its words, and the function that runs it (so the list of names and
+/// what each name runs are one table).
+#[derive(Serialize)]
 pub struct Scenario {
     pub name: &'static str,
     pub title: &'static str,
@@ -31,6 +32,16 @@ pub struct Scenario {
     pub lesson: &'static str,
     /// Where the defence is specified.
     pub rfc: &'static str,
+    #[serde(skip)]
+    run: scenarios::Run,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Every scenario, in the order `--all` runs them (the one home of their names).
@@ -40,48 +51,56 @@ pub const SCENARIOS: [Scenario; 8] = [
         title: "A stolen token presented with another certificate",
         lesson: "A second client of the same CA replays the first client's token: the resource server compares the certificate on the connection with the token's cnf.x5t#S256 and refuses it. The same replay is accepted by a resource server run with --binding off, which is why binding matters.",
         rfc: "RFC 8705 §3",
+        run: |arena| Box::pin(scenarios::stolen_token(arena)),
     },
     Scenario {
         name: "forged-tokens",
         title: "Forged tokens: alg none, HS256 with the public key, the attacker's own key",
         lesson: "A token is only as good as the key that verifies it, and that key must be the realm's, chosen by the server: not none, not an HMAC secret made of the public key, not a key the token itself points at (jwk, jku, x5c). Each forgery is refused with 401 invalid_token.",
         rfc: "RFC 8725 §2.1, §3.1; RFC 7515 §4.1",
+        run: |arena| Box::pin(scenarios::forged_tokens(arena)),
     },
     Scenario {
         name: "wrong-audience",
         title: "A genuine token for another audience",
         lesson: "Keycloak signed it and it arrives with its own certificate, but it was issued for another audience (the intruder's token names account, not this API). A resource server accepts only tokens whose aud names it, so a token meant for one API cannot be spent at another.",
         rfc: "RFC 9068 §4; RFC 7519 §4.1.3",
+        run: |arena| Box::pin(scenarios::wrong_audience(arena)),
     },
     Scenario {
         name: "expiry",
         title: "An expired token, and a client that renews before expiry",
         lesson: "With the client's token lifespan cut to a few seconds through the Admin API, a token used after its exp gets 401 token expired. The client's cache renews at half-life, so its own calls never meet the expiry.",
         rfc: "RFC 7519 §4.1.4; RFC 6749 §4.4",
+        run: |arena| Box::pin(scenarios::expiry(arena)),
     },
     Scenario {
         name: "role-removed",
         title: "The role taken away while a token is live",
         lesson: "A JWT is self-contained: after the role is revoked, the token issued before keeps working until it expires, and only a new token gets 403. The token's lifetime is the revocation delay, unless the resource server introspects.",
         rfc: "RFC 9068 §2.2.3; RFC 6750 §3.1",
+        run: |arena| Box::pin(scenarios::role_removed(arena)),
     },
     Scenario {
         name: "revocation",
         title: "A revoked token: JWKS-only versus introspection",
         lesson: "The client revokes its token at Keycloak (authenticated by its certificate): a resource server that only checks signatures still accepts it, one in introspection mode asks Keycloak and refuses it at once. Introspection buys immediate revocation for one call to Keycloak per token and TTL.",
         rfc: "RFC 7009 §2; RFC 7662 §2",
+        run: |arena| Box::pin(scenarios::revocation(arena)),
     },
     Scenario {
         name: "key-rotation",
         title: "Key rotation: a new signing key, then the old one removed",
         lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused within the refresh interval.",
         rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
+        run: |arena| Box::pin(scenarios::key_rotation(arena)),
     },
     Scenario {
         name: "foreign-ca",
         title: "A client certificate from another CA",
         lesson: "Keycloak trusts only the playbook's CA for client certificates, so a certificate from any other CA, even with the right subject, gets no token. The client says so in one line instead of a stack trace.",
         rfc: "RFC 8705 §2.1",
+        run: |arena| Box::pin(scenarios::foreign_ca(arena)),
     },
 ];
 

@@ -1,15 +1,17 @@
 //! The scenarios themselves: each sets up what it needs in its realm, tries the attack or the
 //! mistake, and returns every attempt with the answer it got.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use base64::Engine;
 use playbook_certs::{Authority, LeafSpec};
 use playbook_client::AccessToken;
 use playbook_forge::{SigningKey, hs256, unsigned};
-use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, USERS_READ};
+use playbook_keycloak::{CLIENT_ID, USERS_READ};
 use playbook_resource_server::{BindingMode, IntrospectionConfig, unix_now};
-use playbook_trace::TokenView;
+use playbook_trace::{Party, TokenView};
 use serde_json::{Value, json};
 
 use crate::arena::Arena;
@@ -17,25 +19,8 @@ use crate::{Answer, Attempt, Expect, LabError};
 
 type Attempts = Result<Vec<Attempt>, LabError>;
 
-pub(crate) async fn run(name: &str, arena: &Arena<'_>) -> Attempts {
-    match name {
-        "stolen-token" => stolen_token(arena).await,
-        "forged-tokens" => forged_tokens(arena).await,
-        "wrong-audience" => wrong_audience(arena).await,
-        "expiry" => expiry(arena).await,
-        "role-removed" => role_removed(arena).await,
-        "revocation" => revocation(arena).await,
-        "key-rotation" => key_rotation(arena).await,
-        "foreign-ca" => foreign_ca(arena).await,
-        other => Err(LabError::Setup(format!("no scenario named {other}"))),
-    }
-}
-
-/// The intruder: the realm's second mTLS client, with a certificate from the same CA.
-fn intruder(arena: &Arena<'_>) -> Result<std::sync::Arc<playbook_client::TokenClient>, LabError> {
-    let identity = arena.issue(&LeafSpec::client(playbook_certs::INTRUDER_CN))?;
-    arena.client(INTRUDER_CLIENT_ID, &identity, "")
-}
+/// How a scenario runs: in its arena, to the list of what it tried and what came back.
+pub(crate) type Run = for<'a> fn(&'a Arena<'a>) -> Pin<Box<dyn Future<Output = Attempts> + 'a>>;
 
 fn claims(token: &AccessToken) -> Value {
     TokenView::decode(token.expose())
@@ -49,13 +34,15 @@ fn kid(token: &AccessToken) -> String {
         .unwrap_or_default()
 }
 
-async fn stolen_token(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn stolen_token(arena: &Arena<'_>) -> Attempts {
     let bound = arena.resource_server(|_| {}).await?;
     let unbound = arena
-        .another_resource_server(|config| config.binding = BindingMode::Off)
+        .another_resource_server(Party::UnboundResourceServer, |config| {
+            config.binding = BindingMode::Off;
+        })
         .await?;
     let stolen = arena.victim.token().await?;
-    let intruder = intruder(arena)?;
+    let intruder = arena.intruder()?;
     let attempts = vec![
         arena
             .call(
@@ -76,12 +63,10 @@ async fn stolen_token(arena: &Arena<'_>) -> Attempts {
             )
             .await?,
     ];
-    bound.shutdown().await;
-    unbound.shutdown().await;
     Ok(attempts)
 }
 
-async fn forged_tokens(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn forged_tokens(arena: &Arena<'_>) -> Attempts {
     let server = arena.resource_server(|_| {}).await?;
     let genuine = arena.victim.token().await?;
     let claims = claims(&genuine);
@@ -148,17 +133,16 @@ async fn forged_tokens(arena: &Arena<'_>) -> Attempts {
     for (tried, token) in forgeries {
         attempts.push(
             arena
-                .call(&server, &arena.victim, &token, tried, Expect::Status(401))
+                .victim_call(&server, &token, tried, Expect::Status(401))
                 .await?,
         );
     }
-    server.shutdown().await;
     Ok(attempts)
 }
 
-async fn wrong_audience(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn wrong_audience(arena: &Arena<'_>) -> Attempts {
     let server = arena.resource_server(|_| {}).await?;
-    let intruder = intruder(arena)?;
+    let intruder = arena.intruder()?;
     let token = intruder.token().await?;
     let audience = claims(&token)["aud"].to_string();
     let attempt = arena
@@ -170,11 +154,10 @@ async fn wrong_audience(arena: &Arena<'_>) -> Attempts {
             Expect::Status(401),
         )
         .await?;
-    server.shutdown().await;
     Ok(vec![attempt])
 }
 
-async fn expiry(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn expiry(arena: &Arena<'_>) -> Attempts {
     const LIFESPAN: Duration = Duration::from_secs(4);
     arena
         .provisioner()
@@ -187,9 +170,8 @@ async fn expiry(arena: &Arena<'_>) -> Attempts {
     let token = arena.victim.request().await?;
     let mut attempts = vec![
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 token.expose(),
                 format!("a fresh token that lives {} s", LIFESPAN.as_secs()),
                 Expect::Status(200),
@@ -201,9 +183,8 @@ async fn expiry(arena: &Arena<'_>) -> Attempts {
     tokio::time::sleep(Duration::from_secs(wait)).await;
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 token.expose(),
                 "the same token, one second after its exp",
                 Expect::Status(401),
@@ -232,18 +213,16 @@ async fn expiry(arena: &Arena<'_>) -> Attempts {
             www_authenticate: None,
         },
     });
-    server.shutdown().await;
     Ok(attempts)
 }
 
-async fn role_removed(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn role_removed(arena: &Arena<'_>) -> Attempts {
     let server = arena.resource_server(|_| {}).await?;
     let before = arena.victim.token().await?;
     let mut attempts = vec![
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 before.expose(),
                 "a token issued while the role is held",
                 Expect::Status(200),
@@ -257,9 +236,8 @@ async fn role_removed(arena: &Arena<'_>) -> Attempts {
     provisioner.revoke(&account, &role).await?;
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 before.expose(),
                 "the same token after the role was revoked",
                 Expect::Status(200),
@@ -270,20 +248,18 @@ async fn role_removed(arena: &Arena<'_>) -> Attempts {
     let after = arena.victim.token().await?;
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 after.expose(),
                 "a new token, issued after the revocation",
                 Expect::Status(403),
             )
             .await?,
     );
-    server.shutdown().await;
     Ok(attempts)
 }
 
-async fn revocation(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn revocation(arena: &Arena<'_>) -> Attempts {
     // A short TTL, so the lesson need not wait: the longest a revocation goes unnoticed.
     const TTL: Duration = Duration::from_secs(1);
     let jwks_only = arena.resource_server(|_| {}).await?;
@@ -292,7 +268,7 @@ async fn revocation(arena: &Arena<'_>) -> Attempts {
     let identity =
         arena.issue(&LeafSpec::server(playbook_certs::RESOURCE_SERVER_CN).also_client())?;
     let introspecting = arena
-        .another_resource_server(|config| {
+        .another_resource_server(Party::IntrospectingResourceServer, |config| {
             config.cert_pem = identity.cert_pem().to_owned();
             config.key_pem = identity.key_pem().to_owned();
             config.introspection = Some(IntrospectionConfig {
@@ -304,9 +280,8 @@ async fn revocation(arena: &Arena<'_>) -> Attempts {
     let token = arena.victim.token().await?;
     let mut attempts = vec![
         arena
-            .call(
+            .victim_call(
                 &introspecting,
-                &arena.victim,
                 token.expose(),
                 "a live token at the introspecting resource server",
                 Expect::Status(200),
@@ -320,9 +295,8 @@ async fn revocation(arena: &Arena<'_>) -> Attempts {
     tokio::time::sleep(TTL + Duration::from_millis(200)).await;
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &jwks_only,
-                &arena.victim,
                 token.expose(),
                 "the revoked token at a JWKS-only resource server",
                 Expect::Status(200),
@@ -331,21 +305,18 @@ async fn revocation(arena: &Arena<'_>) -> Attempts {
     );
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &introspecting,
-                &arena.victim,
                 token.expose(),
                 "the revoked token at the introspecting resource server",
                 Expect::Status(401),
             )
             .await?,
     );
-    jwks_only.shutdown().await;
-    introspecting.shutdown().await;
     Ok(attempts)
 }
 
-async fn key_rotation(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn key_rotation(arena: &Arena<'_>) -> Attempts {
     const REFRESH: Duration = Duration::from_secs(2);
     let server = arena
         .resource_server(|config| {
@@ -356,9 +327,8 @@ async fn key_rotation(arena: &Arena<'_>) -> Attempts {
     let old = arena.victim.token().await?;
     let mut attempts = vec![
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 old.expose(),
                 format!("a token signed by the realm's key {}", kid(&old)),
                 Expect::Status(200),
@@ -382,14 +352,13 @@ async fn key_rotation(arena: &Arena<'_>) -> Attempts {
     let new = arena.victim.token().await?;
     attempts.push(
         arena
-            .call(&server, &arena.victim, new.expose(), format!("a token signed by the new key {} (kid unknown until the JWKS is fetched again)", kid(&new)), Expect::Status(200))
+            .victim_call(&server, new.expose(), format!("a token signed by the new key {} (kid unknown until the JWKS is fetched again)", kid(&new)), Expect::Status(200))
             .await?,
     );
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 old.expose(),
                 "the old token, while both keys are in the realm",
                 Expect::Status(200),
@@ -413,9 +382,8 @@ async fn key_rotation(arena: &Arena<'_>) -> Attempts {
     tokio::time::sleep(REFRESH + Duration::from_secs(1)).await;
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 old.expose(),
                 format!(
                     "the old token, {} s after its key was removed",
@@ -427,20 +395,18 @@ async fn key_rotation(arena: &Arena<'_>) -> Attempts {
     );
     attempts.push(
         arena
-            .call(
+            .victim_call(
                 &server,
-                &arena.victim,
                 new.expose(),
                 "the new token, still",
                 Expect::Status(200),
             )
             .await?,
     );
-    server.shutdown().await;
     Ok(attempts)
 }
 
-async fn foreign_ca(arena: &Arena<'_>) -> Attempts {
+pub(crate) async fn foreign_ca(arena: &Arena<'_>) -> Attempts {
     let stranger = Authority::generate()?.issue(&LeafSpec::client(playbook_certs::CLIENT_CN))?;
     let client = arena.client(CLIENT_ID, &stranger, USERS_READ)?;
     let answer = match client.request().await {

@@ -202,8 +202,8 @@ impl JwksCache {
             party,
             ..Self::new(http, None, allowed, min_refresh_interval)
         };
-        match cache.discover_jwks_uri().await {
-            Ok(()) => cache.refresh_now().await,
+        match cache.discover_jwks_uri("at start").await {
+            Ok(()) => cache.refresh_now("at start").await,
             Err(Discovery::Unreachable(reason)) => {
                 tracing::warn!(%reason, "cannot reach the issuer yet; retrying every 5 s, /readyz answers 503 until then");
             }
@@ -213,13 +213,13 @@ impl JwksCache {
     }
 
     /// OIDC discovery of the issuer; on success the JWKS URL is known from then on.
-    async fn discover_jwks_uri(&self) -> Result<(), Discovery> {
+    async fn discover_jwks_uri(&self, why: &str) -> Result<(), Discovery> {
         let Some(issuer) = &self.issuer else {
             return Ok(());
         };
         let url = issuer.discovery();
         let document: DiscoveryDocument = self
-            .get_recorded(&url, "OIDC discovery", |_| "discovery document".into())
+            .get_recorded(&url, "OIDC discovery", why, |_| "discovery document".into())
             .await
             .and_then(|body| serde_json::from_slice(&body).map_err(|e| e.to_string()))
             .map_err(|e| Discovery::Unreachable(format!("OIDC discovery at {url} failed: {e}")))?;
@@ -290,7 +290,11 @@ impl JwksCache {
             && last_fetch.is_none_or(|at| at.elapsed() >= self.min_refresh_interval)
         {
             *last_fetch = Some(Instant::now());
-            self.fetch().await;
+            self.fetch(&format!(
+                "again: a token names the unknown kid {}",
+                shorten(kid)
+            ))
+            .await;
         }
         drop(last_fetch);
         self.snapshot().get(kid).cloned()
@@ -299,12 +303,13 @@ impl JwksCache {
     /// Fetches now, ignoring the interval (start-up, readiness retries, the periodic refresh).
     /// It does not count against the interval: a kid that appears just after a scheduled fetch
     /// must still be fetchable at once.
-    pub async fn refresh_now(&self) {
+    /// `why` says on the trace's arrow why the keys are fetched (at start, a periodic refresh).
+    pub async fn refresh_now(&self, why: &str) {
         let _single_flight = self.refresh.lock().await;
-        self.fetch().await;
+        self.fetch(why).await;
     }
 
-    async fn fetch(&self) {
+    async fn fetch(&self, why: &str) {
         let known = self
             .jwks_uri
             .read()
@@ -312,7 +317,7 @@ impl JwksCache {
             .clone();
         let jwks_uri = match known {
             Some(uri) => uri,
-            None => match self.discover_jwks_uri().await {
+            None => match self.discover_jwks_uri(why).await {
                 Ok(()) => match self
                     .jwks_uri
                     .read()
@@ -328,15 +333,13 @@ impl JwksCache {
                 }
             },
         };
-        let fetched = self
-            .get_recorded(
-                &jwks_uri,
-                "the realm's signing keys (JWKS)",
-                |body| match parse_jwks(body, &self.allowed) {
+        let fetched =
+            self.get_recorded(&jwks_uri, "the realm's signing keys (JWKS)", why, |body| {
+                match parse_jwks(body, &self.allowed) {
                     Ok(keys) => format!("{} key(s)", keys.len()),
                     Err(_) => "not a JWKS".into(),
-                },
-            )
+                }
+            })
             .await
             .and_then(|body| parse_jwks(&body, &self.allowed));
         match fetched {
@@ -351,15 +354,18 @@ impl JwksCache {
         }
     }
 
-    /// `GET url` expecting 200, recorded in the trace with `answer` describing the body.
+    /// `GET url` expecting 200, recorded in the trace with `answer` describing the body and
+    /// `why` saying why it is fetched now.
     async fn get_recorded(
         &self,
         url: &Url,
         purpose: &str,
+        why: &str,
         answer: impl Fn(&[u8]) -> String,
     ) -> Result<Vec<u8>, String> {
         let mut exchange = Exchange::new(self.party, Party::Keycloak, "GET", url.as_str());
         exchange.purpose = purpose.into();
+        exchange.reason = why.into();
         let request = self.http.get(url.clone());
         let got = send_recorded(&self.trace, exchange, request, |got, exchange| {
             exchange.answer = answer(&got.body);
@@ -370,5 +376,13 @@ impl JwksCache {
             return Err(format!("{url} answered {}", got.status));
         }
         Ok(got.body)
+    }
+}
+
+/// A kid as an arrow shows it: an attacker's kid can be long.
+fn shorten(kid: &str) -> String {
+    match kid.char_indices().nth(12) {
+        Some((cut, _)) => format!("{}…", &kid[..cut]),
+        None => kid.to_owned(),
     }
 }

@@ -213,8 +213,11 @@ pub fn serve(
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(retry.min(every)).await;
-            if !keys.has_keys() || last.elapsed() >= every {
-                keys.refresh_now().await;
+            if !keys.has_keys() {
+                keys.refresh_now("again: no signing keys yet").await;
+                last = tokio::time::Instant::now();
+            } else if last.elapsed() >= every {
+                keys.refresh_now("again: the periodic refresh").await;
                 last = tokio::time::Instant::now();
             }
         }

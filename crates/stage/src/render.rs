@@ -10,22 +10,35 @@ const PAGE_CSS: &str = include_str!("assets/stage.css");
 const PAGE_JS: &str = include_str!("assets/stage.js");
 const SVG_CSS: &str = include_str!("assets/diagram.css");
 
-/// Diagram geometry, in SVG user units (the page scales the whole to its panel).
-const WIDTH: u32 = 900;
+/// Diagram geometry, in SVG user units (the page scales the whole to its panel): each lifeline
+/// has a column this wide, so the diagram widens with the parties a run involves.
+const COLUMN: u32 = 330;
 const HEADER: u32 = 64;
 const STEP_ROW: u32 = 44;
 const EXCHANGE_ROW: u32 = 70;
 const LESSON_LINE: u32 = 26;
-/// Characters per lesson line at the lesson's font size across the diagram.
-const LESSON_WRAP: usize = 70;
+/// Characters per lesson line at the lesson's font size, per column of the diagram.
+const LESSON_CHARS_PER_COLUMN: usize = 24;
+/// The widest a lifeline's name box is; longer names are squeezed into it.
+const ACTOR_BOX: u32 = 300;
 /// Roughly how wide a label's character is at the label's font size, to keep labels on the page.
 const LABEL_CHAR: u32 = 11;
 
-fn lifeline_x(party: Party) -> u32 {
-    match party {
-        Party::Client => 120,
-        Party::Keycloak => 450,
-        Party::ResourceServer => 780,
+/// Where each of a run's lifelines stands.
+struct Columns(Vec<Party>);
+
+impl Columns {
+    fn of(run: &Run) -> Self {
+        Self(run.parties())
+    }
+
+    fn width(&self) -> u32 {
+        COLUMN * self.0.len() as u32
+    }
+
+    fn x(&self, party: Party) -> u32 {
+        let column = self.0.iter().position(|p| *p == party).unwrap_or(0) as u32;
+        COLUMN / 2 + COLUMN * column
     }
 }
 
@@ -96,7 +109,11 @@ pub fn request_label(exchange: &Exchange) -> String {
         })
         .collect::<Vec<_>>()
         .join("/");
-    format!("{} {path}", exchange.method)
+    if exchange.reason.is_empty() {
+        format!("{} {path}", exchange.method)
+    } else {
+        format!("{} {path} ({})", exchange.method, exchange.reason)
+    }
 }
 
 fn path_starts_admin(exchange: &Exchange) -> bool {
@@ -145,6 +162,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// The sequence diagram as one standalone SVG document (it carries its own style, with the
 /// page's theme variables taking over when it is shown inside the page).
 pub fn svg(run: &Run) -> String {
+    let columns = Columns::of(run);
+    let width = columns.width();
     let mut body = String::new();
     let mut y = HEADER + 16;
     let mut n = 0;
@@ -154,7 +173,7 @@ pub fn svg(run: &Run) -> String {
                 let _ = write!(
                     body,
                     r#"<g class="step"><line x1="8" x2="{}" y1="{}" y2="{}"/><text x="12" y="{}">{}</text></g>"#,
-                    WIDTH - 8,
+                    width - 8,
                     y + 8,
                     y + 8,
                     y + 32,
@@ -163,18 +182,18 @@ pub fn svg(run: &Run) -> String {
                 y += STEP_ROW;
             }
             Event::Exchange(exchange) => {
-                body.push_str(&exchange_svg(exchange, n, y));
+                body.push_str(&exchange_svg(exchange, &columns, n, y));
                 n += 1;
                 y += EXCHANGE_ROW;
             }
             Event::Lesson { text } => {
-                let lines = wrap(text, LESSON_WRAP);
+                let lines = wrap(text, LESSON_CHARS_PER_COLUMN * columns.0.len());
                 let height = LESSON_LINE * lines.len() as u32 + 16;
                 let _ = write!(
                     body,
                     r#"<g class="lesson"><rect x="40" y="{}" width="{}" height="{height}" rx="8"/>"#,
                     y + 4,
-                    WIDTH - 80
+                    width - 80
                 );
                 for (i, line) in lines.iter().enumerate() {
                     let _ = write!(
@@ -191,15 +210,24 @@ pub fn svg(run: &Run) -> String {
     }
     let height = y + 16;
     let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
     );
-    for party in Party::ALL {
-        let x = lifeline_x(party);
+    for &party in &columns.0 {
+        let x = columns.x(party);
+        let name = party.name();
+        // A long name is squeezed into the box rather than spilling over the next lifeline.
+        let squeeze = if name.chars().count() as u32 * 15 > ACTOR_BOX - 20 {
+            format!(
+                r#" textLength="{}" lengthAdjust="spacingAndGlyphs""#,
+                ACTOR_BOX - 20
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="220" height="48" rx="8"/><text x="{x}" y="41" text-anchor="middle">{}</text></g>"#,
-            x - 110,
-            party.name()
+            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="{ACTOR_BOX}" height="48" rx="8"/><text x="{x}" y="41" text-anchor="middle"{squeeze}>{name}</text></g>"#,
+            x - ACTOR_BOX / 2,
         );
     }
     out.push_str(&body);
@@ -208,13 +236,14 @@ pub fn svg(run: &Run) -> String {
 }
 
 /// One exchange: the request arrow and, below it, the answer coming back.
-fn exchange_svg(exchange: &Exchange, n: usize, y: u32) -> String {
-    let (from, to) = (lifeline_x(exchange.from), lifeline_x(exchange.to));
+fn exchange_svg(exchange: &Exchange, columns: &Columns, n: usize, y: u32) -> String {
+    let (from, to) = (columns.x(exchange.from), columns.x(exchange.to));
+    let width = columns.width();
     let request = request_label(exchange);
     let answer = answer_label(exchange);
     // Centred on the arrow, but never off the page: a long label slides inwards.
     let longest = request.chars().count().max(answer.chars().count()) as u32 * LABEL_CHAR;
-    let middle = ((from + to) / 2).clamp(longest / 2 + 4, (WIDTH - 4).saturating_sub(longest / 2));
+    let middle = ((from + to) / 2).clamp(longest / 2 + 4, (width - 4).saturating_sub(longest / 2));
     let status = exchange
         .status
         .map_or_else(|| "none".to_owned(), |s| s.to_string());
@@ -233,7 +262,7 @@ fn exchange_svg(exchange: &Exchange, n: usize, y: u32) -> String {
         to_name = exchange.to.name(),
         url = escape(&exchange.url),
         y = y,
-        width = WIDTH,
+        width = width,
         row = EXCHANGE_ROW,
         middle = middle,
         req_text = y + 20,
@@ -382,18 +411,21 @@ pub fn page(run: &Run, live: bool) -> String {
 
 /// The run as mermaid text, for slides and docs.
 pub fn mermaid(run: &Run) -> String {
-    let mut out = String::from(
-        "sequenceDiagram\n    participant C as Client\n    participant K as Keycloak\n    participant R as ResourceServer\n",
+    let parties = run.parties();
+    let mut out = String::from("sequenceDiagram\n");
+    for party in &parties {
+        let _ = writeln!(out, "    participant {} as {}", party.id(), party.name());
+    }
+    let span = format!(
+        "{},{}",
+        parties.first().map_or("C", |p| p.id()),
+        parties.last().map_or("R", |p| p.id())
     );
-    let id = |party: Party| match party {
-        Party::Client => "C",
-        Party::Keycloak => "K",
-        Party::ResourceServer => "R",
-    };
+    let id = |party: Party| party.id();
     for event in &run.events {
         match event {
             Event::Step { title } => {
-                let _ = writeln!(out, "    Note over C,R: {}", mermaid_text(title));
+                let _ = writeln!(out, "    Note over {span}: {}", mermaid_text(title));
             }
             Event::Exchange(exchange) => {
                 let (from, to) = (id(exchange.from), id(exchange.to));
@@ -409,7 +441,7 @@ pub fn mermaid(run: &Run) -> String {
                 );
             }
             Event::Lesson { text } => {
-                let _ = writeln!(out, "    Note over C,R: {}", mermaid_text(text));
+                let _ = writeln!(out, "    Note over {span}: {}", mermaid_text(text));
             }
         }
     }
@@ -611,6 +643,53 @@ pub(crate) mod tests {
             .iter()
             .filter(|l| l.contains("->>") && !l.contains("-->>"));
         assert_eq!(requests.count(), 7);
+    }
+
+    #[test]
+    fn every_party_of_a_run_gets_its_own_lifeline_and_housekeeping_says_why() {
+        let trace = Trace::new();
+        let mut keys = Exchange::new(
+            Party::UnboundResourceServer,
+            Party::Keycloak,
+            "GET",
+            "https://localhost:9443/realms/r/protocol/openid-connect/certs",
+        );
+        keys.reason = "at start".into();
+        keys.answered(200, "2 key(s)");
+        trace.record(keys);
+        for to in [Party::ResourceServer, Party::UnboundResourceServer] {
+            let mut replay =
+                Exchange::new(Party::Intruder, to, "GET", "https://localhost:1/api/users");
+            replay.answered(200, "1 user(s)");
+            trace.record(replay);
+        }
+        let run = trace.snapshot();
+        assert_eq!(
+            run.parties(),
+            [
+                Party::Client,
+                Party::Intruder,
+                Party::Keycloak,
+                Party::ResourceServer,
+                Party::UnboundResourceServer
+            ]
+        );
+        let text = mermaid(&run);
+        assert!(text.contains("    participant I as Intruder\n"), "{text}");
+        assert!(text.contains("    participant RB as ResourceServer (binding off)\n"));
+        assert!(text.contains("    I->>RB: GET /api/users\n"), "{text}");
+        assert!(
+            text.contains("    RB->>K: GET /realms/r/…/certs (at start)\n"),
+            "{text}"
+        );
+        let svg = svg(&run);
+        for party in run.parties() {
+            assert!(
+                svg.contains(&format!(">{}</text>", party.name())),
+                "{party:?}"
+            );
+        }
+        assert!(svg.contains(r#"viewBox="0 0 1650 "#), "five columns wide");
     }
 
     #[test]

@@ -4,22 +4,57 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
-/// The three lifelines of the sequence diagram.
+/// The lifelines of the sequence diagram: the flow's three, and the lab's intruder and second
+/// resource servers, each with its own column so that nothing is drawn as a party it is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Party {
     Client,
+    /// The lab's second client: same CA, another certificate, replaying what it stole.
+    Intruder,
     Keycloak,
     ResourceServer,
+    /// A resource server run with `--binding off` beside the tutorial's.
+    UnboundResourceServer,
+    /// A resource server that also introspects every token (RFC 7662).
+    IntrospectingResourceServer,
 }
 
 impl Party {
-    pub const ALL: [Party; 3] = [Party::Client, Party::Keycloak, Party::ResourceServer];
+    /// Every lifeline, in the order of the diagram's columns.
+    pub const ALL: [Party; 6] = [
+        Party::Client,
+        Party::Intruder,
+        Party::Keycloak,
+        Party::ResourceServer,
+        Party::UnboundResourceServer,
+        Party::IntrospectingResourceServer,
+    ];
 
+    /// The flow's own lifelines, drawn in every run.
+    pub const FLOW: [Party; 3] = [Party::Client, Party::Keycloak, Party::ResourceServer];
+
+    /// The one name of each lifeline: the terminal, the page, the hand-outs and the docs'
+    /// diagrams all use it.
     pub fn name(self) -> &'static str {
         match self {
             Self::Client => "Client",
+            Self::Intruder => "Intruder",
             Self::Keycloak => "Keycloak",
             Self::ResourceServer => "ResourceServer",
+            Self::UnboundResourceServer => "ResourceServer (binding off)",
+            Self::IntrospectingResourceServer => "ResourceServer (introspection)",
+        }
+    }
+
+    /// A short id for diagram languages that want one (mermaid's `participant R as ...`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Client => "C",
+            Self::Intruder => "I",
+            Self::Keycloak => "K",
+            Self::ResourceServer => "R",
+            Self::UnboundResourceServer => "RB",
+            Self::IntrospectingResourceServer => "RI",
         }
     }
 }
@@ -45,6 +80,9 @@ pub struct Exchange {
     pub url: String,
     /// What the request was for, in a few words (e.g. `client_credentials, scope users:read`).
     pub purpose: String,
+    /// Why it happened when that is not obvious, shown on its arrow: housekeeping repeats
+    /// (`at start`, `again: the periodic refresh`), and a diagram must say which is which.
+    pub reason: String,
     /// `None` when no answer came; `error` then says why.
     pub status: Option<u16>,
     /// The answer in a few words (e.g. `3 users`, `insufficient_scope`).
@@ -66,6 +104,7 @@ impl Exchange {
             method: method.into(),
             url: url.into(),
             purpose: String::new(),
+            reason: String::new(),
             status: None,
             answer: String::new(),
             error: None,

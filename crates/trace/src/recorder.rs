@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::{Event, Exchange};
+use crate::{Event, Exchange, Party};
 
 /// A run as recorded so far.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -23,6 +23,18 @@ impl Run {
             Event::Exchange(exchange) => Some(&**exchange),
             _ => None,
         })
+    }
+
+    /// The lifelines to draw, in column order: the flow's three, and any other party an
+    /// exchange involved.
+    pub fn parties(&self) -> Vec<Party> {
+        Party::ALL
+            .into_iter()
+            .filter(|party| {
+                Party::FLOW.contains(party)
+                    || self.exchanges().any(|e| e.from == *party || e.to == *party)
+            })
+            .collect()
     }
 }
 

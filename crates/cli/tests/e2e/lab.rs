@@ -2,7 +2,7 @@
 //! the statuses and challenges the defences answer, not just that the lab says it held.
 
 use playbook_lab::{Answer, Attempt, Lab, Verdict, scenario};
-use playbook_trace::Trace;
+use playbook_trace::{Party, Trace};
 
 /// Runs one scenario on the run's shared Keycloak, recording its exchanges.
 fn run(name: &str) -> (Verdict, Trace) {
@@ -41,7 +41,22 @@ fn challenge(attempt: &Attempt) -> &str {
 
 #[test]
 fn a_stolen_token_with_another_certificate_is_refused_unless_binding_is_off() {
-    let (verdict, _) = run("stolen-token");
+    let (verdict, trace) = run("stolen-token");
+    // Each party on its own lifeline: the intruder is not drawn as the client, and the two
+    // resource servers are told apart.
+    let replays: Vec<(Party, Party, Option<u16>)> = trace
+        .snapshot()
+        .exchanges()
+        .filter(|e| e.path().starts_with("/api/"))
+        .map(|e| (e.from, e.to, e.status))
+        .collect();
+    assert_eq!(
+        replays,
+        [
+            (Party::Intruder, Party::ResourceServer, Some(401)),
+            (Party::Intruder, Party::UnboundResourceServer, Some(200)),
+        ]
+    );
     assert_eq!(statuses(&verdict), [401, 200], "{verdict:#?}");
     assert!(challenge(&verdict.attempts[0]).contains(r#"error="invalid_token""#));
     assert!(
@@ -126,6 +141,11 @@ fn a_revoked_token_passes_jwks_only_and_fails_introspection() {
         .map(|e| e.answer.clone())
         .collect();
     assert_eq!(introspections, ["active: true", "active: false"]);
+    assert!(
+        run.exchanges()
+            .filter(|e| e.url.ends_with("/token/introspect"))
+            .all(|e| e.from == Party::IntrospectingResourceServer)
+    );
     assert!(
         run.exchanges()
             .any(|e| e.url.ends_with("/revoke") && e.status == Some(200))
