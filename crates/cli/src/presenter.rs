@@ -23,15 +23,6 @@ pub struct StageArgs {
 }
 
 impl StageArgs {
-    /// A trace to record into when a stage (or an export) will show it.
-    pub fn trace(&self, also: bool) -> Trace {
-        if self.stage || also {
-            Trace::new()
-        } else {
-            Trace::off()
-        }
-    }
-
     /// The stage, if asked for, and the pace it sets (else `otherwise`).
     pub async fn open(
         &self,

@@ -1,8 +1,10 @@
-//! How the flow is shown: arrows of the sequence diagram for people (wrapped to the terminal,
-//! coloured on one), one JSON document for scripts; steps and lessons also go to the run's
-//! trace, and a presenter's run waits for Next before each of them.
+//! How a run is shown in the terminal: drawn from the run's trace, the same record the stage
+//! and the hand-outs draw, so the terminal and the page cannot disagree. For people, the
+//! arrows of the sequence diagram (wrapped to the terminal, coloured on one) with a decoded
+//! token's claims under the answer that issued it; for scripts, one JSON document of the same
+//! events. A presenter's run waits for Next before each step and lesson.
 
-use playbook_trace::{Exchange, Trace};
+use playbook_trace::{Event, Exchange, Party, Trace};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -14,26 +16,10 @@ macro_rules! out {
     }};
 }
 
-/// The participants of the README's sequence diagram.
-#[derive(Debug, Clone, Copy)]
-pub enum Actor {
-    Client,
-    AuthServer,
-    ResourceServer,
-}
-
-impl Actor {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Client => "Client",
-            Self::AuthServer => "AuthServer",
-            Self::ResourceServer => "ResourceServer",
-        }
-    }
-}
-
-/// Where an arrow's summary starts: `   Client         ──▶ AuthServer     `.
-const ARROW_INDENT: usize = 3 + 14 + 5 + 14 + 1;
+/// How wide a lifeline's name is at least, so the flow's three line up (`ResourceServer`).
+const NAME_WIDTH: usize = 14;
+/// Where an arrow's summary starts: `   Client         ──▶ Keycloak       `.
+const ARROW_INDENT: usize = 3 + NAME_WIDTH + 5 + NAME_WIDTH + 1;
 /// Where a detail line starts, under the summary.
 const DETAIL_INDENT: usize = ARROW_INDENT + 2;
 /// The width of a detail's label column (`cnf.x5t#S256` and a space).
@@ -132,27 +118,23 @@ impl Pace {
 
 pub struct Report {
     json: bool,
-    events: Vec<Value>,
     style: Style,
     trace: Trace,
+    /// How many of the trace's events are shown already.
+    shown: usize,
     pace: Pace,
 }
 
 impl Report {
-    pub fn new(json: bool) -> Self {
+    /// A report of `trace`: the parties record into it, the report shows what they recorded.
+    pub fn new(json: bool, trace: Trace) -> Self {
         Self {
             json,
-            events: Vec::new(),
             style: Style::detect(),
-            trace: Trace::off(),
+            trace,
+            shown: 0,
             pace: Pace::Continuous,
         }
-    }
-
-    /// Steps and lessons are recorded in `trace` too.
-    pub fn traced(mut self, trace: Trace) -> Self {
-        self.trace = trace;
-        self
     }
 
     pub fn paced(mut self, pace: Pace) -> Self {
@@ -160,8 +142,85 @@ impl Report {
         self
     }
 
+    /// Shows whatever the parties recorded since the last call, in order.
+    fn catch_up(&mut self) {
+        let run = self.trace.snapshot();
+        for event in run.events.iter().skip(self.shown) {
+            if !self.json {
+                self.show(event);
+            }
+        }
+        self.shown = run.events.len();
+    }
+
+    fn show(&self, event: &Event) {
+        match event {
+            Event::Step { title } => {
+                let colour = if title.starts_with("Lesson") {
+                    "1;33"
+                } else {
+                    "1;36"
+                };
+                for line in self.style.wrap("", 0, title) {
+                    out!("\n{}", self.style.paint(colour, &line));
+                }
+            }
+            Event::Exchange(exchange) => self.show_exchange(exchange),
+            Event::Lesson { text } => {
+                for line in self.style.wrap("   => ", 6, text) {
+                    out!("{}", self.style.paint("33", &line));
+                }
+            }
+        }
+    }
+
+    /// An exchange as two arrows, with what the stage's details panel would show of it: the
+    /// challenge of a refusal, the claims of a token Keycloak issued.
+    fn show_exchange(&self, exchange: &Exchange) {
+        let request = match exchange.purpose.as_str() {
+            "" => playbook_stage::request_label(exchange),
+            purpose => format!("{} — {purpose}", playbook_stage::request_label(exchange)),
+        };
+        self.print_arrow(exchange.from, exchange.to, &request);
+        self.print_arrow(
+            exchange.to,
+            exchange.from,
+            &playbook_stage::answer_label(exchange),
+        );
+        if let Some(challenge) = &exchange.www_authenticate {
+            self.detail("challenge", challenge);
+        }
+        if let Some(error) = &exchange.error {
+            self.detail("error", error);
+        }
+        let issued = exchange.to == Party::Keycloak && exchange.path().ends_with("/token");
+        if let (true, Some(token)) = (issued, &exchange.token) {
+            let claims = &token.claims;
+            let text = |name: &str| claims[name].as_str().unwrap_or("-").to_owned();
+            let list = |value: &serde_json::Value| match value {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.as_str().unwrap_or("-").to_owned(),
+            };
+            let scope = text("scope");
+            self.detail("sub", &text("sub"));
+            self.detail("scope", if scope.is_empty() { "(none)" } else { &scope });
+            self.detail("realm roles", &list(&claims["realm_access"]["roles"]));
+            self.detail("aud", &list(&claims["aud"]));
+            if let Some(exp) = claims["exp"].as_i64() {
+                let left = exp - playbook_keycloak::unix_now();
+                self.detail("exp", &format!("{exp} (in {left} s)"));
+            }
+            self.detail("cnf.x5t#S256", token.x5t_s256().unwrap_or("(not bound)"));
+        }
+    }
+
     /// A heading outside the paced steps (setup, the end).
     pub fn heading(&mut self, title: &str) {
+        self.catch_up();
         if !self.json {
             out!("\n{}", self.style.paint("1", title));
         }
@@ -170,11 +229,12 @@ impl Report {
     /// A step that begins at once, even when paced (setup, while Keycloak starts).
     pub fn step_now(&mut self, title: &str) {
         self.trace.step(title);
-        self.heading(title);
+        self.catch_up();
     }
 
     /// A numbered step or a lesson begins: after the presenter's Next when paced.
     pub async fn step(&mut self, title: &str) {
+        self.catch_up();
         if let Pace::OnNext { nexts, how } = &mut self.pace {
             self.trace.waiting_for(Some(title));
             if !self.json {
@@ -192,49 +252,24 @@ impl Report {
             self.trace.waiting_for(None);
         }
         self.trace.step(title);
-        if !self.json {
-            let colour = if title.starts_with("Lesson") {
-                "1;33"
-            } else {
-                "1;36"
-            };
-            for line in self.style.wrap("", 0, title) {
-                out!("\n{}", self.style.paint(colour, &line));
-            }
-        }
+        self.catch_up();
     }
 
     /// What the arrows just shown teach, in one sentence (on the stage, a note on the diagram).
     pub fn lesson(&mut self, text: &str) {
         self.trace.lesson(text);
-        if !self.json {
-            for line in self.style.wrap("   => ", 6, text) {
-                out!("{}", self.style.paint("33", &line));
-            }
-        }
+        self.catch_up();
     }
 
-    /// One arrow of the diagram with a short summary, and structured details for `--json`.
-    pub fn arrow(&mut self, from: Actor, to: Actor, summary: &str, details: Value) {
-        if self.json {
-            self.events.push(json!({ "from": from.name(), "to": to.name(), "summary": summary, "details": details }));
-        } else {
-            self.print_arrow(from.name(), to.name(), summary);
-        }
-    }
-
-    /// An exchange as its party recorded it: the request's arrow and the answer's (people only).
-    pub fn exchange(&mut self, exchange: &Exchange) {
-        if !self.json {
-            let (from, to) = (exchange.from.name(), exchange.to.name());
-            self.print_arrow(from, to, &playbook_stage::request_label(exchange));
-            self.print_arrow(to, from, &playbook_stage::answer_label(exchange));
-        }
-    }
-
-    fn print_arrow(&self, from: &str, to: &str, summary: &str) {
-        let lead = format!("   {from:<14} ──▶ {to:<14} ");
-        let lines = self.style.wrap(&lead, ARROW_INDENT, summary);
+    fn print_arrow(&self, from: Party, to: Party, summary: &str) {
+        let lead = format!(
+            "   {:<NAME_WIDTH$} ──▶ {:<NAME_WIDTH$} ",
+            from.name(),
+            to.name()
+        );
+        // A long lifeline name (the lab's second resource servers) pushes its summary along.
+        let indent = lead.chars().count().max(ARROW_INDENT);
+        let lines = self.style.wrap(&lead, indent, summary);
         for (i, line) in lines.iter().enumerate() {
             if i == 0 {
                 let (lead, summary) = line.split_at(lead.len().min(line.len()));
@@ -247,6 +282,7 @@ impl Report {
 
     /// A verdict: whether a defence held, what was tried and what it answered (people only).
     pub fn verdict(&mut self, held: bool, text: &str) {
+        self.catch_up();
         if !self.json {
             let mark = if held {
                 self.style.paint("32", "✓")
@@ -266,6 +302,7 @@ impl Report {
 
     /// A plain line of commentary (people only).
     pub fn note(&mut self, text: &str) {
+        self.catch_up();
         if !self.json {
             for line in self.style.wrap("   ", 3, text) {
                 out!("{line}");
@@ -274,7 +311,7 @@ impl Report {
     }
 
     /// A labelled line of detail under the last arrow (people only).
-    pub fn detail(&mut self, label: &str, value: &str) {
+    pub fn detail(&self, label: &str, value: &str) {
         if !self.json {
             let lead = format!("{:DETAIL_INDENT$}{label:<DETAIL_LABEL$}", "");
             for line in self.style.wrap(&lead, DETAIL_INDENT + DETAIL_LABEL, value) {
@@ -283,15 +320,25 @@ impl Report {
         }
     }
 
-    /// Prints the JSON document (in `--json` mode) with the outcome.
-    pub fn finish(self, outcome: Value) {
+    /// Shows the rest of the run and, in `--json` mode, prints the document: the run's events
+    /// as the trace holds them, and the outcome.
+    pub fn finish(mut self, outcome: Value) {
+        self.catch_up();
         if self.json {
-            let document = json!({ "events": self.events, "outcome": outcome });
+            let run = self.trace.snapshot();
+            let document = json!({ "events": run.events, "outcome": outcome });
             out!(
                 "{}",
                 serde_json::to_string_pretty(&document).expect("JSON values serialize")
             );
         }
+    }
+}
+
+impl Drop for Report {
+    /// A run that stopped at an error still shows what was exchanged before it.
+    fn drop(&mut self) {
+        self.catch_up();
     }
 }
 
@@ -306,7 +353,7 @@ mod tests {
             width: Some(60),
         };
         let text = "POST /realms/oauth2-playbook/protocol/openid-connect/token grant_type=client_credentials client_id=oauth2-playbook-client-credentials-mtls";
-        let lines = style.wrap("   Client ──▶ AuthServer ", 25, text);
+        let lines = style.wrap("   Client ──▶ Keycloak ", 25, text);
         assert!(lines.len() > 1);
         for line in &lines[1..] {
             assert!(line.starts_with(&" ".repeat(25)), "{line:?}");

@@ -21,7 +21,7 @@ impl ApiResponse {
     /// The answer in a few words: how many users, or the challenge's error code.
     pub fn summary(&self) -> String {
         match (self.status, &self.www_authenticate) {
-            (200, _) => format!("{} user(s)", self.body.as_array().map_or(0, Vec::len)),
+            (200, _) => format!("OK, {} user(s)", self.body.as_array().map_or(0, Vec::len)),
             (_, Some(challenge)) => challenge
                 .split("error=\"")
                 .nth(1)

@@ -105,3 +105,16 @@ pub fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
 pub fn b64_json(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON values serialize"))
 }
+
+/// Claims Keycloak would put in the playbook client's token for `issuer`, valid for 5 minutes:
+/// what the resource server's tests and benchmarks sign with these keys.
+pub fn keycloak_like_claims(issuer: &str) -> Value {
+    let now = playbook_keycloak::unix_now();
+    json!({
+        "iss": issuer, "aud": [playbook_keycloak::RESOURCE_SERVER_CLIENT_ID, "account"],
+        "sub": "service-account", "azp": playbook_keycloak::CLIENT_ID,
+        "typ": "Bearer", "iat": now, "exp": now + 300,
+        "scope": "profile users:read",
+        "realm_access": { "roles": [playbook_keycloak::READONLY_ROLE, "default-roles"] },
+    })
+}

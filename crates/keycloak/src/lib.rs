@@ -27,6 +27,14 @@ mod provision;
 pub mod realm;
 
 pub use admin::{Admin, AdminCredentials, Secret};
+
+/// Seconds since the Unix epoch, as Keycloak's tokens count time (JWT NumericDate, RFC 7519
+/// §2): `exp`, `iat` and `nbf` are compared with this by everyone who reads a token.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 pub use error::KeycloakError;
 pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use realm::{

@@ -9,8 +9,9 @@ use base64::Engine;
 use playbook_certs::{Authority, LeafSpec};
 use playbook_client::AccessToken;
 use playbook_forge::{SigningKey, hs256, unsigned};
+use playbook_keycloak::unix_now;
 use playbook_keycloak::{CLIENT_ID, USERS_READ};
-use playbook_resource_server::{BindingMode, IntrospectionConfig, unix_now};
+use playbook_resource_server::{BindingMode, IntrospectionConfig};
 use playbook_trace::{Party, TokenView};
 use serde_json::{Value, json};
 

@@ -10,7 +10,7 @@ use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPubli
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use playbook_resource_server::testing::{TestKey, keycloak_like_claims};
+use playbook_forge::{SigningKey as TestKey, keycloak_like_claims};
 use playbook_resource_server::{Algorithm, JwksCache, Validator, ValidatorConfig};
 use url::Url;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::get;
 use clap::Parser;
-use playbook_resource_server::testing::{TestKey, keycloak_like_claims};
+use playbook_forge::{SigningKey as TestKey, keycloak_like_claims};
 use playbook_resource_server::{Algorithm, JwksCache, api, server};
 use url::Url;
 

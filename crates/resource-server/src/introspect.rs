@@ -103,7 +103,7 @@ impl Introspector {
             Some(active) => active,
             None => {
                 let active = self.ask(token).await?;
-                let lives = u64::try_from(expires_at - crate::unix_now()).unwrap_or(0);
+                let lives = u64::try_from(expires_at - playbook_keycloak::unix_now()).unwrap_or(0);
                 let until = Instant::now() + self.ttl.min(Duration::from_secs(lives));
                 let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
                 if answers.len() >= CACHE_CAPACITY {

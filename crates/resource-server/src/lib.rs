@@ -19,8 +19,6 @@ pub mod introspect;
 pub mod jwks;
 pub mod policy;
 pub mod server;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod tls;
 pub mod token;
 
@@ -30,7 +28,7 @@ pub use introspect::IntrospectionConfig;
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};
 pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, ServerError};
-pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken, unix_now};
+pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.
 pub use playbook_keycloak::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;

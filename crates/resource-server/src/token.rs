@@ -3,10 +3,11 @@
 //! Every failure names the check that failed (and the kid or claim involved) so logs explain a
 //! 401 — but never contain the token.
 
+use playbook_keycloak::unix_now;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -278,13 +279,6 @@ impl Validator {
             Ok(())
         }
     }
-}
-
-/// Seconds since the Unix epoch, as JWT NumericDates count them.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Tokens that passed every check, keyed by their exact bytes.

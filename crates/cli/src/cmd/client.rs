@@ -9,6 +9,7 @@ use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::REALM;
 
 use crate::args::KeycloakArgs;
+use playbook_trace::Trace;
 use serde_json::json;
 use url::Url;
 
@@ -61,26 +62,33 @@ impl OutputArgs {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let certs = CertSet::load(playbook_certs::Files::new(certs_dir))?;
+    let trace = Trace::new();
     let admin = args
         .keycloak
-        .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?;
-    let token_endpoint = admin.keycloak().realm(&args.realm).token();
-    let tokens = Arc::new(TokenClient::new(TokenClientConfig::playbook(
-        token_endpoint,
+        .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?
+        .traced(trace.clone());
+    let mut config = TokenClientConfig::playbook(
+        admin.keycloak().realm(&args.realm).token(),
         &certs.ca_pem,
         &certs.client,
-    ))?);
+    );
+    config.trace = trace.clone();
+    let tokens = Arc::new(TokenClient::new(config)?);
     let api_url = args.api_url.unwrap_or_else(crate::args::local_api_url);
     let flow = Flow {
         admin: &admin,
         realm: &args.realm,
         api: ResourceApi::new(api_url, tokens.clone()),
-        tokens,
+        tokens: tokens.clone(),
         show_token: args.output.show_token,
     };
-    let mut report = Report::new(args.output.json).paced(args.output.pace());
+    let mut report = Report::new(args.output.json, trace).paced(args.output.pace());
     let answer = four_steps(&flow, &mut report).await?;
-    report.finish(json!({ "status": answer.status, "users": answer.body }));
+    let shown = match args.output.show_token {
+        true => Some(tokens.token().await?.expose().to_owned()),
+        false => None,
+    };
+    report.finish(json!({ "status": answer.status, "users": answer.body, "access_token": shown }));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -96,6 +104,6 @@ pub async fn four_steps(
         .await;
     flow.token(report).await?;
     report.step("4. Call the resource server").await;
-    let answer = flow.call_api(report).await?;
+    let answer = flow.call_api().await?;
     Ok(answer.error_for_status()?)
 }

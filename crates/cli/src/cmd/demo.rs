@@ -9,6 +9,7 @@ use playbook_certs::{CertSet, Ensured};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate};
 use playbook_provider::Keycloak;
+use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
 use playbook_stage::Export;
 use playbook_trace::Trace;
@@ -16,9 +17,9 @@ use serde_json::json;
 
 use crate::args::{ApiPortArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps};
-use crate::flow::{Flow, report_answer};
+use crate::flow::Flow;
 use crate::presenter::StageArgs;
-use crate::report::{Actor, Report};
+use crate::report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,11 +53,9 @@ fn export_path(value: &str) -> Result<PathBuf, String> {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let trace = args.stage.trace(!args.export.is_empty());
+    let trace = Trace::new();
     let (pace, stage) = args.stage.open(&trace, args.output.pace()).await?;
-    let mut report = Report::new(args.output.json)
-        .traced(trace.clone())
-        .paced(pace);
+    let mut report = Report::new(args.output.json, trace.clone()).paced(pace);
     let (certs, how) = CertSet::ensure(certs_dir, false)?;
     report.step_now(&format!(
         "0. Setup: certificates {} in {}",
@@ -167,7 +166,7 @@ async fn demo(
         .step("Lesson 1: before the role is assigned, the token carries no users:read")
         .await;
     flow.token(report).await?;
-    let early = flow.call_api(report).await?;
+    let early = flow.call_api().await?;
     anyhow::ensure!(
         early.status == 403,
         "expected 403 before the role assignment, got {}",
@@ -189,15 +188,8 @@ async fn demo(
         .step("Lesson 2: the same token replayed without the client certificate")
         .await;
     let token = tokens.token().await?;
-    report.arrow(
-        Actor::Client,
-        Actor::ResourceServer,
-        "GET /api/users (same Bearer token, no client certificate)",
-        json!({}),
-    );
     let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
-    let replay = thief.get_with("/api/users", token.expose()).await?;
-    report_answer(report, &replay);
+    let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
     anyhow::ensure!(
         replay.status == 401,
         "expected 401 for a replay without the certificate, got {}",

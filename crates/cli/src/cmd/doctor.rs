@@ -526,7 +526,7 @@ fn clock(token: &AccessToken) -> Verdict {
     let Some(iat) = token.claims.iat else {
         return Verdict::Skipped("a token with iat");
     };
-    let skew = (playbook_resource_server::unix_now() - iat).abs();
+    let skew = (playbook_keycloak::unix_now() - iat).abs();
     if skew <= leeway {
         Verdict::Pass(format!("{skew} s apart from Keycloak (leeway {leeway} s)"))
     } else {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::builder::PossibleValuesParser;
 use playbook_certs::CertSet;
 use playbook_lab::{Lab, SCENARIOS, Scenario, Verdict};
+use playbook_trace::Trace;
 use serde_json::{Value, json};
 
 use crate::args::{ApiPortArgs, StartArgs};
@@ -46,10 +47,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    // Always on: the arrows printed come from it.
-    let trace = args.stage.trace(true);
+    let trace = Trace::new();
     let (pace, stage) = args.stage.open(&trace, Pace::Continuous).await?;
-    let mut report = Report::new(args.json).traced(trace.clone()).paced(pace);
+    let mut report = Report::new(args.json, trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let api_port = args.api.resolve()?;
     let keycloak = playbook_provider::start(
@@ -102,11 +102,7 @@ async fn lab(
         report
             .step(&format!("Lab {}: {}", scenario.name, scenario.title))
             .await;
-        let seen = trace.snapshot().exchanges().count();
         let verdict = lab.run(scenario).await?;
-        for exchange in trace.snapshot().exchanges().skip(seen) {
-            report.exchange(exchange);
-        }
         for attempt in &verdict.attempts {
             report.verdict(
                 attempt.held(),

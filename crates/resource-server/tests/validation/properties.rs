@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::Request;
 use axum::response::IntoResponse;
+use playbook_forge::{b64_json, keycloak_like_claims};
 use playbook_resource_server::api::ReadUsers;
 use playbook_resource_server::policy::{Auth, AuthError};
-use playbook_resource_server::testing::{b64_json, keycloak_like_claims};
 use playbook_resource_server::{
     Algorithm, Authorized, BindingMode, JwksCache, Validator, ValidatorConfig,
 };

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use playbook_certs::CertSet;
+use playbook_forge::{SigningKey as TestKey, b64_json, keycloak_like_claims};
 use playbook_resource_server::BindingMode;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
-use playbook_resource_server::testing::{TestKey, b64_json, keycloak_like_claims};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -225,7 +225,7 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
     tokio::spawn(server.serve(app.into_make_service()));
 }
 
-pub use playbook_resource_server::unix_now as now;
+pub use playbook_keycloak::unix_now as now;
 
 pub fn b64(value: &Value) -> String {
     b64_json(value)
