@@ -49,11 +49,10 @@ start_server 8461
 start_server 8462 --introspection
 start_server 8463 --introspection --introspection-ttl-secs 0
 
-# The client's steps give the service account its role; then one token for every request.
-"${playbook[@]}" client --keycloak-port "$KC_PORT" --api-url https://localhost:8461/ >/dev/null
-token=$(curl -sf --cacert "$work/certs/ca.pem" --cert "$work/certs/client.pem" --key "$work/certs/client-key.pem" \
-  -d grant_type=client_credentials -d client_id=oauth2-playbook-client-credentials-mtls -d scope=users:read \
-  "$issuer/protocol/openid-connect/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# The client's steps give the service account its role and print the token it used, which
+# every request then carries (the client's own names and scope, not repeated here).
+token=$("${playbook[@]}" client --keycloak-port "$KC_PORT" --api-url https://localhost:8461/ --json --show-token \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["outcome"]["access_token"])')
 
 run() { # $1 = port; prints "requests/s p99_ms"
   "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use playbook_keycloak::{Admin, AdminCredentials, Secret};
+use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
 use playbook_keycloak::{KeycloakUrl, REALM};
 use playbook_provider::{BackendChoice, ProviderConfig, env};
 use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
@@ -37,7 +37,7 @@ pub struct KeycloakArgs {
     pub admin_password: Option<String>,
 
     /// HTTPS port of Keycloak, native or container; 0 picks a free one when starting it.
-    #[arg(long = "keycloak-port", env = env::PORT, default_value_t = playbook_provider::DEFAULT_HTTPS_PORT)]
+    #[arg(long = "keycloak-port", env = env::PORT, default_value_t = DEFAULT_HTTPS_PORT)]
     pub port: u16,
 }
 
@@ -194,18 +194,38 @@ impl ApiPortArgs {
     }
 }
 
+/// The resource server as the tutorial runs it on this machine: what `client` calls and what
+/// `doctor` checks unless told another URL.
 pub fn local_api_url() -> Url {
-    let port = playbook_resource_server::DEFAULT_LISTEN.port();
-    Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL")
+    playbook_https::local_url(playbook_resource_server::DEFAULT_LISTEN.port())
+}
+
+/// The issuer the resource server trusts: `resource-server` serves with it, `doctor` checks
+/// tokens against it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IssuerArgs {
+    /// The realm's issuer URL, as the resource server is configured with it; the JWKS URL comes
+    /// from its OIDC discovery document [default: the oauth2-playbook realm on
+    /// https://localhost:9443].
+    #[arg(long, env = "PLAYBOOK_ISSUER")]
+    pub issuer: Option<Url>,
+}
+
+impl IssuerArgs {
+    /// The issuer given, else the tutorial's realm on this machine's Keycloak.
+    pub fn realm(&self) -> RealmUrl {
+        match &self.issuer {
+            Some(issuer) => RealmUrl::from_issuer(issuer.clone()),
+            None => KeycloakUrl::local(DEFAULT_HTTPS_PORT).realm(REALM),
+        }
+    }
 }
 
 /// `playbook resource-server`'s options; unset ones keep [`ServerConfig::new`]'s defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// The realm's issuer URL; the JWKS URL comes from its OIDC discovery document
-    /// [default: the oauth2-playbook realm on https://localhost:9443].
-    #[arg(long, env = "PLAYBOOK_ISSUER")]
-    pub issuer: Option<Url>,
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
 
     /// The audience tokens must name.
     #[arg(long, env = "PLAYBOOK_AUDIENCE", default_value = playbook_resource_server::AUDIENCE)]
@@ -298,11 +318,6 @@ impl ServerArgs {
 
     /// The issuer given, else the tutorial's realm on this machine's Keycloak.
     pub fn issuer(&self) -> Url {
-        self.issuer.clone().unwrap_or_else(|| {
-            KeycloakUrl::local(playbook_provider::DEFAULT_HTTPS_PORT)
-                .realm(REALM)
-                .issuer()
-                .clone()
-        })
+        self.issuer.realm().issuer().clone()
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use playbook_certs::{CertSet, Files};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{KeycloakUrl, REALM};
+use playbook_resource_server::api::LIST_USERS;
 use url::Url;
 
 #[tokio::main]
@@ -31,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let api = ResourceApi::new(Url::parse("https://localhost:8443/")?, tokens);
-    let answer = api.get("/api/users").await?;
+    let answer = api.get(LIST_USERS.path).await?;
     println!("GET /api/users: {} {}", answer.status, answer.body);
     Ok(())
 }

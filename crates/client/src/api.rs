@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use playbook_https::{Answer, send_recorded};
+use playbook_keycloak::{READONLY_ROLE, USERS_READ};
 use playbook_trace::{Exchange, Party, TokenView};
 use url::Url;
 
@@ -36,11 +37,11 @@ impl ApiResponse {
     pub fn error_for_status(self) -> Result<Self, ClientError> {
         let hint = match self.status {
             401 => {
-                "the token was rejected: is the resource server trusting this realm, and was the token sent with the client certificate it is bound to?"
+                "the token was rejected: is the resource server trusting this realm, and was the token sent with the client certificate it is bound to?".to_owned()
             }
-            403 => {
-                "the token lacks the realm role or scope: assign oauth2-playbook-readonly (step 2) and request a new token with scope users:read"
-            }
+            403 => format!(
+                "the token lacks the realm role or scope: assign {READONLY_ROLE} (step 2) and request a new token with scope {USERS_READ}"
+            ),
             _ => return Ok(self),
         };
         Err(ClientError::ApiRefused {

@@ -30,7 +30,7 @@ pub enum ClientError {
     ApiRefused {
         status: u16,
         challenge: Option<String>,
-        hint: &'static str,
+        hint: String,
     },
 
     #[error("cannot reach {url}: {reason}; is it running?")]

@@ -38,6 +38,12 @@ use std::time::Duration;
 #[error("invalid TLS material: {0}")]
 pub struct TlsMaterialError(String);
 
+/// A server on this machine as every party here reaches it: `https://localhost:<port>/`, the
+/// name the local CA's server certificates are issued for.
+pub fn local_url(port: u16) -> url::Url {
+    url::Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL")
+}
+
 /// A client that trusts only `ca_pem`.
 pub fn https_client(ca_pem: &str) -> Result<reqwest::Client, TlsMaterialError> {
     builder(ca_pem)?

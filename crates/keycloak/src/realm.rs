@@ -19,6 +19,8 @@
 use serde_json::Value;
 use url::Url;
 
+/// The seed's Keycloak HTTPS port: where the tutorial's Keycloak listens unless told otherwise.
+pub const DEFAULT_HTTPS_PORT: u16 = 9443;
 /// The realm the tutorial imports.
 pub const REALM: &str = "oauth2-playbook";
 /// The confidential client that authenticates with its TLS certificate (`client-x509`).
@@ -78,7 +80,7 @@ impl KeycloakUrl {
     /// A Keycloak on this machine, as every party here reaches it: `https://localhost:<port>/`
     /// (the name its certificate is issued for).
     pub fn local(port: u16) -> Self {
-        Self::new(Url::parse(&format!("https://localhost:{port}/")).expect("a valid URL"))
+        Self::new(playbook_https::local_url(port))
     }
 
     /// The server root, e.g. `https://localhost:9443/`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use playbook_keycloak::{AdminCredentials, Secret};
+use playbook_keycloak::{AdminCredentials, DEFAULT_HTTPS_PORT, Secret};
 
 /// The environment variables of [`ProviderConfig::from_env`], one per field.
 pub mod env {
@@ -24,8 +24,6 @@ pub mod env {
     pub const START_TIMEOUT: &str = "PLAYBOOK_KEYCLOAK_START_TIMEOUT";
 }
 
-/// The seed's Keycloak HTTPS port, used by every backend unless told otherwise.
-pub const DEFAULT_HTTPS_PORT: u16 = 9443;
 /// The master-realm admin a started Keycloak is bootstrapped with.
 pub const DEFAULT_ADMIN_USER: &str = "admin";
 /// The password the seed's Keycloak uses, assumed for an external one when none is given.

@@ -47,7 +47,7 @@ fn environment(admin: &AdminCredentials, host_port: u16) -> Vec<(String, String)
     };
     let local = [
         // The URL clients use, not the one inside the container: tokens carry it as `iss`.
-        KcOption::new("hostname", format!("https://localhost:{host_port}")),
+        KcOption::new("hostname", crate::options::hostname(host_port)),
         // Inside a container, loopback is unreachable through the published port.
         KcOption::new("http-host", "0.0.0.0"),
     ];
@@ -183,7 +183,10 @@ pub(crate) async fn start(
         .get_host_port_ipv4(MANAGEMENT_PORT.tcp())
         .await
         .map_err(|e| ProviderError::Container(e.to_string()))?;
-    let health = format!("https://localhost:{management}/health/ready");
+    let health = playbook_https::local_url(management)
+        .join("health/ready")
+        .expect("a static path")
+        .to_string();
     let id = keycloak.container.id().to_owned();
     match wait_ready(&health, &certs.ca_pem, args.start_timeout(), || exited(&id)).await {
         Ok(took) => {

@@ -23,8 +23,7 @@ mod progress;
 mod reuse;
 
 pub use config::{
-    Backend, BackendChoice, DEFAULT_ADMIN_USER, DEFAULT_HTTPS_PORT, ProviderConfig,
-    SEED_ADMIN_PASSWORD, env,
+    Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD, env,
 };
 pub use container::CONTAINER_LABEL;
 pub use error::ProviderError;

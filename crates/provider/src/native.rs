@@ -150,7 +150,10 @@ impl Launcher<'_> {
             database,
             archive,
         )?;
-        let health = format!("https://localhost:{management_port}/health/ready");
+        let health = playbook_https::local_url(management_port)
+            .join("health/ready")
+            .expect("a static path")
+            .to_string();
         let waited = wait_ready(&health, &self.certs.ca_pem, self.timeout, || {
             let mut child = keycloak.child.lock().expect("not poisoned");
             child
@@ -223,7 +226,7 @@ fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<
         client_ca: absolute(files.ca_cert()),
     };
     let local = [
-        KcOption::new("hostname", format!("https://localhost:{https_port}")),
+        KcOption::new("hostname", crate::options::hostname(https_port)),
         KcOption::new("http-host", "127.0.0.1"),
         KcOption::new("http-management-port", management_port.to_string()),
     ];

@@ -155,3 +155,12 @@ mod compose {
         assert!(COMPOSE.contains("- --optimized"));
     }
 }
+
+/// The hostname Keycloak advertises (`--hostname`), so tokens carry the issuer every party
+/// here uses, whichever backend issued them.
+pub(crate) fn hostname(https_port: u16) -> String {
+    playbook_https::local_url(https_port)
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+}

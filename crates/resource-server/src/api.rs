@@ -81,7 +81,11 @@ pub const CREATE_USER: Route = Route::guarded::<WriteUser>("POST", "/api/user");
 /// Every protected route.
 pub const ROUTES: [Route; 3] = [LIST_USERS, GET_USER, CREATE_USER];
 /// The routes anyone may call: liveness, and readiness (200 once signing keys are loaded).
-pub const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
+pub const OPEN_ROUTES: [&str; 2] = [HEALTH, READY];
+/// Liveness: answers 200 while the process serves.
+pub const HEALTH: &str = "/healthz";
+/// Readiness: 200 once the realm's signing keys are loaded, 503 until then.
+pub const READY: &str = "/readyz";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
@@ -132,10 +136,10 @@ pub fn router(state: AppState) -> Router {
         .route(GET_USER.path, get(get_user))
         .route(CREATE_USER.path, axum::routing::post(create_user))
         .route(
-            OPEN_ROUTES[0],
+            HEALTH,
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .route(OPEN_ROUTES[1], get(ready))
+        .route(READY, get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

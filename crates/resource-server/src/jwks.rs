@@ -205,7 +205,7 @@ impl JwksCache {
         match cache.discover_jwks_uri("at start").await {
             Ok(()) => cache.refresh_now("at start").await,
             Err(Discovery::Unreachable(reason)) => {
-                tracing::warn!(%reason, "cannot reach the issuer yet; retrying every 5 s, /readyz answers 503 until then");
+                tracing::warn!(%reason, "cannot reach the issuer yet");
             }
             Err(Discovery::Refused(reason)) => return Err(reason),
         }

@@ -27,7 +27,9 @@ pub use config::{Algorithm, BindingMode};
 pub use introspect::IntrospectionConfig;
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};
-pub use server::{DEFAULT_LEEWAY, DEFAULT_LISTEN, RunningServer, ServerConfig, ServerError};
+pub use server::{
+    DEFAULT_LEEWAY, DEFAULT_LISTEN, RETRY_INTERVAL, RunningServer, ServerConfig, ServerError,
+};
 pub use token::{TokenError, Validator, ValidatorConfig, VerifiedToken};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.

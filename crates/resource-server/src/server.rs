@@ -104,7 +104,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub fn base_url(&self) -> Url {
-        Url::parse(&format!("https://localhost:{}/", self.addr.port())).expect("valid URL")
+        playbook_https::local_url(self.addr.port())
     }
 
     /// Stops accepting, lets requests in flight finish (up to 10 s), then returns.
@@ -137,6 +137,13 @@ pub async fn start_with(
     )
     .await
     .map_err(ServerError::Discovery)?;
+    if !keys.has_keys() {
+        tracing::warn!(
+            "no signing keys yet: discovery and the JWKS are tried again every {} s, and {} answers 503 until then",
+            config.retry_interval.as_secs(),
+            crate::api::READY
+        );
+    }
     serve(config, Arc::new(keys), router)
 }
 

@@ -165,7 +165,6 @@ impl Session {
             .port();
         let dir = tempfile::tempdir().expect("a working directory");
         crate::copy_certs(&dir.path().join("certs"));
-        let local = |port: u16| format!("https://localhost:{port}/");
         let env = vec![
             ("PLAYBOOK_KEYCLOAK_PORT".into(), keycloak_port.to_string()),
             (
@@ -176,7 +175,10 @@ impl Session {
                     .to_string(),
             ),
             ("PLAYBOOK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
-            ("PLAYBOOK_API_URL".into(), local(api_port)),
+            (
+                "PLAYBOOK_API_URL".into(),
+                playbook_https::local_url(api_port).to_string(),
+            ),
             ("NO_COLOR".into(), "1".into()),
         ];
         let admin = keycloak.admin_credentials();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate};
+use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
@@ -163,7 +163,9 @@ async fn demo(
     };
 
     report
-        .step("Lesson 1: before the role is assigned, the token carries no users:read")
+        .step(&format!(
+            "Lesson 1: before the role is assigned, the token carries no {USERS_READ}"
+        ))
         .await;
     flow.token(report).await?;
     let early = flow.call_api().await?;
@@ -172,9 +174,9 @@ async fn demo(
         "expected 403 before the role assignment, got {}",
         early.status
     );
-    report.lesson(
-        "403 insufficient_scope: authenticated, but not allowed. The token is genuine, yet it carries neither the role nor the users:read scope.",
-    );
+    report.lesson(&format!(
+        "403 insufficient_scope: authenticated, but not allowed. The token is genuine, yet it carries neither the role nor the {USERS_READ} scope."
+    ));
     report.note("Now the four steps of the seed (the original playbook):");
 
     let answer = four_steps(&flow, report).await?;
@@ -203,24 +205,31 @@ async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertS
     let (ca, cert, key) = (f.ca_cert(), f.client_cert(), f.client_key());
     println!("\nEverything keeps running. Try (every command trusts only the local CA):");
     println!(
-        "  TOKEN=$(curl -s --cacert {ca} --cert {cert} --key {key} -d grant_type=client_credentials -d client_id={} -d scope=users:read {} | jq -r .access_token)",
+        "  TOKEN=$(curl -s --cacert {ca} --cert {cert} --key {key} -d grant_type=client_credentials -d client_id={} -d scope={} {} | jq -r .access_token)",
         CLIENT_ID,
+        USERS_READ,
         keycloak.realm(REALM).token(),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display()
     );
     println!(
-        "  curl -s --cacert {ca} --cert {cert} --key {key} -H \"Authorization: Bearer $TOKEN\" {}api/users",
-        server.base_url(),
+        "  curl -s --cacert {ca} --cert {cert} --key {key} -H \"Authorization: Bearer $TOKEN\" {}",
+        server
+            .base_url()
+            .join(LIST_USERS.path)
+            .expect("a route path"),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display()
     );
     println!(
-        "  curl -i --cacert {} -H \"Authorization: Bearer $TOKEN\" {}api/users   # no certificate: 401",
+        "  curl -i --cacert {} -H \"Authorization: Bearer $TOKEN\" {}   # no certificate: 401",
         ca.display(),
-        server.base_url()
+        server
+            .base_url()
+            .join(LIST_USERS.path)
+            .expect("a route path")
     );
     println!(
         "  admin console: {}admin/ (user {}, password in {})",

@@ -15,8 +15,9 @@ use playbook_provider::Backend;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::args::StartArgs;
+use crate::args::{IssuerArgs, StartArgs};
 use crate::cmd::{EXIT_REFUSED, EXIT_UNREACHABLE};
+use playbook_resource_server::api::{HEALTH, READY};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,10 +28,8 @@ pub struct Args {
     #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
     realm: String,
 
-    /// The issuer the resource server is configured with (its --issuer) [default: the realm's
-    /// issuer on https://localhost:9443].
-    #[arg(long, env = "PLAYBOOK_ISSUER")]
-    issuer: Option<Url>,
+    #[command(flatten)]
+    issuer: IssuerArgs,
 
     /// A running resource server to check [default: https://localhost:8443/ when something
     /// answers there].
@@ -181,14 +180,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
         return finish(report);
     };
-    let expected = args
-        .issuer
-        .clone()
-        .map(RealmUrl::from_issuer)
-        .unwrap_or_else(|| {
-            playbook_keycloak::KeycloakUrl::local(playbook_provider::DEFAULT_HTTPS_PORT)
-                .realm(REALM)
-        });
+    let expected = args.issuer.realm();
     report.record(
         "issuer",
         issuer(&token, expected.issuer(), discovered_issuer.as_deref()),
@@ -293,10 +285,22 @@ async fn ports(
 ) -> Verdict {
     let mut said = Vec::new();
     let http = certs.and_then(|c| playbook_https::https_client(&c.ca_pem).ok());
-    for (what, url, probe) in [
-        ("Keycloak", keycloak.as_url(), "realms/master"),
-        ("resource server", api, "healthz"),
-    ] {
+    let probes = [
+        (
+            "Keycloak",
+            keycloak.as_url(),
+            keycloak
+                .realm(playbook_keycloak::MASTER_REALM)
+                .issuer()
+                .clone(),
+        ),
+        (
+            "resource server",
+            api,
+            api.join(HEALTH).expect("a static path"),
+        ),
+    ];
+    for (what, url, probe) in probes {
         let port = url.port_or_known_default().unwrap_or(443);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             said.push(format!("{port} free ({what} not running)"));
@@ -304,7 +308,7 @@ async fn ports(
         }
         let answered = match &http {
             Some(http) => http
-                .get(url.join(probe).expect("a static path"))
+                .get(probe)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success()),
@@ -545,7 +549,7 @@ async fn resource_server(api: &Url, asked: bool, token: &AccessToken, certs: &Ce
         return Verdict::Skipped("a client identity");
     };
     let ready = match http
-        .get(api.join("readyz").expect("a static path"))
+        .get(api.join(READY).expect("a static path"))
         .send()
         .await
     {
@@ -566,8 +570,14 @@ async fn resource_server(api: &Url, asked: bool, token: &AccessToken, certs: &Ce
     if !ready.is_success() {
         return fail(
             Unreachable,
-            format!("{api}readyz answered {ready}: it has no signing keys yet"),
-            "check its --issuer and that Keycloak runs; it retries every 5 s",
+            format!(
+                "{} answered {ready}: it has no signing keys yet",
+                api.join(READY).expect("a static path")
+            ),
+            format!(
+                "check its --issuer and that Keycloak runs; it retries every {} s",
+                playbook_resource_server::RETRY_INTERVAL.as_secs()
+            ),
         );
     }
     let answer = http
