@@ -426,6 +426,99 @@ fn stop(child: &mut Child) {
 mod tests {
     use super::*;
 
+    fn repository() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// Every Markdown page a reader sees: README.md and docs/.
+    fn pages() -> Vec<(String, String)> {
+        let root = repository();
+        let mut pages = vec![(
+            "README.md".to_owned(),
+            std::fs::read_to_string(root.join("README.md")).unwrap(),
+        )];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                let name = format!("docs/{}", path.file_name().unwrap().to_string_lossy());
+                pages.push((name, std::fs::read_to_string(path).unwrap()));
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn the_readme_layout_lists_exactly_the_crates_that_exist() {
+        let (_, readme) = &pages()[0];
+        let layout = readme
+            .split("## Layout")
+            .nth(1)
+            .and_then(|rest| rest.split("```").nth(1))
+            .expect("README has a Layout block");
+        let mut listed: Vec<String> = layout
+            .lines()
+            .filter_map(|line| line.strip_prefix("crates/"))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        let mut present: Vec<String> = std::fs::read_dir(repository().join("crates"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("Cargo.toml").exists())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        listed.sort();
+        present.sort();
+        assert_eq!(listed, present, "README's Layout and crates/ disagree");
+    }
+
+    #[test]
+    fn the_docs_diagrams_name_the_lifelines_as_the_trace_does() {
+        use playbook_trace::Party;
+        let mut diagrams = 0;
+        for (page, text) in pages() {
+            for block in text.split("```mermaid").skip(1) {
+                let block = block.split("```").next().unwrap();
+                if !block.contains("sequenceDiagram") {
+                    continue;
+                }
+                diagrams += 1;
+                let mut declared = Vec::new();
+                for line in block.lines().map(str::trim) {
+                    let Some(participant) = line.strip_prefix("participant ") else {
+                        continue;
+                    };
+                    let (id, name) = participant
+                        .split_once(" as ")
+                        .unwrap_or((participant, participant));
+                    let party = Party::ALL
+                        .into_iter()
+                        .find(|p| p.name() == name)
+                        .unwrap_or_else(|| panic!("{page}: `{name}` is not a lifeline name"));
+                    assert!(
+                        id == name || id == party.id(),
+                        "{page}: `{id}` stands for {name}, whose id is {}",
+                        party.id()
+                    );
+                    declared.push(id.to_owned());
+                }
+                for line in block.lines().map(str::trim) {
+                    let Some((from, rest)) = line.split_once("->>") else {
+                        continue;
+                    };
+                    let from = from.trim_end_matches('-');
+                    let to = rest.split(':').next().unwrap().trim();
+                    for end in [from, to] {
+                        assert!(
+                            declared.iter().any(|d| d == end),
+                            "{page}: `{end}` in `{line}` is not a declared participant"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(diagrams >= 3, "README, concepts and sequence have diagrams");
+    }
+
     #[test]
     fn marked_blocks_are_found_with_their_modes_and_promises() {
         let page = "# Page\n\n<!-- test: run; expect \"HTTP/2 401\"; expect 'realm=\"x\"' -->\n```sh\ncurl -i https://localhost:8443/\n```\n\n```rust\nfn not_shell() {}\n```\n<!-- test: background; until \"ready\"; starts-keycloak -->\n```sh\ncargo playbook provider\n```\n<!-- test: skip; it runs this very test -->\n```sh\ncargo test\n```\n";
