@@ -16,6 +16,7 @@
 pub mod api;
 pub mod config;
 pub mod introspect;
+pub mod jwk;
 pub mod jwks;
 pub mod policy;
 pub mod server;
