@@ -1,0 +1,179 @@
+//! `playbook doctor`: the questions people ask most about a setup like this one, answered in
+//! order, one line each: ✓, or ✗ with one line saying what to do. A check that needs an earlier
+//! one that failed says "skipped". Exit 0 when all pass, 3 when something is misconfigured, 4
+//! when a party cannot be reached (the first failure decides), like `playbook client`.
+
+//!
+//! One file per kind of check: [`local`] (certificates, backends, ports), [`keycloak`]
+//! (discovery, the client's subject, a token), [`token`] (what the token says) and [`api`] (the
+//! resource server), all reporting through [`verdict`] and calling the parties through the same
+//! clients ([`Parties`]) the flow uses.
+
+mod api;
+mod keycloak;
+mod local;
+mod token;
+mod verdict;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use playbook_certs::{CertSet, Files};
+use playbook_client::{TokenClient, TokenClientConfig};
+use playbook_keycloak::{REALM, RealmUrl};
+use url::Url;
+
+use crate::args::{IssuerArgs, StartArgs};
+use api::resource_server;
+use keycloak::{discovery, subject_dn, token, token_failure};
+use local::{backends, check_certificates, ports};
+use token::{audience, binding, clock, issuer, role};
+use verdict::{Misconfigured, Report, Verdict, fail, finish};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    start: StartArgs,
+
+    /// The realm.
+    #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
+    realm: String,
+
+    #[command(flatten)]
+    issuer: IssuerArgs,
+
+    /// A running resource server to check [default: https://localhost:8443/ when something
+    /// answers there].
+    #[arg(long = "api-url", env = "PLAYBOOK_API_URL")]
+    api_url: Option<Url>,
+
+    /// Print one JSON document instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The clients every check that talks to a party shares: one that trusts our CA, and the
+/// tutorial's token client (mutual TLS), which the resource server check reuses.
+pub struct Parties {
+    http: reqwest::Client,
+    tokens: Arc<TokenClient>,
+}
+
+impl Parties {
+    fn new(realm: &RealmUrl, certs: &CertSet) -> anyhow::Result<Self> {
+        let config = TokenClientConfig::playbook(realm.token(), &certs.ca_pem, &certs.client);
+        Ok(Self {
+            http: playbook_https::https_client(&certs.ca_pem)?,
+            tokens: Arc::new(TokenClient::new(config)?),
+        })
+    }
+}
+
+pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let mut report = Report::new(args.json);
+    let keycloak = args.start.keycloak.url();
+    let realm = keycloak.realm(&args.realm);
+    let api_url = args
+        .api_url
+        .clone()
+        .unwrap_or_else(crate::args::local_api_url);
+
+    let certs = match check_certificates(certs_dir) {
+        Ok((certs, verdict)) => {
+            report.record("certificates", verdict);
+            Some(certs)
+        }
+        Err(verdict) => {
+            report.record("certificates", verdict);
+            // A usable set with a wrong client CN is still worth checking against Keycloak.
+            CertSet::load(Files::new(certs_dir)).ok()
+        }
+    };
+    let backend = playbook_provider::backend_report(&args.start.config(certs_dir)).await;
+    report.record("Keycloak backends", backends(&backend));
+    let http = certs
+        .as_ref()
+        .and_then(|c| playbook_https::https_client(&c.ca_pem).ok());
+    report.record("ports", ports(&keycloak, &api_url, http.as_ref()).await);
+
+    let Some(certs) = certs else {
+        for name in NEED_CERTS.iter().chain(&NEED_TOKEN) {
+            report.record(name, Verdict::Skipped("certificates"));
+        }
+        return finish(report);
+    };
+    let parties = Parties::new(&realm, &certs)?;
+    let discovery = discovery(&parties, &realm).await;
+    let reachable = report.record("Keycloak", discovery.0);
+    let discovered_issuer = discovery.1;
+
+    let admin = reachable.then(|| {
+        args.start
+            .keycloak
+            .admin(certs_dir, keycloak.clone(), &certs.ca_pem)
+    });
+    match &admin {
+        Some(Ok(admin)) => {
+            let verdict = subject_dn(admin, &args.realm, &certs).await;
+            report.record("client subject", verdict);
+        }
+        Some(Err(error)) => {
+            report.record(
+                "client subject",
+                fail(
+                    Misconfigured,
+                    error.to_string(),
+                    "pass --keycloak-admin-password",
+                ),
+            );
+        }
+        None => {
+            report.record("client subject", Verdict::Skipped("Keycloak"));
+        }
+    }
+
+    let token = if reachable {
+        let token = token(&parties).await;
+        let verdict = match &token {
+            Ok(token) => Verdict::Pass(format!("issued over mTLS ({})", token.fingerprint())),
+            Err(error) => token_failure(error),
+        };
+        report.record("token", verdict);
+        token.ok()
+    } else {
+        report.record("token", Verdict::Skipped("Keycloak"));
+        None
+    };
+    let Some(token) = token else {
+        for name in NEED_TOKEN {
+            report.record(name, Verdict::Skipped("a token"));
+        }
+        return finish(report);
+    };
+    let expected = args.issuer.realm();
+    report.record(
+        "issuer",
+        issuer(&token, expected.issuer(), discovered_issuer.as_deref()),
+    );
+    report.record("audience", audience(&token));
+    report.record("certificate binding", binding(&token, &certs));
+    report.record("role", role(&token));
+    report.record("clock", clock(&token));
+    let verdict = resource_server(&parties, &api_url, args.api_url.is_some(), &token).await;
+    report.record("resource server", verdict);
+    finish(report)
+}
+
+/// The checks that read the certificates (and then those that read a token), skipped without
+/// them.
+const NEED_CERTS: [&str; 3] = ["Keycloak", "client subject", "token"];
+/// The checks that read a token, skipped without one.
+const NEED_TOKEN: [&str; 6] = [
+    "issuer",
+    "audience",
+    "certificate binding",
+    "role",
+    "clock",
+    "resource server",
+];
