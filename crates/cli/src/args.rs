@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
 use playbook_keycloak::{KeycloakUrl, REALM};
 use playbook_provider::{BackendChoice, ProviderConfig, env};
@@ -83,8 +82,8 @@ pub struct LaunchArgs {
     #[arg(
         long = "keycloak-backend",
         env = env::BACKEND,
-        value_parser = PossibleValuesParser::new(BackendChoice::ALL.map(|(name, _)| name))
-            .map(|name| name.parse::<BackendChoice>().expect("a listed name"))
+        value_enum,
+        ignore_case = true
     )]
     pub backend: Option<BackendChoice>,
 
@@ -236,12 +235,7 @@ pub struct ServerArgs {
     pub listen: SocketAddr,
 
     /// Certificate binding of tokens (RFC 8705) [default: when-present].
-    #[arg(
-        long,
-        env = "PLAYBOOK_BINDING",
-        value_parser = PossibleValuesParser::new(BindingMode::ALL.map(|(name, _)| name))
-            .map(|name| name.parse::<BindingMode>().expect("a listed name"))
-    )]
+    #[arg(long, env = "PLAYBOOK_BINDING", value_enum)]
     pub binding: Option<BindingMode>,
 
     /// Accepted clock difference with Keycloak, in seconds, for `exp` and `nbf` [default: 30].
@@ -253,8 +247,8 @@ pub struct ServerArgs {
         long,
         env = "PLAYBOOK_ALGORITHMS",
         value_delimiter = ',',
-        value_parser = PossibleValuesParser::new(Algorithm::ALL.map(Algorithm::name))
-            .map(|name| name.parse::<Algorithm>().expect("a listed name"))
+        value_enum,
+        ignore_case = true
     )]
     pub algorithms: Vec<Algorithm>,
 

@@ -30,6 +30,7 @@ pub use admin::{Admin, AdminCredentials, Secret};
 
 /// Seconds since the Unix epoch, as Keycloak's tokens count time (JWT NumericDate, RFC 7519
 /// §2): `exp`, `iat` and `nbf` are compared with this by everyone who reads a token.
+#[inline]
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

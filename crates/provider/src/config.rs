@@ -44,24 +44,40 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    /// Every choice, by the name the flag and the variable take.
-    pub const ALL: [(&'static str, Self); 4] = [
-        ("auto", Self::Auto),
-        ("native", Self::Native),
-        ("container", Self::Container),
-        ("external", Self::External),
-    ];
+    pub const ALL: [Self; 4] = [Self::Auto, Self::Native, Self::Container, Self::External];
+
+    /// The one name of each choice: what the flag, the variable and `from_env` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Container => "container",
+            Self::External => "external",
+        }
+    }
 }
 
 impl FromStr for BackendChoice {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
+        let names: Vec<&str> = Self::ALL.map(Self::name).to_vec();
         Self::ALL
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, choice)| *choice)
-            .ok_or_else(|| format!("`{name}` is not one of auto, native, container, external"))
+            .into_iter()
+            .find(|choice| choice.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("`{name}` is not one of {}", names.join(", ")))
+    }
+}
+
+/// The flag's possible values, from the same names (the CLI enables the `clap` feature).
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for BackendChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
     }
 }
 

@@ -1,7 +1,5 @@
 //! The two choices a deployment makes about tokens, named as flags and variables name them.
 
-use std::str::FromStr;
-
 /// JWS algorithms this server can verify. `none` and the HMAC family are deliberately absent:
 /// a resource server holds no shared secret with Keycloak, and accepting HS256 would let anyone
 /// with the public key forge tokens.
@@ -63,15 +61,6 @@ impl Algorithm {
     }
 }
 
-impl FromStr for Algorithm {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, String> {
-        Self::from_name(&name.to_ascii_uppercase())
-            .ok_or_else(|| format!("`{name}` is not an accepted algorithm (never none or HS*)"))
-    }
-}
-
 /// When a token must be bound to the client certificate of its connection (RFC 8705).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BindingMode {
@@ -85,22 +74,41 @@ pub enum BindingMode {
 }
 
 impl BindingMode {
-    /// Every mode, by the name the flag and the variable take.
-    pub const ALL: [(&'static str, Self); 3] = [
-        ("off", Self::Off),
-        ("when-present", Self::WhenPresent),
-        ("required", Self::Required),
-    ];
+    pub const ALL: [Self; 3] = [Self::Off, Self::WhenPresent, Self::Required];
+
+    /// The one name of each mode: what the flag and the variable take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::WhenPresent => "when-present",
+            Self::Required => "required",
+        }
+    }
 }
 
-impl FromStr for BindingMode {
-    type Err = String;
+/// The flags' possible values, from the names above (the CLI enables the `clap` feature).
+#[cfg(feature = "clap")]
+mod flags {
+    use super::{Algorithm, BindingMode};
+    use clap::builder::PossibleValue;
 
-    fn from_str(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, mode)| *mode)
-            .ok_or_else(|| format!("`{name}` is not one of off, when-present, required"))
+    impl clap::ValueEnum for BindingMode {
+        fn value_variants<'a>() -> &'a [Self] {
+            &Self::ALL
+        }
+
+        fn to_possible_value(&self) -> Option<PossibleValue> {
+            Some(PossibleValue::new(self.name()))
+        }
+    }
+
+    impl clap::ValueEnum for Algorithm {
+        fn value_variants<'a>() -> &'a [Self] {
+            &Self::ALL
+        }
+
+        fn to_possible_value(&self) -> Option<PossibleValue> {
+            Some(PossibleValue::new(self.name()))
+        }
     }
 }
