@@ -27,7 +27,8 @@ pub struct KeycloakArgs {
     pub admin_user: String,
 
     /// Keycloak admin password [default: a started Keycloak gets a random one, saved 0600 in
-    /// the certs dir; an external one is assumed to use the seed's `admin`].
+    /// the certs dir, which later commands read; an external one is assumed to use the seed's
+    /// `admin`].
     #[arg(
         long = "keycloak-admin-password",
         env = env::ADMIN_PASSWORD,
@@ -146,7 +147,8 @@ fn provider_config(
         backend: launch.backend.unwrap_or(defaults.backend),
         url: keycloak.url.clone(),
         admin_user: keycloak.admin_user.clone(),
-        admin_password: keycloak.admin_password(certs_dir),
+        admin_password: keycloak.admin_password.clone().map(Secret::new),
+        saved_admin_password: keycloak.admin_password(certs_dir).map(Secret::new),
         https_port: keycloak.port,
         dist: launch.dist.clone(),
         image: launch.image.clone(),

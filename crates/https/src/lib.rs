@@ -93,7 +93,10 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// A response header as text, when present and readable: what the parties record of an answer
 /// (`Content-Type`, `WWW-Authenticate`).
-pub fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+pub(crate) fn header(
+    response: &reqwest::Response,
+    name: reqwest::header::HeaderName,
+) -> Option<String> {
     response
         .headers()
         .get(name)

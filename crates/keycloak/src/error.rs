@@ -8,7 +8,7 @@ pub enum KeycloakError {
     Unreachable { url: String, reason: String },
 
     #[error(
-        "Keycloak refused the admin credentials of user `{user}`; check --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD"
+        "Keycloak refused the admin credentials of user `{user}`; pass its password with --keycloak-admin-password / PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD, or keep the certs/keycloak-admin-password that the command that started it saved"
     )]
     AdminRefused { user: String },
 

@@ -97,7 +97,10 @@ pub struct ProviderConfig {
     pub url: Option<Url>,
     pub admin_user: String,
     /// Unset: a started Keycloak gets a random one, an external one is assumed to use the seed's.
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
+    /// The password the playbook Keycloak already running on `https_port` was started with
+    /// (`playbook provider` saves it beside the certificates): used only when attaching to it.
+    pub saved_admin_password: Option<Secret>,
     /// HTTPS port of a started Keycloak, on either backend; 0 picks a free one.
     pub https_port: u16,
     /// A distribution (.tar.gz or unpacked directory) to use instead of downloading one.
@@ -124,6 +127,7 @@ impl Default for ProviderConfig {
             url: None,
             admin_user: DEFAULT_ADMIN_USER.to_owned(),
             admin_password: None,
+            saved_admin_password: None,
             https_port: DEFAULT_HTTPS_PORT,
             dist: None,
             image: None,
@@ -161,7 +165,8 @@ impl ProviderConfig {
             backend: parsed(env::BACKEND)?.unwrap_or(defaults.backend),
             url: parsed(env::URL)?,
             admin_user: var(env::ADMIN_USER).unwrap_or(defaults.admin_user),
-            admin_password: var(env::ADMIN_PASSWORD),
+            admin_password: var(env::ADMIN_PASSWORD).map(Secret::new),
+            saved_admin_password: None,
             https_port: parsed(env::PORT)?.unwrap_or(defaults.https_port),
             dist: var(env::DIST).map(PathBuf::from),
             image: var(env::IMAGE),
@@ -192,8 +197,11 @@ impl ProviderConfig {
 
     /// The admin credentials to give a Keycloak we start: the configured ones or a random password.
     pub(crate) fn admin_credentials_or_random(&self) -> AdminCredentials {
-        let password = self.admin_password.clone().unwrap_or_else(random_password);
-        AdminCredentials::new(self.admin_user.clone(), Secret::new(password))
+        let password = self
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| Secret::new(random_password()));
+        AdminCredentials::new(self.admin_user.clone(), password)
     }
 
     /// The admin credentials of an external Keycloak: the configured ones or the seed's default.
@@ -201,8 +209,19 @@ impl ProviderConfig {
         let password = self
             .admin_password
             .clone()
-            .unwrap_or_else(|| SEED_ADMIN_PASSWORD.into());
-        AdminCredentials::new(self.admin_user.clone(), Secret::new(password))
+            .unwrap_or_else(|| Secret::new(SEED_ADMIN_PASSWORD));
+        AdminCredentials::new(self.admin_user.clone(), password)
+    }
+
+    /// The admin credentials of the playbook Keycloak found running: the configured ones, else
+    /// the ones its starter saved, else the seed's.
+    pub(crate) fn admin_credentials_of_running(&self) -> AdminCredentials {
+        let password = self
+            .admin_password
+            .clone()
+            .or_else(|| self.saved_admin_password.clone())
+            .unwrap_or_else(|| Secret::new(SEED_ADMIN_PASSWORD));
+        AdminCredentials::new(self.admin_user.clone(), password)
     }
 
     pub(crate) fn cache_dir(&self) -> PathBuf {

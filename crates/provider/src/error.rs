@@ -102,11 +102,6 @@ impl ProviderError {
             source,
         }
     }
-
-    /// Whether this is a network-level failure rather than a refusal or a local problem.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Keycloak(e) if e.is_unreachable())
-    }
 }
 
 /// The last `lines` lines of a log file, for failure messages.

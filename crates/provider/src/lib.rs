@@ -195,16 +195,18 @@ pub async fn start(
     tracing::debug!(?backend, "Keycloak backend");
     let keycloak = match backend {
         Backend::External => {
-            let url = match running {
+            let (url, admin) = match running {
                 Some(url) => {
                     progress.finished(&format!(
                         "using the playbook Keycloak already running at {url} (it stays running)"
                     ));
-                    url
+                    (url, args.admin_credentials_of_running())
                 }
-                None => args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?,
+                None => (
+                    args.url.clone().ok_or(ProviderError::ExternalWithoutUrl)?,
+                    args.admin_credentials_or_default(),
+                ),
             };
-            let admin = args.admin_credentials_or_default();
             let keycloak = Keycloak {
                 base_url: KeycloakUrl::new(url),
                 admin,

@@ -53,6 +53,10 @@ pub(crate) async fn start(
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
 ) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
+    // The port first: a taken one costs a second, not a Java search and a distribution build.
+    let https_port = port_or_free(args.https_port)
+        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+    ensure_free(https_port)?;
     let java = crate::java::find(args.java.as_deref())?;
     let install = {
         let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
@@ -62,9 +66,6 @@ pub(crate) async fn start(
         .await
         .expect("the build task does not panic")?
     };
-    let https_port = port_or_free(args.https_port)
-        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-    ensure_free(https_port)?;
     let launcher = Launcher {
         install: &install,
         java: &java,

@@ -11,6 +11,7 @@
 //! <!-- test: background; until "Press Ctrl-C" --> a server: started, waited for, stopped at the end
 //! <!-- test: run; starts-keycloak -->             it would start Keycloak: it gets the run's own
 //! <!-- test: skip; it runs this very test -->     never run, with the reason
+//! <!-- test: run; needs curl-jq -->                run where the optional extra is installed
 //! ```
 //!
 //! An unmarked block is an error, so a new block cannot slip past the test. What the runner
@@ -26,6 +27,8 @@
 //!   a command line): one Keycloak serves the whole test run.
 //! - `./certs` starts as a copy of the run's certificates (which Keycloak serves), so the
 //!   page's `cargo playbook certs` finds them and reuses them.
+//! - A block that `needs` an optional extra ([`crate::extras`]) is skipped, with the extra's one
+//!   `skipped:` line per page, where the extra is missing and not required.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -33,8 +36,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The ports the pages show, and what replaces them.
-pub const KEYCLOAK_PORT: u16 = 9443;
-pub const API_PORT: u16 = 8443;
+const KEYCLOAK_PORT: u16 = playbook_keycloak::DEFAULT_HTTPS_PORT;
+const API_PORT: u16 = playbook_resource_server::DEFAULT_LISTEN.port();
 
 /// What the runner does with a block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,8 @@ pub struct Block {
     /// Texts the output must contain (a background block is ready once it printed them all).
     pub expects: Vec<String>,
     pub starts_keycloak: bool,
+    /// The optional extras it needs (`needs curl-jq`).
+    pub needs: Vec<&'static crate::extras::Extra>,
     pub script: String,
 }
 
@@ -111,6 +116,7 @@ fn parse_marker(marker: &str) -> Result<Block, String> {
         mode,
         expects: Vec::new(),
         starts_keycloak: false,
+        needs: Vec::new(),
         script: String::new(),
     };
     for part in parts {
@@ -128,6 +134,10 @@ fn parse_marker(marker: &str) -> Result<Block, String> {
             block.expects.push(text);
         } else if part == "starts-keycloak" {
             block.starts_keycloak = true;
+        } else if let Some(name) = part.strip_prefix("needs ") {
+            let extra = crate::extras::named(name.trim())
+                .ok_or_else(|| format!("no optional extra named `{}`", name.trim()))?;
+            block.needs.push(extra);
         } else {
             return Err(format!("unknown marker part `{part}`"));
         }
@@ -148,7 +158,7 @@ pub struct Session {
     api_port: u16,
     env: Vec<(String, String)>,
     keycloak_env: Vec<(String, String)>,
-    servers: Vec<(usize, Child)>,
+    servers: Vec<Child>,
     /// How many blocks ran (skipped ones not counted).
     pub ran: usize,
 }
@@ -209,16 +219,23 @@ impl Session {
         }
     }
 
-    /// The session's working directory, where `./certs` is.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Runs every block of the page in order; panics at the first that fails, naming the page
     /// and line. Returns how many blocks ran.
     pub fn run_page(&mut self, markdown: &str) -> usize {
         let blocks = blocks(markdown).unwrap_or_else(|e| panic!("{}: {e}", self.page));
+        let mut missing: Vec<&str> = Vec::new();
         for block in &blocks {
+            // One `skipped:` line per missing extra and page, however many blocks need it.
+            let absent = block.needs.iter().find(|extra| {
+                missing.contains(&extra.name)
+                    || !extra.available(&format!("the executed docs of {}", self.page))
+            });
+            if let Some(extra) = absent {
+                if !missing.contains(&extra.name) {
+                    missing.push(extra.name);
+                }
+                continue;
+            }
             match block.mode {
                 Mode::Skip(_) => continue,
                 Mode::Run => self.run(block),
@@ -353,14 +370,14 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.servers.push((block.line, child));
+        self.servers.push(child);
     }
 }
 
 impl Drop for Session {
     /// Stops the servers the page started as Ctrl-C would, newest first.
     fn drop(&mut self) {
-        while let Some((_, mut child)) = self.servers.pop() {
+        while let Some(mut child) = self.servers.pop() {
             stop(&mut child);
         }
     }

@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 pub const REQUIRE_ALL_VARIABLE: &str = "PLAYBOOK_REQUIRE_EXTRAS";
 
 /// A program some tests need, where to find it, and how to get it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Extra {
+    /// How a test names it (the executed docs' `needs NAME`).
+    pub name: &'static str,
     /// What the skip line says the test needs.
     pub needs: &'static str,
     /// How to install it, as the skip line says.
@@ -38,6 +40,7 @@ pub struct Extra {
 
 /// Headless Chromium and chromedriver: the instructor's stage drawn in a real browser.
 pub const BROWSER: Extra = Extra {
+    name: "browser",
     needs: "Chromium and chromedriver",
     install: "apt-get install chromium chromium-driver",
     require_variable: "PLAYBOOK_REQUIRE_BROWSER",
@@ -47,8 +50,25 @@ pub const BROWSER: Extra = Extra {
     ],
 };
 
+/// curl and jq: the tutorial's "explore by hand" commands, which the executed docs run.
+pub const CURL_JQ: Extra = Extra {
+    name: "curl-jq",
+    needs: "curl and jq",
+    install: "apt-get install curl jq",
+    require_variable: "PLAYBOOK_REQUIRE_CURL_JQ",
+    programs: &[
+        &["/usr/bin/curl", "/usr/local/bin/curl", "/bin/curl"],
+        &["/usr/bin/jq", "/usr/local/bin/jq", "/bin/jq"],
+    ],
+};
+
 /// Every extra, for the docs and for a test that keeps their variables apart.
-pub const ALL: [&Extra; 1] = [&BROWSER];
+pub const ALL: [&Extra; 2] = [&BROWSER, &CURL_JQ];
+
+/// The extra of that name.
+pub fn named(name: &str) -> Option<&'static Extra> {
+    ALL.into_iter().find(|extra| extra.name == name)
+}
 
 impl Extra {
     /// The installed path of each program, in the order of [`Extra::programs`]; `None` when any
@@ -106,6 +126,7 @@ mod tests {
     use super::*;
 
     const MISSING: Extra = Extra {
+        name: "nothing",
         needs: "a program that is nowhere",
         install: "apt-get install nothing",
         require_variable: "PLAYBOOK_REQUIRE_NOTHING_THAT_EXISTS",
@@ -143,6 +164,10 @@ mod tests {
     fn extras_have_their_own_variables() {
         let mut names: Vec<&str> = ALL.iter().map(|e| e.require_variable).collect();
         names.push(REQUIRE_ALL_VARIABLE);
+        assert!(
+            ALL.iter()
+                .all(|e| named(e.name).is_some_and(|n| n == *e))
+        );
         let count = names.len();
         names.sort_unstable();
         names.dedup();

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// The lifelines of the sequence diagram: the flow's three, and the lab's intruder and second
 /// resource servers, each with its own column so that nothing is drawn as a party it is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party {
     Client,
     /// The lab's second client: same CA, another certificate, replaying what it stole.
@@ -56,6 +56,13 @@ impl Party {
             Self::UnboundResourceServer => "RB",
             Self::IntrospectingResourceServer => "RI",
         }
+    }
+}
+
+/// A lifeline is written by its one name, in `--json` as on the page.
+impl Serialize for Party {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
-use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_client::{AccessToken, ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
@@ -75,7 +75,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, api_port, &args, &trace, &mut report) => outcome,
-        _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource server were stopped")),
+        _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(interrupted(&keycloak))),
     };
     trace.finish(outcome.is_ok());
     let exported = export(&args.export, &trace, &mut report);
@@ -86,9 +86,14 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             "Done: stopping the resource server; Keycloak was running before and stays (--keep leaves both running)."
         });
     }
-    report.finish(json!({ "ok": outcome.is_ok() }));
+    // The token itself only when asked for (`--show-token`): it is a bearer credential.
+    let shown = match (&outcome, args.output.show_token) {
+        (Ok((_, token)), true) => Some(token.expose().to_owned()),
+        _ => None,
+    };
+    report.finish(json!({ "ok": outcome.is_ok(), "access_token": shown }));
     let result = match outcome {
-        Ok(server) => {
+        Ok((server, _)) => {
             if args.keep {
                 // Ctrl-C is how a kept demo ends: a success, not an interruption.
                 keep_running(&keycloak, &server, &certs).await;
@@ -104,6 +109,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         crate::presenter::linger(stage).await;
     }
     result
+}
+
+/// What Ctrl-C says it stopped: Keycloak only when this run started it.
+pub fn interrupted(keycloak: &Keycloak) -> &'static str {
+    if keycloak.is_owned() {
+        "interrupted; Keycloak and the resource servers were stopped"
+    } else {
+        "interrupted; the resource servers were stopped, and Keycloak, running before, still runs"
+    }
 }
 
 /// Writes every `--export` file; all are attempted even if one fails.
@@ -127,7 +141,7 @@ async fn demo(
     args: &Args,
     trace: &Trace,
     report: &mut Report,
-) -> anyhow::Result<RunningServer> {
+) -> anyhow::Result<(RunningServer, AccessToken)> {
     let admin = keycloak.admin()?;
     if !admin.realm_exists(REALM).await? {
         admin
@@ -198,7 +212,7 @@ async fn demo(
         replay.status
     );
     report.lesson("401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.");
-    Ok(server)
+    Ok((server, token))
 }
 async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertSet) {
     let f = &certs.files;

@@ -60,7 +60,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     let outcome = tokio::select! {
         outcome = lab(&keycloak, &certs, api_port, &chosen, &trace, &mut report) => outcome,
-        _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!("interrupted; Keycloak and the resource servers were stopped")),
+        _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
     };
     keycloak.stop().await;
     let verdicts = outcome?;

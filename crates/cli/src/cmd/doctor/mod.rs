@@ -2,7 +2,6 @@
 //! order, one line each: ✓, or ✗ with one line saying what to do. A check that needs an earlier
 //! one that failed says "skipped". Exit 0 when all pass, 3 when something is misconfigured, 4
 //! when a party cannot be reached (the first failure decides), like `playbook client`.
-
 //!
 //! One file per kind of check: [`local`] (certificates, backends, ports), [`keycloak`]
 //! (discovery, the client's subject, a token), [`token`] (what the token says) and [`api`] (the
