@@ -150,7 +150,7 @@ impl Attempt {
     /// old token), so a bare ✓ beside it would read as "the attack worked".
     pub fn outcome(&self) -> String {
         match (self.held(), &self.expected) {
-            (true, Expect::Status(200)) => "accepted, as the lesson expects".to_owned(),
+            (true, Expect::Status(200)) => "accepted, as expected".to_owned(),
             (true, _) => "refused, as it must be".to_owned(),
             (false, Expect::Status(status)) => format!("NOT as expected (expected {status})"),
             (false, Expect::NoToken) => "NOT as expected (expected no token)".to_owned(),
