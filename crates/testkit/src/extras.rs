@@ -164,10 +164,7 @@ mod tests {
     fn extras_have_their_own_variables() {
         let mut names: Vec<&str> = ALL.iter().map(|e| e.require_variable).collect();
         names.push(REQUIRE_ALL_VARIABLE);
-        assert!(
-            ALL.iter()
-                .all(|e| named(e.name).is_some_and(|n| n == *e))
-        );
+        assert!(ALL.iter().all(|e| named(e.name).is_some_and(|n| n == *e)));
         let count = names.len();
         names.sort_unstable();
         names.dedup();
