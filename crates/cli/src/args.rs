@@ -127,13 +127,18 @@ impl StartArgs {
         provider_config(&self.keycloak, &self.launch, certs_dir)
     }
 
-    /// [`Self::config`] for a command that only needs a Keycloak (`demo`, `lab`): the playbook
-    /// Keycloak already running on the port (the tutorial's) is used and left running.
-    pub fn config_attaching(&self, certs_dir: &Path) -> ProviderConfig {
-        ProviderConfig {
+    /// The Keycloak of a command that only needs one (`demo`, `lab`): the playbook Keycloak
+    /// already running on the port (the tutorial's), used and left running, else a new one.
+    pub async fn attach_or_start(
+        &self,
+        certs_dir: &Path,
+        certs: &playbook_certs::CertSet,
+    ) -> anyhow::Result<playbook_provider::Keycloak> {
+        let config = ProviderConfig {
             attach_running: true,
             ..self.config(certs_dir)
-        }
+        };
+        Ok(playbook_provider::start(&config, certs, crate::progress::for_stderr()).await?)
     }
 }
 

@@ -331,12 +331,16 @@ impl Session {
         });
     }
 
-    fn run(&mut self, block: &Block) {
+    /// Starts the block in its own process group, its output to its log file.
+    fn spawn(&self, block: &Block) -> Child {
         self.fresh_keycloak(block);
-        let mut child = self
-            .command(block, &self.output_path(block))
+        self.command(block, &self.output_path(block))
             .spawn()
-            .expect("bash runs");
+            .expect("bash runs")
+    }
+
+    fn run(&mut self, block: &Block) {
+        let mut child = self.spawn(block);
         let status = wait_timeout(&mut child, Duration::from_secs(300)).unwrap_or_else(|| {
             stop(&mut child);
             self.fail(block, "still running after 300 s")
@@ -354,11 +358,7 @@ impl Session {
     }
 
     fn background(&mut self, block: &Block) {
-        self.fresh_keycloak(block);
-        let mut child = self
-            .command(block, &self.output_path(block))
-            .spawn()
-            .expect("bash runs");
+        let mut child = self.spawn(block);
         let started = Instant::now();
         while !self.missing(block).is_empty() {
             if let Ok(Some(status)) = child.try_wait() {

@@ -67,12 +67,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         certs.files.dir().display()
     ));
     let api_port = args.api.resolve()?;
-    let keycloak = playbook_provider::start(
-        &args.start.config_attaching(certs_dir),
-        &certs,
-        crate::progress::for_stderr(),
-    )
-    .await?;
+    let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, api_port, &args, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(interrupted(&keycloak))),

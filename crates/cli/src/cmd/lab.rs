@@ -52,12 +52,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut report = Report::new(args.json, trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let api_port = args.api.resolve()?;
-    let keycloak = playbook_provider::start(
-        &args.start.config_attaching(certs_dir),
-        &certs,
-        crate::progress::for_stderr(),
-    )
-    .await?;
+    let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
     let outcome = tokio::select! {
         outcome = lab(&keycloak, &certs, api_port, &chosen, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
