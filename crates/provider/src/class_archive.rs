@@ -140,3 +140,59 @@ impl ClassArchive {
         }
     }
 }
+
+/// Removes what an earlier preparing start left half-written when it was stopped before its
+/// JVM finished the archive (`.playbook-classes-javaN.<pid>-<random>.<ext>` whose process is
+/// gone): a few hundred MB that no start would ever read.
+pub(crate) fn remove_stale(install: &Path) {
+    let Ok(entries) = fs::read_dir(install) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(pid) = pending_writer(&name.to_string_lossy())
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            tracing::info!(file = %entry.path().display(), "removing a class archive an interrupted start left half-written");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The process that writes a pending archive, from its name (see [`ClassArchive::to_write`]);
+/// `None` for the finished archive and anything else.
+fn pending_writer(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(".playbook-classes-java")?;
+    let (_major, rest) = rest.split_once('.')?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_start_s_archive_goes_and_everything_else_stays() {
+        let install = tempfile::tempdir().unwrap();
+        let dir = install.path();
+        let ClassArchive::Write { pending, path, .. } = ClassArchive::to_write(dir, 25) else {
+            panic!("a pending archive");
+        };
+        assert_eq!(
+            pending_writer(&pending.file_name().unwrap().to_string_lossy()),
+            Some(std::process::id())
+        );
+        // Pid 4194304 is above Linux's highest, so no process has it.
+        let stale = dir.join(".playbook-classes-java25.4194304-0a1b2c3d.aot");
+        for file in [&pending, &path, &stale] {
+            fs::write(file, b"archive").unwrap();
+        }
+        let other = dir.join("kc.sh");
+        fs::write(&other, b"#!/bin/sh").unwrap();
+        remove_stale(dir);
+        assert!(!stale.exists(), "the dead writer's file is removed");
+        assert!(pending.exists(), "a live writer's file stays");
+        assert!(path.exists() && other.exists());
+    }
+}

@@ -66,6 +66,7 @@ pub(crate) async fn start(
         .await
         .expect("the build task does not panic")?
     };
+    crate::class_archive::remove_stale(&install);
     let launcher = Launcher {
         install: &install,
         java: &java,
