@@ -138,7 +138,12 @@ impl StartArgs {
             attach_running: true,
             ..self.config(certs_dir)
         };
-        Ok(playbook_provider::start(&config, certs, crate::progress::for_stderr()).await?)
+        crate::cmd::unless_interrupted(playbook_provider::start(
+            &config,
+            certs,
+            crate::progress::for_stderr(),
+        ))
+        .await
     }
 }
 

@@ -82,6 +82,9 @@ fn main() -> ExitCode {
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,
         }
     });
+    // Not waiting for blocking work still running: after an interrupted start that is a
+    // Keycloak build nobody will use, and dropping the runtime would wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(error) => {

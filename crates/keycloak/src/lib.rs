@@ -25,6 +25,7 @@ mod admin;
 mod error;
 mod provision;
 pub mod realm;
+mod realm_key;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 
@@ -43,3 +44,4 @@ pub use realm::{
     READ_USER, READONLY_ROLE, REALM, RESOURCE_SERVER_CLIENT_ID, RealmTemplate, RealmUrl,
     USERS_ADMIN, USERS_READ, WRITE_USER,
 };
+pub use realm_key::RealmKey;

@@ -19,6 +19,8 @@
 use serde_json::Value;
 use url::Url;
 
+use crate::RealmKey;
+
 /// The seed's Keycloak HTTPS port: where the tutorial's Keycloak listens unless told otherwise.
 pub const DEFAULT_HTTPS_PORT: u16 = 9443;
 /// The realm the tutorial imports.
@@ -54,6 +56,13 @@ pub struct RealmTemplate(Value);
 impl RealmTemplate {
     pub fn bundled() -> Self {
         Self(serde_json::from_str(REALM_JSON).expect("oauth2-provider/realm.json is valid JSON"))
+    }
+
+    /// Signed with `key` instead of the RSA keys Keycloak would generate for it (see
+    /// [`RealmKey`]: what realms made by the dozen save).
+    pub fn signed_with(mut self, key: &RealmKey) -> Self {
+        self.0["components"]["org.keycloak.keys.KeyProvider"] = key.key_providers();
+        self
     }
 
     /// The realm's JSON renamed to `name`: tests give every test its own realm this way.

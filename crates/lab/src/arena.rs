@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
 use playbook_client::{ClientError, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{Admin, KeycloakError, Provisioner};
+use playbook_keycloak::{Admin, KeycloakError, Provisioner, RealmKey};
 use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
 use playbook_trace::{Party, Trace};
@@ -32,6 +32,8 @@ pub enum LabError {
 /// trace every scenario records into.
 pub struct Lab<'a> {
     admin: &'a Admin,
+    /// The signing key of every scenario's realm, made once for the run.
+    realm_key: RealmKey,
     certs: &'a CertSet,
     trace: Trace,
     api_port: u16,
@@ -42,6 +44,7 @@ impl<'a> Lab<'a> {
     pub fn new(admin: &'a Admin, certs: &'a CertSet, trace: Trace) -> Self {
         Self {
             admin,
+            realm_key: RealmKey::generate(),
             certs,
             trace,
             api_port: 0,
@@ -90,7 +93,11 @@ impl<'a> Arena<'a> {
         let _housekeeping = lab.trace.quiet();
         let realm = format!("lab-{}-{:06x}", scenario.name, rand::random::<u32>() >> 8);
         lab.admin
-            .create_realm(&RealmTemplate::bundled().named(&realm))
+            .create_realm(
+                &RealmTemplate::bundled()
+                    .signed_with(&lab.realm_key)
+                    .named(&realm),
+            )
             .await?;
         let urls = lab.admin.keycloak().realm(&realm);
         let arena = Self {
@@ -263,5 +270,10 @@ impl<'a> Arena<'a> {
 impl Server {
     pub fn base_url(&self) -> url::Url {
         self.running.base_url()
+    }
+
+    /// See [`RunningServer::refresh_keys`].
+    pub async fn refresh_keys(&self, why: &str) {
+        self.running.refresh_keys(why).await;
     }
 }

@@ -91,7 +91,7 @@ pub const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "key-rotation",
         title: "Key rotation: a new signing key, then the old one removed",
-        lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused within the refresh interval.",
+        lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused at the resource server's next JWKS fetch: its periodic refresh, or one asked for after a rotation, as here.",
         rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
         run: |arena| Box::pin(scenarios::key_rotation(arena)),
     },

@@ -85,11 +85,11 @@ impl ClassArchive {
         (install.join(name), kind)
     }
 
-    /// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours.
-    pub(crate) fn java_opts_append(&self) -> Option<String> {
+    /// The JVM options that map, or write, this cache.
+    pub(crate) fn java_options(&self) -> Option<String> {
         // Without the -Xlog:…=off, thousands of "Skipping …" lines written at exit would bury
         // the reason of a failed start at the end of the log.
-        let ours = match self {
+        Some(match self {
             Self::Absent => return None,
             Self::Read {
                 path,
@@ -115,11 +115,12 @@ impl ClassArchive {
                 "-XX:AOTCacheOutput={} -Xlog:cds=off -Xlog:aot=off",
                 pending.display()
             ),
-        };
-        match std::env::var("JAVA_OPTS_APPEND") {
-            Ok(theirs) if !theirs.trim().is_empty() => Some(format!("{theirs} {ours}")),
-            _ => Some(ours),
-        }
+        })
+    }
+
+    /// Whether stopping must let the JVM exit cleanly: it writes a new archive at exit.
+    pub(crate) fn needs_clean_exit(&self) -> bool {
+        matches!(self, Self::Write { .. })
     }
 
     /// How long a stop may take before it is forced: writing the archive takes a while.
@@ -130,13 +131,17 @@ impl ClassArchive {
         }
     }
 
-    /// Once the JVM has exited: keep a newly written archive only if it exited cleanly.
+    /// Once the JVM has exited: keep a newly written archive only if it exited cleanly, and
+    /// never what it wrote on the way (JDK 25 writes `<archive>.config` first, then the archive).
     pub(crate) fn finish(&self, exited_cleanly: bool) {
         if let Self::Write { pending, path, .. } = self {
             let kept = exited_cleanly && pending.is_file() && fs::rename(pending, path).is_ok();
             if !kept {
                 let _ = fs::remove_file(pending);
             }
+            let mut config = pending.clone().into_os_string();
+            config.push(".config");
+            let _ = fs::remove_file(config);
         }
     }
 }

@@ -164,6 +164,7 @@ pub(crate) async fn start(
     for (name, value) in environment(&admin, https) {
         request = request.with_env_var(name, value);
     }
+    request = request.with_env_var("JAVA_OPTS_APPEND", crate::options::COLLECTOR);
     let base_url = playbook_keycloak::KeycloakUrl::local(https)
         .as_url()
         .clone();

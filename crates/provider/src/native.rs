@@ -251,9 +251,7 @@ fn spawn(
     use std::os::unix::process::CommandExt;
     let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
     let mut command = Command::new("/bin/sh");
-    if let Some(options) = archive.java_opts_append() {
-        command.env("JAVA_OPTS_APPEND", options);
-    }
+    command.env("JAVA_OPTS_APPEND", java_opts_append(&archive));
     let mut child = command
         .arg("-c")
         .arg(WATCHDOG)
@@ -284,14 +282,32 @@ fn spawn(
     })
 }
 
+/// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours.
+fn java_opts_append(archive: &ClassArchive) -> String {
+    let theirs = std::env::var("JAVA_OPTS_APPEND").unwrap_or_default();
+    [theirs.trim(), crate::options::COLLECTOR]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(archive.java_options())
+        .filter(|options| !options.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl NativeKeycloak {
-    /// SIGTERM to the group, then SIGKILL after [`STOP_GRACE`]; returns when no member is left.
+    /// Stops the whole group (see `stop_processes`); returns when no member is left.
     /// Idempotent, so a shared handle can be stopped from an exit hook and dropped later.
     pub(crate) fn terminate(&self) {
+        self.shut_down(false);
+    }
+
+    /// `abandon`: dropped without being stopped (a failed or interrupted start), so even an
+    /// archive being written is not worth waiting for: the JVM is killed and the file removed.
+    fn shut_down(&self, abandon: bool) {
         if self.detached.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        self.stop_processes();
+        self.stop_processes(abandon);
         let database = crate::reuse::take(&self.database);
         if let Some(database) = database {
             database.remove();
@@ -315,17 +331,20 @@ impl NativeKeycloak {
 
     /// Stops Keycloak and hands its database over instead of removing it.
     fn terminate_keeping_database(self) -> InstanceDatabase {
-        self.stop_processes();
+        self.stop_processes(false);
         crate::reuse::take(&self.database).expect("a running Keycloak has its database")
     }
 
-    fn stop_processes(&self) {
+    /// Only a JVM writing the class archive needs a clean exit (it writes at exit); every other
+    /// Keycloak here runs on a throwaway copy of the database, so it is killed at once instead
+    /// of given the ~3 s a graceful stop takes.
+    fn stop_processes(&self, abandon: bool) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         crate::reuse::take(&self.lifeline);
         let group = -(child.id() as i32);
-        signal(group, libc::SIGTERM);
+        let mut killed = abandon || !self.archive.needs_clean_exit();
+        signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
-        let mut killed = false;
         loop {
             let _ = child.try_wait();
             if !group_alive(group) {
@@ -347,7 +366,7 @@ impl NativeKeycloak {
 
 impl Drop for NativeKeycloak {
     fn drop(&mut self) {
-        self.terminate();
+        self.shut_down(true);
     }
 }
 

@@ -97,6 +97,7 @@ pub enum ServerError {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: AppState,
+    keys: Arc<JwksCache>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     refresher: tokio::task::JoinHandle<()>,
@@ -105,6 +106,13 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn base_url(&self) -> Url {
         playbook_https::local_url(self.addr.port())
+    }
+
+    /// Fetches the issuer's keys now instead of at the next periodic refresh: after a key
+    /// rotation it is known to have happened (a deploy, the lab), tokens signed by a removed
+    /// key are refused at once. `why` labels the fetch on the trace.
+    pub async fn refresh_keys(&self, why: &str) {
+        self.keys.refresh_now(why).await;
     }
 
     /// Stops accepting, lets requests in flight finish (up to 10 s), then returns.
@@ -216,7 +224,9 @@ pub fn serve(
     // Started without keys (Keycloak down)? Keep trying in the background; /readyz tells.
     // With keys, fetch them again now and then: a key Keycloak removed must stop verifying.
     let (retry, every) = (config.retry_interval, config.jwks_refresh);
+    let refreshed = keys.clone();
     let refresher = tokio::spawn(async move {
+        let keys = refreshed;
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(retry.min(every)).await;
@@ -233,6 +243,7 @@ pub fn serve(
     Ok(RunningServer {
         addr,
         state,
+        keys,
         handle,
         task,
         refresher,

@@ -236,11 +236,20 @@ impl Session {
                 }
                 continue;
             }
+            let started = Instant::now();
             match block.mode {
                 Mode::Skip(_) => continue,
                 Mode::Run => self.run(block),
                 Mode::Background => self.background(block),
             }
+            // What each block costs the suite (shown with --nocapture): the budget in
+            // docs/testing.md is made of these.
+            eprintln!(
+                "[docs] {} line {}: {:.1} s",
+                self.page,
+                block.line,
+                started.elapsed().as_secs_f64()
+            );
             self.ran += 1;
         }
         self.ran

@@ -32,7 +32,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use playbook_certs::CertSet;
 use playbook_client::{TokenClient, TokenClientConfig};
 use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation, Role, ServiceAccount};
-use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmKey, RealmTemplate, RealmUrl};
 use playbook_provider::{Keycloak, Progress, ProviderConfig};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
@@ -207,6 +207,9 @@ impl Progress for TestProgress {
 /// Every test realm's name starts so; a kept Keycloak drops such realms of earlier runs.
 const REALM_PREFIX: &str = "test-";
 
+/// The signing key of every test realm: one RSA key per run instead of two per realm.
+static REALM_KEY: LazyLock<RealmKey> = LazyLock::new(RealmKey::generate);
+
 /// A realm of its own for one test: the bundled realm imported under a unique name.
 pub struct TestRealm {
     pub name: String,
@@ -221,7 +224,11 @@ impl TestRealm {
         let name = format!("{REALM_PREFIX}{:08x}", rand::random::<u32>());
         let started = std::time::Instant::now();
         admin
-            .create_realm(&RealmTemplate::bundled().named(&name))
+            .create_realm(
+                &RealmTemplate::bundled()
+                    .signed_with(&REALM_KEY)
+                    .named(&name),
+            )
             .await
             .unwrap_or_else(|e| panic!("importing realm {name}: {e}"));
         eprintln!(

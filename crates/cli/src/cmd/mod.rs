@@ -46,6 +46,18 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     EXIT_FAILURE
 }
 
+/// Runs a Keycloak start (or `--prepare`) unless Ctrl-C or SIGTERM comes first. Then the start
+/// is dropped, which stops the Keycloak it was starting and removes a class archive that one was
+/// writing, and the command ends with one line instead of leaving either behind.
+pub async fn unless_interrupted<T>(
+    start: impl std::future::Future<Output = Result<T, playbook_provider::ProviderError>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        started = start => Ok(started?),
+        _ = shutdown_signal() => anyhow::bail!("interrupted while starting Keycloak; it was stopped"),
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -34,13 +34,21 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.prepare {
-        let ready = playbook_provider::prepare(&provider, crate::progress::for_stderr()).await?;
+        let ready = crate::cmd::unless_interrupted(playbook_provider::prepare(
+            &provider,
+            crate::progress::for_stderr(),
+        ))
+        .await?;
         println!("{ready}");
         return Ok(ExitCode::SUCCESS);
     }
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
-    let keycloak =
-        playbook_provider::start(&provider, &certs, crate::progress::for_stderr()).await?;
+    let keycloak = crate::cmd::unless_interrupted(playbook_provider::start(
+        &provider,
+        &certs,
+        crate::progress::for_stderr(),
+    ))
+    .await?;
     keycloak
         .admin()?
         .create_realm(&RealmTemplate::bundled().named(REALM))

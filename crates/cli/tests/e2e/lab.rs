@@ -109,6 +109,12 @@ fn a_token_for_another_audience_is_refused() {
 fn an_expired_token_is_refused_and_the_client_renews_before_expiry() {
     let (verdict, _) = run("expiry");
     assert_eq!(statuses(&verdict), [200, 401, 200], "{verdict:#?}");
+    let renewals = &verdict.attempts[2].tried;
+    let requests: u32 = renewals
+        .rsplit_once('(')
+        .and_then(|(_, n)| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no token request count in {renewals:?}"));
+    assert!(requests >= 2, "the client's cache renewed: {renewals}");
     assert!(
         challenge(&verdict.attempts[1]).contains("expired"),
         "{}",

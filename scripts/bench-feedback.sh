@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The feedback loop's speed, measured side by side with an older commit in one run: this machine
+# varies too much from one hour to the next for figures taken on different days to compare.
+#
+#   scripts/bench-feedback.sh BASE_COMMIT            # 3 rounds
+#   ROUNDS=5 scripts/bench-feedback.sh 8f70eb8
+#
+# BASE is checked out in a git worktree, the working tree (committed or not) is copied beside
+# it; each gets its own target directory and its own Keycloak cache (one cache shared by both
+# would let one side's class archive serve the other). After one untimed warm-up each, the two
+# alternate, round after round, and every round measures:
+#   suite        warm `cargo test --workspace`, wall time
+#   e2e          the end-to-end binary's own "finished in" time
+#   ready        `playbook provider` spawned until it prints "Keycloak ready at"
+#   first token  the first client-credentials token over mTLS once the realm is in (curl's total)
+# and prints the median, min and max of each and the ratio of medians (tree / base).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=${1:?usage: scripts/bench-feedback.sh BASE_COMMIT}
+ROUNDS=${ROUNDS:-3}
+repo=$PWD
+work=$repo/target/bench-feedback
+mkdir -p "$work"
+
+# Both keep their target directories between runs of this script: only changed code rebuilds.
+if [ "$(git -C "$work/base" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$BASE^{commit}")" ]; then
+  git worktree remove --force "$work/base" 2>/dev/null || true
+  git worktree add --detach --force "$work/base" "$BASE" >/dev/null
+fi
+mkdir -p "$work/tree"
+find "$work/tree" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
+git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done |
+  tar --null -T - -cf - | tar -xf - -C "$work/tree"
+
+# One Keycloak distribution for both, already fetched by earlier runs (or fetched here, once).
+dist=$(ls "${PLAYBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-playbook}"/keycloak/*/keycloak-*.tar.gz 2>/dev/null | head -1 || true)
+
+in_side() { # $1 = base|tree, then a command run in that side's checkout with its own caches
+  local side=$1; shift
+  (cd "$work/$side" &&
+    env CARGO_TARGET_DIR="$work/$side/target" PLAYBOOK_CACHE_DIR="$work/$side-cache" \
+      PLAYBOOK_KEYCLOAK_BACKEND=native ${dist:+PLAYBOOK_KEYCLOAK_DIST="$dist"} "$@")
+}
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+
+suite() { # prints "suite_s e2e_s"
+  local side=$1 start log=$work/$side-suite.log
+  start=$(now)
+  in_side "$side" cargo test --workspace >"$log" 2>&1 || { echo "cargo test failed in $side: $log" >&2; exit 1; }
+  local total e2e
+  total=$(since "$start")
+  e2e=$(grep -A 200 'Running tests/e2e/main.rs' "$log" | grep -m1 '^test result' | sed -E 's/.*finished in ([0-9.]+)s.*/\1/')
+  echo "$total $e2e"
+}
+
+provider() { # prints "ready_s first_token_s"
+  local side=$1 certs=$work/$side-certs out=$work/$side-provider.log start pid
+  in_side "$side" "$work/$side/target/debug/playbook" certs --certs-dir "$certs" >/dev/null
+  start=$(now)
+  in_side "$side" setsid "$work/$side/target/debug/playbook" provider --certs-dir "$certs" \
+    --keycloak-port 0 >"$out" 2>&1 &
+  pid=$!
+  local ready=""
+  for _ in $(seq 1 1200); do
+    if [ -z "$ready" ] && grep -q 'Keycloak ready at' "$out"; then ready=$(since "$start"); fi
+    grep -q 'Press Ctrl-C to stop.' "$out" && break
+    kill -0 "$pid" 2>/dev/null || { echo "provider failed in $side: $out" >&2; cat "$out" >&2; exit 1; }
+    sleep 0.05
+  done
+  local issuer token_time
+  issuer=$(grep -m1 -oE 'https://localhost:[0-9]+/realms/[a-z0-9-]+' "$out")
+  token_time=$(curl -s -o "$work/token.json" -w '%{time_total}' --cacert "$certs/ca.pem" \
+    --cert "$certs/client.pem" --key "$certs/client-key.pem" \
+    -d grant_type=client_credentials -d client_id=oauth2-playbook-client-credentials-mtls \
+    "$issuer/protocol/openid-connect/token")
+  grep -q '"access_token"' "$work/token.json" || { echo "no token in $side: $(cat "$work/token.json")" >&2; exit 1; }
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  while pgrep -g "$pid" >/dev/null; do sleep 0.1; done
+  echo "$ready $token_time"
+}
+
+for side in base tree; do
+  echo "building and warming up $side ($([ $side = base ] && git rev-parse --short "$BASE" || echo 'working tree'))"
+  in_side "$side" cargo build --quiet -p playbook-cli
+  suite "$side" >/dev/null
+  provider "$side" >/dev/null
+done
+
+results=$work/results
+: >"$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for side in base tree; do
+    read -r total e2e < <(suite "$side")
+    read -r ready token < <(provider "$side")
+    echo "$side $total $e2e $ready $token" >>"$results"
+    printf 'round %d %-4s  suite %6.1f s  e2e %6.1f s  ready %5.2f s  first token %5.3f s\n' \
+      "$round" "$side" "$total" "$e2e" "$ready" "$token"
+  done
+done
+
+python3 - "$results" "$(git rev-parse --short "$BASE")" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+names = ["warm cargo test --workspace (s)", "e2e binary (s)", "Keycloak ready (s)", "first token after ready (s)"]
+print(f"\n| measure | base {sys.argv[2]}: median (min–max) | working tree: median (min–max) | ratio |")
+print("|---|---|---|---|")
+for i, name in enumerate(names, start=1):
+    base = [float(r[i]) for r in rows if r[0] == "base"]
+    tree = [float(r[i]) for r in rows if r[0] == "tree"]
+    mb, mt = statistics.median(base), statistics.median(tree)
+    print(f"| {name} | {mb:.2f} ({min(base):.2f}–{max(base):.2f}) | {mt:.2f} ({min(tree):.2f}–{max(tree):.2f}) | {mt / mb:.2f} |")
+EOF
