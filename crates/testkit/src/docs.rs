@@ -326,10 +326,7 @@ impl Session {
             return;
         }
         crate::run(async {
-            let admin = crate::keycloak()
-                .await
-                .admin()
-                .expect("an Admin API client");
+            let admin = crate::admin().await;
             let realm = playbook_keycloak::REALM;
             if admin.realm_exists(realm).await.expect("the realm list") {
                 admin

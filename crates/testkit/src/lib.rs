@@ -214,13 +214,22 @@ static REALM_KEY: LazyLock<RealmKey> = LazyLock::new(RealmKey::generate);
 pub struct TestRealm {
     pub name: String,
     pub keycloak: &'static Keycloak,
-    pub admin: Admin,
+    pub admin: &'static Admin,
+}
+
+/// One Admin API session for the whole run: each new session logs in with the admin password,
+/// which costs Keycloak ~0.1 s of CPU hashing it.
+pub async fn admin() -> &'static Admin {
+    static ADMIN: tokio::sync::OnceCell<Admin> = tokio::sync::OnceCell::const_new();
+    ADMIN
+        .get_or_init(|| async { keycloak().await.admin().expect("an Admin API client") })
+        .await
 }
 
 impl TestRealm {
     pub async fn new() -> Self {
         let keycloak = keycloak().await;
-        let admin = keycloak.admin().expect("an Admin API client");
+        let admin = admin().await;
         let name = format!("{REALM_PREFIX}{:08x}", rand::random::<u32>());
         let started = std::time::Instant::now();
         admin

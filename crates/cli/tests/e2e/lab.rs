@@ -7,10 +7,9 @@ use playbook_trace::{Party, Trace};
 /// Runs one scenario on the run's shared Keycloak, recording its exchanges.
 fn run(name: &str) -> (Verdict, Trace) {
     playbook_testkit::run(async {
-        let keycloak = playbook_testkit::keycloak().await;
-        let admin = keycloak.admin().expect("an Admin API client");
+        let admin = playbook_testkit::admin().await;
         let trace = Trace::new();
-        let verdict = Lab::new(&admin, playbook_testkit::certs(), trace.clone())
+        let verdict = Lab::new(admin, playbook_testkit::certs(), trace.clone())
             .run(scenario(name).expect("a scenario"))
             .await
             .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
