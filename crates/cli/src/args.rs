@@ -211,6 +211,15 @@ pub fn local_api_url() -> Url {
     playbook_https::local_url(playbook_resource_server::DEFAULT_LISTEN.port())
 }
 
+/// Which realm of Keycloak the flow runs in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RealmArgs {
+    /// The realm: the tutorial's, or another name so that several runs can share one Keycloak
+    /// (`provider` and `demo` import the bundled realm under it).
+    #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
+    pub realm: String,
+}
+
 /// The issuer the resource server trusts: `resource-server` serves with it, `doctor` checks
 /// tokens against it.
 #[derive(Debug, Clone, clap::Args)]

@@ -156,6 +156,9 @@ pub struct Session {
     playbook: PathBuf,
     keycloak_port: u16,
     api_port: u16,
+    /// The page's own realm in place of the tutorial's, so pages (and the other tests) run in
+    /// parallel on the run's one Keycloak.
+    realm: String,
     env: Vec<(String, String)>,
     keycloak_env: Vec<(String, String)>,
     servers: Vec<Child>,
@@ -175,16 +178,18 @@ impl Session {
             .port();
         let dir = tempfile::tempdir().expect("a working directory");
         crate::copy_certs(&dir.path().join("certs"));
+        let realm = crate::unique_realm("docs");
         let env = vec![
             ("PLAYBOOK_KEYCLOAK_PORT".into(), keycloak_port.to_string()),
+            ("PLAYBOOK_REALM".into(), realm.clone()),
             (
                 "PLAYBOOK_ISSUER".into(),
-                keycloak
-                    .realm(playbook_keycloak::REALM)
-                    .issuer()
-                    .to_string(),
+                keycloak.realm(&realm).issuer().to_string(),
             ),
             ("PLAYBOOK_LISTEN".into(), format!("127.0.0.1:{api_port}")),
+            // `demo` and `lab` start resource servers of their own: on free ports, never on
+            // another page's (or the tutorial's 8443).
+            ("PLAYBOOK_API_PORT".into(), "0".into()),
             (
                 "PLAYBOOK_API_URL".into(),
                 playbook_https::local_url(api_port).to_string(),
@@ -212,6 +217,7 @@ impl Session {
             playbook: playbook.to_owned(),
             keycloak_port,
             api_port,
+            realm,
             env,
             keycloak_env,
             servers: Vec::new(),
@@ -264,6 +270,10 @@ impl Session {
         .replace(
             &format!("localhost:{API_PORT}"),
             &format!("localhost:{}", self.api_port),
+        )
+        .replace(
+            &format!("/realms/{}/", playbook_keycloak::REALM),
+            &format!("/realms/{}/", self.realm),
         )
     }
 
@@ -327,7 +337,7 @@ impl Session {
         }
         crate::run(async {
             let admin = crate::admin().await;
-            let realm = playbook_keycloak::REALM;
+            let realm = &self.realm;
             if admin.realm_exists(realm).await.expect("the realm list") {
                 admin
                     .delete_realm(realm)

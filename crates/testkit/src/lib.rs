@@ -207,6 +207,13 @@ impl Progress for TestProgress {
 /// Every test realm's name starts so; a kept Keycloak drops such realms of earlier runs.
 const REALM_PREFIX: &str = "test-";
 
+/// A realm name no other test uses (`test-<what>-<random>`), for tests whose commands import the
+/// bundled realm themselves (`PLAYBOOK_REALM`). A kept Keycloak drops such realms at the next
+/// run's start.
+pub fn unique_realm(what: &str) -> String {
+    format!("{REALM_PREFIX}{what}-{:08x}", rand::random::<u32>())
+}
+
 /// The signing key of every test realm: one RSA key per run instead of two per realm.
 static REALM_KEY: LazyLock<RealmKey> = LazyLock::new(RealmKey::generate);
 
@@ -290,7 +297,7 @@ impl TestRealm {
     }
 
     pub fn provisioner(&self) -> Provisioner<'_> {
-        Provisioner::new(&self.admin, &self.name)
+        Provisioner::new(self.admin, &self.name)
     }
 
     /// Step 2 of the flow: the client's service account gets the read-only realm role.

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::REALM;
 
-use crate::args::KeycloakArgs;
+use crate::args::{KeycloakArgs, RealmArgs};
 use playbook_trace::Trace;
 use serde_json::json;
 use url::Url;
@@ -21,9 +20,8 @@ pub struct Args {
     #[command(flatten)]
     keycloak: KeycloakArgs,
 
-    /// The realm.
-    #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
-    realm: String,
+    #[command(flatten)]
+    realm: RealmArgs,
 
     /// The resource server's base URL [default: https://localhost:8443/].
     #[arg(long = "api-url", env = "PLAYBOOK_API_URL")]
@@ -68,7 +66,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?
         .traced(trace.clone());
     let mut config = TokenClientConfig::playbook(
-        admin.keycloak().realm(&args.realm).token(),
+        admin.keycloak().realm(&args.realm.realm).token(),
         &certs.ca_pem,
         &certs.client,
     );
@@ -77,7 +75,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let api_url = args.api_url.unwrap_or_else(crate::args::local_api_url);
     let flow = Flow {
         admin: &admin,
-        realm: &args.realm,
+        realm: &args.realm.realm,
         api: ResourceApi::new(api_url, tokens.clone()),
         tokens: tokens.clone(),
         show_token: args.output.show_token,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{AccessToken, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{CLIENT_ID, REALM, RealmTemplate, USERS_READ};
+use playbook_keycloak::{CLIENT_ID, RealmTemplate, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
@@ -15,7 +15,7 @@ use playbook_stage::Export;
 use playbook_trace::Trace;
 use serde_json::json;
 
-use crate::args::{ApiPortArgs, StartArgs};
+use crate::args::{ApiPortArgs, RealmArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps};
 use crate::flow::Flow;
 use crate::presenter::StageArgs;
@@ -28,6 +28,9 @@ pub struct Args {
 
     #[command(flatten)]
     api: ApiPortArgs,
+
+    #[command(flatten)]
+    realm: RealmArgs,
 
     /// Leave Keycloak and the resource server running, and print commands to explore them.
     #[arg(long)]
@@ -91,7 +94,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Ok((server, _)) => {
             if args.keep {
                 // Ctrl-C is how a kept demo ends: a success, not an interruption.
-                keep_running(&keycloak, &server, &certs).await;
+                keep_running(&keycloak, &args.realm.realm, &server, &certs).await;
             }
             server.shutdown().await;
             exported.map(|()| ExitCode::SUCCESS)
@@ -137,35 +140,36 @@ async fn demo(
     trace: &Trace,
     report: &mut Report,
 ) -> anyhow::Result<(RunningServer, AccessToken)> {
+    let realm = args.realm.realm.as_str();
     let admin = keycloak.admin()?;
-    if !admin.realm_exists(REALM).await? {
+    if !admin.realm_exists(realm).await? {
         admin
-            .create_realm(&RealmTemplate::bundled().named(REALM))
+            .create_realm(&RealmTemplate::bundled().named(realm))
             .await?;
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     // A rerun against a kept Keycloak starts from the same place as a fresh one.
-    crate::flow::reset(&admin, REALM).await?;
+    crate::flow::reset(&admin, realm).await?;
     // From here on, every exchange is part of the story the stage tells.
     let admin = admin.traced(trace.clone());
     let listen = format!("127.0.0.1:{api_port}").parse()?;
-    let mut config = ServerConfig::new(keycloak.realm(REALM).issuer().clone(), listen, certs);
+    let mut config = ServerConfig::new(keycloak.realm(realm).issuer().clone(), listen, certs);
     config.trace = trace.clone();
     let server = server::start(config).await?;
     report.note(&format!(
-        "Keycloak ({}) at {} with realm {REALM}",
+        "Keycloak ({}) at {} with realm {realm}",
         keycloak.backend_name(),
         keycloak.base_url()
     ));
     report.note(&format!("resource server at {}", server.base_url()));
 
     let mut config =
-        TokenClientConfig::playbook(keycloak.realm(REALM).token(), &certs.ca_pem, &certs.client);
+        TokenClientConfig::playbook(keycloak.realm(realm).token(), &certs.ca_pem, &certs.client);
     config.trace = trace.clone();
     let tokens = Arc::new(TokenClient::new(config)?);
     let flow = Flow {
         admin: &admin,
-        realm: REALM,
+        realm,
         api: ResourceApi::new(server.base_url(), tokens.clone()),
         tokens: tokens.clone(),
         show_token: args.output.show_token,
@@ -209,7 +213,7 @@ async fn demo(
     report.lesson("401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.");
     Ok((server, token))
 }
-async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertSet) {
+async fn keep_running(keycloak: &Keycloak, realm: &str, server: &RunningServer, certs: &CertSet) {
     let f = &certs.files;
     let (ca, cert, key) = (f.ca_cert(), f.client_cert(), f.client_key());
     println!("\nEverything keeps running. Try (every command trusts only the local CA):");
@@ -217,7 +221,7 @@ async fn keep_running(keycloak: &Keycloak, server: &RunningServer, certs: &CertS
         "  TOKEN=$(curl -s --cacert {ca} --cert {cert} --key {key} -d grant_type=client_credentials -d client_id={} -d scope={} {} | jq -r .access_token)",
         CLIENT_ID,
         USERS_READ,
-        keycloak.realm(REALM).token(),
+        keycloak.realm(realm).token(),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display()

@@ -3,14 +3,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::args::StartArgs;
+use crate::args::{RealmArgs, StartArgs};
 use playbook_certs::CertSet;
-use playbook_keycloak::{REALM, RealmTemplate};
+use playbook_keycloak::RealmTemplate;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     start: StartArgs,
+
+    #[command(flatten)]
+    realm: RealmArgs,
 
     /// Only do the backend's one-time work (distribution build, or container image), then exit.
     #[arg(long, conflicts_with = "stop")]
@@ -23,6 +26,7 @@ pub struct Args {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let provider = args.start.config(certs_dir);
+    let realm = args.realm.realm.as_str();
     if args.stop {
         let dir = playbook_provider::reuse_dir(&provider);
         let said =
@@ -51,15 +55,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     keycloak
         .admin()?
-        .create_realm(&RealmTemplate::bundled().named(REALM))
+        .create_realm(&RealmTemplate::bundled().named(realm))
         .await?;
     let admin = keycloak.admin_credentials();
     let password_file = crate::cmd::save_admin_password(certs_dir, &admin.password)?;
     println!(
-        "Keycloak ({}) is ready with realm `{REALM}`",
+        "Keycloak ({}) is ready with realm `{realm}`",
         keycloak.backend_name()
     );
-    println!("  issuer        {}", keycloak.realm(REALM).issuer());
+    println!("  issuer        {}", keycloak.realm(realm).issuer());
     println!(
         "  admin console {}admin/ (user `{}`, password in {})",
         keycloak.base_url(),
@@ -69,7 +73,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "  try           curl --cacert {} {}",
         certs.files.ca_cert().display(),
-        keycloak.realm(REALM).discovery()
+        keycloak.realm(realm).discovery()
     );
     println!("Press Ctrl-C to stop.");
     crate::cmd::shutdown_signal().await;

@@ -9,7 +9,7 @@ use super::{playbook_with, stderr};
 
 #[test]
 fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
-    let _demo_realm = super::demo_realm();
+    let realm = playbook_testkit::unique_realm("demo");
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let certs_dir = playbook_testkit::certs().files.dir();
     let admin = keycloak.admin_credentials();
@@ -21,6 +21,7 @@ fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
             ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
             ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
             ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm),
         ],
     );
     assert_eq!(

@@ -8,8 +8,8 @@ use std::path::Path;
 use playbook_testkit::docs::Session;
 
 fn run_page(page: &str) {
-    // The pages use the tutorial's own realm, like the demo tests: one at a time.
-    let _turn = super::demo_realm();
+    // Each page runs in a realm of its own and on ports of its own (see Session), so pages run
+    // in parallel with each other and with every other test.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let markdown = std::fs::read_to_string(root.join(page)).expect("the page");
     let mut session = Session::new(page, Path::new(env!("CARGO_BIN_EXE_playbook")));

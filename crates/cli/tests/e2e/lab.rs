@@ -242,9 +242,6 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
 /// one on the command line), and give its resource server a free port, saying so.
 #[test]
 fn beside_the_tutorial_the_lab_uses_its_keycloak_and_saved_password_and_a_free_api_port() {
-    // It plays the tutorial's resource server on the default port, which the executed docs'
-    // lab may use too: they take turns.
-    let _turn = super::demo_realm();
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let port = keycloak.base_url().port().expect("a port").to_string();
     let dir = tempfile::tempdir().unwrap();

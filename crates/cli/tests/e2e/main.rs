@@ -43,10 +43,3 @@ fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
-
-/// The demo runs in the tutorial's own realm, resetting its role, and the tutorial's commands
-/// use its default ports: the tests that run either take turns.
-fn demo_realm() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}

@@ -29,7 +29,7 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
     {
         return;
     }
-    let _demo_realm = super::demo_realm();
+    let realm = playbook_testkit::unique_realm("stage");
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let certs_dir = playbook_testkit::certs().files.dir();
     let admin = keycloak.admin_credentials();
@@ -58,6 +58,7 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
             .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
             .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
             .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
+            .env("PLAYBOOK_REALM", &realm)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

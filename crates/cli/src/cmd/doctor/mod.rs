@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Files};
 use playbook_client::{TokenClient, TokenClientConfig};
-use playbook_keycloak::{REALM, RealmUrl};
+use playbook_keycloak::RealmUrl;
 use url::Url;
 
-use crate::args::{IssuerArgs, StartArgs};
+use crate::args::{IssuerArgs, RealmArgs, StartArgs};
 use api::resource_server;
 use keycloak::{discovery, subject_dn, token, token_failure};
 use local::{backends, check_certificates, ports};
@@ -35,9 +35,8 @@ pub struct Args {
     #[command(flatten)]
     start: StartArgs,
 
-    /// The realm.
-    #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
-    realm: String,
+    #[command(flatten)]
+    realm: RealmArgs,
 
     #[command(flatten)]
     issuer: IssuerArgs,
@@ -72,7 +71,7 @@ impl Parties {
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut report = Report::new(args.json);
     let keycloak = args.start.keycloak.url();
-    let realm = keycloak.realm(&args.realm);
+    let realm = keycloak.realm(&args.realm.realm);
     let api_url = args
         .api_url
         .clone()
@@ -114,7 +113,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     });
     match &admin {
         Some(Ok(admin)) => {
-            let verdict = subject_dn(admin, &args.realm, &certs).await;
+            let verdict = subject_dn(admin, &args.realm.realm, &certs).await;
             report.record("client subject", verdict);
         }
         Some(Err(error)) => {
