@@ -44,6 +44,15 @@ in_side() { # $1 = base|tree, then a command run in that side's checkout with it
       PLAYBOOK_KEYCLOAK_BACKEND=native ${dist:+PLAYBOOK_KEYCLOAK_DIST="$dist"} "$@")
 }
 
+# Figures taken beside a forgotten Keycloak are worth nothing: none may run before or between.
+no_keycloak_running() {
+  if pgrep -f io.quarkus.bootstrap.runner >/dev/null; then
+    echo "a Keycloak is running ($1): stop it (pgrep -af io.quarkus.bootstrap.runner)" >&2
+    exit 1
+  fi
+}
+no_keycloak_running "before the benchmark"
+
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
@@ -60,10 +69,15 @@ suite() { # prints "suite_s e2e_s"
 provider() { # prints "ready_s first_token_s"
   local side=$1 certs=$work/$side-certs out=$work/$side-provider.log start pid
   in_side "$side" "$work/$side/target/debug/playbook" certs --certs-dir "$certs" >/dev/null
+  rm -f "$work/provider.pid"
   start=$(now)
-  in_side "$side" setsid "$work/$side/target/debug/playbook" provider --certs-dir "$certs" \
-    --keycloak-port 0 >"$out" 2>&1 &
-  pid=$!
+  # In a session of its own, its pid written first: SIGTERM to it is Ctrl-C to the provider,
+  # which then stops its Keycloak (Keycloak runs in a process group of its own).
+  in_side "$side" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$work/provider.pid" \
+    "$work/$side/target/debug/playbook" provider --certs-dir "$certs" --keycloak-port 0 >"$out" 2>&1 &
+  for _ in $(seq 1 100); do [ -s "$work/provider.pid" ] && break; sleep 0.01; done
+  pid=$(cat "$work/provider.pid")
+  rm -f "$work/provider.pid"
   local ready=""
   for _ in $(seq 1 1200); do
     if [ -z "$ready" ] && grep -q 'Keycloak ready at' "$out"; then ready=$(since "$start"); fi
@@ -78,8 +92,9 @@ provider() { # prints "ready_s first_token_s"
     -d grant_type=client_credentials -d client_id=oauth2-playbook-client-credentials-mtls \
     "$issuer/protocol/openid-connect/token")
   grep -q '"access_token"' "$work/token.json" || { echo "no token in $side: $(cat "$work/token.json")" >&2; exit 1; }
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  while pgrep -g "$pid" >/dev/null; do sleep 0.1; done
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  no_keycloak_running "left by $side's provider"
   echo "$ready $token_time"
 }
 
@@ -96,6 +111,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for side in base tree; do
     read -r total e2e < <(suite "$side")
     read -r ready token < <(provider "$side")
+    [ -n "${token:-}" ] || exit 1
     echo "$side $total $e2e $ready $token" >>"$results"
     printf 'round %d %-4s  suite %6.1f s  e2e %6.1f s  ready %5.2f s  first token %5.3f s\n' \
       "$round" "$side" "$total" "$e2e" "$ready" "$token"

@@ -82,9 +82,9 @@ fn main() -> ExitCode {
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,
         }
     });
-    // Not waiting for blocking work still running: after an interrupted start that is a
-    // Keycloak build nobody will use, and dropping the runtime would wait for it.
-    runtime.shutdown_background();
+    // Dropping the runtime waits for blocking work an interrupted start left running (a
+    // Keycloak build, or the stop of a Keycloak writing its class archive), so it ends cleanly.
+    drop(runtime);
     match result {
         Ok(code) => code,
         Err(error) => {
