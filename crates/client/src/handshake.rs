@@ -20,7 +20,7 @@ const ALERT_WAIT: Duration = Duration::from_secs(2);
 
 /// The TLS alert the server at `url` answers our certificate with, if it refuses it.
 pub(crate) async fn certificate_alert(url: &Url, ca_pem: &str, identity: &Leaf) -> Option<String> {
-    let config = Arc::new(client_config(ca_pem, identity)?);
+    let config = Arc::new(mtls_config(ca_pem, identity)?);
     let host = url.host_str()?.to_owned();
     let port = url.port_or_known_default()?;
     let connect = async {
@@ -43,7 +43,9 @@ pub(crate) async fn certificate_alert(url: &Url, ca_pem: &str, identity: &Leaf) 
     }
 }
 
-fn client_config(ca_pem: &str, identity: &Leaf) -> Option<rustls::ClientConfig> {
+/// The TLS side of this client for callers below reqwest (this bare handshake, the load
+/// generator): trusts exactly `ca_pem` and presents `identity`; `None` if either is unusable.
+pub fn mtls_config(ca_pem: &str, identity: &Leaf) -> Option<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in der::certificates(ca_pem).ok()? {
         roots.add(ca).ok()?;

@@ -16,4 +16,5 @@ mod token;
 pub use api::{ApiResponse, ResourceApi};
 pub use claims::Claims;
 pub use error::ClientError;
+pub use handshake::mtls_config;
 pub use token::{AccessToken, TokenClient, TokenClientConfig};

@@ -300,7 +300,8 @@ struct VerifiedCache {
 /// A verified token and the JWKS generation it was verified under.
 type Verified = (u64, Arc<VerifiedToken>);
 
-const VERIFIED_CACHE_CAPACITY: usize = 10_000;
+/// How many verified tokens are remembered (about 1.5 KiB each with their claims).
+pub const VERIFIED_CACHE_CAPACITY: usize = 10_000;
 
 impl VerifiedCache {
     /// Shared, not copied: a hit costs a hash, a comparison and a reference count.

@@ -1,0 +1,558 @@
+//! The load of `scripts/uncached-load.sh`: what the resource server pays for a token it has not
+//! seen, next to one it has and to no authentication at all, measured in one run with tokens
+//! Keycloak really issued.
+//!
+//! 1. A realm of its own on a real Keycloak (the test kit starts one, as `cargo test` does): the
+//!    read-only role granted, the client's token lifespan raised through the Admin API so the
+//!    pool outlives the run, then a pool of tokens got with client credentials over mTLS, twice
+//!    the resource server's verified-token cache, so a round robin over it never hits that cache.
+//! 2. The load target (the resource server's `examples/load_target.rs`, `--issuer` mode) pinned
+//!    to CPU 0 and this generator's load thread pinned to CPU 1, so the server's own cost per
+//!    request decides its throughput.
+//! 3. Per round, in alternating order: no authentication, the same token on every request, a
+//!    different token on every request; each a warm-up, then a measured window. The server's CPU
+//!    per request is its utime+stime over the window (from /proc) divided by the requests
+//!    answered in it, so time other processes or the hypervisor take does not count.
+//! 4. One raw RS256 verification of the pool's tokens with the realm's key parsed once
+//!    (aws-lc-rs), on CPU 0 like the server: the yardstick of the uncached path.
+//!
+//! oha, which `scripts/load-test.sh` uses, sends the same headers on every request, so it can
+//! only measure the cache's hit path; hence this generator, on hyper's HTTP/1.1 client
+//! connections over rustls, trusting only the local CA and presenting the client certificate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
+use hyper_util::rt::TokioIo;
+use playbook_keycloak::CLIENT_ID;
+use playbook_resource_server::VERIFIED_CACHE_CAPACITY;
+use playbook_testkit::{TestRealm, certs};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use url::Url;
+
+#[derive(Parser)]
+struct Args {
+    /// The built load target (`target/release/examples/load_target`).
+    #[arg(long)]
+    target: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Measured seconds per path and round.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Unmeasured seconds before each window (connections open, caches and JIT-free code warm).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Tokens in the pool [default: twice the verified-token cache].
+    #[arg(long)]
+    pool: Option<usize>,
+    /// Record the server with `perf record` into this file during the first window of
+    /// distinct tokens (`perf report -i FILE --no-children` shows where a new token's time goes).
+    #[arg(long)]
+    perf: Option<PathBuf>,
+}
+
+/// Long enough for minting and every round; the realm is the run's own.
+const LIFESPAN: Duration = Duration::from_secs(3 * 3600);
+/// Token requests in flight while minting: Keycloak shares the machine's two cores.
+const MINT_CONCURRENCY: usize = 8;
+const LIST_USERS: &str = "/api/users";
+const NO_AUTH: &str = "/bench/users-noauth";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    NoAuth,
+    SameToken,
+    DistinctTokens,
+}
+
+impl Path {
+    const ALL: [Path; 3] = [Path::NoAuth, Path::SameToken, Path::DistinctTokens];
+    fn label(self) -> &'static str {
+        match self {
+            Path::NoAuth => "no authentication (same handler)",
+            Path::SameToken => "same token every request",
+            Path::DistinctTokens => "a different token every request",
+        }
+    }
+}
+
+/// One measured window.
+#[derive(Clone, Copy)]
+struct Window {
+    requests: u64,
+    per_second: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+    rss_mib: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let pool = args.pool.unwrap_or(2 * VERIFIED_CACHE_CAPACITY);
+    let (realm, tokens, jwks) = playbook_testkit::run(mint(pool))?;
+    eprintln!("[load] {} tokens from realm {}", tokens.len(), realm.name);
+    let headers: Vec<HeaderValue> = tokens
+        .iter()
+        .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+        .collect::<Result<_, _>>()?;
+    let raw = RawVerify::new(&tokens, &jwks)?;
+
+    let server = playbook_testkit::run(Target::start(&args.target, realm.issuer(), pinned))?;
+    let load = Load {
+        base: server.url.clone(),
+        pid: server.pid,
+        connections: args.connections,
+        warmup: Duration::from_secs_f64(args.warmup),
+        window: Duration::from_secs_f64(args.seconds),
+        tls: Arc::new(
+            playbook_client::mtls_config(&certs().ca_pem, &certs().client)
+                .context("the client certificate is not usable")?,
+        ),
+        perf: None,
+    };
+    let all = Arc::new(headers);
+    let one = Arc::new(vec![all[0].clone()]);
+    let none = Arc::new(Vec::new());
+
+    let mut results: Vec<(Path, Window)> = Vec::new();
+    let mut raw_us = Vec::new();
+    println!(
+        "| round | path | server CPU µs/request | requests/s | p99 ms | server RSS MiB |\n|---|---|---|---|---|---|"
+    );
+    for round in 1..=args.rounds {
+        let mut order = Path::ALL;
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for path in order {
+            let (route, headers) = match path {
+                Path::NoAuth => (NO_AUTH, none.clone()),
+                Path::SameToken => (LIST_USERS, one.clone()),
+                Path::DistinctTokens => (LIST_USERS, all.clone()),
+            };
+            let mut load = load.clone();
+            if path == Path::DistinctTokens && round == 1 {
+                load.perf = args.perf.clone();
+            }
+            let window = on_cpu(pinned.then_some(1), { move || load.run(route, headers) })??;
+            println!(
+                "| {round} | {} | {:.1} | {:.0} | {:.2} | {:.1} |",
+                path.label(),
+                window.cpu_us_per_request,
+                window.per_second,
+                window.p99_ms,
+                window.rss_mib
+            );
+            results.push((path, window));
+        }
+        let raw = raw.clone();
+        raw_us.push(on_cpu(pinned.then_some(0), move || {
+            raw.cpu_us_per_verify()
+        })??);
+    }
+    summarize(&results, &raw_us, args.connections);
+    Ok(())
+}
+
+/// Step 1: a realm, its role granted, a long lifespan, the pool, and the realm's JWKS.
+async fn mint(pool: usize) -> anyhow::Result<(TestRealm, Vec<String>, serde_json::Value)> {
+    let realm = TestRealm::new().await;
+    realm.grant_readonly_role().await;
+    realm
+        .provisioner()
+        .set_access_token_lifespan(CLIENT_ID, LIFESPAN)
+        .await?;
+    let client = realm.token_client();
+    let started = Instant::now();
+    let tokens: Vec<String> = futures::stream::iter(0..pool)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let token = client.request().await?;
+                if (i + 1) % 2000 == 0 {
+                    eprintln!("[load] {} tokens minted", i + 1);
+                }
+                anyhow::Ok(token.expose().to_owned())
+            }
+        })
+        .buffer_unordered(MINT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    eprintln!(
+        "[load] minted {pool} tokens in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let jwks = playbook_https::https_client(&certs().ca_pem)?
+        .get(realm.urls().jwks())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok((realm, tokens, jwks))
+}
+
+/// The load target process, killed when dropped.
+struct Target {
+    _child: tokio::process::Child,
+    pid: u32,
+    url: Url,
+}
+
+impl Target {
+    async fn start(binary: &std::path::Path, issuer: Url, pinned: bool) -> anyhow::Result<Self> {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .arg("--certs-dir")
+            .arg(certs().files.dir())
+            .args(["--port", "0", "--issuer", issuer.as_str()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if pinned {
+            // SAFETY: only an affinity syscall between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    if pin(0) {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}; build it first", binary.display()))?;
+        let pid = child.id().context("the load target exited at once")?;
+        let mut lines = BufReader::new(child.stdout.take().context("its stdout")?).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the load target did not start within 30 s")??
+            .context("the load target exited before it was ready")?;
+        let url = ready
+            .strip_prefix("load target ready on ")
+            .with_context(|| format!("unexpected first line from the load target: {ready}"))?;
+        Ok(Self {
+            _child: child,
+            pid,
+            url: Url::parse(url)?,
+        })
+    }
+}
+
+/// Pins the calling thread (or, before exec, the process to be) to one CPU.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is the empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Runs `work` on a thread of its own, pinned to `cpu` when given.
+fn on_cpu<T: Send + 'static>(
+    cpu: Option<usize>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            pin(cpu);
+        }
+        work()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("a measuring thread panicked"))
+}
+
+#[derive(Clone)]
+struct Load {
+    base: Url,
+    pid: u32,
+    connections: usize,
+    warmup: Duration,
+    window: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    perf: Option<PathBuf>,
+}
+
+/// What one connection saw inside the measured window.
+#[derive(Default)]
+struct Seen {
+    latencies_us: Vec<u32>,
+    failures: u64,
+}
+
+impl Load {
+    /// One warm-up and one measured window over `connections` keep-alive connections; each
+    /// request carries the next of `headers` (round robin), or none when it is empty.
+    fn run(&self, route: &str, headers: Arc<Vec<HeaderValue>>) -> anyhow::Result<Window> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let start = tokio::time::Instant::now();
+            let from = start + self.warmup;
+            let until = from + self.window;
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut connections = Vec::new();
+            for _ in 0..self.connections {
+                let (load, headers, next) = (self.clone(), headers.clone(), next.clone());
+                let uri = self.base.join(route)?.to_string();
+                connections.push(tokio::spawn(async move {
+                    load.connection(&uri, &headers, &next, from.into(), until.into())
+                        .await
+                }));
+            }
+            tokio::time::sleep_until(from).await;
+            let perf = match &self.perf {
+                Some(output) => Some(
+                    tokio::process::Command::new("perf")
+                        .args(["record", "--quiet", "-F", "2999", "-p"])
+                        .arg(self.pid.to_string())
+                        .arg("-o")
+                        .arg(output)
+                        .args(["--", "sleep"])
+                        .arg(self.window.as_secs_f64().to_string())
+                        .spawn()
+                        .context("--perf needs perf (Debian: linux-perf)")?,
+                ),
+                None => None,
+            };
+            let cpu_before = cpu_seconds(self.pid)?;
+            tokio::time::sleep_until(until).await;
+            let cpu_after = cpu_seconds(self.pid)?;
+            if let Some(mut perf) = perf {
+                perf.wait().await?;
+            }
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            for connection in connections {
+                let seen = connection.await??;
+                latencies.extend(seen.latencies_us);
+                failures += seen.failures;
+            }
+            if failures > 0 {
+                bail!(
+                    "{failures} requests to {route} were not answered 200: the numbers would lie"
+                );
+            }
+            let requests = latencies.len() as u64;
+            if requests == 0 {
+                bail!("no request to {route} was answered within the window");
+            }
+            let p99_index = (latencies.len() * 99 / 100).min(latencies.len() - 1);
+            let p99 = *latencies.select_nth_unstable(p99_index).1;
+            Ok(Window {
+                requests,
+                per_second: requests as f64 / self.window.as_secs_f64(),
+                p99_ms: f64::from(p99) / 1000.0,
+                cpu_us_per_request: (cpu_after - cpu_before) * 1e6 / requests as f64,
+                rss_mib: rss_mib(self.pid)?,
+            })
+        })
+    }
+
+    async fn connection(
+        &self,
+        uri: &str,
+        headers: &[HeaderValue],
+        next: &AtomicUsize,
+        from: Instant,
+        until: Instant,
+    ) -> anyhow::Result<Seen> {
+        let host = self.base.host_str().context("a host")?.to_owned();
+        let port = self.base.port_or_known_default().context("a port")?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(connection);
+        let host = HeaderValue::from_str(&format!("{host}:{port}"))?;
+        let mut seen = Seen::default();
+        loop {
+            let sent = Instant::now();
+            if sent >= until {
+                return Ok(seen);
+            }
+            let mut request = hyper::Request::get(uri).header(HOST, host.clone());
+            if !headers.is_empty() {
+                let i = next.fetch_add(1, Ordering::Relaxed) % headers.len();
+                request = request.header(AUTHORIZATION, headers[i].clone());
+            }
+            let response = sender
+                .send_request(request.body(Empty::<Bytes>::new())?)
+                .await?;
+            let ok = response.status() == hyper::StatusCode::OK;
+            response.into_body().collect().await?;
+            let answered = Instant::now();
+            if sent >= from && answered <= until {
+                seen.latencies_us
+                    .push((answered - sent).as_micros().min(u32::MAX as u128) as u32);
+                seen.failures += u64::from(!ok);
+            }
+        }
+    }
+}
+
+/// The process's user + system CPU time so far.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command name in parentheses, field 3 (state) comes first: utime and stime
+    // (fields 14 and 15) are the 12th and 13th from there.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / per_second)
+}
+
+/// The process's resident memory now.
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("VmRSS")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// Every token of the pool, its signature checked with the realm key parsed once.
+#[derive(Clone)]
+struct RawVerify {
+    key: Arc<aws_lc_rs::signature::ParsedPublicKey>,
+    signed: Arc<Vec<(String, Vec<u8>)>>,
+}
+
+impl RawVerify {
+    fn new(tokens: &[String], jwks: &serde_json::Value) -> anyhow::Result<Self> {
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD.decode(tokens[0].split('.').next().context("a JWT")?)?,
+        )?;
+        let kid = header["kid"].as_str().context("a kid")?;
+        let jwk = jwks["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+            .context("the token's kid in the realm's JWKS")?;
+        let component = |name: &str| -> anyhow::Result<Vec<u8>> {
+            Ok(URL_SAFE_NO_PAD.decode(jwk[name].as_str().context("an RSA JWK")?)?)
+        };
+        let key = RsaPublicKeyComponents {
+            n: component("n")?,
+            e: component("e")?,
+        }
+        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        .map_err(|e| anyhow::anyhow!("the realm key: {e}"))?;
+        let signed = tokens
+            .iter()
+            .map(|t| {
+                let (signed, signature) = t.rsplit_once('.').context("a JWT")?;
+                Ok((signed.to_owned(), URL_SAFE_NO_PAD.decode(signature)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            key: Arc::new(key),
+            signed: Arc::new(signed),
+        })
+    }
+
+    /// Thread CPU time of one pass over the pool, per verification.
+    fn cpu_us_per_verify(&self) -> anyhow::Result<f64> {
+        let before = thread_cpu_seconds();
+        for (signed, signature) in self.signed.iter() {
+            self.key
+                .verify_sig(signed.as_bytes(), signature)
+                .map_err(|_| anyhow::anyhow!("a pool token does not verify"))?;
+        }
+        Ok((thread_cpu_seconds() - before) * 1e6 / self.signed.len() as f64)
+    }
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+/// The medians of the rounds, and the ratios the resource server is held to.
+fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let of = |path: Path, field: fn(&Window) -> f64| {
+        median(
+            results
+                .iter()
+                .filter(|(p, _)| *p == path)
+                .map(|(_, w)| field(w))
+                .collect(),
+        )
+    };
+    println!(
+        "\nmedians of the rounds ({connections} connections):\n\n| path | server CPU µs/request | requests/s | p99 ms | server RSS MiB (max) |\n|---|---|---|---|---|"
+    );
+    for path in Path::ALL {
+        let rss = (results.iter().filter(|(p, _)| *p == path))
+            .map(|(_, w)| w.rss_mib)
+            .fold(0.0, f64::max);
+        println!(
+            "| {} | {:.1} | {:.0} | {:.2} | {:.1} |",
+            path.label(),
+            of(path, |w| w.cpu_us_per_request),
+            of(path, |w| w.per_second),
+            of(path, |w| w.p99_ms),
+            rss
+        );
+    }
+    let floor = of(Path::NoAuth, |w| w.cpu_us_per_request);
+    let same = of(Path::SameToken, |w| w.cpu_us_per_request);
+    let distinct = of(Path::DistinctTokens, |w| w.cpu_us_per_request);
+    let raw = median(raw_us.to_vec());
+    let requests: u64 = results.iter().map(|(_, w)| w.requests).sum();
+    println!(
+        "\nraw RS256 verify (key parsed once): {raw:.1} µs\n\
+         CPU per request: distinct / same {:.2}, distinct / no auth {:.2}, same / no auth {:.2}\n\
+         a new token costs the floor + {:.2} × raw verify (target ≤ 1.3): distinct − no auth = {:.1} µs\n\
+         p99: distinct / same {:.2} (target ≤ 2)\n\
+         {requests} requests measured",
+        distinct / same,
+        distinct / floor,
+        same / floor,
+        (distinct - floor) / raw,
+        distinct - floor,
+        of(Path::DistinctTokens, |w| w.p99_ms) / of(Path::SameToken, |w| w.p99_ms),
+    );
+}
