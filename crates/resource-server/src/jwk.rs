@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::AlgorithmFamily;
-use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use serde::Deserialize;
 
@@ -13,18 +15,23 @@ use crate::Algorithm;
 
 /// A key from the JWKS, with what it may verify.
 ///
-/// jsonwebtoken parses the JWK into a [`DecodingKey`]; it is silent on two things a resource
-/// server must respect, so they are checked here: the JWK's `use` (an encryption key must never
-/// verify a signature) and, for EC keys, that the curve is the one the algorithm names.
+/// jsonwebtoken reads the JWK; it is silent on two things a resource server must respect, so
+/// they are checked here: the JWK's `use` (an encryption key must never verify a signature) and,
+/// for EC keys, that the curve is the one the algorithm names.
+///
+/// The key material is parsed into aws-lc-rs keys once, one per algorithm it may verify, when
+/// the JWKS is loaded. jsonwebtoken's `DecodingKey` keeps an RSA key as its modulus and exponent
+/// and builds the aws-lc key again at every verification, with its Montgomery constants: on a
+/// token not seen before that cost ~2.1 µs in the microbenchmark and more under load, where it
+/// also evicts the caches (docs/benchmarks.md, "A token not seen before").
 pub struct VerifyingKey {
     pub kid: String,
     /// Why this key can never verify a token signature, if it cannot (e.g. `use: enc`).
     unusable: Option<String>,
     /// The JWK's own `alg`, which then is the only algorithm it verifies.
     alg: Option<Algorithm>,
-    /// The algorithms of our allow-list this key's type and curve fit.
-    fits: Vec<Algorithm>,
-    key: Option<DecodingKey>,
+    /// The parsed key for each algorithm of our allow-list this key's type and curve fit.
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl VerifyingKey {
@@ -33,8 +40,8 @@ impl VerifyingKey {
         self.unusable.is_none()
     }
 
-    /// The decoding key for `alg`, or why this key does not verify `alg`.
-    pub fn for_alg(&self, alg: Algorithm) -> Result<&DecodingKey, String> {
+    /// The parsed key for `alg`, or why this key does not verify `alg`.
+    pub fn for_alg(&self, alg: Algorithm) -> Result<&ParsedPublicKey, String> {
         if let Some(reason) = &self.unusable {
             return Err(reason.clone());
         }
@@ -43,10 +50,10 @@ impl VerifyingKey {
         {
             return Err(format!("key is for {} only", own.name()));
         }
-        match &self.key {
-            Some(key) if self.fits.contains(&alg) => Ok(key),
-            _ => Err(format!("key type does not match {}", alg.name())),
-        }
+        (self.verifiers.iter())
+            .find(|(fits, _)| *fits == alg)
+            .map(|(_, key)| key)
+            .ok_or_else(|| format!("key type does not match {}", alg.name()))
     }
 }
 
@@ -85,8 +92,7 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
         kid,
         unusable: None,
         alg: None,
-        fits: Vec::new(),
-        key: None,
+        verifiers: Vec::new(),
     };
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
@@ -111,7 +117,7 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
     }
     // Only public-key families: an `oct` JWK would be an HMAC secret, which no allow-list here
     // names, and which a resource server must never hold.
-    key.fits = match &jwk.algorithm {
+    let fits: Vec<Algorithm> = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => allowed
             .iter()
             .copied()
@@ -128,14 +134,58 @@ fn parse_jwk(kid: String, jwk: &Jwk, allowed: &[Algorithm]) -> VerifyingKey {
             .collect(),
         _ => Vec::new(),
     };
-    key.fits.retain(|a| key.alg.is_none_or(|own| own == *a));
-    if key.fits.is_empty() {
-        key.unusable = Some("no accepted algorithm fits this key".into());
-        return key;
+    let fits = fits
+        .into_iter()
+        .filter(|a| key.alg.is_none_or(|own| own == *a));
+    for alg in fits {
+        match parsed(&jwk.algorithm, alg) {
+            Ok(parsed) => key.verifiers.push((alg, parsed)),
+            Err(error) => {
+                key.unusable = Some(format!("key material is invalid: {error}"));
+                key.verifiers.clear();
+                return key;
+            }
+        }
     }
-    match DecodingKey::from_jwk(jwk) {
-        Ok(decoding) => key.key = Some(decoding),
-        Err(error) => key.unusable = Some(format!("key material is invalid: {error}")),
+    if key.verifiers.is_empty() {
+        key.unusable = Some("no accepted algorithm fits this key".into());
     }
     key
+}
+
+/// The aws-lc-rs key verifying `alg` with these JWK parameters (RFC 7518 section 6).
+fn parsed(params: &AlgorithmParameters, alg: Algorithm) -> Result<ParsedPublicKey, String> {
+    let bytes = |b64: &str| URL_SAFE_NO_PAD.decode(b64).map_err(|e| e.to_string());
+    match params {
+        AlgorithmParameters::RSA(rsa) => {
+            let scheme: &'static RsaParameters = match alg {
+                Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+                Algorithm::ES256 | Algorithm::ES384 => return Err("not an RSA algorithm".into()),
+            };
+            RsaPublicKeyComponents {
+                n: bytes(&rsa.n)?,
+                e: bytes(&rsa.e)?,
+            }
+            .to_parsed_public_key(scheme)
+            .map_err(|e| e.to_string())
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let scheme = match alg {
+                Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+                Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+                _ => return Err("not an EC algorithm".into()),
+            };
+            // SEC 1 uncompressed point: 0x04, then x and y.
+            let mut point = vec![0x04];
+            point.extend(bytes(&ec.x)?);
+            point.extend(bytes(&ec.y)?);
+            ParsedPublicKey::new(scheme, point).map_err(|e| e.to_string())
+        }
+        _ => Err("not a public-key JWK".into()),
+    }
 }
