@@ -8,7 +8,8 @@
 //! - `--token-file F` (`scripts/load-test.sh`): a preloaded test key instead of Keycloak; one
 //!   valid token signed with it is written to F (mode 0600);
 //! - `--issuer URL` (`scripts/uncached-load.sh`): a real Keycloak realm's keys, by discovery, as
-//!   `playbook resource-server` finds them, so the tokens are Keycloak's own.
+//!   `playbook resource-server` finds them, so the tokens are Keycloak's own; `--introspection`
+//!   adds introspection mode.
 //!
 //! It prints `load target ready on <url>` and serves until SIGINT/SIGTERM.
 //!
@@ -26,7 +27,7 @@ use axum::Json;
 use axum::routing::get;
 use clap::Parser;
 use playbook_forge::{SigningKey as TestKey, keycloak_like_claims};
-use playbook_resource_server::{Algorithm, AppState, JwksCache, api, server};
+use playbook_resource_server::{Algorithm, AppState, IntrospectionConfig, JwksCache, api, server};
 use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
@@ -44,6 +45,10 @@ struct Args {
     /// Trust this Keycloak realm's keys instead.
     #[arg(long)]
     issuer: Option<Url>,
+    /// With `--issuer`: also ask Keycloak whether each token is active (RFC 7662), answers
+    /// cached for the default TTL, as `playbook resource-server --introspection` does.
+    #[arg(long, requires = "issuer")]
+    introspection: bool,
 }
 
 /// The production router plus the unauthenticated twin of its list handler.
@@ -65,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
     let listen = ([127, 0, 0, 1], args.port).into();
     let running = match (&args.issuer, &args.token_file) {
         (Some(issuer), _) => {
-            let config = server::ServerConfig::new(issuer.clone(), listen, &certs);
+            let mut config = server::ServerConfig::new(issuer.clone(), listen, &certs);
+            if args.introspection {
+                config.introspection = Some(IntrospectionConfig::default());
+            }
             server::start_with(config, with_baseline).await?
         }
         (None, Some(token_file)) => {

@@ -8,8 +8,6 @@
 //! cannot be asked the request fails with 503: the token may well be good (401 would send the
 //! client for a new token it does not need), but it cannot be called good either.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use playbook_https::send_recorded;
@@ -21,6 +19,8 @@ use url::Url;
 /// How long an answer may be reused by default: the longest a revocation goes unnoticed.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
+/// Answers remembered at most; a full cache makes room one entry at a time, as the
+/// verified-token cache does, so no request pays for emptying it.
 const CACHE_CAPACITY: usize = 10_000;
 
 /// Whom to ask and as whom.
@@ -56,7 +56,8 @@ pub struct Introspector {
     endpoint: Url,
     client_id: String,
     ttl: Duration,
-    answers: Mutex<HashMap<[u8; 32], (bool, Instant)>>,
+    /// By the token's SHA-256: whether Keycloak called it active, and until when that stands.
+    answers: quick_cache::sync::Cache<[u8; 32], (bool, Instant)>,
     trace: Trace,
     party: Party,
 }
@@ -80,7 +81,7 @@ impl Introspector {
             endpoint,
             client_id: config.client_id.clone(),
             ttl: config.ttl,
-            answers: Mutex::new(HashMap::new()),
+            answers: quick_cache::sync::Cache::new(CACHE_CAPACITY),
             trace,
             party,
         }
@@ -92,28 +93,16 @@ impl Introspector {
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        let cached = self
-            .answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+        let cached = (self.answers.get(&key))
             .filter(|(_, until)| Instant::now() < *until)
-            .map(|(active, _)| *active);
+            .map(|(active, _)| active);
         let active = match cached {
             Some(active) => active,
             None => {
                 let active = self.ask(token).await?;
                 let lives = u64::try_from(expires_at - playbook_keycloak::unix_now()).unwrap_or(0);
                 let until = Instant::now() + self.ttl.min(Duration::from_secs(lives));
-                let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-                if answers.len() >= CACHE_CAPACITY {
-                    let now = Instant::now();
-                    answers.retain(|_, (_, until)| now < *until);
-                    if answers.len() >= CACHE_CAPACITY {
-                        answers.clear();
-                    }
-                }
-                answers.insert(key, (active, until));
+                self.answers.insert(key, (active, until));
                 active
             }
         };
