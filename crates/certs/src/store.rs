@@ -6,6 +6,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use p12_keystore::{Certificate as P12Certificate, KeyStore, KeyStoreEntry};
+use rcgen::KeyPair;
 
 use crate::check::{check_chain, check_key, check_lifetime};
 use crate::{
@@ -59,6 +60,16 @@ impl Files {
     }
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("client-key.pem")
+    }
+
+    /// The key `private_key_jwt` signs client assertions with (0600). Not the TLS certificate's
+    /// key: the TLS identity and the assertion key are rotated, and can leak, independently.
+    pub fn assertion_key(&self) -> PathBuf {
+        self.dir.join("client-assertion-key.pem")
+    }
+    /// Where the client keeps the secret Keycloak gave it for a secret-based method (0600).
+    pub fn client_secret(&self, method: &str) -> PathBuf {
+        self.dir.join(format!("client-secret-{method}"))
     }
 
     /// Every (certificate, key, is-client) pair of leaves.
@@ -142,6 +153,18 @@ impl CertSet {
         })
     }
 
+    /// The `private_key_jwt` signing key (PKCS#8 PEM), made on first use: sets generated before
+    /// it existed stay valid.
+    pub fn assertion_key(&self) -> Result<String, CertsError> {
+        let path = self.files.assertion_key();
+        if let Ok(pem) = fs::read_to_string(&path) {
+            return Ok(pem);
+        }
+        let pem = KeyPair::generate()?.serialize_pem();
+        write_file(&path, &pem, true)?;
+        Ok(pem)
+    }
+
     /// The CA of this set, able to sign more leaves (reads `ca-key.pem`).
     pub fn authority(&self) -> Result<Authority, CertsError> {
         let key =
@@ -171,7 +194,9 @@ impl CertSet {
             write_file(&key, leaf.key_pem(), true)?;
             write_file(&cert, leaf.cert_pem(), false)?;
         }
-        tracing::debug!(dir = %f.dir.display(), "generated a new CA and leaf certificates");
+        let assertion_key = KeyPair::generate()?.serialize_pem();
+        write_file(&f.assertion_key(), &assertion_key, true)?;
+        tracing::debug!(dir = %f.dir.display(), "generated a new CA, leaf certificates and the assertion key");
         Ok(set)
     }
 }
@@ -243,6 +268,7 @@ mod tests {
             first.files.keycloak_key(),
             first.files.resource_server_key(),
             first.files.client_key(),
+            first.files.assertion_key(),
         ] {
             let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
@@ -254,6 +280,19 @@ mod tests {
             first.client.thumbprint_s256(),
             second.client.thumbprint_s256()
         );
+        assert_eq!(
+            first.assertion_key().unwrap(),
+            second.assertion_key().unwrap()
+        );
+        // A set from before the assertion key existed gets one on first use, 0600.
+        fs::remove_file(first.files.assertion_key()).unwrap();
+        let made = second.assertion_key().unwrap();
+        assert!(made.contains("PRIVATE KEY"));
+        let mode = fs::metadata(first.files.assertion_key())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

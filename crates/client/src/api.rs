@@ -72,8 +72,8 @@ impl ResourceApi {
         Self {
             http,
             base_url,
+            with_certificate: tokens.config().credential.presents_certificate(),
             tokens,
-            with_certificate: true,
             server: Party::ResourceServer,
         }
     }
@@ -129,7 +129,7 @@ impl ResourceApi {
         let config = self.tokens.config();
         let mut exchange = Exchange::new(config.party, self.server, "GET", url.as_str());
         exchange.token = TokenView::decode(token);
-        exchange.client_certificate = self.with_certificate.then(|| config.certificate_view());
+        exchange.client_certificate = config.certificate_view().filter(|_| self.with_certificate);
         exchange.purpose = if self.with_certificate {
             "Bearer token, same client certificate".into()
         } else {

@@ -11,15 +11,16 @@ pub enum ClientError {
     #[error(transparent)]
     Tls(#[from] playbook_https::TlsMaterialError),
 
-    #[error(
-        "Keycloak refused the token request ({status} {error}: {description}); check that the client certificate \
-         is signed by the CA Keycloak trusts and its CN matches the client's x509.subjectdn"
-    )]
+    #[error("Keycloak refused the token request ({status} {error}: {description}); {hint}")]
     TokenRefused {
         status: u16,
         error: String,
         description: String,
+        hint: String,
     },
+
+    #[error("{0}")]
+    BadCredential(String),
 
     #[error(
         "the TLS handshake with {url} refused our client certificate ({reason}); is it signed by the CA the server trusts?"

@@ -3,18 +3,20 @@
 //! 1. an Admin API session ([`playbook_keycloak::Admin`]);
 //! 2. [`playbook_keycloak::Provisioner`] gives the client's service account the realm role;
 //! 3. [`TokenClient`] gets a client-credentials token, authenticating with the TLS client
-//!    certificate (RFC 8705), and caches it;
+//!    certificate (RFC 8705) or, for comparison, a [`Credential`] of another method, and caches it;
 //! 4. [`ResourceApi`] calls the resource server over the same mutual-TLS identity, so
 //!    certificate-bound tokens are accepted.
 
 mod api;
 mod claims;
+mod credential;
 mod error;
 mod handshake;
 mod token;
 
 pub use api::{ApiResponse, ResourceApi};
 pub use claims::Claims;
+pub use credential::{ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, provision};
 pub use error::ClientError;
 pub use handshake::mtls_config;
 pub use token::{AccessToken, TokenClient, TokenClientConfig};

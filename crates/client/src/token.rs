@@ -1,4 +1,5 @@
-//! Step 3: client credentials over mutual TLS, with the token cached for its lifetime.
+//! Step 3: client credentials over mutual TLS (or, for comparison, another way of authenticating
+//! the client), with the token cached for its lifetime.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,10 +11,10 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use playbook_https::{Answer, send_recorded};
-use playbook_keycloak::{CLIENT_ID, USERS_READ};
+use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmUrl, USERS_READ};
 use playbook_trace::{CertView, Exchange, Party, TokenView, Trace};
 
-use crate::{Claims, ClientError};
+use crate::{Claims, ClientError, Credential};
 
 /// Renew this long before expiry (or at half-life for very short tokens).
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -25,7 +26,13 @@ pub struct TokenClientConfig {
     pub client_id: String,
     pub scope: String,
     pub ca_pem: String,
+    /// The TLS client certificate: how [`Credential::Certificate`] authenticates, and what binds
+    /// the token to it.
     pub identity: Leaf,
+    /// How the client authenticates at the token endpoint.
+    pub credential: Credential,
+    /// The audience of client assertions: the issuer identifier (unused by the other methods).
+    pub audience: String,
     /// Where each token request is recorded.
     pub trace: Trace,
     /// The lifeline this client is drawn as: the tutorial's client, or the lab's intruder.
@@ -33,12 +40,24 @@ pub struct TokenClientConfig {
 }
 
 impl TokenClientConfig {
-    /// An HTTPS client trusting only the CA and presenting the client certificate.
+    /// An HTTPS client trusting only the CA, presenting the client certificate when that is how
+    /// the client authenticates (the other methods send none, so their tokens are not bound).
     pub fn https_client(&self) -> Result<reqwest::Client, ClientError> {
+        if !self.credential.presents_certificate() {
+            return Ok(playbook_https::https_client(&self.ca_pem)?);
+        }
         Ok(playbook_https::https_client_with_identity(
             &self.ca_pem,
             &self.identity.identity_pem(),
         )?)
+    }
+
+    /// The realm's client of `credential`'s method, authenticating with it.
+    pub fn with_credential(mut self, credential: Credential, realm: &RealmUrl) -> Self {
+        self.client_id = credential.method().client_id().into();
+        self.audience = realm.issuer().as_str().into();
+        self.credential = credential;
+        self
     }
 
     /// Why a request with this configuration's TLS identity failed to get an answer.
@@ -54,16 +73,43 @@ impl TokenClientConfig {
             scope: USERS_READ.into(),
             ca_pem: ca_pem.into(),
             identity: identity.clone(),
+            credential: Credential::Certificate,
+            audience: String::new(),
             trace: Trace::off(),
             party: Party::Client,
         }
     }
 
-    /// The certificate this client presents, as the diagram shows it.
-    pub(crate) fn certificate_view(&self) -> CertView {
-        CertView {
+    /// The certificate this client presents, as the diagram shows it; none when it presents
+    /// none.
+    pub(crate) fn certificate_view(&self) -> Option<CertView> {
+        self.credential.presents_certificate().then(|| CertView {
             subject: self.identity.subject(),
             thumbprint: self.identity.thumbprint_s256(),
+        })
+    }
+
+    /// What to check when Keycloak refuses this client, by how it authenticates.
+    fn refusal_hint(&self) -> String {
+        let method = self.credential.method();
+        match method {
+            AuthMethod::Mtls => {
+                "check that the client certificate is signed by the CA Keycloak trusts and \
+                 its CN matches the client's x509.subjectdn"
+                    .into()
+            }
+            AuthMethod::Secret | AuthMethod::SecretPost | AuthMethod::SecretJwt => format!(
+                "check the secret of {}: `playbook client --auth {}` sets a new one in step 2 and \
+                 keeps it 0600 in the certificate directory",
+                self.client_id,
+                method.name()
+            ),
+            AuthMethod::PrivateKeyJwt => format!(
+                "check that Keycloak holds the public key of {} (`playbook client --auth {}` gives \
+                 it in step 2) and that this machine's clock is right",
+                self.client_id,
+                method.name()
+            ),
         }
     }
 }
@@ -183,16 +229,19 @@ impl TokenClient {
     }
 
     /// The token request's parameters; `scope` is optional (RFC 6749 §4.4.2), and an empty one
-    /// is left out rather than sent empty, which Keycloak refuses.
-    fn form(&self) -> Vec<(&str, &str)> {
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", self.config.client_id.as_str()),
-        ];
+    /// is left out rather than sent empty, which Keycloak refuses. Then whatever the credential
+    /// sends in the form (a client id, a secret, an assertion).
+    fn form(&self) -> Result<Vec<(&'static str, String)>, ClientError> {
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
         if !self.config.scope.is_empty() {
-            form.push(("scope", self.config.scope.as_str()));
+            form.push(("scope", self.config.scope.clone()));
         }
-        form
+        form.extend(
+            self.config
+                .credential
+                .form_fields(&self.config.client_id, &self.config.audience)?,
+        );
+        Ok(form)
     }
 
     /// Revokes `token` at the realm's revocation `endpoint` (RFC 7009), authenticated by the
@@ -206,7 +255,7 @@ impl TokenClient {
             endpoint.as_str(),
         );
         exchange.purpose = "token revocation (RFC 7009), TLS client certificate".into();
-        exchange.client_certificate = Some(self.config.certificate_view());
+        exchange.client_certificate = self.config.certificate_view();
         exchange.token = TokenView::decode(token.expose());
         let request = self.http.post(endpoint.clone()).form(&[
             ("token", token.expose()),
@@ -223,7 +272,7 @@ impl TokenClient {
         .await;
         match answer {
             Ok(answer) if answer.is_success() => Ok(()),
-            Ok(answer) => Err(token_refused(&answer)),
+            Ok(answer) => Err(token_refused(&answer, self.config.refusal_hint())),
             Err(error) => Err(self.config.transport_error(endpoint, &error).await),
         }
     }
@@ -232,13 +281,25 @@ impl TokenClient {
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
         let url = &self.config.token_endpoint;
         let mut exchange = Exchange::new(self.config.party, Party::Keycloak, "POST", url.as_str());
-        exchange.purpose = format!(
-            "client_credentials, scope {}, TLS client certificate",
-            self.config.scope
-        );
-        exchange.client_certificate = Some(self.config.certificate_view());
+        let method = self.config.credential.method();
+        exchange.purpose = match method {
+            AuthMethod::Mtls => format!(
+                "client_credentials, scope {}, TLS client certificate",
+                self.config.scope
+            ),
+            _ => format!(
+                "client_credentials, scope {}, {} as {}",
+                self.config.scope,
+                method.oauth_name(),
+                self.config.client_id
+            ),
+        };
+        exchange.client_certificate = self.config.certificate_view();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let request = self.http.post(url.clone()).form(&self.form());
+        let mut request = self.http.post(url.clone()).form(&self.form()?);
+        if let Some((id, secret)) = self.config.credential.basic_auth(&self.config.client_id) {
+            request = request.basic_auth(id, Some(secret));
+        }
         let mut issued: Option<TokenResponse> = None;
         let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
             if !answer.is_success() {
@@ -257,7 +318,7 @@ impl TokenClient {
             Err(error) => return Err(self.config.transport_error(url, &error).await),
         };
         if !answer.is_success() {
-            return Err(token_refused(&answer));
+            return Err(token_refused(&answer, self.config.refusal_hint()));
         }
         let bad = |reason: &str| ClientError::BadResponse {
             url: url.to_string(),
@@ -283,11 +344,12 @@ fn refusal(answer: &Answer) -> ErrorResponse {
     answer.json().unwrap_or_default()
 }
 
-fn token_refused(answer: &Answer) -> ClientError {
+fn token_refused(answer: &Answer, hint: String) -> ClientError {
     let body = refusal(answer);
     ClientError::TokenRefused {
         status: answer.status.as_u16(),
         error: body.error,
         description: body.error_description,
+        hint,
     }
 }

@@ -171,6 +171,14 @@ impl Admin {
         check("POST", path, answer).map(drop)
     }
 
+    /// `POST` to an Admin API path without a body, reading the JSON it answers (e.g. a new
+    /// client secret).
+    pub async fn post_for<T: DeserializeOwned>(&self, path: &str) -> Result<T, KeycloakError> {
+        let answer = self.send(reqwest::Method::POST, path, None).await?;
+        let answer = check("POST", path, answer)?;
+        answer.json().map_err(|e| bad_answer(&answer.url, &e))
+    }
+
     /// `PUT` JSON to an Admin API path (relative to `admin/realms/`).
     pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
         let answer = self.send(reqwest::Method::PUT, path, Some(body)).await?;

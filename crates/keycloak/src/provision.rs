@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Admin, KeycloakError};
+use crate::{Admin, KeycloakError, Secret};
 
 /// The user Keycloak creates for a client with service accounts enabled.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,15 +79,46 @@ impl<'a> Provisioner<'a> {
         client_id: &str,
         lifespan: std::time::Duration,
     ) -> Result<(), KeycloakError> {
+        self.set_client_attribute(
+            client_id,
+            "access.token.lifespan",
+            lifespan.as_secs().to_string(),
+        )
+        .await
+    }
+
+    /// Sets one attribute of the client with this `clientId`, keeping the rest of it.
+    pub async fn set_client_attribute(
+        &self,
+        client_id: &str,
+        name: &str,
+        value: String,
+    ) -> Result<(), KeycloakError> {
         let path = format!(
             "{}/clients/{}",
             self.realm,
             self.client_uuid(client_id).await?
         );
         let mut client: serde_json::Value = self.admin.get(&path).await?.unwrap_or_default();
-        client["attributes"]["access.token.lifespan"] = lifespan.as_secs().to_string().into();
+        client["attributes"][name] = value.into();
         self.admin.put(&path, &client).await?;
         Ok(())
+    }
+
+    /// A new secret for the client: Keycloak generates it and refuses the old one from then on.
+    /// The secret is never recorded in the trace.
+    pub async fn rotate_secret(&self, client_id: &str) -> Result<Secret, KeycloakError> {
+        #[derive(Deserialize)]
+        struct Credential {
+            value: String,
+        }
+        let path = format!(
+            "{}/clients/{}/client-secret",
+            self.realm,
+            self.client_uuid(client_id).await?
+        );
+        let credential: Credential = self.admin.post_for(&path).await?;
+        Ok(Secret::new(credential.value))
     }
 
     /// The service-account user of the client with this `clientId`.

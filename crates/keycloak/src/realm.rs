@@ -27,6 +27,85 @@ pub const DEFAULT_HTTPS_PORT: u16 = 9443;
 pub const REALM: &str = "oauth2-playbook";
 /// The confidential client that authenticates with its TLS certificate (`client-x509`).
 pub const CLIENT_ID: &str = "oauth2-playbook-client-credentials-mtls";
+/// How a client proves who it is at the token endpoint: one confidential client of the realm per
+/// method, so they can be run side by side. The seed teaches only [`AuthMethod::Mtls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AuthMethod {
+    /// `tls_client_auth` (RFC 8705 section 2.1): the TLS client certificate, no secret at all.
+    #[default]
+    Mtls,
+    /// `client_secret_basic` (RFC 6749 section 2.3.1): the secret in the Authorization header.
+    Secret,
+    /// `client_secret_post`: the secret in the form body.
+    SecretPost,
+    /// `client_secret_jwt` (RFC 7523): an HS256 assertion keyed with the secret.
+    SecretJwt,
+    /// `private_key_jwt` (RFC 7523): an assertion signed with the client's own private key.
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    pub const ALL: [Self; 5] = [
+        Self::Mtls,
+        Self::Secret,
+        Self::SecretPost,
+        Self::SecretJwt,
+        Self::PrivateKeyJwt,
+    ];
+
+    /// The one name of each method: what `--auth` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mtls => "mtls",
+            Self::Secret => "secret",
+            Self::SecretPost => "secret-post",
+            Self::SecretJwt => "secret-jwt",
+            Self::PrivateKeyJwt => "private-key-jwt",
+        }
+    }
+
+    /// The realm's client that authenticates this way.
+    pub fn client_id(self) -> &'static str {
+        match self {
+            Self::Mtls => CLIENT_ID,
+            Self::Secret => "oauth2-playbook-client-secret-basic",
+            Self::SecretPost => "oauth2-playbook-client-secret-post",
+            Self::SecretJwt => "oauth2-playbook-client-secret-jwt",
+            Self::PrivateKeyJwt => "oauth2-playbook-client-private-key-jwt",
+        }
+    }
+
+    /// The method's registered name (RFC 8414 `token_endpoint_auth_methods_supported`).
+    pub fn oauth_name(self) -> &'static str {
+        match self {
+            Self::Mtls => "tls_client_auth",
+            Self::Secret => "client_secret_basic",
+            Self::SecretPost => "client_secret_post",
+            Self::SecretJwt => "client_secret_jwt",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    /// Keycloak's name for the authenticator (`clientAuthenticatorType` in `realm.json`).
+    pub fn keycloak_authenticator(self) -> &'static str {
+        match self {
+            Self::Mtls => "client-x509",
+            Self::Secret | Self::SecretPost => "client-secret",
+            Self::SecretJwt => "client-secret-jwt",
+            Self::PrivateKeyJwt => "client-jwt",
+        }
+    }
+
+    /// Whether the client keeps a shared secret, which Keycloak knows too.
+    pub fn uses_secret(self) -> bool {
+        matches!(self, Self::Secret | Self::SecretPost | Self::SecretJwt)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// The client standing for the resource server: the audience tokens must name, and who the
 /// resource server authenticates as (by its TLS certificate) to introspect tokens.
 pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";
@@ -200,6 +279,19 @@ mod tests {
                 .any(|s| s == "resource-server-audience"),
             "the intruder's own tokens are for another audience"
         );
+        for method in AuthMethod::ALL {
+            let client = clients
+                .iter()
+                .find(|c| c["clientId"] == method.client_id())
+                .unwrap_or_else(|| panic!("no client for {}", method.name()));
+            assert_eq!(
+                client["clientAuthenticatorType"],
+                method.keycloak_authenticator()
+            );
+            assert_eq!(client["serviceAccountsEnabled"], true);
+            assert!(client.get("secret").is_none(), "no secret is committed");
+            assert_eq!(AuthMethod::from_name(method.name()), Some(method));
+        }
         // The role exists but nobody holds it: the client assigns it in step 2.
         assert_eq!(realm["roles"]["realm"][0]["name"], READONLY_ROLE);
         assert!(realm.get("users").is_none());

@@ -1,0 +1,287 @@
+//! How the client proves who it is at the token endpoint, one way per [`AuthMethod`]: what the
+//! token request carries (a header, form fields, a signed assertion) and whether the connection
+//! presents the TLS client certificate.
+//!
+//! The assertions of RFC 7523 are made with jsonwebtoken (the same crate the resource server
+//! reads tokens with). Their header says `typ: client-authentication+jwt`, the explicit type RFC
+//! 10070 gives client assertions so that one can never be taken for another kind of JWT (an
+//! access token, an ID token); Keycloak reads only `alg` and `kid` of the header, so it accepts it.
+
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{EncodingKey, Header};
+use playbook_certs::CertSet;
+use playbook_keycloak::{AuthMethod, Provisioner, Secret, unix_now};
+use serde::Serialize;
+
+use crate::ClientError;
+
+/// How long an assertion is valid: Keycloak refuses one whose `iat` is over a minute old, and a
+/// short life bounds what a captured one is worth (its `jti` is single-use anyway).
+pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// The assertion's explicit type (RFC 10070, updating RFC 7523).
+pub const ASSERTION_TYPE: &str = "client-authentication+jwt";
+
+/// RFC 7523 section 2.2.
+const ASSERTION_TYPE_PARAMETER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// What the client holds to authenticate. `Debug` never prints a secret or a key.
+#[derive(Clone, Default)]
+pub enum Credential {
+    /// `tls_client_auth`: the TLS client certificate; nothing secret in the request.
+    #[default]
+    Certificate,
+    /// `client_secret_basic`: the secret in the Authorization header.
+    SecretBasic(Secret),
+    /// `client_secret_post`: the secret in the form body.
+    SecretPost(Secret),
+    /// `client_secret_jwt`: an HS256 assertion keyed with the secret.
+    SecretJwt(Secret),
+    /// `private_key_jwt`: an ES256 assertion signed with the client's own key (PKCS#8 PEM).
+    PrivateKeyJwt { key_pem: Secret, kid: String },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({})", self.method().name())
+    }
+}
+
+/// The claims of a client assertion (RFC 7523 section 3).
+#[derive(Serialize)]
+pub struct AssertionClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    /// The issuer identifier, as a plain string: the one audience RFC 10070 allows.
+    pub aud: &'a str,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl Credential {
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Self::Certificate => AuthMethod::Mtls,
+            Self::SecretBasic(_) => AuthMethod::Secret,
+            Self::SecretPost(_) => AuthMethod::SecretPost,
+            Self::SecretJwt(_) => AuthMethod::SecretJwt,
+            Self::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
+        }
+    }
+
+    /// The credential of a method that keeps a shared secret.
+    pub fn with_secret(method: AuthMethod, secret: Secret) -> Option<Self> {
+        match method {
+            AuthMethod::Secret => Some(Self::SecretBasic(secret)),
+            AuthMethod::SecretPost => Some(Self::SecretPost(secret)),
+            AuthMethod::SecretJwt => Some(Self::SecretJwt(secret)),
+            AuthMethod::Mtls | AuthMethod::PrivateKeyJwt => None,
+        }
+    }
+
+    /// The credential of `private_key_jwt` with this key (PKCS#8 PEM, P-256), and the public
+    /// JWKS Keycloak checks its assertions with; the `kid` is the key's RFC 7638 thumbprint.
+    pub fn private_key_jwt(key_pem: &str) -> Result<(Self, serde_json::Value), ClientError> {
+        let key = ec_key(key_pem)?;
+        let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256)
+            .map_err(|e| unusable_key(&e))?;
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| unusable_key(&e))?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let jwks = serde_json::json!({ "keys": [jwk] });
+        let credential = Self::PrivateKeyJwt {
+            key_pem: Secret::new(key_pem),
+            kid,
+        };
+        Ok((credential, jwks))
+    }
+
+    /// Whether the token request's connection presents the client certificate.
+    pub fn presents_certificate(&self) -> bool {
+        matches!(self, Self::Certificate)
+    }
+
+    /// The `Authorization: Basic` pair, for `client_secret_basic` only. RFC 6749 section 2.3.1
+    /// form-encodes both parts first; the playbook's ids and Keycloak's secrets need no escaping.
+    pub fn basic_auth<'a>(&'a self, client_id: &'a str) -> Option<(&'a str, &'a str)> {
+        match self {
+            Self::SecretBasic(secret) => Some((client_id, secret.expose())),
+            _ => None,
+        }
+    }
+
+    /// The form fields that authenticate the client, besides `grant_type` and `scope`.
+    pub fn form_fields(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Vec<(&'static str, String)>, ClientError> {
+        let assertion = |assertion: String| {
+            vec![
+                ("client_assertion_type", ASSERTION_TYPE_PARAMETER.into()),
+                ("client_assertion", assertion),
+            ]
+        };
+        Ok(match self {
+            Self::Certificate | Self::SecretBasic(_) => vec![("client_id", client_id.into())],
+            Self::SecretPost(secret) => vec![
+                ("client_id", client_id.into()),
+                ("client_secret", secret.expose().into()),
+            ],
+            Self::SecretJwt(secret) => assertion(sign(
+                client_id,
+                audience,
+                &Header::new(jsonwebtoken::Algorithm::HS256),
+                &EncodingKey::from_secret(secret.expose().as_bytes()),
+            )?),
+            Self::PrivateKeyJwt { key_pem, kid } => {
+                let key = ec_key(key_pem.expose())?;
+                let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+                header.kid = Some(kid.clone());
+                assertion(sign(client_id, audience, &header, &key)?)
+            }
+        })
+    }
+}
+
+/// Step 2's other half for the methods Keycloak must learn something for, through the Admin
+/// API: a secret-based client gets a new secret (Keycloak generates it and refuses the old one
+/// from then on), kept 0600 in the certificate directory; the `private_key_jwt` client's public
+/// key is given as a JWKS (the private key never leaves the certificate directory). Keycloak
+/// could also fetch a JWKS URL or take a certificate; a JWKS set once needs no server of the
+/// client's and no certificate for a key that is not a TLS identity.
+pub async fn provision(
+    provisioner: &Provisioner<'_>,
+    method: AuthMethod,
+    certs: &CertSet,
+) -> Result<Credential, ClientError> {
+    let client_id = method.client_id();
+    if method.uses_secret() {
+        let secret = provisioner.rotate_secret(client_id).await?;
+        let path = certs.files.client_secret(method.name());
+        playbook_certs::write_private(&path, secret.expose().as_bytes()).map_err(|e| {
+            ClientError::BadCredential(format!("cannot keep the secret in {}: {e}", path.display()))
+        })?;
+        return Ok(Credential::with_secret(method, secret).expect("a secret-based method"));
+    }
+    if method == AuthMethod::PrivateKeyJwt {
+        let key_pem = certs
+            .assertion_key()
+            .map_err(|e| ClientError::BadCredential(e.to_string()))?;
+        let (credential, jwks) = Credential::private_key_jwt(&key_pem)?;
+        provisioner
+            .set_client_attribute(client_id, "jwks.string", jwks.to_string())
+            .await?;
+        return Ok(credential);
+    }
+    Ok(Credential::Certificate)
+}
+
+fn ec_key(key_pem: &str) -> Result<EncodingKey, ClientError> {
+    let der = playbook_certs::der::private_key(key_pem).map_err(ClientError::BadCredential)?;
+    Ok(EncodingKey::from_ec_der(der.secret_der()))
+}
+
+/// A fresh assertion: `iss` = `sub` = the client, a unique `jti`, a short life.
+fn sign(
+    client_id: &str,
+    audience: &str,
+    header: &Header,
+    key: &EncodingKey,
+) -> Result<String, ClientError> {
+    let now = unix_now();
+    let claims = AssertionClaims {
+        iss: client_id,
+        sub: client_id,
+        aud: audience,
+        jti: uuid::Uuid::new_v4().to_string(),
+        iat: now,
+        exp: now + ASSERTION_LIFETIME.as_secs() as i64,
+    };
+    let header = Header {
+        typ: Some(ASSERTION_TYPE.into()),
+        ..header.clone()
+    };
+    jsonwebtoken::encode(&header, &claims, key).map_err(|e| unusable_key(&e))
+}
+
+fn unusable_key(error: &jsonwebtoken::errors::Error) -> ClientError {
+    ClientError::BadCredential(format!("cannot sign the client assertion: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn decoded(assertion: &str, part: usize) -> serde_json::Value {
+        let segment = assertion.split('.').nth(part).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+    }
+
+    fn assertion_of(credential: &Credential) -> String {
+        let fields = credential
+            .form_fields("the-client", "https://kc/realms/r")
+            .unwrap();
+        assert_eq!(
+            fields[0],
+            ("client_assertion_type", ASSERTION_TYPE_PARAMETER.into())
+        );
+        assert!(fields.iter().all(|(name, _)| *name != "client_secret"));
+        fields[1].1.clone()
+    }
+
+    #[test]
+    fn an_assertion_names_the_client_the_issuer_and_a_short_fresh_life() {
+        let credential = Credential::SecretJwt(Secret::new("s3cret-value"));
+        let first = assertion_of(&credential);
+        let header = decoded(&first, 0);
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["typ"], ASSERTION_TYPE);
+        let claims = decoded(&first, 1);
+        assert_eq!(claims["iss"], "the-client");
+        assert_eq!(claims["sub"], "the-client");
+        assert_eq!(
+            claims["aud"], "https://kc/realms/r",
+            "one audience, a plain string"
+        );
+        let life = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert!((1..=60).contains(&life), "{life} s");
+        let second = decoded(&assertion_of(&credential), 1);
+        assert_ne!(claims["jti"], second["jti"], "every assertion is new");
+        assert!(!first.contains("s3cret-value"));
+    }
+
+    #[test]
+    fn a_private_key_assertion_is_es256_and_names_the_public_key_keycloak_gets() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (credential, jwks) = Credential::private_key_jwt(&key.serialize_pem()).unwrap();
+        let header = decoded(&assertion_of(&credential), 0);
+        assert_eq!(header["alg"], "ES256");
+        let public = &jwks["keys"][0];
+        assert_eq!(header["kid"], public["kid"]);
+        assert_eq!(public["kty"], "EC");
+        assert_eq!(public["use"], "sig");
+        assert!(public.get("d").is_none(), "the JWKS holds no private part");
+    }
+
+    #[test]
+    fn only_client_secret_post_puts_the_secret_in_the_form() {
+        let secret = Secret::new("s3cret-value");
+        let basic = Credential::SecretBasic(secret.clone());
+        let fields = basic.form_fields("c", "a").unwrap();
+        assert!(fields.iter().all(|(_, v)| v != "s3cret-value"));
+        assert_eq!(basic.basic_auth("c"), Some(("c", "s3cret-value")));
+        let post = Credential::SecretPost(secret);
+        assert!(post.basic_auth("c").is_none());
+        let fields = post.form_fields("c", "a").unwrap();
+        assert!(fields.contains(&("client_secret", "s3cret-value".into())));
+        assert!(!format!("{post:?}").contains("s3cret"));
+    }
+}
