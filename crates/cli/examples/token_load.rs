@@ -4,8 +4,12 @@
 //!
 //! 1. A realm of its own on a real Keycloak (the test kit starts one, as `cargo test` does): the
 //!    read-only role granted, the client's token lifespan raised through the Admin API so the
-//!    pool outlives the run, then a pool of tokens got with client credentials over mTLS, twice
-//!    the resource server's verified-token cache, so a round robin over it never hits that cache.
+//!    pool outlives the run, then a pool of tokens got with client credentials over mTLS: three
+//!    times the resource server's verified-token cache. The first third is sent once, before
+//!    any measurement, to fill the cache (quick_cache keeps what filled it, in its hot part);
+//!    the distinct-token windows then go round the other two thirds, and the server's own hit
+//!    counts (`/bench/cache`) prove they were all misses: a window with more than 1 % hits is
+//!    refused, since its figures would not be a new token's.
 //! 2. The load target (the resource server's `examples/load_target.rs`, `--issuer` mode) pinned
 //!    to CPU 0 and this generator's load thread pinned to CPU 1, so the server's own cost per
 //!    request decides its throughput.
@@ -59,7 +63,7 @@ struct Args {
     warmup: f64,
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// Tokens in the pool [default: twice the verified-token cache].
+    /// Tokens in the pool [default: three times the verified-token cache].
     #[arg(long)]
     pool: Option<usize>,
     /// The offered rate of the equal-load phase [default: a quarter of what distinct tokens
@@ -112,6 +116,11 @@ impl Path {
 /// One measured window.
 #[derive(Clone, Copy)]
 struct Window {
+    /// Of the requests in the window, the share the verified-token cache answered (`None`:
+    /// no lookups, or a target that does not count them).
+    verified_hits: Option<f64>,
+    /// The same for the introspection answers, on the target in introspection mode.
+    introspection_hits: Option<f64>,
     requests: u64,
     per_second: f64,
     p50_ms: f64,
@@ -124,7 +133,13 @@ struct Window {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let pool = args.pool.unwrap_or(2 * VERIFIED_CACHE_CAPACITY);
+    let pool = args.pool.unwrap_or(3 * VERIFIED_CACHE_CAPACITY);
+    if pool < 2 * VERIFIED_CACHE_CAPACITY || args.rounds == 0 {
+        bail!(
+            "--pool must be at least {} (a cache's worth to fill it, as much again to measure) and --rounds at least 1",
+            2 * VERIFIED_CACHE_CAPACITY
+        );
+    }
     let (realm, tokens, jwks) = playbook_testkit::run(mint(pool))?;
     eprintln!("[load] {} tokens from realm {}", tokens.len(), realm.name);
     let headers: Vec<HeaderValue> = tokens
@@ -147,14 +162,17 @@ fn main() -> anyhow::Result<()> {
         ),
         perf: None,
         rate: None,
+        cursor: Arc::default(),
     };
-    let all = Arc::new(headers);
+    let (fillers, measured) = headers.split_at(VERIFIED_CACHE_CAPACITY);
+    let (fillers, all) = (Arc::new(fillers.to_vec()), Arc::new(measured.to_vec()));
     let one = Arc::new(vec![all[0].clone()]);
     let none = Arc::new(Vec::new());
 
     let introspection = Load {
         base: introspecting.url.clone(),
         pid: introspecting.pid,
+        cursor: Arc::default(),
         ..load.clone()
     };
     let load_for = |path| match path {
@@ -164,6 +182,19 @@ fn main() -> anyhow::Result<()> {
         Path::IntrospectedSame => (&introspection, LIST_USERS, one.clone()),
         Path::IntrospectedDistinct => (&introspection, LIST_USERS, all.clone()),
     };
+
+    // The fillers, once each, to both targets: a cache's worth of tokens never sent again.
+    for target in [&load, &introspection] {
+        let filling = Load {
+            warmup: Duration::ZERO,
+            window: Duration::from_secs(1),
+            ..target.clone()
+        };
+        let fillers = fillers.clone();
+        on_cpu(pinned.then_some(1), move || {
+            filling.fill(LIST_USERS, &fillers)
+        })??;
+    }
 
     // Saturation: each path as fast as the server answers it.
     let mut results: Vec<(Path, Window)> = Vec::new();
@@ -182,6 +213,16 @@ fn main() -> anyhow::Result<()> {
             }
             let window = on_cpu(pinned.then_some(1), move || load.run(route, headers))??;
             println!("| {round} | {} | {} |", path.label(), window.row());
+            if matches!(path, Path::DistinctTokens | Path::IntrospectedDistinct)
+                && let Some(hits) = window.verified_hits
+                && hits > 0.01
+            {
+                bail!(
+                    "{:.1} % of the distinct tokens were answered from the verified-token cache: \
+                     these are not a new token's figures (a bigger --pool helps)",
+                    hits * 100.0
+                );
+            }
             results.push((path, window));
         }
         let raw = raw.clone();
@@ -222,7 +263,7 @@ fn main() -> anyhow::Result<()> {
             tails.push((path, window));
         }
     }
-    let p99 = |path: Path, field: fn(&Window) -> f64| {
+    let tail = |path: Path, field: fn(&Window) -> f64| {
         median(
             (tails.iter())
                 .filter(|(p, _)| *p == path)
@@ -232,15 +273,15 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "\nequal load, median p99: distinct {:.2} ms / same {:.2} ms = {:.2} (target ≤ 2)",
-        p99(Path::DistinctTokens, |w| w.p99_ms),
-        p99(Path::SameToken, |w| w.p99_ms),
-        p99(Path::DistinctTokens, |w| w.p99_ms) / p99(Path::SameToken, |w| w.p99_ms)
+        tail(Path::DistinctTokens, |w| w.p99_ms),
+        tail(Path::SameToken, |w| w.p99_ms),
+        tail(Path::DistinctTokens, |w| w.p99_ms) / tail(Path::SameToken, |w| w.p99_ms)
     );
     println!(
         "equal load, median p99.9: distinct {:.2} ms / same {:.2} ms = {:.2}",
-        p99(Path::DistinctTokens, |w| w.p999_ms),
-        p99(Path::SameToken, |w| w.p999_ms),
-        p99(Path::DistinctTokens, |w| w.p999_ms) / p99(Path::SameToken, |w| w.p999_ms)
+        tail(Path::DistinctTokens, |w| w.p999_ms),
+        tail(Path::SameToken, |w| w.p999_ms),
+        tail(Path::DistinctTokens, |w| w.p999_ms) / tail(Path::SameToken, |w| w.p999_ms)
     );
     Ok(())
 }
@@ -251,17 +292,20 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 impl Window {
-    const HEADER: &str = "| round | path | server CPU µs/request | requests/s | p50 ms | p99 ms | p99.9 ms | server RSS MiB |\n|---|---|---|---|---|---|---|---|";
+    const HEADER: &str = "| round | path | server CPU µs/request | requests/s | p50 ms | p99 ms | p99.9 ms | server RSS MiB | cache hits: verified / introspection |\n|---|---|---|---|---|---|---|---|---|";
 
     fn row(&self) -> String {
+        let share = |s: f64| format!("{:.1} %", s * 100.0);
         format!(
-            "{:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1}",
+            "{:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} / {}",
             self.cpu_us_per_request,
             self.per_second,
             self.p50_ms,
             self.p99_ms,
             self.p999_ms,
-            self.rss_mib
+            self.rss_mib,
+            self.verified_hits.map_or("–".into(), share),
+            self.introspection_hits.map_or("–".into(), share),
         )
     }
 }
@@ -376,13 +420,15 @@ fn on_cpu<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     std::thread::spawn(move || {
-        if let Some(cpu) = cpu {
-            pin(cpu);
+        if let Some(cpu) = cpu
+            && !pin(cpu)
+        {
+            anyhow::bail!("cannot pin a thread to CPU {cpu}: the figures would not be one core's");
         }
-        work()
+        Ok(work())
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("a measuring thread panicked"))
+    .map_err(|_| anyhow::anyhow!("a measuring thread panicked"))?
 }
 
 #[derive(Clone)]
@@ -396,6 +442,10 @@ struct Load {
     perf: Option<PathBuf>,
     /// Requests/s offered over all connections; `None` sends each as soon as the last returned.
     rate: Option<f64>,
+    /// Where the round robin over the tokens is, kept across windows: starting every window at
+    /// the first token would send a slow path's first tokens again while the cache still
+    /// remembers seeing them, and it would admit them.
+    cursor: Arc<AtomicUsize>,
 }
 
 /// What one connection saw inside the measured window.
@@ -416,17 +466,18 @@ impl Load {
             let start = tokio::time::Instant::now();
             let from = start + self.warmup;
             let until = from + self.window;
-            let next = Arc::new(AtomicUsize::new(0));
+            let next = self.cursor.clone();
             let mut connections = Vec::new();
-            for _ in 0..self.connections {
+            for index in 0..self.connections {
                 let (load, headers, next) = (self.clone(), headers.clone(), next.clone());
                 let uri = self.base.join(route)?.to_string();
                 connections.push(tokio::spawn(async move {
-                    load.connection(&uri, &headers, &next, from.into(), until.into())
+                    load.connection(index, &uri, &headers, &next, from.into(), until.into())
                         .await
                 }));
             }
             tokio::time::sleep_until(from).await;
+            let counts_before = self.cache_counts().await?;
             let perf = match &self.perf {
                 Some(output) => Some(
                     tokio::process::Command::new("perf")
@@ -444,6 +495,7 @@ impl Load {
             let cpu_before = cpu_seconds(self.pid)?;
             tokio::time::sleep_until(until).await;
             let cpu_after = cpu_seconds(self.pid)?;
+            let counts_after = self.cache_counts().await?;
             if let Some(mut perf) = perf {
                 perf.wait().await?;
             }
@@ -469,6 +521,11 @@ impl Load {
                 f64::from(latencies[at]) / 1000.0
             };
             Ok(Window {
+                verified_hits: hit_share(&counts_before["verified"], &counts_after["verified"]),
+                introspection_hits: hit_share(
+                    &counts_before["introspection"],
+                    &counts_after["introspection"],
+                ),
                 requests,
                 per_second: requests as f64 / self.window.as_secs_f64(),
                 p50_ms: percentile(500),
@@ -480,14 +537,13 @@ impl Load {
         })
     }
 
-    async fn connection(
+    /// A keep-alive HTTP/1.1 connection to the target, over TLS with the client certificate.
+    async fn open(
         &self,
-        uri: &str,
-        headers: &[HeaderValue],
-        next: &AtomicUsize,
-        from: Instant,
-        until: Instant,
-    ) -> anyhow::Result<Seen> {
+    ) -> anyhow::Result<(
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        HeaderValue,
+    )> {
         let host = self.base.host_str().context("a host")?.to_owned();
         let port = self.base.port_or_known_default().context("a port")?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
@@ -496,20 +552,64 @@ impl Load {
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
-        let host = HeaderValue::from_str(&format!("{host}:{port}"))?;
+        Ok((sender, HeaderValue::from_str(&format!("{host}:{port}"))?))
+    }
+
+    /// Sends each of `headers` once, in order, over one connection: the cache's filling.
+    fn fill(&self, route: &str, headers: &[HeaderValue]) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let uri = self.base.join(route)?.to_string();
+            let (mut sender, host) = self.open().await?;
+            for header in headers {
+                let request = hyper::Request::get(&uri)
+                    .header(HOST, host.clone())
+                    .header(AUTHORIZATION, header.clone())
+                    .body(Empty::<Bytes>::new())?;
+                let response = sender.send_request(request).await?;
+                if response.status() != hyper::StatusCode::OK {
+                    bail!("a filler token was answered {}", response.status());
+                }
+                response.into_body().collect().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One connection's requests until `until`; the `index`-th of `connections` starts its
+    /// schedule that share of an interval late, so paced requests do not all leave together.
+    /// A paced request's latency counts from when it was due, so a stalled server's queue shows.
+    async fn connection(
+        &self,
+        index: usize,
+        uri: &str,
+        headers: &[HeaderValue],
+        next: &AtomicUsize,
+        from: Instant,
+        until: Instant,
+    ) -> anyhow::Result<Seen> {
+        let (mut sender, host) = self.open().await?;
         let mut seen = Seen::default();
         let interval =
             (self.rate).map(|rate| Duration::from_secs_f64(self.connections as f64 / rate));
-        let mut due = tokio::time::Instant::now();
+        let mut due = tokio::time::Instant::now()
+            + interval.map_or(Duration::ZERO, |i| {
+                i * index as u32 / self.connections as u32
+            });
         loop {
-            if let Some(interval) = interval {
-                tokio::time::sleep_until(due).await;
-                due += interval;
-            }
-            let sent = Instant::now();
+            let sent = match interval {
+                Some(interval) => {
+                    tokio::time::sleep_until(due).await;
+                    let sent = due.into_std();
+                    due += interval;
+                    sent
+                }
+                None => Instant::now(),
+            };
             if sent >= until {
                 return Ok(seen);
             }
@@ -531,6 +631,27 @@ impl Load {
             }
         }
     }
+
+    /// The target's cache counters (`/bench/cache` of the load target); `Null` from a target
+    /// built before it counted (whose cache, emptied when full, cannot hit a round robin over
+    /// more than twice its size).
+    async fn cache_counts(&self) -> anyhow::Result<serde_json::Value> {
+        let answer = playbook_https::https_client(&certs().ca_pem)?
+            .get(self.base.join("/bench/cache")?)
+            .send()
+            .await?;
+        if answer.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(answer.error_for_status()?.json().await?)
+    }
+}
+
+/// The share of lookups between two counter readings that were hits; `None` without lookups.
+fn hit_share(before: &serde_json::Value, after: &serde_json::Value) -> Option<f64> {
+    let delta = |field: &str| after[field].as_u64()?.checked_sub(before[field].as_u64()?);
+    let (hits, misses) = (delta("hits")?, delta("misses")?);
+    (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
 }
 
 /// The process's user + system CPU time so far.

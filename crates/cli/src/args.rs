@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
-use playbook_keycloak::{KeycloakUrl, REALM};
+use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM};
 use playbook_provider::{BackendChoice, ProviderConfig, env};
 use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
 use url::Url;
@@ -218,6 +218,29 @@ pub struct RealmArgs {
     /// (`provider` and `demo` import the bundled realm under it).
     #[arg(long, env = "PLAYBOOK_REALM", default_value = REALM)]
     pub realm: String,
+}
+
+/// How the client proves who it is at the token endpoint.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// The client authentication method, each with a client of its own in the realm: mtls
+    /// (tls_client_auth, the seed's), secret (client_secret_basic), secret-post, secret-jwt
+    /// (client_secret_jwt), private-key-jwt. Secrets are rotated through the Admin API and kept
+    /// 0600 in the certs dir; only mtls binds the token to the certificate.
+    #[arg(
+        long = "auth",
+        env = "PLAYBOOK_AUTH",
+        default_value = AuthMethod::default().name(),
+        value_parser = auth_method(),
+    )]
+    pub method: AuthMethod,
+}
+
+/// `--auth`'s possible values, from the methods' one list of names.
+fn auth_method() -> impl clap::builder::TypedValueParser<Value = AuthMethod> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(AuthMethod::ALL.map(AuthMethod::name))
+        .try_map(|name| AuthMethod::from_name(&name).ok_or("not a method"))
 }
 
 /// The issuer the resource server trusts: `resource-server` serves with it, `doctor` checks

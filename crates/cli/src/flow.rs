@@ -35,7 +35,7 @@ impl Flow<'_> {
             .await;
         let provisioner = Provisioner::new(self.admin, self.realm);
         let (account, role) = provisioner
-            .account_and_role(CLIENT_ID, READONLY_ROLE)
+            .account_and_role(&self.tokens.config().client_id, READONLY_ROLE)
             .await?;
         let assignment = provisioner.assign(&account, &role).await?;
         report.note(&match assignment {
@@ -50,7 +50,8 @@ impl Flow<'_> {
         Ok(assignment)
     }
 
-    /// Step 3: a client-credentials token, authenticated by the TLS client certificate.
+    /// Step 3: a client-credentials token, authenticated by the TLS client certificate (or the
+    /// client's other credential).
     pub async fn token(&self, report: &mut Report) -> anyhow::Result<AccessToken> {
         let token = self.tokens.token().await?;
         if self.show_token {

@@ -2,6 +2,7 @@
 //!
 //! - `GET /api/users`: token validation + policy, as in production;
 //! - `GET /bench/users-noauth`: the same handler without authentication, the baseline,
+//! - `GET /bench/cache`: the verified-token (and introspection) cache's hits and misses,
 //!
 //! with its keys from one of two places:
 //!
@@ -51,16 +52,31 @@ struct Args {
     introspection: bool,
 }
 
-/// The production router plus the unauthenticated twin of its list handler.
+/// The production router plus the unauthenticated twin of its list handler, and the caches'
+/// hit counts (a load of new tokens must not be answered from the cache).
 fn with_baseline(state: AppState) -> axum::Router {
     let baseline = state.clone();
-    api::router(state).route(
-        "/bench/users-noauth",
-        get(move || {
-            let state = baseline.clone();
-            async move { Json(api::all_users(&state)) }
-        }),
-    )
+    let auth = state.auth.clone();
+    api::router(state)
+        .route(
+            "/bench/users-noauth",
+            get(move || {
+                let state = baseline.clone();
+                async move { Json(api::all_users(&state)) }
+            }),
+        )
+        .route(
+            "/bench/cache",
+            get(move || {
+                let auth = auth.clone();
+                async move {
+                    Json(serde_json::json!({
+                        "verified": auth.validator.cache_stats(),
+                        "introspection": auth.introspector.as_ref().map(|i| i.cache_stats()),
+                    }))
+                }
+            }),
+        )
 }
 
 #[tokio::main]

@@ -87,6 +87,11 @@ impl Introspector {
         }
     }
 
+    /// The answers cache's hits and misses.
+    pub fn cache_stats(&self) -> crate::token::CacheStats {
+        crate::token::CacheStats::of(&self.answers)
+    }
+
     /// Whether Keycloak still calls `token` active; `expires_at` (its `exp`) bounds the caching.
     pub async fn check(&self, token: &str, expires_at: i64) -> Result<(), IntrospectionError> {
         let key: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())

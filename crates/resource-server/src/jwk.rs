@@ -21,9 +21,8 @@ use crate::Algorithm;
 ///
 /// The key material is parsed into aws-lc-rs keys once, one per algorithm it may verify, when
 /// the JWKS is loaded. jsonwebtoken's `DecodingKey` keeps an RSA key as its modulus and exponent
-/// and builds the aws-lc key again at every verification, with its Montgomery constants: on a
-/// token not seen before that cost ~2.1 µs in the microbenchmark and more under load, where it
-/// also evicts the caches (docs/benchmarks.md, "A token not seen before").
+/// and builds the aws-lc key again at every verification, which cost every token not seen
+/// before ~2 µs (docs/benchmarks.md, "A token not seen before").
 pub struct VerifyingKey {
     pub kid: String,
     /// Why this key can never verify a token signature, if it cannot (e.g. `use: enc`).

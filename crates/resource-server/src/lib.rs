@@ -31,7 +31,9 @@ pub use policy::{AuthError, Authorized, Policy};
 pub use server::{
     DEFAULT_LEEWAY, DEFAULT_LISTEN, RETRY_INTERVAL, RunningServer, ServerConfig, ServerError,
 };
-pub use token::{TokenError, VERIFIED_CACHE_CAPACITY, Validator, ValidatorConfig, VerifiedToken};
+pub use token::{
+    CacheStats, TokenError, VERIFIED_CACHE_CAPACITY, Validator, ValidatorConfig, VerifiedToken,
+};
 
 /// The audience a token must name to be accepted here: the realm's bearer-only client.
 pub use playbook_keycloak::RESOURCE_SERVER_CLIENT_ID as AUDIENCE;

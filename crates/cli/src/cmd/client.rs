@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use playbook_certs::CertSet;
-use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_client::{Credential, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::AuthMethod;
 
-use crate::args::{KeycloakArgs, RealmArgs};
+use crate::args::{AuthArgs, KeycloakArgs, RealmArgs};
 use playbook_trace::Trace;
 use serde_json::json;
 use url::Url;
@@ -22,6 +23,9 @@ pub struct Args {
 
     #[command(flatten)]
     realm: RealmArgs,
+
+    #[command(flatten)]
+    auth: AuthArgs,
 
     /// The resource server's base URL [default: https://localhost:8443/].
     #[arg(long = "api-url", env = "PLAYBOOK_API_URL")]
@@ -65,11 +69,18 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .keycloak
         .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?
         .traced(trace.clone());
-    let mut config = TokenClientConfig::playbook(
-        admin.keycloak().realm(&args.realm.realm).token(),
-        &certs.ca_pem,
-        &certs.client,
-    );
+    let realm = admin.keycloak().realm(&args.realm.realm);
+    let mut report = Report::new(args.output.json, trace.clone()).paced(args.output.pace());
+    let credential = credential(
+        &admin,
+        &args.realm.realm,
+        args.auth.method,
+        &certs,
+        &mut report,
+    )
+    .await?;
+    let mut config = TokenClientConfig::playbook(realm.token(), &certs.ca_pem, &certs.client)
+        .with_credential(credential, &realm);
     config.trace = trace.clone();
     let tokens = Arc::new(TokenClient::new(config)?);
     let api_url = args.api_url.unwrap_or_else(crate::args::local_api_url);
@@ -80,7 +91,6 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         tokens: tokens.clone(),
         show_token: args.output.show_token,
     };
-    let mut report = Report::new(args.output.json, trace).paced(args.output.pace());
     let answer = four_steps(&flow, &mut report).await?;
     let shown = match args.output.show_token {
         true => Some(tokens.token().await?.expose().to_owned()),
@@ -90,6 +100,43 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the client authenticates with: its certificate (the seed's way, nothing to set up), or
+/// for another method what Keycloak and the client must share first, set through the Admin API
+/// before the seed's four steps and said so.
+pub async fn credential(
+    admin: &playbook_keycloak::Admin,
+    realm: &str,
+    method: AuthMethod,
+    certs: &CertSet,
+    report: &mut Report,
+) -> anyhow::Result<Credential> {
+    if method == AuthMethod::Mtls {
+        return Ok(Credential::Certificate);
+    }
+    report
+        .step(&format!(
+            "0. The {} client's credential",
+            method.oauth_name()
+        ))
+        .await;
+    let provisioner = playbook_keycloak::Provisioner::new(admin, realm);
+    let credential = playbook_client::provision(&provisioner, method, certs).await?;
+    report.note(&if method.uses_secret() {
+        format!(
+            "Keycloak generated a new secret for {} (the old one is refused from now on); kept 0600 in {}",
+            method.client_id(),
+            certs.files.client_secret(method.name()).display()
+        )
+    } else {
+        format!(
+            "Keycloak was given the public key of {} (as a JWKS); its private key stays in {}",
+            certs.files.assertion_key().display(),
+            certs.files.dir().display()
+        )
+    });
+    Ok(credential)
+}
+
 /// Steps 1–4; a refused API call is an error (exit code "refused").
 pub async fn four_steps(
     flow: &Flow<'_>,
@@ -97,8 +144,12 @@ pub async fn four_steps(
 ) -> anyhow::Result<playbook_client::ApiResponse> {
     flow.admin_token(report).await?;
     flow.assign_role(report).await?;
+    let method = flow.tokens.config().credential.method();
     report
-        .step("3. Client credentials token over mutual TLS")
+        .step(&match method {
+            AuthMethod::Mtls => "3. Client credentials token over mutual TLS".to_owned(),
+            _ => format!("3. Client credentials token, {}", method.oauth_name()),
+        })
         .await;
     flow.token(report).await?;
     report.step("4. Call the resource server").await;

@@ -3,6 +3,7 @@
 //! binary as users run it (exit codes, one-line errors, the whole demo), the client, tokens, and
 //! the resource server against real tokens.
 
+mod auth;
 mod cli_errors;
 mod client;
 mod demo;

@@ -1,0 +1,142 @@
+//! Every way a client proves who it is (`--auth`), against the real Keycloak: each method gets a
+//! token and a 200 from the API, only the certificate binds the token, a rotated secret is
+//! refused at once, and a secret never reaches the output.
+
+use std::sync::Arc;
+
+use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{AuthMethod, READONLY_ROLE};
+use playbook_testkit::{TestRealm, certs, run};
+
+use super::{playbook_with, stderr};
+
+/// The realm's client of `method`, with its role and its credential provisioned.
+async fn client_of(realm: &TestRealm, method: AuthMethod) -> (Arc<TokenClient>, Credential) {
+    let provisioner = realm.provisioner();
+    let (account, role) = provisioner
+        .account_and_role(method.client_id(), READONLY_ROLE)
+        .await
+        .unwrap();
+    provisioner.assign(&account, &role).await.unwrap();
+    let credential = playbook_client::provision(&provisioner, method, certs())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", method.name()));
+    (token_client(realm, credential.clone()), credential)
+}
+
+fn token_client(realm: &TestRealm, credential: Credential) -> Arc<TokenClient> {
+    let config =
+        TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
+            .with_credential(credential, &realm.urls());
+    Arc::new(TokenClient::new(config).unwrap())
+}
+
+#[test]
+fn every_method_gets_a_token_and_a_200_and_only_the_certificate_binds_it() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let server = realm.resource_server().await;
+        for method in AuthMethod::ALL {
+            let (tokens, _) = client_of(&realm, method).await;
+            let token = tokens
+                .token()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", method.name()));
+            assert_eq!(token.claims.azp.as_deref(), Some(method.client_id()));
+            assert_eq!(
+                token.claims.x5t_s256().is_some(),
+                method == AuthMethod::Mtls,
+                "{}: cnf {:?}",
+                method.name(),
+                token.claims.cnf
+            );
+            let answer = ResourceApi::new(server.base_url(), tokens)
+                .get("/api/users")
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 200, "{}: {answer:?}", method.name());
+        }
+        server.shutdown().await;
+    })
+}
+
+#[test]
+fn a_rotated_secret_is_refused_at_once() {
+    run(async {
+        let realm = TestRealm::new().await;
+        for method in [AuthMethod::Secret, AuthMethod::SecretJwt] {
+            let (_, old) = client_of(&realm, method).await;
+            let (current, _) = client_of(&realm, method).await;
+            current.token().await.unwrap();
+            let refused = token_client(&realm, old).token().await.unwrap_err();
+            assert!(
+                matches!(&refused, ClientError::TokenRefused { .. }),
+                "{}: {refused}",
+                method.name()
+            );
+            let line = refused.to_string();
+            assert!(line.contains(method.client_id()), "{line}");
+            assert!(line.contains("--auth"), "says what to do: {line}");
+        }
+    })
+}
+
+/// The README's promise for every secret-based method: the secret is set, used and kept, and
+/// never printed, not even with `--json` (which carries the run's whole trace).
+#[test]
+fn the_client_command_never_prints_a_secret() {
+    let keycloak = run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    playbook_testkit::copy_certs(dir.path());
+    let realm = run(TestRealm::new());
+    let server = run(realm.resource_server());
+    let api = server.base_url();
+    for method in [
+        AuthMethod::Secret,
+        AuthMethod::SecretPost,
+        AuthMethod::SecretJwt,
+    ] {
+        for json in [false, true] {
+            let mut args = vec!["client", "--auth", method.name(), "--api-url", api.as_str()];
+            if json {
+                args.push("--json");
+            }
+            let output = playbook_with(
+                dir.path(),
+                &args,
+                &[
+                    ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+                    ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+                    ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+                    ("PLAYBOOK_REALM", &realm.name),
+                ],
+            );
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{}: {}",
+                method.name(),
+                stderr(&output)
+            );
+            let saved = std::fs::read_to_string(
+                playbook_certs::Files::new(dir.path()).client_secret(method.name()),
+            )
+            .unwrap();
+            assert!(saved.len() >= 16, "a real secret was kept");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                stdout.contains(method.oauth_name()),
+                "the run says how it authenticated: {stdout}"
+            );
+            for (what, text) in [("stdout", stdout.into_owned()), ("stderr", stderr(&output))] {
+                assert!(
+                    !text.contains(saved.trim()),
+                    "{} --json={json}: the secret is in {what}",
+                    method.name()
+                );
+            }
+        }
+    }
+    run(server.shutdown());
+}
