@@ -1,11 +1,13 @@
 //! Every way a client proves who it is (`--auth`), against the real Keycloak: each method gets a
-//! token and a 200 from the API, only the certificate binds the token, a rotated secret is
-//! refused at once, and a secret never reaches the output.
+//! token and a 200 from the API, only the certificate binds the token (and binding, where
+//! required, refuses the others), a rotated secret is refused at once, an assertion cannot be
+//! replayed, and a secret never reaches the output.
 
 use std::sync::Arc;
 
 use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{AuthMethod, READONLY_ROLE};
+use playbook_resource_server::{BindingMode, RunningServer};
 use playbook_testkit::{TestRealm, certs, run};
 
 use super::{playbook_with, stderr};
@@ -139,4 +141,74 @@ fn the_client_command_never_prints_a_secret() {
         }
     }
     run(server.shutdown());
+}
+
+/// How a client authenticates and whether its token is bound are separate: a secret client's
+/// token is a plain bearer token, accepted where binding is only checked when present and refused
+/// where it is required; the certificate client's bound token passes both.
+#[test]
+fn a_secret_clients_bearer_token_is_refused_where_binding_is_required() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let lenient = realm.resource_server().await;
+        let strict = realm
+            .resource_server_with(|config| config.binding = BindingMode::Required)
+            .await;
+        let (secret, _) = client_of(&realm, AuthMethod::Secret).await;
+        let token = secret.token().await.unwrap();
+        assert!(token.claims.x5t_s256().is_none(), "a bearer token");
+        let answer = |server: &RunningServer, tokens: &Arc<TokenClient>| {
+            ResourceApi::new(server.base_url(), tokens.clone())
+        };
+        let accepted = answer(&lenient, &secret)
+            .get_with("/api/users", token.expose())
+            .await
+            .unwrap();
+        assert_eq!(accepted.status, 200, "{accepted:?}");
+        let refused = answer(&strict, &secret)
+            .get_with("/api/users", token.expose())
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 401, "{refused:?}");
+        assert!(
+            (refused.www_authenticate.as_deref().unwrap_or_default()).contains("invalid_token"),
+            "{refused:?}"
+        );
+        let (mtls, _) = client_of(&realm, AuthMethod::Mtls).await;
+        let bound = answer(&strict, &mtls).get("/api/users").await.unwrap();
+        assert_eq!(bound.status, 200, "{bound:?}");
+        lenient.shutdown().await;
+        strict.shutdown().await;
+    })
+}
+
+/// An assertion is single-use: Keycloak remembers its `jti`, so one captured on the wire and
+/// sent again is refused, for either assertion method.
+#[test]
+fn a_replayed_client_assertion_is_refused() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let http = playbook_https::https_client(&certs().ca_pem).unwrap();
+        for method in [AuthMethod::SecretJwt, AuthMethod::PrivateKeyJwt] {
+            let (_, credential) = client_of(&realm, method).await;
+            let mut form = credential
+                .form_fields(method.client_id(), realm.issuer().as_str())
+                .unwrap();
+            form.push(("grant_type", "client_credentials".into()));
+            let send = || http.post(realm.token_endpoint()).form(&form).send();
+            let first = send().await.unwrap();
+            assert_eq!(first.status(), 200, "{}: the first use", method.name());
+            let again = send().await.unwrap();
+            assert_eq!(again.status(), 400, "{}: the replay", method.name());
+            let error: serde_json::Value = again.json().await.unwrap();
+            assert_eq!(error["error"], "invalid_client", "{error}");
+            assert!(
+                error["error_description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("reuse"),
+                "{error}"
+            );
+        }
+    })
 }
