@@ -182,6 +182,47 @@ pub async fn provision(
     Ok(Credential::Certificate)
 }
 
+/// What to do when Keycloak refuses `client_id` authenticating by `method`, from its
+/// `error_description` (Keycloak 26's words; its `error` is `invalid_client` or
+/// `unauthorized_client` for nearly all of them, so the description is what tells them apart).
+pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> String {
+    let again = format!(
+        "`playbook client --auth {}` sets it up again",
+        method.name()
+    );
+    let said = |words: &str| description.contains(words);
+    if said("client_assertion_type is missing") || said("Invalid method used") {
+        format!(
+            "{client_id} in Keycloak is set up for another method than {}; use its own --auth",
+            method.oauth_name()
+        )
+    } else if said("Token reuse detected") {
+        "that client assertion was already used: every assertion needs a fresh jti".into()
+    } else if said("Token is not active")
+        || said("too far in the past")
+        || said("issued in the future")
+    {
+        "Keycloak finds the client assertion expired or not yet valid: check this machine's clock"
+            .into()
+    } else if said("audience") {
+        "the client assertion's aud must be the realm's issuer identifier".into()
+    } else if said("Unable to load public key") || said("Signature on JWT") {
+        format!(
+            "Keycloak cannot verify the assertion of {client_id} with the key it holds: {again}"
+        )
+    } else if said("Invalid client or Invalid client credentials") && method.uses_secret() {
+        format!(
+            "Keycloak does not accept the secret of {client_id} (rotated since, or the client does not exist in this realm): {again}"
+        )
+    } else if method == AuthMethod::Mtls {
+        "check that the client certificate is signed by the CA Keycloak trusts and its CN matches \
+         the client's x509.subjectdn"
+            .into()
+    } else {
+        format!("check the credential of {client_id}: {again}")
+    }
+}
+
 fn ec_key(key_pem: &str) -> Result<EncodingKey, ClientError> {
     let der = playbook_certs::der::private_key(key_pem).map_err(ClientError::BadCredential)?;
     Ok(EncodingKey::from_ec_der(der.secret_der()))
@@ -269,6 +310,56 @@ mod tests {
         assert_eq!(public["kty"], "EC");
         assert_eq!(public["use"], "sig");
         assert!(public.get("d").is_none(), "the JWKS holds no private part");
+    }
+
+    #[test]
+    fn each_refusal_says_what_to_do() {
+        let hint = |method, description| refusal_hint(method, "the-client", description);
+        // Keycloak 26's error_description for each invalid_client / unauthorized_client case.
+        let cases = [
+            (
+                AuthMethod::Secret,
+                "Invalid client or Invalid client credentials",
+                "--auth secret",
+            ),
+            (AuthMethod::SecretJwt, "Token reuse detected", "fresh jti"),
+            (AuthMethod::PrivateKeyJwt, "Token is not active", "clock"),
+            (
+                AuthMethod::PrivateKeyJwt,
+                "Token was issued in the future",
+                "clock",
+            ),
+            (
+                AuthMethod::SecretJwt,
+                "Invalid token audience",
+                "issuer identifier",
+            ),
+            (
+                AuthMethod::PrivateKeyJwt,
+                "Unable to load public key",
+                "--auth private-key-jwt",
+            ),
+            (
+                AuthMethod::SecretJwt,
+                "Client authentication with client secret signed JWT failed: Signature on JWT token by client secret failed validation",
+                "--auth secret-jwt",
+            ),
+            (
+                AuthMethod::Secret,
+                "Parameter client_assertion_type is missing",
+                "another method",
+            ),
+            (
+                AuthMethod::Mtls,
+                "Invalid client or Invalid client credentials",
+                "x509.subjectdn",
+            ),
+        ];
+        for (method, description, expected) in cases {
+            let line = hint(method, description);
+            assert!(line.contains(expected), "{description}: {line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
     }
 
     #[test]

@@ -88,30 +88,6 @@ impl TokenClientConfig {
             thumbprint: self.identity.thumbprint_s256(),
         })
     }
-
-    /// What to check when Keycloak refuses this client, by how it authenticates.
-    fn refusal_hint(&self) -> String {
-        let method = self.credential.method();
-        match method {
-            AuthMethod::Mtls => {
-                "check that the client certificate is signed by the CA Keycloak trusts and \
-                 its CN matches the client's x509.subjectdn"
-                    .into()
-            }
-            AuthMethod::Secret | AuthMethod::SecretPost | AuthMethod::SecretJwt => format!(
-                "check the secret of {}: `playbook client --auth {}` sets a new one in step 2 and \
-                 keeps it 0600 in the certificate directory",
-                self.client_id,
-                method.name()
-            ),
-            AuthMethod::PrivateKeyJwt => format!(
-                "check that Keycloak holds the public key of {} (`playbook client --auth {}` gives \
-                 it in step 2) and that this machine's clock is right",
-                self.client_id,
-                method.name()
-            ),
-        }
-    }
 }
 
 /// An access token with when to stop using it. `Debug` never prints the token.
@@ -272,7 +248,7 @@ impl TokenClient {
         .await;
         match answer {
             Ok(answer) if answer.is_success() => Ok(()),
-            Ok(answer) => Err(token_refused(&answer, self.config.refusal_hint())),
+            Ok(answer) => Err(token_refused(&answer, &self.config)),
             Err(error) => Err(self.config.transport_error(endpoint, &error).await),
         }
     }
@@ -318,7 +294,7 @@ impl TokenClient {
             Err(error) => return Err(self.config.transport_error(url, &error).await),
         };
         if !answer.is_success() {
-            return Err(token_refused(&answer, self.config.refusal_hint()));
+            return Err(token_refused(&answer, &self.config));
         }
         let bad = |reason: &str| ClientError::BadResponse {
             url: url.to_string(),
@@ -344,8 +320,13 @@ fn refusal(answer: &Answer) -> ErrorResponse {
     answer.json().unwrap_or_default()
 }
 
-fn token_refused(answer: &Answer, hint: String) -> ClientError {
+fn token_refused(answer: &Answer, config: &TokenClientConfig) -> ClientError {
     let body = refusal(answer);
+    let hint = crate::credential::refusal_hint(
+        config.credential.method(),
+        &config.client_id,
+        &body.error_description,
+    );
     ClientError::TokenRefused {
         status: answer.status.as_u16(),
         error: body.error,
