@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use playbook_client::{AccessToken, ApiResponse, ResourceApi, TokenClient};
+use playbook_keycloak::READONLY_ROLE;
 use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation};
-use playbook_keycloak::{CLIENT_ID, READONLY_ROLE};
 use playbook_resource_server::api::LIST_USERS;
 
 use crate::report::Report;
@@ -66,11 +66,12 @@ impl Flow<'_> {
     }
 }
 
-/// Resets the demo before it is shown: the role is removed so the first lesson shows a 403.
-pub async fn reset(admin: &Admin, realm: &str) -> anyhow::Result<Revocation> {
+/// Resets the demo before it is shown: the client's role is removed so the first lesson shows a
+/// 403.
+pub async fn reset(admin: &Admin, realm: &str, client_id: &str) -> anyhow::Result<Revocation> {
     let provisioner = Provisioner::new(admin, realm);
     let (account, role) = provisioner
-        .account_and_role(CLIENT_ID, READONLY_ROLE)
+        .account_and_role(client_id, READONLY_ROLE)
         .await?;
     Ok(provisioner.revoke(&account, &role).await?)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{AccessToken, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{CLIENT_ID, RealmTemplate, USERS_READ};
+use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmTemplate, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
@@ -15,8 +15,8 @@ use playbook_stage::Export;
 use playbook_trace::Trace;
 use serde_json::json;
 
-use crate::args::{ApiPortArgs, RealmArgs, StartArgs};
-use crate::cmd::client::{OutputArgs, four_steps};
+use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
+use crate::cmd::client::{OutputArgs, credential, four_steps};
 use crate::flow::Flow;
 use crate::presenter::StageArgs;
 use crate::report::Report;
@@ -31,6 +31,9 @@ pub struct Args {
 
     #[command(flatten)]
     realm: RealmArgs,
+
+    #[command(flatten)]
+    auth: AuthArgs,
 
     /// Leave Keycloak and the resource server running, and print commands to explore them.
     #[arg(long)]
@@ -149,7 +152,8 @@ async fn demo(
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     // A rerun against a kept Keycloak starts from the same place as a fresh one.
-    crate::flow::reset(&admin, realm).await?;
+    let method = args.auth.method;
+    crate::flow::reset(&admin, realm, method.client_id()).await?;
     // From here on, every exchange is part of the story the stage tells.
     let admin = admin.traced(trace.clone());
     let listen = format!("127.0.0.1:{api_port}").parse()?;
@@ -163,8 +167,10 @@ async fn demo(
     ));
     report.note(&format!("resource server at {}", server.base_url()));
 
+    let credential = credential(&admin, realm, method, certs, report).await?;
     let mut config =
-        TokenClientConfig::playbook(keycloak.realm(realm).token(), &certs.ca_pem, &certs.client);
+        TokenClientConfig::playbook(keycloak.realm(realm).token(), &certs.ca_pem, &certs.client)
+            .with_credential(credential, &keycloak.realm(realm));
     config.trace = trace.clone();
     let tokens = Arc::new(TokenClient::new(config)?);
     let flow = Flow {
@@ -205,14 +211,29 @@ async fn demo(
     let token = tokens.token().await?;
     let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
     let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
+    // Only the certificate binds a token; the other methods' tokens are bearer tokens.
+    let (expected, lesson) = match method {
+        AuthMethod::Mtls => (
+            401,
+            "401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.".to_owned(),
+        ),
+        _ => (
+            200,
+            format!(
+                "200: the {} client presented no certificate, so its token is a bearer token: whoever holds it is served. How a client authenticates and whether its token is bound are separate choices; --auth mtls binds it (RFC 8705), and a resource server with --binding required refuses it.",
+                method.oauth_name()
+            ),
+        ),
+    };
     anyhow::ensure!(
-        replay.status == 401,
-        "expected 401 for a replay without the certificate, got {}",
+        replay.status == expected,
+        "expected {expected} for a replay without the certificate, got {}",
         replay.status
     );
-    report.lesson("401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.");
+    report.lesson(&lesson);
     Ok((server, token))
 }
+
 async fn keep_running(keycloak: &Keycloak, realm: &str, server: &RunningServer, certs: &CertSet) {
     let f = &certs.files;
     let (ca, cert, key) = (f.ca_cert(), f.client_cert(), f.client_key());

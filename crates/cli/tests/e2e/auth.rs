@@ -212,3 +212,51 @@ fn a_replayed_client_assertion_is_refused() {
         }
     })
 }
+
+/// `demo --auth`: the same lessons with a secret client, whose second lesson turns around: its
+/// token is a bearer token, so the replay without a certificate is served.
+#[test]
+fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
+    let keycloak = run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    playbook_testkit::copy_certs(dir.path());
+    let realm = playbook_testkit::unique_realm("demo-auth");
+    let output = playbook_with(
+        dir.path(),
+        &[
+            "demo",
+            "--json",
+            "--api-port",
+            "0",
+            "--auth",
+            AuthMethod::SecretPost.name(),
+        ],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let events = document["events"].as_array().unwrap();
+    let statuses: Vec<i64> = (events.iter())
+        .filter(|e| e["kind"] == "exchange" && e["from"] == "Client" && e["to"] == "ResourceServer")
+        .map(|e| e["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [403, 200, 200],
+        "the replay of a bearer token is served"
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("bearer token"), "the lesson says why");
+    let secret = std::fs::read_to_string(
+        playbook_certs::Files::new(dir.path()).client_secret(AuthMethod::SecretPost.name()),
+    )
+    .unwrap();
+    assert!(!text.contains(secret.trim()) && !stderr(&output).contains(secret.trim()));
+}
