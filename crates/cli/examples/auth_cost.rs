@@ -50,14 +50,14 @@ async fn measure(rounds: usize, requests: usize) -> anyhow::Result<()> {
     for round in 0..rounds {
         clients.rotate_left(if round == 0 { 0 } else { 1 });
         for (method, client) in &clients {
-            let (wall, cpu) = (Instant::now(), process_cpu_seconds());
+            let (wall, cpu) = (Instant::now(), playbook_testkit::cpu::process_seconds());
             for _ in 0..requests {
                 client.request().await?;
             }
             let n = requests as f64;
             seen.entry(*method).or_default().push((
                 wall.elapsed().as_secs_f64() * 1e3 / n,
-                (process_cpu_seconds() - cpu) * 1e6 / n,
+                (playbook_testkit::cpu::process_seconds() - cpu) * 1e6 / n,
             ));
         }
     }
@@ -89,14 +89,4 @@ async fn measure(rounds: usize, requests: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn process_cpu_seconds() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }

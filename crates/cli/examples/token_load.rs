@@ -726,24 +726,14 @@ impl RawVerify {
 
     /// Thread CPU time of one pass over the pool, per verification.
     fn cpu_us_per_verify(&self) -> anyhow::Result<f64> {
-        let before = thread_cpu_seconds();
+        let before = playbook_testkit::cpu::thread_seconds();
         for (signed, signature) in self.signed.iter() {
             self.key
                 .verify_sig(signed.as_bytes(), signature)
                 .map_err(|_| anyhow::anyhow!("a pool token does not verify"))?;
         }
-        Ok((thread_cpu_seconds() - before) * 1e6 / self.signed.len() as f64)
+        Ok((playbook_testkit::cpu::thread_seconds() - before) * 1e6 / self.signed.len() as f64)
     }
-}
-
-fn thread_cpu_seconds() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
 
 /// The medians of the rounds, and the ratios the resource server is held to.

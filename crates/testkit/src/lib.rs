@@ -11,6 +11,7 @@
 //!
 //! [`browser`] drives a real headless Chromium for the instructor's stage; [`extras`] lets a
 //! test that needs such an optional program skip with one line where it is missing.
+//! [`cpu`] counts CPU time the way the benchmark examples of the CLI do.
 //!
 //! ```no_run
 //! #[test]
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod browser;
+pub mod cpu;
 pub mod docs;
 pub mod extras;
 
