@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use playbook_client::{TokenClient, TokenClientConfig};
-use playbook_keycloak::{AuthMethod, READONLY_ROLE};
+use playbook_keycloak::{AuthMethod, READONLY_ROLE, TokenBinding};
 use playbook_testkit::{TestRealm, certs};
 
 fn main() -> anyhow::Result<()> {
@@ -35,7 +35,8 @@ async fn measure(rounds: usize, requests: usize) -> anyhow::Result<()> {
             .account_and_role(method.client_id(), READONLY_ROLE)
             .await?;
         provisioner.assign(&account, &role).await?;
-        let credential = playbook_client::provision(&provisioner, method, certs()).await?;
+        let binding = TokenBinding::default_for(method);
+        let credential = playbook_client::provision(&provisioner, method, binding, certs()).await?;
         let config =
             TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
                 .with_credential(credential, &realm.urls());

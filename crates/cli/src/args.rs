@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
-use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM};
+use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM, TokenBinding};
 use playbook_provider::{BackendChoice, ProviderConfig, env};
 use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
 use url::Url;
@@ -234,6 +234,36 @@ pub struct AuthArgs {
         value_parser = auth_method(),
     )]
     pub method: AuthMethod,
+
+    /// Bind the tokens to a key the client holds, apart from how it authenticates: certificate
+    /// (the TLS client certificate is presented on the token request and Keycloak puts its
+    /// thumbprint in cnf.x5t#S256, RFC 8705) or none (a bearer token) [default: certificate for
+    /// mtls, none for the others].
+    #[arg(long = "bind", env = "PLAYBOOK_BIND", value_parser = token_binding())]
+    pub binding: Option<TokenBinding>,
+}
+
+impl AuthArgs {
+    /// The binding asked for, else the method's own; mtls always binds, since its certificate
+    /// is on every token request and its client in the realm is set to bind.
+    pub fn binding(&self) -> anyhow::Result<TokenBinding> {
+        let binding = self
+            .binding
+            .unwrap_or(TokenBinding::default_for(self.method));
+        if self.method == AuthMethod::Mtls && binding != TokenBinding::Certificate {
+            anyhow::bail!(
+                "--auth mtls always binds its tokens to the certificate; for a bearer token pick another --auth (e.g. secret)"
+            );
+        }
+        Ok(binding)
+    }
+}
+
+/// `--bind`'s possible values, from the bindings' one list of names.
+fn token_binding() -> impl clap::builder::TypedValueParser<Value = TokenBinding> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(TokenBinding::ALL.map(TokenBinding::name))
+        .try_map(|name| TokenBinding::from_name(&name).ok_or("not a binding"))
 }
 
 /// `--auth`'s possible values, from the methods' one list of names.

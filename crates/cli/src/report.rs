@@ -4,7 +4,7 @@
 //! token's claims under the answer that issued it; for scripts, one JSON document of the same
 //! events. A presenter's run waits for Next before each step and lesson.
 
-use playbook_trace::{Event, Exchange, Party, Trace};
+use playbook_trace::{CertView, Event, Exchange, Party, SentView, Trace};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -193,6 +193,9 @@ impl Report {
         if let Some(error) = &exchange.error {
             self.detail("error", error);
         }
+        if let Some(sent) = &exchange.sent {
+            self.show_sent(sent, exchange.client_certificate.as_ref());
+        }
         let issued = exchange.to == Party::Keycloak && exchange.path().ends_with("/token");
         if let (true, Some(token)) = (issued, &exchange.token) {
             let claims = &token.claims;
@@ -216,6 +219,25 @@ impl Report {
             }
             self.detail("cnf.x5t#S256", token.x5t_s256().unwrap_or("(not bound)"));
         }
+    }
+
+    /// How a request authenticated its client, as it crossed the wire: the header, the form
+    /// with secrets masked, an assertion's header and claims, the certificate presented.
+    fn show_sent(&self, sent: &SentView, certificate: Option<&CertView>) {
+        for (name, value) in &sent.headers {
+            self.detail("header", &format!("{name}: {value}"));
+        }
+        self.detail("form", &sent.form_line());
+        if let Some(assertion) = &sent.assertion {
+            self.detail("jwt header", &assertion.header.to_string());
+            self.detail("jwt claims", &assertion.claims.to_string());
+        }
+        self.detail(
+            "certificate",
+            &certificate.map_or("(none presented)".into(), |cert| {
+                format!("{}, x5t#S256 {}", cert.subject, cert.thumbprint)
+            }),
+        );
     }
 
     /// A heading outside the paced steps (setup, the end).

@@ -12,7 +12,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{EncodingKey, Header};
 use playbook_certs::CertSet;
-use playbook_keycloak::{AuthMethod, Provisioner, Secret, unix_now};
+use playbook_keycloak::{AuthMethod, Provisioner, Secret, TokenBinding, unix_now};
 use serde::Serialize;
 
 use crate::ClientError;
@@ -154,32 +154,40 @@ impl Credential {
 /// from then on), kept 0600 in the certificate directory; the `private_key_jwt` client's public
 /// key is given as a JWKS (the private key never leaves the certificate directory). Keycloak
 /// could also fetch a JWKS URL or take a certificate; a JWKS set once needs no server of the
-/// client's and no certificate for a key that is not a TLS identity.
+/// client's and no certificate for a key that is not a TLS identity. Each of these clients is
+/// also told whether to bind its tokens to the certificate (`binding`); the certificate client
+/// always does, as the realm sets it.
 pub async fn provision(
     provisioner: &Provisioner<'_>,
     method: AuthMethod,
+    binding: TokenBinding,
     certs: &CertSet,
 ) -> Result<Credential, ClientError> {
+    if method == AuthMethod::Mtls {
+        return Ok(Credential::Certificate);
+    }
     let client_id = method.client_id();
-    if method.uses_secret() {
+    let binds = (binding == TokenBinding::Certificate).to_string();
+    let mut attributes = vec![(TokenBinding::CERTIFICATE_ATTRIBUTE, binds)];
+    let credential = if method.uses_secret() {
         let secret = provisioner.rotate_secret(client_id).await?;
         let path = certs.files.client_secret(method.name());
         playbook_certs::write_private(&path, secret.expose().as_bytes()).map_err(|e| {
             ClientError::BadCredential(format!("cannot keep the secret in {}: {e}", path.display()))
         })?;
-        return Ok(Credential::with_secret(method, secret).expect("a secret-based method"));
-    }
-    if method == AuthMethod::PrivateKeyJwt {
+        Credential::with_secret(method, secret).expect("a secret-based method")
+    } else {
         let key_pem = certs
             .assertion_key()
             .map_err(|e| ClientError::BadCredential(e.to_string()))?;
         let (credential, jwks) = Credential::private_key_jwt(&key_pem)?;
-        provisioner
-            .set_client_attribute(client_id, "jwks.string", jwks.to_string())
-            .await?;
-        return Ok(credential);
-    }
-    Ok(Credential::Certificate)
+        attributes.push(("jwks.string", jwks.to_string()));
+        credential
+    };
+    provisioner
+        .set_client_attributes(client_id, &attributes)
+        .await?;
+    Ok(credential)
 }
 
 /// What to do when Keycloak refuses `client_id` authenticating by `method`, from its

@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use playbook_https::{Answer, send_recorded};
-use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmUrl, USERS_READ};
-use playbook_trace::{CertView, Exchange, Party, TokenView, Trace};
+use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmUrl, TokenBinding, USERS_READ};
+use playbook_trace::{CertView, Exchange, Party, SentView, TokenView, Trace};
 
 use crate::{Claims, ClientError, Credential};
 
@@ -31,6 +31,9 @@ pub struct TokenClientConfig {
     pub identity: Leaf,
     /// How the client authenticates at the token endpoint.
     pub credential: Credential,
+    /// Whether the token requests present the certificate so that Keycloak binds the tokens
+    /// (a client whose Keycloak setting binds refuses requests without one).
+    pub binding: TokenBinding,
     /// The audience of client assertions: the issuer identifier (unused by the other methods).
     pub audience: String,
     /// Where each token request is recorded.
@@ -41,9 +44,10 @@ pub struct TokenClientConfig {
 
 impl TokenClientConfig {
     /// An HTTPS client trusting only the CA, presenting the client certificate when that is how
-    /// the client authenticates (the other methods send none, so their tokens are not bound).
+    /// the client authenticates or what binds its tokens (otherwise none, and a token is a
+    /// bearer token).
     pub fn https_client(&self) -> Result<reqwest::Client, ClientError> {
-        if !self.credential.presents_certificate() {
+        if !self.presents_certificate() {
             return Ok(playbook_https::https_client(&self.ca_pem)?);
         }
         Ok(playbook_https::https_client_with_identity(
@@ -52,12 +56,25 @@ impl TokenClientConfig {
         )?)
     }
 
-    /// The realm's client of `credential`'s method, authenticating with it.
+    /// The realm's client of `credential`'s method, authenticating with it, its tokens bound
+    /// as the realm sets that client up (see [`Self::with_binding`]).
     pub fn with_credential(mut self, credential: Credential, realm: &RealmUrl) -> Self {
         self.client_id = credential.method().client_id().into();
         self.audience = realm.issuer().as_str().into();
+        self.binding = TokenBinding::default_for(credential.method());
         self.credential = credential;
         self
+    }
+
+    /// Tokens bound as `binding` says, as the client in Keycloak was set up by
+    /// [`crate::provision`].
+    pub fn with_binding(mut self, binding: TokenBinding) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    fn presents_certificate(&self) -> bool {
+        self.credential.presents_certificate() || self.binding == TokenBinding::Certificate
     }
 
     /// Why a request with this configuration's TLS identity failed to get an answer.
@@ -74,6 +91,7 @@ impl TokenClientConfig {
             ca_pem: ca_pem.into(),
             identity: identity.clone(),
             credential: Credential::Certificate,
+            binding: TokenBinding::Certificate,
             audience: String::new(),
             trace: Trace::off(),
             party: Party::Client,
@@ -83,7 +101,7 @@ impl TokenClientConfig {
     /// The certificate this client presents, as the diagram shows it; none when it presents
     /// none.
     pub(crate) fn certificate_view(&self) -> Option<CertView> {
-        self.credential.presents_certificate().then(|| CertView {
+        self.presents_certificate().then(|| CertView {
             subject: self.identity.subject(),
             thumbprint: self.identity.thumbprint_s256(),
         })
@@ -233,11 +251,13 @@ impl TokenClient {
         exchange.purpose = "token revocation (RFC 7009), TLS client certificate".into();
         exchange.client_certificate = self.config.certificate_view();
         exchange.token = TokenView::decode(token.expose());
-        let request = self.http.post(endpoint.clone()).form(&[
+        let form = [
             ("token", token.expose()),
             ("token_type_hint", "access_token"),
             ("client_id", self.config.client_id.as_str()),
-        ]);
+        ];
+        exchange.sent = Some(SentView::form(&form));
+        let request = self.http.post(endpoint.clone()).form(&form);
         let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
             exchange.answer = if answer.is_success() {
                 "revoked".into()
@@ -264,18 +284,26 @@ impl TokenClient {
                 self.config.scope
             ),
             _ => format!(
-                "client_credentials, scope {}, {} as {}",
+                "client_credentials, scope {}, {} as {}{}",
                 self.config.scope,
                 method.oauth_name(),
-                self.config.client_id
+                self.config.client_id,
+                match self.config.binding {
+                    TokenBinding::Certificate => ", certificate presented to bind the token",
+                    TokenBinding::None => "",
+                }
             ),
         };
         exchange.client_certificate = self.config.certificate_view();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self.http.post(url.clone()).form(&self.form()?);
+        let form = self.form()?;
+        let mut sent = SentView::form(&form);
+        let mut request = self.http.post(url.clone()).form(&form);
         if let Some((id, secret)) = self.config.credential.basic_auth(&self.config.client_id) {
             request = request.basic_auth(id, Some(secret));
+            sent = sent.with_basic_auth();
         }
+        exchange.sent = Some(sent);
         let mut issued: Option<TokenResponse> = None;
         let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
             if !answer.is_success() {

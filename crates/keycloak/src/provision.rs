@@ -79,20 +79,17 @@ impl<'a> Provisioner<'a> {
         client_id: &str,
         lifespan: std::time::Duration,
     ) -> Result<(), KeycloakError> {
-        self.set_client_attribute(
-            client_id,
-            "access.token.lifespan",
-            lifespan.as_secs().to_string(),
-        )
-        .await
+        let lifespan = lifespan.as_secs().to_string();
+        self.set_client_attributes(client_id, &[("access.token.lifespan", lifespan)])
+            .await
     }
 
-    /// Sets one attribute of the client with this `clientId`, keeping the rest of it.
-    pub async fn set_client_attribute(
+    /// Sets attributes of the client with this `clientId`, keeping the rest of it (one read,
+    /// one write).
+    pub async fn set_client_attributes(
         &self,
         client_id: &str,
-        name: &str,
-        value: String,
+        attributes: &[(&str, String)],
     ) -> Result<(), KeycloakError> {
         let path = format!(
             "{}/clients/{}",
@@ -100,7 +97,9 @@ impl<'a> Provisioner<'a> {
             self.client_uuid(client_id).await?
         );
         let mut client: serde_json::Value = self.admin.get(&path).await?.unwrap_or_default();
-        client["attributes"][name] = value.into();
+        for (name, value) in attributes {
+            client["attributes"][*name] = value.as_str().into();
+        }
         self.admin.put(&path, &client).await?;
         Ok(())
     }

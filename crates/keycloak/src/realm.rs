@@ -106,6 +106,47 @@ impl AuthMethod {
     }
 }
 
+/// Whether Keycloak binds a client's tokens to a key the client proves it holds, a choice apart
+/// from how the client authenticates: any method may present the TLS client certificate on the
+/// token request, and a client set to bind gets `cnf.x5t#S256` in its tokens (RFC 8705 section
+/// 3). Without binding, a token is a bearer token: whoever holds it may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenBinding {
+    /// A bearer token (RFC 6750).
+    None,
+    /// Bound to the TLS client certificate (RFC 8705).
+    Certificate,
+}
+
+impl TokenBinding {
+    pub const ALL: [Self; 2] = [Self::None, Self::Certificate];
+
+    /// The one name of each binding: what `--bind` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Certificate => "certificate",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The realm's setting for `method`'s client: the certificate client binds (its certificate
+    /// is on every token request anyway), the others issue bearer tokens unless told otherwise.
+    pub fn default_for(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::Mtls => Self::Certificate,
+            _ => Self::None,
+        }
+    }
+
+    /// The client attribute that makes Keycloak bind tokens to the certificate presented, and
+    /// refuse a token request that presents none.
+    pub const CERTIFICATE_ATTRIBUTE: &str = "tls.client.certificate.bound.access.tokens";
+}
+
 /// The client standing for the resource server: the audience tokens must name, and who the
 /// resource server authenticates as (by its TLS certificate) to introspect tokens.
 pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";
@@ -251,7 +292,7 @@ mod tests {
         let mtls = clients.iter().find(|c| c["clientId"] == CLIENT_ID).unwrap();
         assert_eq!(mtls["clientAuthenticatorType"], "client-x509");
         assert_eq!(
-            mtls["attributes"]["tls.client.certificate.bound.access.tokens"],
+            mtls["attributes"][TokenBinding::CERTIFICATE_ATTRIBUTE],
             "true"
         );
         let resource_server = clients
@@ -268,7 +309,7 @@ mod tests {
             .find(|c| c["clientId"] == INTRUDER_CLIENT_ID)
             .unwrap();
         assert_eq!(
-            intruder["attributes"]["tls.client.certificate.bound.access.tokens"],
+            intruder["attributes"][TokenBinding::CERTIFICATE_ATTRIBUTE],
             "true"
         );
         assert!(
@@ -289,6 +330,13 @@ mod tests {
                 method.keycloak_authenticator()
             );
             assert_eq!(client["serviceAccountsEnabled"], true);
+            let binds = client["attributes"][TokenBinding::CERTIFICATE_ATTRIBUTE] == "true";
+            assert_eq!(
+                binds,
+                TokenBinding::default_for(method) == TokenBinding::Certificate,
+                "{}: the realm's binding is the method's default",
+                method.name()
+            );
             assert!(client.get("secret").is_none(), "no secret is committed");
             assert_eq!(AuthMethod::from_name(method.name()), Some(method));
         }

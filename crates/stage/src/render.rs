@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use playbook_trace::{Event, Exchange, Party, Run};
+use playbook_trace::{Event, Exchange, Party, Run, SentView};
 use serde::Serialize;
 
 const PAGE_CSS: &str = include_str!("assets/stage.css");
@@ -320,6 +320,9 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         row("Content-Type", content_type, "mono");
     }
     out.push_str("</dl>");
+    if let Some(sent) = &exchange.sent {
+        out.push_str(&sent_view(sent));
+    }
     out.push_str(&binding(exchange));
     match &exchange.token {
         Some(token) => {
@@ -336,6 +339,32 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         None => {}
     }
     out.push_str("</section>");
+    out
+}
+
+/// How the request authenticated its client, as it went: headers and form with every secret
+/// masked, and a client assertion decoded.
+fn sent_view(sent: &SentView) -> String {
+    let mut out = String::from(
+        r#"<h3>Client authentication, as sent</h3><p class="hint">Secrets are masked as ***; an assertion shows its header and claims, never its signature.</p><dl>"#,
+    );
+    for (name, value) in sent.headers.iter().chain(&sent.form) {
+        let _ = write!(
+            out,
+            r#"<dt>{}</dt><dd class="mono">{}</dd>"#,
+            escape(name),
+            escape(value)
+        );
+    }
+    out.push_str("</dl>");
+    if let Some(assertion) = &sent.assertion {
+        let _ = write!(
+            out,
+            r#"<h4>client_assertion header</h4><pre>{}</pre><h4>client_assertion claims</h4><pre>{}</pre>"#,
+            escape(&pretty(&assertion.header)),
+            escape(&pretty(&assertion.claims))
+        );
+    }
     out
 }
 
@@ -599,6 +628,36 @@ pub(crate) mod tests {
         );
         assert_eq!(svg.matches(r#"<g class="lesson">"#).count(), 2);
         assert!(svg.starts_with("<svg xmlns=") && svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn the_details_show_how_the_client_authenticated_with_its_secret_masked() {
+        let trace = Trace::new();
+        let mut exchange = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://localhost:9443/realms/r/protocol/openid-connect/token",
+        );
+        let assertion = jwt(serde_json::json!({"iss": "c", "aud": "https://issuer"}));
+        exchange.sent = Some(
+            SentView::form(&[
+                ("grant_type", "client_credentials"),
+                ("client_secret", "s3cret-client"),
+                ("client_assertion", assertion.as_str()),
+            ])
+            .with_basic_auth(),
+        );
+        exchange.answered(200, "access token, 300 s");
+        trace.record(exchange);
+        let run = trace.snapshot();
+        let details = details(&run);
+        assert!(details.contains("Client authentication, as sent"));
+        assert!(details.contains("Basic ***") && details.contains("client_credentials"));
+        assert!(details.contains("&quot;aud&quot;: &quot;https://issuer&quot;"));
+        for text in [details, page(&run, false), svg(&run), mermaid(&run)] {
+            assert!(!text.contains("s3cret-client") && !text.contains("c2lnbmF0dXJl"));
+        }
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct Exchange {
     pub token: Option<TokenView>,
     /// The TLS client certificate presented on the connection; `None` when there was none.
     pub client_certificate: Option<CertView>,
+    /// How the request authenticated its sender, as it crossed the wire with every secret
+    /// masked; `None` for requests that carry no client credentials.
+    pub sent: Option<SentView>,
 }
 
 impl Exchange {
@@ -119,6 +122,7 @@ impl Exchange {
             content_type: None,
             token: None,
             client_certificate: None,
+            sent: None,
         }
     }
 
@@ -185,6 +189,71 @@ impl TokenView {
     }
 }
 
+/// What a request sent to authenticate its client, safe to show a room: the headers and form
+/// fields as they went, except that every value not known to be harmless is [`SentView::MASK`],
+/// and a client assertion appears decoded (header and claims, never its signature, so it cannot
+/// be replayed even within its short life).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SentView {
+    /// `(name, value)` of the headers that authenticate, e.g. `Authorization: Basic ***`.
+    pub headers: Vec<(String, String)>,
+    /// `(name, value)` of the form body, in order.
+    pub form: Vec<(String, String)>,
+    /// The `client_assertion` (RFC 7523), decoded.
+    pub assertion: Option<TokenView>,
+}
+
+impl SentView {
+    /// What stands for a value that must not be shown.
+    pub const MASK: &'static str = "***";
+
+    /// The form fields shown as they are: the rest (a secret, a token, anything new) is masked,
+    /// so that a field added later is hidden until someone decides it is harmless.
+    const SHOWN_FIELDS: [&'static str; 5] = [
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_assertion_type",
+        "token_type_hint",
+    ];
+
+    /// The view of a form body.
+    pub fn form<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> Self {
+        let mut view = Self::default();
+        for (name, value) in fields {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let shown = match name {
+                "client_assertion" => {
+                    view.assertion = TokenView::decode(value);
+                    "(a signed JWT: its header and claims are shown, never its signature)"
+                }
+                _ if Self::SHOWN_FIELDS.contains(&name) => value,
+                _ => Self::MASK,
+            };
+            view.form.push((name.into(), shown.into()));
+        }
+        view
+    }
+
+    /// Adds the `Authorization: Basic` header of `client_secret_basic`, its credentials masked.
+    pub fn with_basic_auth(mut self) -> Self {
+        self.headers
+            .push(("Authorization".into(), format!("Basic {}", Self::MASK)));
+        self
+    }
+
+    /// The form body in one line, as `name=value` pairs.
+    pub fn form_line(&self) -> String {
+        let pairs: Vec<String> = (self.form.iter())
+            .map(|(name, value)| match name.as_str() {
+                "client_assertion" => format!("{name}=(signed JWT)"),
+                _ => format!("{name}={value}"),
+            })
+            .collect();
+        pairs.join("&")
+    }
+}
+
 /// A TLS client certificate as the diagram shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertView {
@@ -214,6 +283,34 @@ mod tests {
         let shown = serde_json::to_string(&view).unwrap();
         assert!(!shown.contains("c2lnbmF0dXJl") && !shown.contains("eyJ"));
         assert!(TokenView::decode("not a jwt").is_none());
+    }
+
+    #[test]
+    fn a_sent_view_masks_every_value_not_known_to_be_harmless() {
+        let assertion = jwt(
+            r#"{"alg":"ES256","typ":"client-authentication+jwt"}"#,
+            r#"{"iss":"c"}"#,
+        );
+        let fields = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "c"),
+            ("client_secret", "s3cret-value"),
+            ("client_assertion", assertion.as_str()),
+            ("something_new", "maybe-secret"),
+        ];
+        let view = SentView::form(&fields).with_basic_auth();
+        let shown = serde_json::to_string(&view).unwrap();
+        for hidden in ["s3cret-value", "maybe-secret", "c2lnbmF0dXJl", "eyJ"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert_eq!(view.headers, [("Authorization".into(), "Basic ***".into())]);
+        assert_eq!(
+            view.form_line(),
+            "grant_type=client_credentials&client_id=c&client_secret=***&client_assertion=(signed JWT)&something_new=***"
+        );
+        let decoded = view.assertion.unwrap();
+        assert_eq!(decoded.header["typ"], "client-authentication+jwt");
+        assert_eq!(decoded.claims["iss"], "c");
     }
 
     #[test]

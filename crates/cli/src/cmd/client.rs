@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use playbook_certs::CertSet;
-use playbook_client::{Credential, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::AuthMethod;
+use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{AuthMethod, TokenBinding};
 
 use crate::args::{AuthArgs, KeycloakArgs, RealmArgs};
 use playbook_trace::Trace;
@@ -69,20 +69,16 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .keycloak
         .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?
         .traced(trace.clone());
-    let realm = admin.keycloak().realm(&args.realm.realm);
     let mut report = Report::new(args.output.json, trace.clone()).paced(args.output.pace());
-    let credential = credential(
+    let tokens = token_client(
         &admin,
         &args.realm.realm,
-        args.auth.method,
+        &args.auth,
         &certs,
+        &trace,
         &mut report,
     )
     .await?;
-    let mut config = TokenClientConfig::playbook(realm.token(), &certs.ca_pem, &certs.client)
-        .with_credential(credential, &realm);
-    config.trace = trace.clone();
-    let tokens = Arc::new(TokenClient::new(config)?);
     let api_url = args.api_url.unwrap_or_else(crate::args::local_api_url);
     let flow = Flow {
         admin: &admin,
@@ -100,41 +96,59 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the client authenticates with: its certificate (the seed's way, nothing to set up), or
-/// for another method what Keycloak and the client must share first, set through the Admin API
-/// before the seed's four steps and said so.
-pub async fn credential(
+/// The token client of `auth`'s method and binding: with the certificate (the seed's way,
+/// nothing to set up), or for another method with what Keycloak and the client must share
+/// first, set through the Admin API before the seed's four steps and said so.
+pub async fn token_client(
     admin: &playbook_keycloak::Admin,
     realm: &str,
-    method: AuthMethod,
+    auth: &AuthArgs,
     certs: &CertSet,
+    trace: &Trace,
     report: &mut Report,
-) -> anyhow::Result<Credential> {
-    if method == AuthMethod::Mtls {
-        return Ok(Credential::Certificate);
+) -> anyhow::Result<Arc<TokenClient>> {
+    let (method, binding) = (auth.method, auth.binding()?);
+    if method != AuthMethod::Mtls {
+        report
+            .step(&format!(
+                "0. The {} client's credential",
+                method.oauth_name()
+            ))
+            .await;
     }
-    report
-        .step(&format!(
-            "0. The {} client's credential",
-            method.oauth_name()
-        ))
-        .await;
     let provisioner = playbook_keycloak::Provisioner::new(admin, realm);
-    let credential = playbook_client::provision(&provisioner, method, certs).await?;
-    report.note(&if method.uses_secret() {
-        format!(
+    let credential = playbook_client::provision(&provisioner, method, binding, certs).await?;
+    if method.uses_secret() {
+        report.note(&format!(
             "Keycloak generated a new secret for {} (the old one is refused from now on); kept 0600 in {}",
             method.client_id(),
             certs.files.client_secret(method.name()).display()
-        )
-    } else {
-        format!(
+        ));
+    } else if method == AuthMethod::PrivateKeyJwt {
+        report.note(&format!(
             "Keycloak was given the public key of {} (as a JWKS); its private key stays in {}",
             certs.files.assertion_key().display(),
             certs.files.dir().display()
-        )
-    });
-    Ok(credential)
+        ));
+    }
+    if method != AuthMethod::Mtls {
+        report.note(&match binding {
+            TokenBinding::Certificate => format!(
+                "{} binds its tokens: the token request presents the client certificate too (--bind certificate)",
+                method.client_id()
+            ),
+            TokenBinding::None => format!(
+                "{} gets bearer tokens: no certificate on the token request (--bind none)",
+                method.client_id()
+            ),
+        });
+    }
+    let realm_url = admin.keycloak().realm(realm);
+    let mut config = TokenClientConfig::playbook(realm_url.token(), &certs.ca_pem, &certs.client)
+        .with_credential(credential, &realm_url)
+        .with_binding(binding);
+    config.trace = trace.clone();
+    Ok(Arc::new(TokenClient::new(config)?))
 }
 
 /// Steps 1–4; a refused API call is an error (exit code "refused").

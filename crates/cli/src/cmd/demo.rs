@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use playbook_certs::{CertSet, Ensured};
-use playbook_client::{AccessToken, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmTemplate, USERS_READ};
+use playbook_client::{AccessToken, ResourceApi};
+use playbook_keycloak::{CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
@@ -16,7 +15,7 @@ use playbook_trace::Trace;
 use serde_json::json;
 
 use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
-use crate::cmd::client::{OutputArgs, credential, four_steps};
+use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
 use crate::presenter::StageArgs;
 use crate::report::Report;
@@ -59,6 +58,8 @@ fn export_path(value: &str) -> Result<PathBuf, String> {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    // A combination that cannot work is said before anything starts.
+    args.auth.binding()?;
     let trace = Trace::new();
     let (pace, stage) = args.stage.open(&trace, args.output.pace()).await?;
     let mut report = Report::new(args.output.json, trace.clone()).paced(pace);
@@ -167,12 +168,7 @@ async fn demo(
     ));
     report.note(&format!("resource server at {}", server.base_url()));
 
-    let credential = credential(&admin, realm, method, certs, report).await?;
-    let mut config =
-        TokenClientConfig::playbook(keycloak.realm(realm).token(), &certs.ca_pem, &certs.client)
-            .with_credential(credential, &keycloak.realm(realm));
-    config.trace = trace.clone();
-    let tokens = Arc::new(TokenClient::new(config)?);
+    let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
     let flow = Flow {
         admin: &admin,
         realm,
@@ -211,16 +207,16 @@ async fn demo(
     let token = tokens.token().await?;
     let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
     let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
-    // Only the certificate binds a token; the other methods' tokens are bearer tokens.
-    let (expected, lesson) = match method {
-        AuthMethod::Mtls => (
+    // Only a token bound to the certificate is refused without it; the others are bearer tokens.
+    let (expected, lesson) = match tokens.config().binding {
+        TokenBinding::Certificate => (
             401,
             "401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.".to_owned(),
         ),
-        _ => (
+        TokenBinding::None => (
             200,
             format!(
-                "200: the {} client presented no certificate, so its token is a bearer token: whoever holds it is served. How a client authenticates and whether its token is bound are separate choices; --auth mtls binds it (RFC 8705), and a resource server with --binding required refuses it.",
+                "200: the {} client presented no certificate, so its token is a bearer token: whoever holds it is served. How a client authenticates and whether its token is bound are separate choices; --bind certificate binds it (RFC 8705), and a resource server with --binding required refuses it.",
                 method.oauth_name()
             ),
         ),

@@ -6,30 +6,45 @@
 use std::sync::Arc;
 
 use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{AuthMethod, READONLY_ROLE};
+use playbook_keycloak::{AuthMethod, READONLY_ROLE, TokenBinding};
 use playbook_resource_server::{BindingMode, RunningServer};
 use playbook_testkit::{TestRealm, certs, run};
 
 use super::{playbook_with, stderr};
 
-/// The realm's client of `method`, with its role and its credential provisioned.
+/// The realm's client of `method`, with its role and its credential provisioned, its tokens
+/// bound as the realm sets the method up.
 async fn client_of(realm: &TestRealm, method: AuthMethod) -> (Arc<TokenClient>, Credential) {
+    bound_client_of(realm, method, TokenBinding::default_for(method)).await
+}
+
+async fn bound_client_of(
+    realm: &TestRealm,
+    method: AuthMethod,
+    binding: TokenBinding,
+) -> (Arc<TokenClient>, Credential) {
     let provisioner = realm.provisioner();
     let (account, role) = provisioner
         .account_and_role(method.client_id(), READONLY_ROLE)
         .await
         .unwrap();
     provisioner.assign(&account, &role).await.unwrap();
-    let credential = playbook_client::provision(&provisioner, method, certs())
+    let credential = playbook_client::provision(&provisioner, method, binding, certs())
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", method.name()));
-    (token_client(realm, credential.clone()), credential)
+    let client = token_client(realm, credential.clone(), binding);
+    (client, credential)
 }
 
-fn token_client(realm: &TestRealm, credential: Credential) -> Arc<TokenClient> {
+fn token_client(
+    realm: &TestRealm,
+    credential: Credential,
+    binding: TokenBinding,
+) -> Arc<TokenClient> {
     let config =
         TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
-            .with_credential(credential, &realm.urls());
+            .with_credential(credential, &realm.urls())
+            .with_binding(binding);
     Arc::new(TokenClient::new(config).unwrap())
 }
 
@@ -70,7 +85,10 @@ fn a_rotated_secret_is_refused_at_once() {
             let (_, old) = client_of(&realm, method).await;
             let (current, _) = client_of(&realm, method).await;
             current.token().await.unwrap();
-            let refused = token_client(&realm, old).token().await.unwrap_err();
+            let refused = token_client(&realm, old, TokenBinding::None)
+                .token()
+                .await
+                .unwrap_err();
             assert!(
                 matches!(&refused, ClientError::TokenRefused { .. }),
                 "{}: {refused}",
@@ -83,10 +101,29 @@ fn a_rotated_secret_is_refused_at_once() {
     })
 }
 
-/// The README's promise for every secret-based method: the secret is set, used and kept, and
-/// never printed, not even with `--json` (which carries the run's whole trace).
+/// What each method keeps that must never be shown: the secret, or the private key's PEM body
+/// (its lines, any of which would be a piece of the key).
+fn kept_secrets(certs_dir: &std::path::Path, method: AuthMethod) -> Vec<String> {
+    let files = playbook_certs::Files::new(certs_dir);
+    let kept = match method {
+        AuthMethod::Mtls => files.client_key(),
+        AuthMethod::PrivateKeyJwt => files.assertion_key(),
+        _ => files.client_secret(method.name()),
+    };
+    let text = std::fs::read_to_string(&kept).unwrap();
+    (text.lines())
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("-----"))
+        .map(String::from)
+        .collect()
+}
+
+/// The README's promise for every method: how the client authenticated is shown as it crossed
+/// the wire (the header, the form, an assertion's decoded claims, the certificate), and what it
+/// keeps (a secret, a private key) never appears, not even with `--json` (which carries the
+/// run's whole trace); no compact JWT (a token, an assertion) is printed either.
 #[test]
-fn the_client_command_never_prints_a_secret() {
+fn the_client_command_shows_the_wire_and_never_a_secret() {
     let keycloak = run(playbook_testkit::keycloak());
     let admin = keycloak.admin_credentials();
     let dir = tempfile::tempdir().unwrap();
@@ -94,11 +131,7 @@ fn the_client_command_never_prints_a_secret() {
     let realm = run(TestRealm::new());
     let server = run(realm.resource_server());
     let api = server.base_url();
-    for method in [
-        AuthMethod::Secret,
-        AuthMethod::SecretPost,
-        AuthMethod::SecretJwt,
-    ] {
+    for method in AuthMethod::ALL {
         for json in [false, true] {
             let mut args = vec!["client", "--auth", method.name(), "--api-url", api.as_str()];
             if json {
@@ -114,29 +147,41 @@ fn the_client_command_never_prints_a_secret() {
                     ("PLAYBOOK_REALM", &realm.name),
                 ],
             );
-            assert_eq!(
-                output.status.code(),
-                Some(0),
-                "{}: {}",
-                method.name(),
-                stderr(&output)
-            );
-            let saved = std::fs::read_to_string(
-                playbook_certs::Files::new(dir.path()).client_secret(method.name()),
-            )
-            .unwrap();
-            assert!(saved.len() >= 16, "a real secret was kept");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(
-                stdout.contains(method.oauth_name()),
-                "the run says how it authenticated: {stdout}"
-            );
-            for (what, text) in [("stdout", stdout.into_owned()), ("stderr", stderr(&output))] {
+            let name = method.name();
+            assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let kept = kept_secrets(dir.path(), method);
+            assert!(kept.concat().len() >= 16, "{name}: a real secret was kept");
+            for (what, text) in [("stdout", &stdout), ("stderr", &stderr(&output))] {
+                for piece in &kept {
+                    assert!(
+                        !text.contains(piece.as_str()),
+                        "{name} --json={json}: a secret in {what}"
+                    );
+                }
                 assert!(
-                    !text.contains(saved.trim()),
-                    "{} --json={json}: the secret is in {what}",
-                    method.name()
+                    !text.contains("eyJ"),
+                    "{name} --json={json}: a compact JWT in {what}"
                 );
+            }
+            if json {
+                continue;
+            }
+            // The wire, as the terminal draws it.
+            let expected: &[&str] = match method {
+                AuthMethod::Mtls => &[
+                    "client_id=oauth2-playbook-client-credentials-mtls",
+                    "CN=mtls-client",
+                ],
+                AuthMethod::Secret => &["Authorization: Basic ***", "(none presented)"],
+                AuthMethod::SecretPost => &["client_secret=***"],
+                AuthMethod::SecretJwt => &[r#""alg":"HS256""#, "client_assertion=(signed JWT)"],
+                AuthMethod::PrivateKeyJwt => {
+                    &[r#""alg":"ES256""#, r#""typ":"client-authentication+jwt""#]
+                }
+            };
+            for shown in expected {
+                assert!(stdout.contains(shown), "{name}: {shown} not in {stdout}");
             }
         }
     }
@@ -145,7 +190,8 @@ fn the_client_command_never_prints_a_secret() {
 
 /// How a client authenticates and whether its token is bound are separate: a secret client's
 /// token is a plain bearer token, accepted where binding is only checked when present and refused
-/// where it is required; the certificate client's bound token passes both.
+/// where it is required; any method told to bind gets a token that passes both, and only with
+/// the certificate.
 #[test]
 fn a_secret_clients_bearer_token_is_refused_where_binding_is_required() {
     run(async {
@@ -174,6 +220,25 @@ fn a_secret_clients_bearer_token_is_refused_where_binding_is_required() {
             (refused.www_authenticate.as_deref().unwrap_or_default()).contains("invalid_token"),
             "{refused:?}"
         );
+        // The same client method, told to bind: the certificate rides along on the token request,
+        // the token carries its thumbprint and passes where binding is required, and the same
+        // token without the certificate is refused even where binding is only checked if present.
+        for method in [AuthMethod::Secret, AuthMethod::PrivateKeyJwt] {
+            let (bound, _) = bound_client_of(&realm, method, TokenBinding::Certificate).await;
+            let token = bound.token().await.unwrap();
+            assert_eq!(
+                token.claims.x5t_s256(),
+                Some(certs().client.thumbprint_s256()),
+                "{}: bound to the client certificate",
+                method.name()
+            );
+            let served = answer(&strict, &bound).get("/api/users").await.unwrap();
+            assert_eq!(served.status, 200, "{}: {served:?}", method.name());
+            let thief =
+                ResourceApi::without_certificate(lenient.base_url(), bound.clone()).unwrap();
+            let stolen = thief.get_with("/api/users", token.expose()).await.unwrap();
+            assert_eq!(stolen.status, 401, "{}: {stolen:?}", method.name());
+        }
         let (mtls, _) = client_of(&realm, AuthMethod::Mtls).await;
         let bound = answer(&strict, &mtls).get("/api/users").await.unwrap();
         assert_eq!(bound.status, 200, "{bound:?}");
@@ -214,7 +279,8 @@ fn a_replayed_client_assertion_is_refused() {
 }
 
 /// `demo --auth`: the same lessons with a secret client, whose second lesson turns around: its
-/// token is a bearer token, so the replay without a certificate is served.
+/// token is a bearer token, so the replay without a certificate is served. The secret reaches
+/// neither the output nor the hand-outs, which show the form it was sent in, masked.
 #[test]
 fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
     let keycloak = run(playbook_testkit::keycloak());
@@ -222,6 +288,7 @@ fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
     playbook_testkit::copy_certs(dir.path());
     let realm = playbook_testkit::unique_realm("demo-auth");
+    let (hand_out, diagram) = (dir.path().join("run.html"), dir.path().join("run.mmd"));
     let output = playbook_with(
         dir.path(),
         &[
@@ -231,6 +298,10 @@ fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
             "0",
             "--auth",
             AuthMethod::SecretPost.name(),
+            "--export",
+            hand_out.to_str().unwrap(),
+            "--export",
+            diagram.to_str().unwrap(),
         ],
         &[
             ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
@@ -258,5 +329,16 @@ fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
         playbook_certs::Files::new(dir.path()).client_secret(AuthMethod::SecretPost.name()),
     )
     .unwrap();
-    assert!(!text.contains(secret.trim()) && !stderr(&output).contains(secret.trim()));
+    let hand_out = std::fs::read_to_string(hand_out).unwrap();
+    assert!(
+        hand_out.contains("Client authentication, as sent") && hand_out.contains("client_secret"),
+        "the hand-out shows the token request's form"
+    );
+    let diagram = std::fs::read_to_string(diagram).unwrap();
+    for shown in [text.into_owned(), stderr(&output), hand_out, diagram] {
+        assert!(
+            !shown.contains(secret.trim()),
+            "the secret reached an output"
+        );
+    }
 }

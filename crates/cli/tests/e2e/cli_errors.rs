@@ -79,6 +79,18 @@ fn a_bad_flag_exits_2_with_usage() {
     assert!(text.contains("Usage: playbook client"), "{text}");
 }
 
+/// The certificate client always binds; asking it for a bearer token is refused before anything
+/// starts, saying which methods can.
+#[test]
+fn a_certificate_client_without_binding_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = playbook(
+        &dir.path().join("certs"),
+        &["demo", "--auth", "mtls", "--bind", "none"],
+    );
+    assert_fails(&output, 1, &["--auth mtls always binds", "another --auth"]);
+}
+
 /// `demo` and `lab` attach only to a Keycloak whose certificate our CA signed: whatever else
 /// holds the port is not mistaken for one, and the port is reported as taken.
 #[test]
