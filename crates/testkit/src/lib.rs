@@ -219,7 +219,9 @@ pub fn unique_realm(what: &str) -> String {
 /// The signing key of every test realm: one RSA key per run instead of two per realm.
 static REALM_KEY: LazyLock<RealmKey> = LazyLock::new(RealmKey::generate);
 
-/// A realm of its own for one test: the bundled realm imported under a unique name.
+/// A realm of its own for one test: the bundled realm imported under a unique name. A clone is
+/// another handle to the same realm (a test that runs the CLI off the runtime hands it one).
+#[derive(Clone)]
 pub struct TestRealm {
     pub name: String,
     pub keycloak: &'static Keycloak,

@@ -7,6 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use playbook_certs::{Authority, CLIENT_CN, Leaf, LeafSpec};
+use playbook_keycloak::{AuthMethod, READONLY_ROLE, TokenBinding};
 use playbook_testkit::{TestRealm, certs, run};
 
 use super::{playbook_with, stderr};
@@ -19,9 +20,27 @@ async fn doctor(
     api: Option<String>,
     issuer: Option<String>,
 ) -> (Output, BTreeMap<String, String>) {
+    doctor_with(realm, certs_dir, api, issuer, &[]).await
+}
+
+/// [`doctor`] with more flags (`--auth`, `--bind`).
+async fn doctor_with(
+    realm: TestRealm,
+    certs_dir: &Path,
+    api: Option<String>,
+    issuer: Option<String>,
+    flags: &[&str],
+) -> (Output, BTreeMap<String, String>) {
     let certs_dir = certs_dir.to_owned();
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        run_doctor(&realm, &certs_dir, api.as_deref(), issuer.as_deref())
+        run_doctor(
+            &realm,
+            &certs_dir,
+            api.as_deref(),
+            issuer.as_deref(),
+            &flags,
+        )
     })
     .await
     .unwrap()
@@ -32,6 +51,7 @@ fn run_doctor(
     certs_dir: &Path,
     api: Option<&str>,
     issuer: Option<&str>,
+    flags: &[String],
 ) -> (Output, BTreeMap<String, String>) {
     let admin = realm.keycloak.admin_credentials();
     let issuer = issuer.map_or_else(|| realm.issuer().to_string(), String::from);
@@ -39,6 +59,7 @@ fn run_doctor(
     if let Some(api) = api {
         args.extend(["--api-url", api]);
     }
+    args.extend(flags.iter().map(String::as_str));
     let output = playbook_with(
         certs_dir,
         &args,
@@ -235,5 +256,72 @@ fn a_client_certificate_about_to_expire_is_reported() {
         assert_marks(&marks, &[("certificates", "✗")], &output);
         assert!(stdout(&output).contains("in less than 7 days"));
         assert!(stdout(&output).contains("cargo playbook certs --force"));
+    })
+}
+
+/// `doctor --auth METHOD` checks that method's own setup: before `client --auth` set it up, it
+/// says so and asks for no token; after, every check passes, bound or not as asked; a binding
+/// Keycloak was not set up for is named with the command that sets it.
+#[test]
+fn each_method_is_checked_with_what_it_needs() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let dir = certs_with_client(&certs().client);
+        let flags = |method: AuthMethod| ["--auth", method.name()];
+        let (output, marks) = doctor_with(
+            realm.clone(),
+            dir.path(),
+            None,
+            None,
+            &flags(AuthMethod::Secret),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+        assert_marks(
+            &marks,
+            &[("client authentication", "✗"), ("token", "-")],
+            &output,
+        );
+        assert!(
+            stdout(&output).contains("`cargo playbook client --auth secret` sets it up"),
+            "{}",
+            stdout(&output)
+        );
+
+        let server = realm.resource_server().await;
+        let api = server.base_url().to_string();
+        let certs = playbook_certs::CertSet::load(playbook_certs::Files::new(dir.path())).unwrap();
+        let provisioner = realm.provisioner();
+        for method in [AuthMethod::SecretJwt, AuthMethod::PrivateKeyJwt] {
+            let (account, role) = provisioner
+                .account_and_role(method.client_id(), READONLY_ROLE)
+                .await
+                .unwrap();
+            provisioner.assign(&account, &role).await.unwrap();
+            playbook_client::provision(&provisioner, method, TokenBinding::None, &certs)
+                .await
+                .unwrap();
+            let (output, marks) = doctor_with(
+                realm.clone(),
+                dir.path(),
+                Some(api.clone()),
+                None,
+                &flags(method),
+            )
+            .await;
+            assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+            assert_eq!(marks.len(), 12, "{}", stdout(&output));
+            assert!(marks.values().all(|m| m == "✓"), "{}", stdout(&output));
+            assert!(stdout(&output).contains(method.oauth_name()));
+        }
+        let bound = ["--auth", "secret-jwt", "--bind", "certificate"];
+        let (output, marks) = doctor_with(realm.clone(), dir.path(), None, None, &bound).await;
+        assert_marks(&marks, &[("client authentication", "✗")], &output);
+        assert!(
+            stdout(&output).contains("--bind certificate` sets it"),
+            "{}",
+            stdout(&output)
+        );
+        server.shutdown().await;
     })
 }

@@ -4,13 +4,14 @@
 //! when a party cannot be reached (the first failure decides), like `playbook client`.
 //!
 //! One file per kind of check: [`local`] (certificates, backends, ports), [`keycloak`]
-//! (discovery, the client's subject, a token), [`token`] (what the token says) and [`api`] (the
-//! resource server), all reporting through [`verdict`] and calling the parties through the same
+//! (discovery, the client's subject, a token), [`method`] (another `--auth` method's setup),
+//! [`token`] (what the token says) and [`api`] (the resource server), all reporting through [`verdict`] and calling the parties through the same
 //! clients ([`Parties`]) the flow uses.
 
 mod api;
 mod keycloak;
 mod local;
+mod method;
 mod token;
 mod verdict;
 
@@ -19,15 +20,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use playbook_certs::{CertSet, Files};
-use playbook_client::{TokenClient, TokenClientConfig};
-use playbook_keycloak::RealmUrl;
+use playbook_client::{Credential, TokenClient, TokenClientConfig};
+use playbook_keycloak::{AuthMethod, RealmUrl, TokenBinding};
 use url::Url;
 
-use crate::args::{IssuerArgs, RealmArgs, StartArgs};
+use crate::args::{AuthArgs, IssuerArgs, RealmArgs, StartArgs};
 use api::resource_server;
 use keycloak::{discovery, subject_dn, token, token_failure};
 use local::{backends, check_certificates, ports};
-use token::{audience, binding, clock, issuer, role};
+use token::{audience, binding as token_binding, clock, issuer, role};
 use verdict::{Misconfigured, Report, Verdict, fail, finish};
 
 #[derive(clap::Args)]
@@ -41,6 +42,9 @@ pub struct Args {
     #[command(flatten)]
     issuer: IssuerArgs,
 
+    #[command(flatten)]
+    auth: AuthArgs,
+
     /// A running resource server to check [default: https://localhost:8443/ when something
     /// answers there].
     #[arg(long = "api-url", env = "PLAYBOOK_API_URL")]
@@ -52,7 +56,8 @@ pub struct Args {
 }
 
 /// The clients every check that talks to a party shares: one that trusts our CA, and the
-/// tutorial's token client (mutual TLS), which the resource server check reuses.
+/// token client (the tutorial's over mutual TLS, or `--auth`'s), which the resource server check
+/// reuses.
 pub struct Parties {
     http: reqwest::Client,
     tokens: Arc<TokenClient>,
@@ -66,9 +71,32 @@ impl Parties {
             tokens: Arc::new(TokenClient::new(config)?),
         })
     }
+
+    /// Tokens from now on as `--auth`'s client gets them.
+    fn authenticate_with(
+        &mut self,
+        credential: Credential,
+        binding: TokenBinding,
+        realm: &RealmUrl,
+    ) -> anyhow::Result<()> {
+        let config = self
+            .tokens
+            .config()
+            .clone()
+            .with_credential(credential, realm)
+            .with_binding(binding);
+        self.tokens = Arc::new(TokenClient::new(config)?);
+        Ok(())
+    }
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let (method, binding) = (args.auth.method, args.auth.binding()?);
+    // The certificate client's own check is its subject; another method's is its setup.
+    let client_check = match method {
+        AuthMethod::Mtls => "client subject",
+        _ => method::NAME,
+    };
     let mut report = Report::new(args.json);
     let keycloak = args.start.keycloak.url();
     let realm = keycloak.realm(&args.realm.realm);
@@ -96,12 +124,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     report.record("ports", ports(&keycloak, &api_url, http.as_ref()).await);
 
     let Some(certs) = certs else {
-        for name in NEED_CERTS.iter().chain(&NEED_TOKEN) {
+        for name in ["Keycloak", client_check, "token"]
+            .iter()
+            .chain(&NEED_TOKEN)
+        {
             report.record(name, Verdict::Skipped("certificates"));
         }
         return finish(report);
     };
-    let parties = Parties::new(&realm, &certs)?;
+    let mut parties = Parties::new(&realm, &certs)?;
     let discovery = discovery(&parties, &realm).await;
     let reachable = report.record("Keycloak", discovery.0);
     let discovered_issuer = discovery.1;
@@ -111,36 +142,57 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .keycloak
             .admin(certs_dir, keycloak.clone(), &certs.ca_pem)
     });
+    // Whether the client has what its method needs to ask for a token.
+    let mut can_ask = reachable;
     match &admin {
-        Some(Ok(admin)) => {
+        Some(Ok(admin)) if method == AuthMethod::Mtls => {
             let verdict = subject_dn(admin, &args.realm.realm, &certs).await;
-            report.record("client subject", verdict);
+            report.record(client_check, verdict);
+        }
+        Some(Ok(admin)) => {
+            let (verdict, credential) =
+                method::client_method(admin, &args.realm.realm, method, binding, &certs).await;
+            report.record(client_check, verdict);
+            match credential {
+                Some(credential) => parties.authenticate_with(credential, binding, &realm)?,
+                None => can_ask = false,
+            }
         }
         Some(Err(error)) => {
             report.record(
-                "client subject",
+                client_check,
                 fail(
                     Misconfigured,
                     error.to_string(),
                     "pass --keycloak-admin-password",
                 ),
             );
+            can_ask &= method == AuthMethod::Mtls;
         }
         None => {
-            report.record("client subject", Verdict::Skipped("Keycloak"));
+            report.record(client_check, Verdict::Skipped("Keycloak"));
         }
     }
 
-    let token = if reachable {
+    let token = if can_ask {
         let token = token(&parties).await;
         let verdict = match &token {
-            Ok(token) => Verdict::Pass(format!("issued over mTLS ({})", token.fingerprint())),
+            Ok(token) if method == AuthMethod::Mtls => {
+                Verdict::Pass(format!("issued over mTLS ({})", token.fingerprint()))
+            }
+            Ok(token) => Verdict::Pass(format!(
+                "issued to {} authenticated by {} ({})",
+                method.client_id(),
+                method.oauth_name(),
+                token.fingerprint()
+            )),
             Err(error) => token_failure(error),
         };
         report.record("token", verdict);
         token.ok()
     } else {
-        report.record("token", Verdict::Skipped("Keycloak"));
+        let needed = if reachable { client_check } else { "Keycloak" };
+        report.record("token", Verdict::Skipped(needed));
         None
     };
     let Some(token) = token else {
@@ -155,7 +207,10 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         issuer(&token, expected.issuer(), discovered_issuer.as_deref()),
     );
     report.record("audience", audience(&token));
-    report.record("certificate binding", binding(&token, &certs));
+    report.record(
+        "certificate binding",
+        token_binding(&token, binding, &certs),
+    );
     report.record("role", role(&token));
     report.record("clock", clock(&token));
     let verdict = resource_server(&parties, &api_url, args.api_url.is_some(), &token).await;
@@ -163,9 +218,6 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     finish(report)
 }
 
-/// The checks that read the certificates (and then those that read a token), skipped without
-/// them.
-const NEED_CERTS: [&str; 3] = ["Keycloak", "client subject", "token"];
 /// The checks that read a token, skipped without one.
 const NEED_TOKEN: [&str; 6] = [
     "issuer",

@@ -3,7 +3,7 @@
 
 use playbook_certs::CertSet;
 use playbook_client::AccessToken;
-use playbook_keycloak::READONLY_ROLE;
+use playbook_keycloak::{READONLY_ROLE, TokenBinding};
 use url::Url;
 
 use super::verdict::{Misconfigured, Verdict, fail};
@@ -51,21 +51,30 @@ pub fn audience(token: &AccessToken) -> Verdict {
     }
 }
 
-pub fn binding(token: &AccessToken, certs: &CertSet) -> Verdict {
+/// The token is bound as asked: to our certificate, or (`--bind none`) not at all.
+pub fn binding(token: &AccessToken, asked: TokenBinding, certs: &CertSet) -> Verdict {
     let ours = certs.client.thumbprint_s256();
-    match token.claims.x5t_s256() {
-        Some(bound) if bound == ours => Verdict::Pass(format!(
+    match (asked, token.claims.x5t_s256()) {
+        (TokenBinding::Certificate, Some(bound)) if bound == ours => Verdict::Pass(format!(
             "cnf.x5t#S256 = {ours}, the client certificate's thumbprint"
         )),
-        Some(bound) => fail(
+        (TokenBinding::Certificate, Some(bound)) => fail(
             Misconfigured,
             format!("the token is bound to {bound}, not to our certificate {ours}"),
             "request tokens with certs/client.pem",
         ),
-        None => fail(
+        (TokenBinding::Certificate, None) => fail(
             Misconfigured,
             "the token carries no cnf.x5t#S256",
             "turn on tls.client.certificate.bound.access.tokens for the client (realm.json does)",
+        ),
+        (TokenBinding::None, None) => Verdict::Pass(
+            "none asked (--bind none): a bearer token, which a resource server with --binding required refuses".into(),
+        ),
+        (TokenBinding::None, Some(bound)) => fail(
+            Misconfigured,
+            format!("the token is bound to {bound}, though --bind none asked for a bearer token"),
+            "turn off tls.client.certificate.bound.access.tokens for the client (`playbook client --bind none` does)",
         ),
     }
 }
