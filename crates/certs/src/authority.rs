@@ -144,6 +144,16 @@ impl Leaf {
         format!("{}{}", self.cert_pem, self.key_pem).into_bytes()
     }
 
+    /// This certificate with a new private key: all a thief who copied only the certificate
+    /// (which is public) can present. The TLS handshake signs with the key the certificate
+    /// names, so no peer accepts it; the attack lab shows that.
+    pub fn with_stranger_key(&self) -> Result<Self, CertsError> {
+        Ok(Self::from_pem(
+            self.cert_pem.clone(),
+            crate::signing_key_pem()?,
+        ))
+    }
+
     /// The DER of the certificate.
     pub fn cert_der(&self) -> Vec<u8> {
         crate::der::first_certificate(&self.cert_pem)

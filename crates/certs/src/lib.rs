@@ -32,6 +32,12 @@ pub const SERVER_NAMES: &[&str] = &["localhost", "127.0.0.1", "oauth2-playbook.d
 /// Password of the PKCS#12 truststore. A truststore holds no secret, but Java insists on one.
 pub const TRUSTSTORE_PASSWORD: &str = "changeit";
 
+/// A new P-256 signing key (PKCS#8 PEM), held in memory: what a `private_key_jwt` client signs
+/// its assertions with, kept by [`CertSet::assertion_key`] or made for one lab scenario.
+pub fn signing_key_pem() -> Result<String, CertsError> {
+    Ok(rcgen::KeyPair::generate()?.serialize_pem())
+}
+
 /// Why certificates could not be made, read or trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {

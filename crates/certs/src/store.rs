@@ -160,7 +160,7 @@ impl CertSet {
         if let Ok(pem) = fs::read_to_string(&path) {
             return Ok(pem);
         }
-        let pem = KeyPair::generate()?.serialize_pem();
+        let pem = crate::signing_key_pem()?;
         write_file(&path, &pem, true)?;
         Ok(pem)
     }

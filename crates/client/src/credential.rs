@@ -41,6 +41,12 @@ pub enum Credential {
     SecretJwt(Secret),
     /// `private_key_jwt`: an ES256 assertion signed with the client's own key (PKCS#8 PEM).
     PrivateKeyJwt { key_pem: Secret, kid: String },
+    /// An assertion made beforehand, sent as it is: one captured on the wire, or crafted (the
+    /// lab replays and bends them to show Keycloak refusing each).
+    Assertion {
+        method: AuthMethod,
+        assertion: Secret,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -50,15 +56,30 @@ impl std::fmt::Debug for Credential {
 }
 
 /// The claims of a client assertion (RFC 7523 section 3).
-#[derive(Serialize)]
-pub struct AssertionClaims<'a> {
-    pub iss: &'a str,
-    pub sub: &'a str,
+#[derive(Debug, Clone, Serialize)]
+pub struct AssertionClaims {
+    pub iss: String,
+    pub sub: String,
     /// The issuer identifier, as a plain string: the one audience RFC 10070 allows.
-    pub aud: &'a str,
+    pub aud: String,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+}
+
+impl AssertionClaims {
+    /// A fresh assertion's claims: `iss` = `sub` = the client, a unique `jti`, a short life.
+    pub fn new(client_id: &str, audience: &str) -> Self {
+        let now = unix_now();
+        Self {
+            iss: client_id.into(),
+            sub: client_id.into(),
+            aud: audience.into(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: now + ASSERTION_LIFETIME.as_secs() as i64,
+        }
+    }
 }
 
 impl Credential {
@@ -69,6 +90,7 @@ impl Credential {
             Self::SecretPost(_) => AuthMethod::SecretPost,
             Self::SecretJwt(_) => AuthMethod::SecretJwt,
             Self::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
+            Self::Assertion { method, .. } => *method,
         }
     }
 
@@ -99,6 +121,16 @@ impl Credential {
             kid,
         };
         Ok((credential, jwks))
+    }
+
+    /// The shared secret, for the methods that keep one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            Self::SecretBasic(secret) | Self::SecretPost(secret) | Self::SecretJwt(secret) => {
+                Some(secret)
+            }
+            _ => None,
+        }
     }
 
     /// Whether the token request's connection presents the client certificate.
@@ -133,35 +165,80 @@ impl Credential {
                 ("client_id", client_id.into()),
                 ("client_secret", secret.expose().into()),
             ],
-            Self::SecretJwt(secret) => assertion(sign(
-                client_id,
-                audience,
-                &Header::new(jsonwebtoken::Algorithm::HS256),
-                &EncodingKey::from_secret(secret.expose().as_bytes()),
-            )?),
+            Self::SecretJwt(_) | Self::PrivateKeyJwt { .. } => {
+                assertion(self.sign_assertion(&AssertionClaims::new(client_id, audience))?)
+            }
+            Self::Assertion {
+                assertion: made, ..
+            } => assertion(made.expose().into()),
+        })
+    }
+
+    /// A client assertion with these claims, signed as this credential's method signs (HS256
+    /// with the secret, ES256 with the private key), its header typed as RFC 10070 says.
+    pub fn sign_assertion(&self, claims: &AssertionClaims) -> Result<String, ClientError> {
+        let (header, key) = match self {
+            Self::SecretJwt(secret) => (
+                Header::new(jsonwebtoken::Algorithm::HS256),
+                EncodingKey::from_secret(secret.expose().as_bytes()),
+            ),
             Self::PrivateKeyJwt { key_pem, kid } => {
-                let key = ec_key(key_pem.expose())?;
                 let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
                 header.kid = Some(kid.clone());
-                assertion(sign(client_id, audience, &header, &key)?)
+                (header, ec_key(key_pem.expose())?)
             }
-        })
+            _ => {
+                return Err(ClientError::BadCredential(format!(
+                    "{} makes no client assertion",
+                    self.method().oauth_name()
+                )));
+            }
+        };
+        let header = Header {
+            typ: Some(ASSERTION_TYPE.into()),
+            ..header
+        };
+        jsonwebtoken::encode(&header, claims, &key).map_err(|e| unusable_key(&e))
     }
 }
 
 /// Step 2's other half for the methods Keycloak must learn something for, through the Admin
-/// API: a secret-based client gets a new secret (Keycloak generates it and refuses the old one
-/// from then on), kept 0600 in the certificate directory; the `private_key_jwt` client's public
-/// key is given as a JWKS (the private key never leaves the certificate directory). Keycloak
-/// could also fetch a JWKS URL or take a certificate; a JWKS set once needs no server of the
-/// client's and no certificate for a key that is not a TLS identity. Each of these clients is
-/// also told whether to bind its tokens to the certificate (`binding`); the certificate client
-/// always does, as the realm sets it.
+/// API ([`register`]), keeping a secret 0600 in the certificate directory and signing
+/// assertions with the certificate directory's assertion key (made on first use).
 pub async fn provision(
     provisioner: &Provisioner<'_>,
     method: AuthMethod,
     binding: TokenBinding,
     certs: &CertSet,
+) -> Result<Credential, ClientError> {
+    let key_pem = match method {
+        AuthMethod::PrivateKeyJwt => certs
+            .assertion_key()
+            .map_err(|e| ClientError::BadCredential(e.to_string()))?,
+        _ => String::new(),
+    };
+    let credential = register(provisioner, method, binding, &key_pem).await?;
+    if let Some(secret) = credential.secret() {
+        let path = certs.files.client_secret(method.name());
+        playbook_certs::write_private(&path, secret.expose().as_bytes()).map_err(|e| {
+            ClientError::BadCredential(format!("cannot keep the secret in {}: {e}", path.display()))
+        })?;
+    }
+    Ok(credential)
+}
+
+/// Tells Keycloak what `method`'s client authenticates with, keeping nothing on disk: a
+/// secret-based client gets a new secret (Keycloak generates it and refuses the old one from
+/// then on); the `private_key_jwt` client gets the public half of `key_pem` as a JWKS (the
+/// private key never leaves the client). Keycloak could also fetch a JWKS URL or take a
+/// certificate; a JWKS set once needs no server of the client's and no certificate for a key
+/// that is not a TLS identity. Each of these clients is also told whether to bind its tokens to
+/// the certificate (`binding`); the certificate client always does, as the realm sets it.
+pub async fn register(
+    provisioner: &Provisioner<'_>,
+    method: AuthMethod,
+    binding: TokenBinding,
+    key_pem: &str,
 ) -> Result<Credential, ClientError> {
     if method == AuthMethod::Mtls {
         return Ok(Credential::Certificate);
@@ -171,16 +248,9 @@ pub async fn provision(
     let mut attributes = vec![(TokenBinding::CERTIFICATE_ATTRIBUTE, binds)];
     let credential = if method.uses_secret() {
         let secret = provisioner.rotate_secret(client_id).await?;
-        let path = certs.files.client_secret(method.name());
-        playbook_certs::write_private(&path, secret.expose().as_bytes()).map_err(|e| {
-            ClientError::BadCredential(format!("cannot keep the secret in {}: {e}", path.display()))
-        })?;
         Credential::with_secret(method, secret).expect("a secret-based method")
     } else {
-        let key_pem = certs
-            .assertion_key()
-            .map_err(|e| ClientError::BadCredential(e.to_string()))?;
-        let (credential, jwks) = Credential::private_key_jwt(&key_pem)?;
+        let (credential, jwks) = Credential::private_key_jwt(key_pem)?;
         attributes.push(("jwks.string", jwks.to_string()));
         credential
     };
@@ -234,29 +304,6 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
 fn ec_key(key_pem: &str) -> Result<EncodingKey, ClientError> {
     let der = playbook_certs::der::private_key(key_pem).map_err(ClientError::BadCredential)?;
     Ok(EncodingKey::from_ec_der(der.secret_der()))
-}
-
-/// A fresh assertion: `iss` = `sub` = the client, a unique `jti`, a short life.
-fn sign(
-    client_id: &str,
-    audience: &str,
-    header: &Header,
-    key: &EncodingKey,
-) -> Result<String, ClientError> {
-    let now = unix_now();
-    let claims = AssertionClaims {
-        iss: client_id,
-        sub: client_id,
-        aud: audience,
-        jti: uuid::Uuid::new_v4().to_string(),
-        iat: now,
-        exp: now + ASSERTION_LIFETIME.as_secs() as i64,
-    };
-    let header = Header {
-        typ: Some(ASSERTION_TYPE.into()),
-        ..header.clone()
-    };
-    jsonwebtoken::encode(&header, &claims, key).map_err(|e| unusable_key(&e))
 }
 
 fn unusable_key(error: &jsonwebtoken::errors::Error) -> ClientError {

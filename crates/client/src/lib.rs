@@ -16,7 +16,9 @@ mod token;
 
 pub use api::{ApiResponse, ResourceApi};
 pub use claims::Claims;
-pub use credential::{ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, provision};
+pub use credential::{
+    ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, provision, register,
+};
 pub use error::ClientError;
 pub use handshake::mtls_config;
 pub use token::{AccessToken, TokenClient, TokenClientConfig};

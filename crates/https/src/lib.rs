@@ -48,7 +48,7 @@ pub fn local_url(port: u16) -> url::Url {
 pub fn https_client(ca_pem: &str) -> Result<reqwest::Client, TlsMaterialError> {
     builder(ca_pem)?
         .build()
-        .map_err(|e| TlsMaterialError(e.to_string()))
+        .map_err(|e| TlsMaterialError(describe(&e)))
 }
 
 /// Like [`https_client`], also presenting a client certificate (`identity_pem`: cert then key).
@@ -58,10 +58,11 @@ pub fn https_client_with_identity(
 ) -> Result<reqwest::Client, TlsMaterialError> {
     let identity = reqwest::Identity::from_pem(identity_pem)
         .map_err(|e| TlsMaterialError(format!("client certificate: {e}")))?;
+    // The reason (a key that does not match the certificate, say) is in the cause chain.
     builder(ca_pem)?
         .identity(identity)
         .build()
-        .map_err(|e| TlsMaterialError(e.to_string()))
+        .map_err(|e| TlsMaterialError(describe(&e)))
 }
 
 fn builder(ca_pem: &str) -> Result<reqwest::ClientBuilder, TlsMaterialError> {

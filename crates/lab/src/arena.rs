@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
-use playbook_client::{ClientError, ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{Admin, KeycloakError, Provisioner, RealmKey};
+use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
 use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
 use playbook_trace::{Party, Trace};
@@ -184,6 +184,61 @@ impl<'a> Arena<'a> {
         Self::token_client(self.lab, config)
     }
 
+    /// `method`'s client of the realm, holding the read-only role, its credential registered
+    /// through the Admin API with nothing kept on disk (a secret in memory, a private key made
+    /// for the scenario) and its tokens bound as the realm sets the method up; drawn as the
+    /// tutorial's client. The setup is housekeeping, so it draws no arrows.
+    pub async fn method_client(
+        &self,
+        method: AuthMethod,
+    ) -> Result<(Arc<TokenClient>, Credential), LabError> {
+        let _housekeeping = self.lab.trace.quiet();
+        let provisioner = self.provisioner();
+        let (account, role) = provisioner
+            .account_and_role(method.client_id(), READONLY_ROLE)
+            .await?;
+        provisioner.assign(&account, &role).await?;
+        let key_pem = playbook_certs::signing_key_pem()?;
+        let binding = TokenBinding::default_for(method);
+        let credential = playbook_client::register(&provisioner, method, binding, &key_pem).await?;
+        let client =
+            self.authenticating(Party::Client, credential.clone(), &self.lab.certs.client)?;
+        Ok((client, credential))
+    }
+
+    /// A token client authenticating with `credential` as its method's client, drawn as
+    /// `party`; it presents `identity` only if the credential is the certificate.
+    pub fn authenticating(
+        &self,
+        party: Party,
+        credential: Credential,
+        identity: &Leaf,
+    ) -> Result<Arc<TokenClient>, LabError> {
+        let mut config =
+            TokenClientConfig::playbook(self.urls.token(), &self.lab.certs.ca_pem, identity)
+                .with_credential(credential, &self.urls);
+        config.party = party;
+        Self::token_client(self.lab, config)
+    }
+
+    /// Asks `client` for a new token and spends it at `server` (over `client`'s connection):
+    /// one attempt, answered by the resource server, or by Keycloak issuing no token.
+    pub async fn token_and_call(
+        &self,
+        server: &Server,
+        client: &Arc<TokenClient>,
+        tried: impl Into<String>,
+        expected: Expect,
+    ) -> Result<Attempt, LabError> {
+        match client.request().await {
+            Ok(token) => {
+                self.call(server, client, token.expose(), tried, expected)
+                    .await
+            }
+            Err(error) => no_token(error, tried, expected),
+        }
+    }
+
     /// A new client certificate from the playbook's CA (held in memory only).
     pub fn issue(&self, spec: &LeafSpec) -> Result<Leaf, LabError> {
         Ok(self.lab.certs.authority()?.issue(spec)?)
@@ -265,6 +320,25 @@ impl<'a> Arena<'a> {
         self.call(server, &self.victim, token, tried, expected)
             .await
     }
+}
+
+/// The attempt whose token request was refused. A refusal is the defence's answer; anything
+/// else (Keycloak down, a broken setup) means the scenario could not be run.
+fn no_token(
+    error: ClientError,
+    tried: impl Into<String>,
+    expected: Expect,
+) -> Result<Attempt, LabError> {
+    if !error.is_refusal() {
+        return Err(error.into());
+    }
+    Ok(Attempt {
+        tried: tried.into(),
+        expected,
+        answer: Answer::NoToken {
+            why: error.to_string(),
+        },
+    })
 }
 
 impl Server {

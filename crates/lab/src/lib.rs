@@ -16,6 +16,7 @@
 //! ```
 
 mod arena;
+mod client_auth;
 mod scenarios;
 
 pub use arena::{Lab, LabError};
@@ -45,7 +46,7 @@ impl std::fmt::Debug for Scenario {
 }
 
 /// Every scenario, in the order `--all` runs them (the one home of their names).
-pub const SCENARIOS: [Scenario; 8] = [
+pub const SCENARIOS: [Scenario; 11] = [
     Scenario {
         name: "stolen-token",
         title: "A stolen token presented with another certificate",
@@ -101,6 +102,27 @@ pub const SCENARIOS: [Scenario; 8] = [
         lesson: "Keycloak trusts only the playbook's CA for client certificates, so a certificate from any other CA, even with the right subject, gets no token. The client says so in one line instead of a stack trace.",
         rfc: "RFC 8705 §2.1",
         run: |arena| Box::pin(scenarios::foreign_ca(arena)),
+    },
+    Scenario {
+        name: "stolen-secret",
+        title: "A client secret copied from a config file, and the same theft against a key",
+        lesson: "A shared secret is all it takes: a thief who copied it gets tokens from anywhere, and a resource server that accepts bearer tokens (--binding when-present) serves them. The same theft gets nothing from private_key_jwt, whose config holds only a public key Keycloak publishes anyway, nor from tls_client_auth, whose certificate is useless without the private key that signs the handshake.",
+        rfc: "RFC 9700 §2.5; RFC 7523 §3; RFC 8705 §2",
+        run: |arena| Box::pin(client_auth::stolen_secret(arena)),
+    },
+    Scenario {
+        name: "replayed-assertion",
+        title: "A client assertion captured, bent, or signed by another key",
+        lesson: "Keycloak remembers each assertion's jti, so a captured one is refused the second time. It also refuses one made for another audience, one past its exp and one whose signature does not verify with the key it holds: an assertion proves the key's holder, once, recently, to this server.",
+        rfc: "RFC 7523 §3; RFC 10070",
+        run: |arena| Box::pin(client_auth::replayed_assertion(arena)),
+    },
+    Scenario {
+        name: "secret-rotation",
+        title: "A client secret rotated through the Admin API",
+        lesson: "After the rotation the old secret gets no token, at once, and the new one does. A token issued before stays valid until it expires: Keycloak signed it with the realm's key, which the rotation leaves alone, and nothing in it refers to the secret, so only revocation with introspection ends it sooner.",
+        rfc: "RFC 6749 §2.3.1; RFC 9700 §2.5",
+        run: |arena| Box::pin(client_auth::secret_rotation(arena)),
     },
 ];
 

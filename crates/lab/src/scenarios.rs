@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::arena::Arena;
 use crate::{Answer, Attempt, Expect, LabError};
 
-type Attempts = Result<Vec<Attempt>, LabError>;
+pub(crate) type Attempts = Result<Vec<Attempt>, LabError>;
 
 /// How a scenario runs: in its arena, to the list of what it tried and what came back.
 pub(crate) type Run = for<'a> fn(&'a Arena<'a>) -> Pin<Box<dyn Future<Output = Attempts> + 'a>>;

@@ -206,6 +206,91 @@ fn a_certificate_from_another_ca_gets_no_token_and_one_line() {
     assert!(verdict.held());
 }
 
+/// Why Keycloak issued no token, for an attempt that got none.
+fn no_token_why(attempt: &Attempt) -> &str {
+    match &attempt.answer {
+        Answer::NoToken { why } => why,
+        other => panic!("a token was issued for {:?}: {other:?}", attempt.tried),
+    }
+}
+
+#[test]
+fn a_stolen_secret_gets_tokens_and_a_stolen_public_key_or_certificate_gets_none() {
+    let (verdict, trace) = run("stolen-secret");
+    assert_eq!(statuses(&verdict), [200, 0, 0], "{verdict:#?}");
+    let secret = trace
+        .snapshot()
+        .exchanges()
+        .find(|e| e.path().starts_with("/api/"))
+        .map(|e| (e.from, e.client_certificate.is_some(), e.status))
+        .unwrap();
+    assert_eq!(
+        secret,
+        (Party::Intruder, false, Some(200)),
+        "the thief spends it over a connection without any certificate"
+    );
+    let key = no_token_why(&verdict.attempts[1]);
+    assert!(
+        key.contains("oauth2-playbook-client-private-key-jwt"),
+        "{key}"
+    );
+    assert!(
+        key.contains("invalid_client") || key.contains("unauthorized_client"),
+        "{key}"
+    );
+    let certificate = no_token_why(&verdict.attempts[2]);
+    assert!(
+        certificate.contains("without its private key") && certificate.contains("KeyMismatch"),
+        "{certificate}"
+    );
+    assert!(!certificate.contains('\n'), "one line: {certificate}");
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_client_assertion_is_single_use_for_this_server_recent_and_signed_by_the_held_key() {
+    let (verdict, trace) = run("replayed-assertion");
+    assert_eq!(statuses(&verdict), [200, 0, 0, 0, 0], "{verdict:#?}");
+    let [replayed, elsewhere, stale, another_key] =
+        [1, 2, 3, 4].map(|i| no_token_why(&verdict.attempts[i]).to_owned());
+    assert!(replayed.contains("reuse"), "{replayed}");
+    assert!(elsewhere.to_lowercase().contains("audience"), "{elsewhere}");
+    assert!(
+        stale.contains("not active") || stale.contains("expired") || stale.contains("past"),
+        "{stale}"
+    );
+    assert!(
+        another_key.contains("invalid_client") || another_key.contains("unauthorized_client"),
+        "{another_key}"
+    );
+    // Every token request drew its assertion decoded, never the compact JWT.
+    let sent: Vec<_> = (trace.snapshot().exchanges())
+        .filter_map(|e| e.sent.clone())
+        .collect();
+    assert_eq!(sent.len(), 5);
+    assert!(sent.iter().all(|s| s.assertion.is_some()));
+    assert!(!serde_json::to_string(&sent).unwrap().contains("eyJ"));
+    assert!(verdict.held());
+}
+
+#[test]
+fn a_rotated_secret_is_refused_at_once_and_earlier_tokens_live_on() {
+    let (verdict, trace) = run("secret-rotation");
+    assert_eq!(statuses(&verdict), [0, 200, 200], "{verdict:#?}");
+    let old = no_token_why(&verdict.attempts[0]);
+    assert!(old.contains("--auth secret"), "says what to do: {old}");
+    let token_requests: Vec<Option<u16>> = (trace.snapshot().exchanges())
+        .filter(|e| e.path().ends_with("/token"))
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        token_requests,
+        [Some(200), Some(401), Some(200)],
+        "before, the old secret after the rotation, the new one"
+    );
+    assert!(verdict.held());
+}
+
 #[test]
 fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     let certs_dir = playbook_testkit::certs().files.dir();
