@@ -289,8 +289,11 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
             "Keycloak cannot verify the assertion of {client_id} with the key it holds: {again}"
         )
     } else if said("Invalid client or Invalid client credentials") && method.uses_secret() {
+        // Keycloak says the same for a stale secret and for a client set up for another method.
         format!(
-            "Keycloak does not accept the secret of {client_id} (rotated since, or the client does not exist in this realm): {again}"
+            "Keycloak does not accept the credentials of {client_id}: its secret was rotated since, or it is set up for another method than {} (`playbook doctor --auth {}` tells which); {again}",
+            method.oauth_name(),
+            method.name()
         )
     } else if method == AuthMethod::Mtls {
         "check that the client certificate is signed by the CA Keycloak trusts and its CN matches \

@@ -342,3 +342,46 @@ fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
         );
     }
 }
+
+/// A client in Keycloak set up for another method than the one asked for: the client command
+/// ends with one line naming the mismatch and what to do, exit 3 (a refusal).
+#[test]
+fn a_client_set_up_for_another_method_is_one_line_and_exit_3() {
+    let keycloak = run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    playbook_testkit::copy_certs(dir.path());
+    let realm = run(TestRealm::new());
+    run(async {
+        let provisioner = realm.provisioner();
+        let method = AuthMethod::SecretJwt;
+        let path = format!(
+            "{}/clients/{}",
+            realm.name,
+            provisioner.client_uuid(method.client_id()).await.unwrap()
+        );
+        let mut client: serde_json::Value = realm.admin.get(&path).await.unwrap().unwrap();
+        client["clientAuthenticatorType"] = AuthMethod::Secret.keycloak_authenticator().into();
+        realm.admin.put(&path, &client).await.unwrap();
+    });
+    let output = playbook_with(
+        dir.path(),
+        &["client", "--auth", AuthMethod::SecretJwt.name()],
+        &[
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm.name),
+        ],
+    );
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {text}");
+    assert!(
+        errors[0].contains("oauth2-playbook-client-secret-jwt")
+            && errors[0].contains("another method"),
+        "{}",
+        errors[0]
+    );
+}
