@@ -36,7 +36,8 @@ async fn measure(rounds: usize, requests: usize) -> anyhow::Result<()> {
             .await?;
         provisioner.assign(&account, &role).await?;
         let binding = TokenBinding::default_for(method);
-        let credential = playbook_client::provision(&provisioner, method, binding, certs()).await?;
+        let key_pem = playbook_certs::signing_key_pem()?;
+        let credential = playbook_client::register(&provisioner, method, binding, &key_pem).await?;
         let config =
             TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
                 .with_credential(credential, &realm.urls());

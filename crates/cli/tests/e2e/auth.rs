@@ -29,7 +29,10 @@ async fn bound_client_of(
         .await
         .unwrap();
     provisioner.assign(&account, &role).await.unwrap();
-    let credential = playbook_client::provision(&provisioner, method, binding, certs())
+    // Registered without writing to the run's shared certificates directory, which other
+    // tests copy.
+    let key_pem = playbook_certs::signing_key_pem().unwrap();
+    let credential = playbook_client::register(&provisioner, method, binding, &key_pem)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", method.name()));
     let client = token_client(realm, credential.clone(), binding);

@@ -3,7 +3,7 @@
 
 use playbook_certs::{CLIENT_CN, CertSet};
 use playbook_client::{AccessToken, ClientError};
-use playbook_keycloak::{Admin, CLIENT_ID, RealmUrl};
+use playbook_keycloak::{Admin, AuthMethod, CLIENT_ID, RealmUrl};
 use serde_json::Value;
 
 use super::Parties;
@@ -108,7 +108,7 @@ pub async fn token(parties: &Parties) -> Result<AccessToken, ClientError> {
     parties.tokens.request().await
 }
 
-pub fn token_failure(error: &ClientError) -> Verdict {
+pub fn token_failure(error: &ClientError, method: AuthMethod) -> Verdict {
     let said = playbook_https::describe(error);
     if error.is_unreachable() {
         fail(
@@ -116,11 +116,17 @@ pub fn token_failure(error: &ClientError) -> Verdict {
             said,
             "is Keycloak running? `cargo playbook provider`",
         )
-    } else {
+    } else if method == AuthMethod::Mtls {
         fail(
             Misconfigured,
             said,
             "Keycloak must trust our CA and know the client certificate's subject (see above)",
         )
+    } else {
+        let fix = format!(
+            "`cargo playbook client --auth {}` sets the client up again",
+            method.name()
+        );
+        fail(Misconfigured, said, fix)
     }
 }

@@ -186,7 +186,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 method.oauth_name(),
                 token.fingerprint()
             )),
-            Err(error) => token_failure(error),
+            Err(error) => token_failure(error, method),
         };
         report.record("token", verdict);
         token.ok()
