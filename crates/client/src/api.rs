@@ -72,7 +72,7 @@ impl ResourceApi {
         Self {
             http,
             base_url,
-            with_certificate: tokens.config().credential.presents_certificate(),
+            with_certificate: tokens.config().presents_certificate(),
             tokens,
             server: Party::ResourceServer,
         }

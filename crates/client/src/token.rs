@@ -73,7 +73,9 @@ impl TokenClientConfig {
         self
     }
 
-    fn presents_certificate(&self) -> bool {
+    /// Whether this client's connections present the certificate: to authenticate, or to
+    /// bind its tokens.
+    pub fn presents_certificate(&self) -> bool {
         self.credential.presents_certificate() || self.binding == TokenBinding::Certificate
     }
 

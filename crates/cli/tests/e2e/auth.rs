@@ -188,6 +188,36 @@ fn the_client_command_shows_the_wire_and_never_a_secret() {
             }
         }
     }
+    // Bound on request: the certificate on the token request and on the API call, its
+    // thumbprint in the token.
+    let output = playbook_with(
+        dir.path(),
+        &[
+            "client",
+            "--auth",
+            "secret",
+            "--bind",
+            "certificate",
+            "--api-url",
+            api.as_str(),
+        ],
+        &[
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm.name),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let thumbprint = certs().client.thumbprint_s256();
+    for shown in [
+        "certificate presented to bind the token".to_owned(),
+        format!("cnf.x5t#S256 {thumbprint}"),
+        "Bearer token, same client certificate".to_owned(),
+    ] {
+        assert!(stdout.contains(&shown), "{shown} not in {stdout}");
+    }
     run(server.shutdown());
 }
 
