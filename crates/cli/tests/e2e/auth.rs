@@ -104,6 +104,21 @@ fn a_rotated_secret_is_refused_at_once() {
     })
 }
 
+/// The CLI against `realm` on the run's Keycloak, as its administrator, certificates in `dir`.
+fn playbook_in(realm: &TestRealm, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let admin = realm.keycloak.admin_credentials();
+    playbook_with(
+        dir,
+        args,
+        &[
+            ("PLAYBOOK_KEYCLOAK_URL", realm.keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm.name),
+        ],
+    )
+}
+
 /// What each method keeps that must never be shown: the secret, or the private key's PEM body
 /// (its lines, any of which would be a piece of the key).
 fn kept_secrets(certs_dir: &std::path::Path, method: AuthMethod) -> Vec<String> {
@@ -127,8 +142,6 @@ fn kept_secrets(certs_dir: &std::path::Path, method: AuthMethod) -> Vec<String> 
 /// run's whole trace); no compact JWT (a token, an assertion) is printed either.
 #[test]
 fn the_client_command_shows_the_wire_and_never_a_secret() {
-    let keycloak = run(playbook_testkit::keycloak());
-    let admin = keycloak.admin_credentials();
     let dir = tempfile::tempdir().unwrap();
     playbook_testkit::copy_certs(dir.path());
     let realm = run(TestRealm::new());
@@ -140,16 +153,7 @@ fn the_client_command_shows_the_wire_and_never_a_secret() {
             if json {
                 args.push("--json");
             }
-            let output = playbook_with(
-                dir.path(),
-                &args,
-                &[
-                    ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-                    ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-                    ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-                    ("PLAYBOOK_REALM", &realm.name),
-                ],
-            );
+            let output = playbook_in(&realm, dir.path(), &args);
             let name = method.name();
             assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -190,7 +194,8 @@ fn the_client_command_shows_the_wire_and_never_a_secret() {
     }
     // Bound on request: the certificate on the token request and on the API call, its
     // thumbprint in the token.
-    let output = playbook_with(
+    let output = playbook_in(
+        &realm,
         dir.path(),
         &[
             "client",
@@ -200,12 +205,6 @@ fn the_client_command_shows_the_wire_and_never_a_secret() {
             "certificate",
             "--api-url",
             api.as_str(),
-        ],
-        &[
-            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm.name),
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -380,8 +379,6 @@ fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
 /// ends with one line naming the mismatch and what to do, exit 3 (a refusal).
 #[test]
 fn a_client_set_up_for_another_method_is_one_line_and_exit_3() {
-    let keycloak = run(playbook_testkit::keycloak());
-    let admin = keycloak.admin_credentials();
     let dir = tempfile::tempdir().unwrap();
     playbook_testkit::copy_certs(dir.path());
     let realm = run(TestRealm::new());
@@ -397,15 +394,10 @@ fn a_client_set_up_for_another_method_is_one_line_and_exit_3() {
         client["clientAuthenticatorType"] = AuthMethod::Secret.keycloak_authenticator().into();
         realm.admin.put(&path, &client).await.unwrap();
     });
-    let output = playbook_with(
+    let output = playbook_in(
+        &realm,
         dir.path(),
         &["client", "--auth", AuthMethod::SecretJwt.name()],
-        &[
-            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm.name),
-        ],
     );
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{text}");
