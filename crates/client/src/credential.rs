@@ -12,8 +12,9 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{EncodingKey, Header};
 use playbook_certs::CertSet;
-use playbook_keycloak::{AuthMethod, Provisioner, Secret, TokenBinding, unix_now};
+use playbook_keycloak::{AuthMethod, Provisioner, Secret, TokenBinding, platform, unix_now};
 use serde::Serialize;
+use url::Url;
 
 use crate::ClientError;
 
@@ -47,6 +48,10 @@ pub enum Credential {
         method: AuthMethod,
         assertion: Secret,
     },
+    /// Federated: before every token request, a fresh token from the workload's platform (its
+    /// token endpoint, asked as `workload` with the TLS client certificate), sent as the
+    /// assertion. Nothing is kept between requests.
+    Federated { platform: Url, workload: String },
 }
 
 impl std::fmt::Debug for Credential {
@@ -91,6 +96,7 @@ impl Credential {
             Self::SecretJwt(_) => AuthMethod::SecretJwt,
             Self::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
             Self::Assertion { method, .. } => *method,
+            Self::Federated { .. } => AuthMethod::Federated,
         }
     }
 
@@ -100,7 +106,7 @@ impl Credential {
             AuthMethod::Secret => Some(Self::SecretBasic(secret)),
             AuthMethod::SecretPost => Some(Self::SecretPost(secret)),
             AuthMethod::SecretJwt => Some(Self::SecretJwt(secret)),
-            AuthMethod::Mtls | AuthMethod::PrivateKeyJwt => None,
+            AuthMethod::Mtls | AuthMethod::PrivateKeyJwt | AuthMethod::Federated => None,
         }
     }
 
@@ -147,18 +153,14 @@ impl Credential {
         }
     }
 
-    /// The form fields that authenticate the client, besides `grant_type` and `scope`.
+    /// The form fields that authenticate the client, besides `grant_type` and `scope`. The
+    /// federated credential's assertion comes from its platform: [`assertion_fields`] then.
     pub fn form_fields(
         &self,
         client_id: &str,
         audience: &str,
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
-        let assertion = |assertion: String| {
-            vec![
-                ("client_assertion_type", ASSERTION_TYPE_PARAMETER.into()),
-                ("client_assertion", assertion),
-            ]
-        };
+        let assertion = assertion_fields;
         Ok(match self {
             Self::Certificate | Self::SecretBasic(_) => vec![("client_id", client_id.into())],
             Self::SecretPost(secret) => vec![
@@ -171,6 +173,11 @@ impl Credential {
             Self::Assertion {
                 assertion: made, ..
             } => assertion(made.expose().into()),
+            Self::Federated { .. } => {
+                return Err(ClientError::BadCredential(
+                    "the federated assertion is the platform's token, asked for first".into(),
+                ));
+            }
         })
     }
 
@@ -200,6 +207,16 @@ impl Credential {
         };
         jsonwebtoken::encode(&header, claims, &key).map_err(|e| unusable_key(&e))
     }
+}
+
+/// The form fields of a client assertion (RFC 7523 section 2.2). No `client_id`: the assertion
+/// names the client, and for the federated method it names the workload, which Keycloak maps to
+/// the client (a `client_id` beside it must equal its `sub`).
+pub fn assertion_fields(assertion: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("client_assertion_type", ASSERTION_TYPE_PARAMETER.into()),
+        ("client_assertion", assertion),
+    ]
 }
 
 /// Step 2's other half for the methods Keycloak must learn something for, through the Admin
@@ -249,6 +266,12 @@ pub async fn register(
     let credential = if method.uses_secret() {
         let secret = provisioner.rotate_secret(client_id).await?;
         Credential::with_secret(method, secret).expect("a secret-based method")
+    } else if method == AuthMethod::Federated {
+        let trust = provisioner.trust_platform().await?;
+        Credential::Federated {
+            platform: trust.platform.token(),
+            workload: platform::WORKLOAD_CLIENT_ID.into(),
+        }
     } else {
         let (credential, jwks) = Credential::private_key_jwt(key_pem)?;
         attributes.push(("jwks.string", jwks.to_string()));
@@ -287,6 +310,13 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
     } else if said("Unable to load public key") || said("Signature on JWT") {
         format!(
             "Keycloak cannot verify the assertion of {client_id} with the key it holds: {again}"
+        )
+    } else if said("Invalid client or Invalid client credentials")
+        && method == AuthMethod::Federated
+    {
+        // Keycloak says the same for every way the platform token fails to name the client.
+        format!(
+            "Keycloak does not accept the platform token for {client_id}: an issuer it does not trust, a signature the platform's key it holds does not verify, or a sub none of its clients names (`playbook doctor --auth federated` tells which); {again}"
         )
     } else if said("Invalid client or Invalid client credentials") && method.uses_secret() {
         // Keycloak says the same for a stale secret and for a client set up for another method.

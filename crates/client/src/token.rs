@@ -40,6 +40,8 @@ pub struct TokenClientConfig {
     pub trace: Trace,
     /// The lifeline this client is drawn as: the tutorial's client, or the lab's intruder.
     pub party: Party,
+    /// The lifeline of the token endpoint: Keycloak, or the federated client's platform.
+    pub authority: Party,
 }
 
 impl TokenClientConfig {
@@ -97,6 +99,23 @@ impl TokenClientConfig {
             audience: String::new(),
             trace: Trace::off(),
             party: Party::Client,
+            authority: Party::Keycloak,
+        }
+    }
+
+    /// The workload's client at its platform (`token_endpoint`, asked as `workload` with the
+    /// TLS client certificate), whose tokens are the federated client's assertions; recorded in
+    /// the same trace, drawn from the same lifeline.
+    pub fn platform(&self, token_endpoint: Url, workload: &str) -> Self {
+        Self {
+            token_endpoint,
+            client_id: workload.into(),
+            scope: String::new(),
+            credential: Credential::Certificate,
+            binding: TokenBinding::None,
+            audience: String::new(),
+            authority: Party::Platform,
+            ..self.clone()
         }
     }
 
@@ -152,6 +171,8 @@ impl std::fmt::Debug for AccessToken {
 pub struct TokenClient {
     http: reqwest::Client,
     config: TokenClientConfig,
+    /// The federated client's platform, asked for a fresh assertion before each request.
+    platform: Option<Box<TokenClient>>,
     cached: Mutex<Option<AccessToken>>,
     requests: AtomicU64,
 }
@@ -173,8 +194,15 @@ struct ErrorResponse {
 impl TokenClient {
     pub fn new(config: TokenClientConfig) -> Result<Self, ClientError> {
         let http = config.https_client()?;
+        let platform = match &config.credential {
+            Credential::Federated { platform, workload } => Some(Box::new(TokenClient::new(
+                config.platform(platform.clone(), workload),
+            )?)),
+            _ => None,
+        };
         Ok(Self {
             http,
+            platform,
             config,
             cached: Mutex::new(None),
             requests: AtomicU64::new(0),
@@ -227,16 +255,23 @@ impl TokenClient {
     /// The token request's parameters; `scope` is optional (RFC 6749 §4.4.2), and an empty one
     /// is left out rather than sent empty, which Keycloak refuses. Then whatever the credential
     /// sends in the form (a client id, a secret, an assertion).
-    fn form(&self) -> Result<Vec<(&'static str, String)>, ClientError> {
+    async fn form(&self) -> Result<Vec<(&'static str, String)>, ClientError> {
         let mut form = vec![("grant_type", "client_credentials".to_owned())];
         if !self.config.scope.is_empty() {
             form.push(("scope", self.config.scope.clone()));
         }
-        form.extend(
-            self.config
-                .credential
-                .form_fields(&self.config.client_id, &self.config.audience)?,
-        );
+        match &self.platform {
+            // A platform token is single-use at Keycloak (its `jti`), so a new one every time.
+            // Boxed: a platform's request is the same function, one level down.
+            Some(platform) => form.extend(crate::credential::assertion_fields(
+                Box::pin(platform.request()).await?.expose().to_owned(),
+            )),
+            None => form.extend(
+                self.config
+                    .credential
+                    .form_fields(&self.config.client_id, &self.config.audience)?,
+            ),
+        }
         Ok(form)
     }
 
@@ -278,9 +313,20 @@ impl TokenClient {
     /// One token request, no cache; recorded in the configuration's trace once answered.
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
         let url = &self.config.token_endpoint;
-        let mut exchange = Exchange::new(self.config.party, Party::Keycloak, "POST", url.as_str());
+        // The assertion first: its own exchange comes before this one's.
+        let form = self.form().await?;
+        let mut exchange = Exchange::new(
+            self.config.party,
+            self.config.authority,
+            "POST",
+            url.as_str(),
+        );
         let method = self.config.credential.method();
         exchange.purpose = match method {
+            _ if self.config.authority == Party::Platform => format!(
+                "the workload's identity token, as {} with the TLS client certificate",
+                self.config.client_id
+            ),
             AuthMethod::Mtls => format!(
                 "client_credentials, scope {}, TLS client certificate",
                 self.config.scope
@@ -298,7 +344,6 @@ impl TokenClient {
         };
         exchange.client_certificate = self.config.certificate_view();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let form = self.form()?;
         let mut sent = SentView::form(&form);
         let mut request = self.http.post(url.clone()).form(&form);
         if let Some((id, secret)) = self.config.credential.basic_auth(&self.config.client_id) {

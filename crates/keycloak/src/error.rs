@@ -38,6 +38,11 @@ pub enum KeycloakError {
     )]
     RoleNotFound { role: String, realm: String },
 
+    #[error(
+        "realm `{realm}` has no active RS256 signing key; give it one (Realm settings > Keys) or import it again"
+    )]
+    NoSigningKey { realm: String },
+
     #[error(transparent)]
     Tls(#[from] playbook_https::TlsMaterialError),
 }

@@ -23,6 +23,7 @@
 
 mod admin;
 mod error;
+mod federation;
 mod provision;
 pub mod realm;
 mod realm_key;
@@ -38,10 +39,11 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 pub use error::KeycloakError;
+pub use federation::PlatformTrust;
 pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use realm::{
     ADMIN_CLI, AuthMethod, CLIENT_ID, DEFAULT_HTTPS_PORT, INTRUDER_CLIENT_ID, KeycloakUrl,
     MASTER_REALM, READ_USER, READONLY_ROLE, REALM, RESOURCE_SERVER_CLIENT_ID, RealmTemplate,
-    RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER,
+    RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform,
 };
 pub use realm_key::RealmKey;

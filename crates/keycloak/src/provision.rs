@@ -37,8 +37,8 @@ pub enum Revocation {
 
 /// Role provisioning in one realm.
 pub struct Provisioner<'a> {
-    admin: &'a Admin,
-    realm: String,
+    pub(crate) admin: &'a Admin,
+    pub(crate) realm: String,
 }
 
 #[derive(Deserialize)]

@@ -42,15 +42,20 @@ pub enum AuthMethod {
     SecretJwt,
     /// `private_key_jwt` (RFC 7523): an assertion signed with the client's own private key.
     PrivateKeyJwt,
+    /// Federated client authentication (Keycloak's `federated-jwt`): the assertion is a
+    /// short-lived token the workload's platform issued to it, from an issuer the realm trusts.
+    /// The client keeps no secret and no key of its own.
+    Federated,
 }
 
 impl AuthMethod {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Mtls,
         Self::Secret,
         Self::SecretPost,
         Self::SecretJwt,
         Self::PrivateKeyJwt,
+        Self::Federated,
     ];
 
     /// The one name of each method: what `--auth` takes.
@@ -61,6 +66,7 @@ impl AuthMethod {
             Self::SecretPost => "secret-post",
             Self::SecretJwt => "secret-jwt",
             Self::PrivateKeyJwt => "private-key-jwt",
+            Self::Federated => "federated",
         }
     }
 
@@ -72,10 +78,13 @@ impl AuthMethod {
             Self::SecretPost => "oauth2-playbook-client-secret-post",
             Self::SecretJwt => "oauth2-playbook-client-secret-jwt",
             Self::PrivateKeyJwt => "oauth2-playbook-client-private-key-jwt",
+            Self::Federated => "oauth2-playbook-client-federated",
         }
     }
 
-    /// The method's registered name (RFC 8414 `token_endpoint_auth_methods_supported`).
+    /// The method's registered name (RFC 8414 `token_endpoint_auth_methods_supported`); the
+    /// federated method has none (it sends an RFC 7523 assertion its platform made), so it goes
+    /// by Keycloak's name.
     pub fn oauth_name(self) -> &'static str {
         match self {
             Self::Mtls => "tls_client_auth",
@@ -83,6 +92,7 @@ impl AuthMethod {
             Self::SecretPost => "client_secret_post",
             Self::SecretJwt => "client_secret_jwt",
             Self::PrivateKeyJwt => "private_key_jwt",
+            Self::Federated => "federated-jwt",
         }
     }
 
@@ -93,6 +103,7 @@ impl AuthMethod {
             Self::Secret | Self::SecretPost => "client-secret",
             Self::SecretJwt => "client-secret-jwt",
             Self::PrivateKeyJwt => "client-jwt",
+            Self::Federated => "federated-jwt",
         }
     }
 
@@ -147,6 +158,44 @@ impl TokenBinding {
     pub const CERTIFICATE_ATTRIBUTE: &str = "tls.client.certificate.bound.access.tokens";
 }
 
+/// The workload platform of the federated method: a realm of its own beside the tutorial's,
+/// standing for what issues workloads their identity in production (a Kubernetes cluster, a
+/// SPIFFE server, another identity provider). The tutorial's realm trusts it as an identity
+/// provider, and the workload's platform token is the federated client's assertion.
+pub mod platform {
+    /// The platform realm of the tutorial's realm `realm`.
+    pub fn realm(realm: &str) -> String {
+        format!("{realm}-platform")
+    }
+
+    /// The alias under which the tutorial's realm trusts the platform (an OpenID Connect
+    /// identity provider accepting client assertions); the federated client names it in its
+    /// `jwt.credential.issuer`.
+    pub const IDENTITY_PROVIDER: &str = "oauth2-playbook-platform";
+
+    /// The workload's client at its platform: it authenticates there with the TLS client
+    /// certificate, standing for the platform's own attestation of the workload.
+    pub const WORKLOAD_CLIENT_ID: &str = "oauth2-playbook-workload";
+
+    /// The workload's identity, the `sub` of its platform token; the federated client names it
+    /// in its `jwt.credential.sub`.
+    pub const WORKLOAD: &str = "oauth2-playbook-workload";
+
+    /// Another workload of the same platform, with tokens for the tutorial's realm too: the
+    /// lab shows its token refused for the federated client.
+    pub const OTHER_WORKLOAD_CLIENT_ID: &str = "oauth2-playbook-other-workload";
+
+    /// The workload again, with tokens for another service: the lab shows them refused.
+    pub const ELSEWHERE_CLIENT_ID: &str = "oauth2-playbook-workload-elsewhere";
+
+    /// The audience of the workload's tokens for another service.
+    pub const ELSEWHERE_AUDIENCE: &str = "https://elsewhere.oauth2-playbook.dev/";
+
+    /// What the template's audience mappers say until the platform is made for a realm, which
+    /// puts that realm's issuer in their place.
+    pub(crate) const AUDIENCE_PLACEHOLDER: &str = "${TUTORIAL_REALM_ISSUER}";
+}
+
 /// The client standing for the resource server: the audience tokens must name, and who the
 /// resource server authenticates as (by its TLS certificate) to introspect tokens.
 pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";
@@ -176,6 +225,16 @@ pub struct RealmTemplate(Value);
 impl RealmTemplate {
     pub fn bundled() -> Self {
         Self(serde_json::from_str(REALM_JSON).expect("oauth2-provider/realm.json is valid JSON"))
+    }
+
+    /// The workload platform's realm (`oauth2-provider/platform-realm.json`), named `name`,
+    /// its workloads' tokens made for `audience` (the issuer of the realm that trusts it).
+    pub fn platform(name: &str, audience: &Url) -> Value {
+        let text = include_str!("../../../oauth2-provider/platform-realm.json")
+            .replace(platform::AUDIENCE_PLACEHOLDER, audience.as_str());
+        let mut realm: Value = serde_json::from_str(&text).expect("platform-realm.json is JSON");
+        realm["realm"] = Value::String(name.to_owned());
+        realm
     }
 
     /// Signed with `key` instead of the RSA keys Keycloak would generate for it (see
@@ -340,12 +399,92 @@ mod tests {
             assert!(client.get("secret").is_none(), "no secret is committed");
             assert_eq!(AuthMethod::from_name(method.name()), Some(method));
         }
+        let federated = clients
+            .iter()
+            .find(|c| c["clientId"] == AuthMethod::Federated.client_id())
+            .unwrap();
+        assert_eq!(
+            federated["attributes"]["jwt.credential.issuer"],
+            platform::IDENTITY_PROVIDER
+        );
+        assert_eq!(
+            federated["attributes"]["jwt.credential.sub"],
+            platform::WORKLOAD
+        );
         // The role exists but nobody holds it: the client assigns it in step 2.
         assert_eq!(realm["roles"]["realm"][0]["name"], READONLY_ROLE);
         assert!(realm.get("users").is_none());
         let scopes = realm["clientScopes"].as_array().unwrap();
         assert!(scopes.iter().any(|s| s["name"] == USERS_READ));
         assert!(realm.to_string().contains(RESOURCE_SERVER_CLIENT_ID));
+    }
+
+    #[test]
+    fn the_platform_makes_its_workloads_tokens_for_the_realm_that_trusts_it() {
+        let issuer = Url::parse("https://localhost:9443/realms/r").unwrap();
+        let realm = RealmTemplate::platform("r-platform", &issuer);
+        assert_eq!(realm["realm"], "r-platform");
+        assert!(!realm.to_string().contains(platform::AUDIENCE_PLACEHOLDER));
+        let client = |id: &str| {
+            let clients = realm["clients"].as_array().unwrap();
+            clients
+                .iter()
+                .find(|c| c["clientId"] == id)
+                .unwrap()
+                .clone()
+        };
+        let claims = |id: &str| {
+            let mappers = client(id)["protocolMappers"].as_array().unwrap().clone();
+            let config = |mapper: &str| {
+                mappers
+                    .iter()
+                    .find(|m| m["protocolMapper"] == mapper)
+                    .unwrap()["config"]
+                    .clone()
+            };
+            (
+                config("oidc-hardcoded-claim-mapper")["claim.value"].clone(),
+                config("oidc-audience-mapper")["included.custom.audience"].clone(),
+            )
+        };
+        let ours = issuer.as_str();
+        assert_eq!(
+            claims(platform::WORKLOAD_CLIENT_ID),
+            (platform::WORKLOAD.into(), ours.into())
+        );
+        assert_eq!(claims(platform::OTHER_WORKLOAD_CLIENT_ID).1, ours);
+        assert_ne!(
+            claims(platform::OTHER_WORKLOAD_CLIENT_ID).0,
+            platform::WORKLOAD
+        );
+        assert_eq!(
+            claims(platform::ELSEWHERE_CLIENT_ID),
+            (
+                platform::WORKLOAD.into(),
+                platform::ELSEWHERE_AUDIENCE.into()
+            )
+        );
+        // Keycloak keeps a client's description in 255 characters, and refuses a longer one
+        // with "Database operation failed".
+        let longest = |realm: &Value| {
+            (realm["clients"].as_array().unwrap().iter())
+                .map(|c| {
+                    c["description"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .count()
+                })
+                .max()
+                .unwrap()
+        };
+        assert!(longest(&realm) <= 255);
+        assert!(longest(&RealmTemplate::bundled().named(REALM)) <= 255);
+        // Exactly one audience: Keycloak refuses an assertion with several.
+        assert_eq!(
+            client(platform::WORKLOAD_CLIENT_ID)["defaultClientScopes"],
+            serde_json::json!([])
+        );
     }
 
     #[test]

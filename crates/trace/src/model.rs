@@ -12,6 +12,9 @@ pub enum Party {
     /// The lab's second client: same CA, another certificate, replaying what it stole.
     Intruder,
     Keycloak,
+    /// The federated client's workload platform (a realm of the same Keycloak, playing a
+    /// Kubernetes cluster or a SPIFFE server): it issues the workload's identity token.
+    Platform,
     ResourceServer,
     /// A resource server run with `--binding off` beside the tutorial's.
     UnboundResourceServer,
@@ -21,9 +24,10 @@ pub enum Party {
 
 impl Party {
     /// Every lifeline, in the order of the diagram's columns.
-    pub const ALL: [Party; 6] = [
+    pub const ALL: [Party; 7] = [
         Party::Client,
         Party::Intruder,
+        Party::Platform,
         Party::Keycloak,
         Party::ResourceServer,
         Party::UnboundResourceServer,
@@ -40,6 +44,7 @@ impl Party {
             Self::Client => "Client",
             Self::Intruder => "Intruder",
             Self::Keycloak => "Keycloak",
+            Self::Platform => "Platform",
             Self::ResourceServer => "ResourceServer",
             Self::UnboundResourceServer => "ResourceServer (binding off)",
             Self::IntrospectingResourceServer => "ResourceServer (introspection)",
@@ -52,6 +57,7 @@ impl Party {
             Self::Client => "C",
             Self::Intruder => "I",
             Self::Keycloak => "K",
+            Self::Platform => "P",
             Self::ResourceServer => "R",
             Self::UnboundResourceServer => "RB",
             Self::IntrospectingResourceServer => "RI",

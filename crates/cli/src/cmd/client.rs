@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
-use playbook_keycloak::{AuthMethod, TokenBinding};
+use playbook_keycloak::{AuthMethod, TokenBinding, platform};
 
 use crate::args::{AuthArgs, KeycloakArgs, RealmArgs};
 use playbook_trace::Trace;
@@ -123,6 +123,14 @@ pub async fn token_client(
             "Keycloak generated a new secret for {} (the old one is refused from now on); kept 0600 in {}",
             method.client_id(),
             certs.files.client_secret(method.name()).display()
+        ));
+    } else if method == AuthMethod::Federated {
+        report.note(&format!(
+            "realm {realm} trusts its workload platform, realm {}, as identity provider {} (its signing key); {} keeps nothing: each token request carries a fresh platform token of {}",
+            platform::realm(realm),
+            platform::IDENTITY_PROVIDER,
+            method.client_id(),
+            platform::WORKLOAD
         ));
     } else if method == AuthMethod::PrivateKeyJwt {
         report.note(&format!(

@@ -5,7 +5,7 @@
 
 use playbook_certs::CertSet;
 use playbook_client::Credential;
-use playbook_keycloak::{Admin, AuthMethod, Secret, TokenBinding};
+use playbook_keycloak::{Admin, AuthMethod, Provisioner, Secret, TokenBinding, platform};
 use serde_json::Value;
 
 use super::verdict::{Misconfigured, Verdict, fail};
@@ -82,6 +82,9 @@ pub async fn client_method(
         );
         return (Verdict::Pass(said), credential);
     }
+    if method == AuthMethod::Federated {
+        return federated(admin, realm, &client, &set_up).await;
+    }
     let key_file = files.assertion_key();
     let Ok(key_pem) = std::fs::read_to_string(&key_file) else {
         let said = format!("no assertion key in {}", key_file.display());
@@ -113,5 +116,81 @@ pub async fn client_method(
         method.oauth_name(),
         key_file.display()
     );
+    (Verdict::Pass(said), Some(credential))
+}
+
+/// The federated client names the platform's identity provider and workload, and the realm
+/// trusts that platform for client assertions, at the issuer its tokens carry.
+async fn federated(
+    admin: &Admin,
+    realm: &str,
+    client: &Value,
+    set_up: &str,
+) -> (Verdict, Option<Credential>) {
+    let client_id = AuthMethod::Federated.client_id();
+    let names = (
+        client["attributes"]["jwt.credential.issuer"].as_str(),
+        client["attributes"]["jwt.credential.sub"].as_str(),
+    );
+    if names != (Some(platform::IDENTITY_PROVIDER), Some(platform::WORKLOAD)) {
+        let said = format!(
+            "{client_id} expects assertions from {:?} about {:?}, not from {} about {}",
+            names.0,
+            names.1,
+            platform::IDENTITY_PROVIDER,
+            platform::WORKLOAD
+        );
+        let fix = "re-import oauth2-provider/realm.json, which names them";
+        return (fail(Misconfigured, said, fix), None);
+    }
+    let provisioner = Provisioner::new(admin, realm);
+    let trust = match provisioner.platform_trust().await {
+        Ok(trust) => trust,
+        Err(error) => {
+            let fix = "pass the admin password of this Keycloak (--keycloak-admin-password)";
+            return (
+                fail(Misconfigured, playbook_https::describe(&error), fix),
+                None,
+            );
+        }
+    };
+    let platform = admin.keycloak().realm(&platform::realm(realm));
+    let Some(trust) = trust else {
+        let said = format!(
+            "realm {realm} has no identity provider {}: it trusts no workload platform",
+            platform::IDENTITY_PROVIDER
+        );
+        return (fail(Misconfigured, said, set_up), None);
+    };
+    let config = &trust["config"];
+    if config["supportsClientAssertions"] != "true" {
+        let said = format!(
+            "identity provider {} does not accept client assertions",
+            platform::IDENTITY_PROVIDER
+        );
+        return (fail(Misconfigured, said, set_up), None);
+    }
+    if config["issuer"] != platform.issuer().as_str() {
+        let said = format!(
+            "identity provider {} trusts the issuer {}, but the platform's tokens say {}",
+            platform::IDENTITY_PROVIDER,
+            config["issuer"],
+            platform.issuer()
+        );
+        return (fail(Misconfigured, said, set_up), None);
+    }
+    let said = format!(
+        "{client_id} uses federated-jwt: realm {realm} trusts {} (identity provider {}, key {}) for tokens about {}",
+        platform.issuer(),
+        platform::IDENTITY_PROVIDER,
+        config["publicKeySignatureVerifierKeyId"]
+            .as_str()
+            .unwrap_or("?"),
+        platform::WORKLOAD
+    );
+    let credential = Credential::Federated {
+        platform: platform.token(),
+        workload: platform::WORKLOAD_CLIENT_ID.into(),
+    };
     (Verdict::Pass(said), Some(credential))
 }

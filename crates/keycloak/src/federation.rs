@@ -1,0 +1,88 @@
+//! The trust behind the federated method: the realm's workload platform (a realm of its own,
+//! made from `oauth2-provider/platform-realm.json`), and the realm trusting it as an OpenID
+//! Connect identity provider that may vouch for clients (Keycloak 26.6+'s federated client
+//! authentication), both set up through the Admin API.
+//!
+//! The identity provider is given the platform's signing key itself rather than its JWKS URL:
+//! Keycloak in a container cannot reach the platform's URL as the host names it (the published
+//! port is the host's), and the key is what a JWKS URL would give it. In production the
+//! identity provider points at the platform's JWKS (a Kubernetes cluster's OIDC discovery, a
+//! SPIFFE bundle endpoint), so that the platform can rotate its keys.
+
+use serde_json::{Value, json};
+
+use crate::realm::platform;
+use crate::{KeycloakError, Provisioner, RealmTemplate, RealmUrl};
+
+/// What the realm trusts: the platform realm and the key it signs workload tokens with.
+#[derive(Debug, Clone)]
+pub struct PlatformTrust {
+    pub platform: RealmUrl,
+    pub key_id: String,
+}
+
+impl Provisioner<'_> {
+    /// Makes this realm's workload platform when it is missing (its workloads' tokens made for
+    /// this realm), and has this realm trust it as identity provider
+    /// [`platform::IDENTITY_PROVIDER`], with its current signing key.
+    pub async fn trust_platform(&self) -> Result<PlatformTrust, KeycloakError> {
+        let keycloak = self.admin.keycloak();
+        let name = platform::realm(&self.realm);
+        let issuer = keycloak.realm(&self.realm);
+        if !self.admin.realm_exists(&name).await? {
+            let realm = RealmTemplate::platform(&name, issuer.issuer());
+            self.admin.create_realm(&realm).await?;
+        }
+        let platform = keycloak.realm(&name);
+        let (key_id, public_key) = self.signing_key(&name).await?;
+        let provider = json!({
+            "alias": platform::IDENTITY_PROVIDER,
+            "displayName": format!("Workload platform (realm {name})"),
+            "providerId": "oidc",
+            "enabled": true,
+            "config": {
+                "issuer": platform.issuer().as_str(),
+                "validateSignature": "true",
+                "useJwksUrl": "false",
+                "publicKeySignatureVerifier": public_key,
+                "publicKeySignatureVerifierKeyId": key_id,
+                "supportsClientAssertions": "true",
+            },
+        });
+        let instances = format!("{}/identity-provider/instances", self.realm);
+        let existing = format!("{instances}/{}", platform::IDENTITY_PROVIDER);
+        if self.admin.get::<Value>(&existing).await?.is_some() {
+            self.admin.put(&existing, &provider).await?;
+        } else {
+            self.admin.post(&instances, &provider).await?;
+        }
+        Ok(PlatformTrust { platform, key_id })
+    }
+
+    /// The trust as Keycloak holds it now: the identity provider's configuration, `None` when
+    /// there is none (for `doctor`, which changes nothing).
+    pub async fn platform_trust(&self) -> Result<Option<Value>, KeycloakError> {
+        let path = format!(
+            "{}/identity-provider/instances/{}",
+            self.realm,
+            platform::IDENTITY_PROVIDER
+        );
+        self.admin.get(&path).await
+    }
+
+    /// The active RS256 key of `realm`: its kid and its public key (base64 DER).
+    async fn signing_key(&self, realm: &str) -> Result<(String, String), KeycloakError> {
+        let keys: Value = self
+            .admin
+            .get(&format!("{realm}/keys"))
+            .await?
+            .unwrap_or_default();
+        let kid = keys["active"]["RS256"].as_str().unwrap_or_default();
+        (keys["keys"].as_array().into_iter().flatten())
+            .find(|key| key["kid"] == kid)
+            .and_then(|key| Some((kid.to_owned(), key["publicKey"].as_str()?.to_owned())))
+            .ok_or_else(|| KeycloakError::NoSigningKey {
+                realm: realm.into(),
+            })
+    }
+}
