@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
 use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::platform;
 use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
 use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
@@ -127,8 +128,11 @@ impl<'a> Arena<'a> {
             }
         }
         let _housekeeping = self.lab.trace.quiet();
-        if let Err(error) = self.lab.admin.delete_realm(&self.realm).await {
-            tracing::warn!(realm = %self.realm, %error, "could not delete the lab's realm");
+        // The federated scenarios' workload platform too (deleting a missing realm is fine).
+        for realm in [platform::realm(&self.realm), self.realm.clone()] {
+            if let Err(error) = self.lab.admin.delete_realm(&realm).await {
+                tracing::warn!(%realm, %error, "could not delete the lab's realm");
+            }
         }
     }
 
@@ -217,6 +221,28 @@ impl<'a> Arena<'a> {
         let mut config =
             TokenClientConfig::playbook(self.urls.token(), &self.lab.certs.ca_pem, identity)
                 .with_credential(credential, &self.urls);
+        config.party = party;
+        Self::token_client(self.lab, config)
+    }
+
+    /// The workload platform's client `workload` (of the platform [`Self::method_client`] set
+    /// up for the federated method), asking with the TLS client certificate, drawn as `party`.
+    pub fn platform_client(
+        &self,
+        party: Party,
+        workload: &str,
+    ) -> Result<Arc<TokenClient>, LabError> {
+        let platform = self
+            .lab
+            .admin
+            .keycloak()
+            .realm(&platform::realm(&self.realm));
+        let mut config = TokenClientConfig::playbook(
+            self.urls.token(),
+            &self.lab.certs.ca_pem,
+            &self.lab.certs.client,
+        )
+        .platform(platform.token(), workload);
         config.party = party;
         Self::token_client(self.lab, config)
     }

@@ -18,6 +18,7 @@
 mod arena;
 mod client_auth;
 mod scenarios;
+mod workload;
 
 pub use arena::{Lab, LabError};
 
@@ -46,7 +47,7 @@ impl std::fmt::Debug for Scenario {
 }
 
 /// Every scenario, in the order `--all` runs them (the one home of their names).
-pub const SCENARIOS: [Scenario; 11] = [
+pub const SCENARIOS: [Scenario; 15] = [
     Scenario {
         name: "stolen-token",
         title: "A stolen token presented with another certificate",
@@ -123,6 +124,34 @@ pub const SCENARIOS: [Scenario; 11] = [
         lesson: "After the rotation the old secret gets no token, at once, and the new one does. A token issued before stays valid until it expires: Keycloak signed it with the realm's key, which the rotation leaves alone, and nothing in it refers to the secret, so only revocation with introspection ends it sooner.",
         rfc: "RFC 6749 §2.3.1; RFC 9700 §2.5",
         run: |arena| Box::pin(client_auth::secret_rotation(arena)),
+    },
+    Scenario {
+        name: "stolen-platform-token",
+        title: "A workload's platform token replayed by another party",
+        lesson: "The federated client's assertion is a token its platform issued, and Keycloak accepts each one once (its jti), so a copy is refused. Its short life is the point: a platform token lives a minute here (an hour at most for Kubernetes, whose tokens Keycloak accepts more than once), so a stolen one is worth little and the workload keeps no secret worth stealing.",
+        rfc: "RFC 7523 §3; RFC 7521 §5.2",
+        run: |arena| Box::pin(workload::stolen_platform_token(arena)),
+    },
+    Scenario {
+        name: "token-for-another-audience",
+        title: "A platform token minted for another service",
+        lesson: "The workload's platform token for another service is genuine, but its aud names that service, not this realm's issuer, so Keycloak refuses it. Without the audience check, any service the workload talks to could log in as the workload here.",
+        rfc: "RFC 7523 §3 (aud); RFC 10070",
+        run: |arena| Box::pin(workload::token_for_another_audience(arena)),
+    },
+    Scenario {
+        name: "wrong-workload",
+        title: "Another workload's valid token",
+        lesson: "A token from the trusted platform proves only which workload it names: the realm maps the issuer and sub pair to one client, so another workload's token gets no token for this client. Trusting a platform is not trusting everything on it.",
+        rfc: "RFC 7523 §3 (sub)",
+        run: |arena| Box::pin(workload::wrong_workload(arena)),
+    },
+    Scenario {
+        name: "untrusted-issuer",
+        title: "A well-formed token from an issuer the realm does not trust",
+        lesson: "Keycloak accepts a federated assertion only from an issuer it has a trust relationship with (an identity provider accepting client assertions), checked against that issuer's key. A genuine token of any other issuer, even Keycloak's own, is refused.",
+        rfc: "RFC 7523 §3 (iss); RFC 7521 §5.2",
+        run: |arena| Box::pin(workload::untrusted_issuer(arena)),
     },
 ];
 

@@ -292,6 +292,38 @@ fn a_rotated_secret_is_refused_at_once_and_earlier_tokens_live_on() {
 }
 
 #[test]
+fn a_platform_token_is_accepted_once_and_its_copy_refused() {
+    let (verdict, trace) = run("stolen-platform-token");
+    assert_eq!(statuses(&verdict), [200, 0], "{verdict:#?}");
+    assert!(no_token_why(&verdict.attempts[1]).contains("reuse"));
+    let from_platform: Vec<_> = (trace.snapshot().exchanges())
+        .filter(|e| e.to == Party::Platform)
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        from_platform,
+        [Some(200)],
+        "the workload's token, drawn from its platform"
+    );
+    assert!(verdict.held());
+}
+
+#[test]
+fn platform_tokens_for_another_audience_another_workload_or_an_untrusted_issuer_get_nothing() {
+    for (name, refusal) in [
+        ("token-for-another-audience", "audience"),
+        ("wrong-workload", "Invalid client"),
+        ("untrusted-issuer", "Invalid client"),
+    ] {
+        let (verdict, _) = run(name);
+        assert_eq!(statuses(&verdict), [0], "{name}: {verdict:#?}");
+        let why = no_token_why(&verdict.attempts[0]);
+        assert!(why.contains(refusal), "{name}: {why}");
+        assert!(verdict.held(), "{name}");
+    }
+}
+
+#[test]
 fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     let certs_dir = playbook_testkit::certs().files.dir();
     let listed = super::playbook(certs_dir, &["lab"]);
