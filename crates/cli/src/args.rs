@@ -225,8 +225,9 @@ pub struct RealmArgs {
 pub struct AuthArgs {
     /// The client authentication method, each with a client of its own in the realm: mtls
     /// (tls_client_auth, the seed's), secret (client_secret_basic), secret-post, secret-jwt
-    /// (client_secret_jwt), private-key-jwt. Secrets are rotated through the Admin API and kept
-    /// 0600 in the certs dir; only mtls binds the token to the certificate.
+    /// (client_secret_jwt), private-key-jwt, federated (no secret: its workload platform's
+    /// token). Secrets are rotated through the Admin API and kept 0600 in the certs dir; mtls
+    /// binds the token to the certificate, the others when --bind certificate asks.
     #[arg(
         long = "auth",
         env = "PLAYBOOK_AUTH",
