@@ -319,68 +319,81 @@ fn a_replayed_client_assertion_is_refused() {
     })
 }
 
-/// `demo --auth`: the same lessons with a secret client, whose second lesson turns around: its
-/// token is a bearer token, so the replay without a certificate is served. The secret reaches
-/// neither the output nor the hand-outs, which show the form it was sent in, masked.
+/// `demo --auth`: the same lessons with a secret client and with the federated one, whose
+/// second lesson turns around: their tokens are bearer tokens, so the replay without a
+/// certificate is served. Neither the secret nor any compact JWT (a token, the platform's
+/// token) reaches the output or the hand-outs, which show the token request as it was sent,
+/// masked and decoded.
 #[test]
-fn the_demo_with_a_secret_client_shows_its_token_is_a_bearer_token() {
+fn the_demo_with_a_secret_or_federated_client_shows_its_token_is_a_bearer_token() {
     let keycloak = run(playbook_testkit::keycloak());
     let admin = keycloak.admin_credentials();
-    let dir = tempfile::tempdir().unwrap();
-    playbook_testkit::copy_certs(dir.path());
-    let realm = playbook_testkit::unique_realm("demo-auth");
-    let (hand_out, diagram) = (dir.path().join("run.html"), dir.path().join("run.mmd"));
-    let output = playbook_with(
-        dir.path(),
-        &[
-            "demo",
-            "--json",
-            "--api-port",
-            "0",
-            "--auth",
-            AuthMethod::SecretPost.name(),
-            "--export",
-            hand_out.to_str().unwrap(),
-            "--export",
-            diagram.to_str().unwrap(),
-        ],
-        &[
-            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
-            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let events = document["events"].as_array().unwrap();
-    let statuses: Vec<i64> = (events.iter())
-        .filter(|e| e["kind"] == "exchange" && e["from"] == "Client" && e["to"] == "ResourceServer")
-        .map(|e| e["status"].as_i64().unwrap())
-        .collect();
-    assert_eq!(
-        statuses,
-        [403, 200, 200],
-        "the replay of a bearer token is served"
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("bearer token"), "the lesson says why");
-    let secret = std::fs::read_to_string(
-        playbook_certs::Files::new(dir.path()).client_secret(AuthMethod::SecretPost.name()),
-    )
-    .unwrap();
-    let hand_out = std::fs::read_to_string(hand_out).unwrap();
-    assert!(
-        hand_out.contains("Client authentication, as sent") && hand_out.contains("client_secret"),
-        "the hand-out shows the token request's form"
-    );
-    let diagram = std::fs::read_to_string(diagram).unwrap();
-    for shown in [text.into_owned(), stderr(&output), hand_out, diagram] {
-        assert!(
-            !shown.contains(secret.trim()),
-            "the secret reached an output"
+    for (method, sent) in [
+        (AuthMethod::SecretPost, "client_secret"),
+        (AuthMethod::Federated, "client_assertion claims"),
+    ] {
+        let name = method.name();
+        let dir = tempfile::tempdir().unwrap();
+        playbook_testkit::copy_certs(dir.path());
+        let realm = playbook_testkit::unique_realm("demo-auth");
+        let (hand_out, diagram) = (dir.path().join("run.html"), dir.path().join("run.mmd"));
+        let output = playbook_with(
+            dir.path(),
+            &[
+                "demo",
+                "--json",
+                "--api-port",
+                "0",
+                "--auth",
+                name,
+                "--export",
+                hand_out.to_str().unwrap(),
+                "--export",
+                diagram.to_str().unwrap(),
+            ],
+            &[
+                ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+                ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+                ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+                ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+                ("PLAYBOOK_REALM", &realm),
+            ],
         );
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let events = document["events"].as_array().unwrap();
+        let statuses: Vec<i64> = (events.iter())
+            .filter(|e| {
+                e["kind"] == "exchange" && e["from"] == "Client" && e["to"] == "ResourceServer"
+            })
+            .map(|e| e["status"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            [403, 200, 200],
+            "{name}: the replay of a bearer token is served"
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("bearer token"), "{name}: the lesson says why");
+        let hand_out = std::fs::read_to_string(hand_out).unwrap();
+        assert!(
+            hand_out.contains("Client authentication, as sent") && hand_out.contains(sent),
+            "{name}: the hand-out shows the token request as sent"
+        );
+        let diagram = std::fs::read_to_string(diagram).unwrap();
+        let kept = kept_secrets(dir.path(), method);
+        for shown in [text.into_owned(), stderr(&output), hand_out, diagram] {
+            assert!(
+                !shown.contains("eyJ"),
+                "{name}: a compact JWT reached an output"
+            );
+            for piece in &kept {
+                assert!(
+                    !shown.contains(piece.as_str()),
+                    "{name}: the secret reached an output"
+                );
+            }
+        }
     }
 }
 
