@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use playbook_client::{TokenClient, TokenClientConfig};
-use playbook_keycloak::{AuthMethod, READONLY_ROLE, TokenBinding};
+use playbook_keycloak::{AuthMethod, TokenBinding};
 use playbook_testkit::{TestRealm, certs};
 
 fn main() -> anyhow::Result<()> {
@@ -31,13 +31,8 @@ async fn measure(rounds: usize, requests: usize) -> anyhow::Result<()> {
     let provisioner = realm.provisioner();
     let mut clients = Vec::new();
     for method in AuthMethod::ALL {
-        let (account, role) = provisioner
-            .account_and_role(method.client_id(), READONLY_ROLE)
-            .await?;
-        provisioner.assign(&account, &role).await?;
         let binding = TokenBinding::default_for(method);
-        let key_pem = playbook_certs::signing_key_pem()?;
-        let credential = playbook_client::register(&provisioner, method, binding, &key_pem).await?;
+        let credential = playbook_client::enrol(&provisioner, method, binding).await?;
         let config =
             TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
                 .with_credential(credential, &realm.urls());

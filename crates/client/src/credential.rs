@@ -12,7 +12,9 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{EncodingKey, Header};
 use playbook_certs::CertSet;
-use playbook_keycloak::{AuthMethod, Provisioner, Secret, TokenBinding, platform, unix_now};
+use playbook_keycloak::{
+    AuthMethod, Provisioner, READONLY_ROLE, RealmUrl, Secret, TokenBinding, platform, unix_now,
+};
 use serde::Serialize;
 use url::Url;
 
@@ -97,6 +99,14 @@ impl Credential {
             Self::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
             Self::Assertion { method, .. } => *method,
             Self::Federated { .. } => AuthMethod::Federated,
+        }
+    }
+
+    /// The federated credential of the workload whose platform is `platform`.
+    pub fn federated(platform: &RealmUrl) -> Self {
+        Self::Federated {
+            platform: platform.token(),
+            workload: platform::WORKLOAD_CLIENT_ID.into(),
         }
     }
 
@@ -244,6 +254,23 @@ pub async fn provision(
     Ok(credential)
 }
 
+/// Steps 2 and 0 in one, keeping nothing on disk, for the lab, the tests and the benchmarks:
+/// `method`'s client gets the read-only role and its credential ([`register`], a private key
+/// made for the occasion), its tokens bound as `binding` says.
+pub async fn enrol(
+    provisioner: &Provisioner<'_>,
+    method: AuthMethod,
+    binding: TokenBinding,
+) -> Result<Credential, ClientError> {
+    let (account, role) = provisioner
+        .account_and_role(method.client_id(), READONLY_ROLE)
+        .await?;
+    provisioner.assign(&account, &role).await?;
+    let key_pem =
+        playbook_certs::signing_key_pem().map_err(|e| ClientError::BadCredential(e.to_string()))?;
+    register(provisioner, method, binding, &key_pem).await
+}
+
 /// Tells Keycloak what `method`'s client authenticates with, keeping nothing on disk: a
 /// secret-based client gets a new secret (Keycloak generates it and refuses the old one from
 /// then on); the `private_key_jwt` client gets the public half of `key_pem` as a JWKS (the
@@ -267,11 +294,7 @@ pub async fn register(
         let secret = provisioner.rotate_secret(client_id).await?;
         Credential::with_secret(method, secret).expect("a secret-based method")
     } else if method == AuthMethod::Federated {
-        let trust = provisioner.trust_platform().await?;
-        Credential::Federated {
-            platform: trust.platform.token(),
-            workload: platform::WORKLOAD_CLIENT_ID.into(),
-        }
+        Credential::federated(&provisioner.trust_platform().await?)
     } else {
         let (credential, jwks) = Credential::private_key_jwt(key_pem)?;
         attributes.push(("jwks.string", jwks.to_string()));
@@ -288,7 +311,7 @@ pub async fn register(
 /// `unauthorized_client` for nearly all of them, so the description is what tells them apart).
 pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> String {
     let again = format!(
-        "`playbook client --auth {}` sets it up again",
+        "`cargo playbook client --auth {}` sets it up again",
         method.name()
     );
     let said = |words: &str| description.contains(words);
@@ -316,12 +339,12 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
     {
         // Keycloak says the same for every way the platform token fails to name the client.
         format!(
-            "Keycloak does not accept the platform token for {client_id}: an issuer it does not trust, a signature the platform's key it holds does not verify, or a sub none of its clients names (`playbook doctor --auth federated` tells which); {again}"
+            "Keycloak does not accept the platform token for {client_id}: an issuer it does not trust, a signature the platform's key it holds does not verify, or a sub none of its clients names (`cargo playbook doctor --auth federated` tells which); {again}"
         )
     } else if said("Invalid client or Invalid client credentials") && method.uses_secret() {
         // Keycloak says the same for a stale secret and for a client set up for another method.
         format!(
-            "Keycloak does not accept the credentials of {client_id}: its secret was rotated since, or it is set up for another method than {} (`playbook doctor --auth {}` tells which); {again}",
+            "Keycloak does not accept the credentials of {client_id}: its secret was rotated since, or it is set up for another method than {} (`cargo playbook doctor --auth {}` tells which); {again}",
             method.oauth_name(),
             method.name()
         )

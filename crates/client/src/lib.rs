@@ -17,7 +17,7 @@ mod token;
 pub use api::{ApiResponse, ResourceApi};
 pub use claims::Claims;
 pub use credential::{
-    ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, provision, register,
+    ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, enrol, provision, register,
 };
 pub use error::ClientError;
 pub use handshake::mtls_config;

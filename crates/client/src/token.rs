@@ -59,7 +59,8 @@ impl TokenClientConfig {
     }
 
     /// The realm's client of `credential`'s method, authenticating with it, its tokens bound
-    /// as the realm sets that client up (see [`Self::with_binding`]).
+    /// as the realm sets that client up: call [`Self::with_binding`] after it for another
+    /// binding.
     pub fn with_credential(mut self, credential: Credential, realm: &RealmUrl) -> Self {
         self.client_id = credential.method().client_id().into();
         self.audience = realm.issuer().as_str().into();
@@ -397,11 +398,18 @@ fn refusal(answer: &Answer) -> ErrorResponse {
 
 fn token_refused(answer: &Answer, config: &TokenClientConfig) -> ClientError {
     let body = refusal(answer);
-    let hint = crate::credential::refusal_hint(
-        config.credential.method(),
-        &config.client_id,
-        &body.error_description,
-    );
+    let hint = match config.authority {
+        Party::Platform => format!(
+            "the workload's platform refused {}'s request for its identity token; `cargo playbook client --auth {}` sets the platform up again",
+            config.client_id,
+            AuthMethod::Federated.name()
+        ),
+        _ => crate::credential::refusal_hint(
+            config.credential.method(),
+            &config.client_id,
+            &body.error_description,
+        ),
+    };
     ClientError::TokenRefused {
         status: answer.status.as_u16(),
         error: body.error,

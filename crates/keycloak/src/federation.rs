@@ -14,18 +14,11 @@ use serde_json::{Value, json};
 use crate::realm::platform;
 use crate::{KeycloakError, Provisioner, RealmTemplate, RealmUrl};
 
-/// What the realm trusts: the platform realm and the key it signs workload tokens with.
-#[derive(Debug, Clone)]
-pub struct PlatformTrust {
-    pub platform: RealmUrl,
-    pub key_id: String,
-}
-
 impl Provisioner<'_> {
     /// Makes this realm's workload platform when it is missing (its workloads' tokens made for
     /// this realm), and has this realm trust it as identity provider
-    /// [`platform::IDENTITY_PROVIDER`], with its current signing key.
-    pub async fn trust_platform(&self) -> Result<PlatformTrust, KeycloakError> {
+    /// [`platform::IDENTITY_PROVIDER`], with its current signing key; the platform's URLs.
+    pub async fn trust_platform(&self) -> Result<RealmUrl, KeycloakError> {
         let keycloak = self.admin.keycloak();
         let name = platform::realm(&self.realm);
         let issuer = keycloak.realm(&self.realm);
@@ -56,7 +49,7 @@ impl Provisioner<'_> {
         } else {
             self.admin.post(&instances, &provider).await?;
         }
-        Ok(PlatformTrust { platform, key_id })
+        Ok(platform)
     }
 
     /// The trust as Keycloak holds it now: the identity provider's configuration, `None` when
@@ -70,8 +63,9 @@ impl Provisioner<'_> {
         self.admin.get(&path).await
     }
 
-    /// The active RS256 key of `realm`: its kid and its public key (base64 DER).
-    async fn signing_key(&self, realm: &str) -> Result<(String, String), KeycloakError> {
+    /// The active RS256 key of `realm`: its kid and its public key (base64 DER), what the
+    /// trust holds a copy of (`doctor` compares them).
+    pub async fn signing_key(&self, realm: &str) -> Result<(String, String), KeycloakError> {
         let keys: Value = self
             .admin
             .get(&format!("{realm}/keys"))

@@ -39,7 +39,6 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 pub use error::KeycloakError;
-pub use federation::PlatformTrust;
 pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use realm::{
     ADMIN_CLI, AuthMethod, CLIENT_ID, DEFAULT_HTTPS_PORT, INTRUDER_CLIENT_ID, KeycloakUrl,

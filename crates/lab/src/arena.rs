@@ -129,7 +129,12 @@ impl<'a> Arena<'a> {
         }
         let _housekeeping = self.lab.trace.quiet();
         // The federated scenarios' workload platform too (deleting a missing realm is fine).
-        for realm in [platform::realm(&self.realm), self.realm.clone()] {
+        let realms = [
+            platform::realm(&self.realm),
+            untrusted_platform(&self.realm),
+            self.realm.clone(),
+        ];
+        for realm in realms {
             if let Err(error) = self.lab.admin.delete_realm(&realm).await {
                 tracing::warn!(%realm, %error, "could not delete the lab's realm");
             }
@@ -197,14 +202,8 @@ impl<'a> Arena<'a> {
         method: AuthMethod,
     ) -> Result<(Arc<TokenClient>, Credential), LabError> {
         let _housekeeping = self.lab.trace.quiet();
-        let provisioner = self.provisioner();
-        let (account, role) = provisioner
-            .account_and_role(method.client_id(), READONLY_ROLE)
-            .await?;
-        provisioner.assign(&account, &role).await?;
-        let key_pem = playbook_certs::signing_key_pem()?;
         let binding = TokenBinding::default_for(method);
-        let credential = playbook_client::register(&provisioner, method, binding, &key_pem).await?;
+        let credential = playbook_client::enrol(&self.provisioner(), method, binding).await?;
         let client =
             self.authenticating(Party::Client, credential.clone(), &self.lab.certs.client)?;
         Ok((client, credential))
@@ -225,18 +224,16 @@ impl<'a> Arena<'a> {
         Self::token_client(self.lab, config)
     }
 
-    /// The workload platform's client `workload` (of the platform [`Self::method_client`] set
-    /// up for the federated method), asking with the TLS client certificate, drawn as `party`.
+    /// The client `workload` of the workload platform `realm` (the one [`Self::method_client`]
+    /// set up for the federated method, or [`Self::untrusted_platform`]), asking with the TLS
+    /// client certificate, drawn as `party`.
     pub fn platform_client(
         &self,
         party: Party,
+        realm: &str,
         workload: &str,
     ) -> Result<Arc<TokenClient>, LabError> {
-        let platform = self
-            .lab
-            .admin
-            .keycloak()
-            .realm(&platform::realm(&self.realm));
+        let platform = self.lab.admin.keycloak().realm(realm);
         let mut config = TokenClientConfig::playbook(
             self.urls.token(),
             &self.lab.certs.ca_pem,
@@ -245,6 +242,16 @@ impl<'a> Arena<'a> {
         .platform(platform.token(), workload);
         config.party = party;
         Self::token_client(self.lab, config)
+    }
+
+    /// A second workload platform, its tokens made for this realm like the trusted one's, that
+    /// this realm has no trust relationship with; deleted with the arena.
+    pub async fn untrusted_platform(&self) -> Result<String, LabError> {
+        let _housekeeping = self.lab.trace.quiet();
+        let name = untrusted_platform(&self.realm);
+        let realm = RealmTemplate::platform(&name, self.urls.issuer());
+        self.lab.admin.create_realm(&realm).await?;
+        Ok(name)
     }
 
     /// Asks `client` for a new token and spends it at `server` (over `client`'s connection):
@@ -348,14 +355,25 @@ impl<'a> Arena<'a> {
     }
 }
 
-/// The attempt whose token request was refused. A refusal is the defence's answer; anything
-/// else (Keycloak down, a broken setup) means the scenario could not be run.
+/// The name of the arena's untrusted workload platform.
+fn untrusted_platform(realm: &str) -> String {
+    format!("{realm}-untrusted")
+}
+
+/// The attempt whose token request was refused. Only Keycloak refusing the client is the
+/// defence's answer (400 or 401, an OAuth error about the client or the grant); anything else
+/// (Keycloak down, a missing realm, a 5xx) means the scenario could not be run.
 fn no_token(
     error: ClientError,
     tried: impl Into<String>,
     expected: Expect,
 ) -> Result<Attempt, LabError> {
-    if !error.is_refusal() {
+    let refused_the_client = matches!(
+        &error,
+        ClientError::TokenRefused { status: 400 | 401, error, .. }
+            if ["invalid_client", "unauthorized_client", "invalid_grant"].contains(&error.as_str())
+    );
+    if !refused_the_client {
         return Err(error.into());
     }
     Ok(Attempt {

@@ -50,21 +50,26 @@ pub(crate) async fn stolen_secret(arena: &Arena<'_>) -> Attempts {
         )
         .await?;
     // A TLS stack will not even pair a certificate with a key it does not name (the handshake
-    // signs with that key), so the thief's request never leaves its machine.
+    // signs with that key), so the thief's request never leaves its machine: the refusal is
+    // its own TLS library's, which is the lesson.
     let certificate_only = identity.with_stranger_key()?;
-    let tried = "the same theft against tls_client_auth: the thief has the client certificate (public), not its private key";
+    let tried = "the same theft against tls_client_auth: the thief has the client certificate (public), not its private key, and its own TLS stack refuses to present one without the other";
     let certificate =
         match arena.authenticating(Party::Intruder, Credential::Certificate, &certificate_only) {
             Ok(thief) => (arena.token_and_call(&server, &thief, tried, Expect::NoToken)).await?,
-            Err(LabError::Client(ClientError::Tls(error))) => Attempt {
-                tried: tried.into(),
-                expected: Expect::NoToken,
-                answer: Answer::NoToken {
-                    why: format!(
-                        "it cannot present the certificate without its private key ({error})"
-                    ),
-                },
-            },
+            Err(LabError::Client(ClientError::Tls(error)))
+                if error.to_string().contains("KeyMismatch") =>
+            {
+                Attempt {
+                    tried: tried.into(),
+                    expected: Expect::NoToken,
+                    answer: Answer::NoToken {
+                        why: format!(
+                            "it cannot present the certificate without its private key ({error})"
+                        ),
+                    },
+                }
+            }
             Err(other) => return Err(other),
         };
     Ok(vec![secret, key, certificate])

@@ -142,14 +142,14 @@ pub const SCENARIOS: [Scenario; 15] = [
     Scenario {
         name: "wrong-workload",
         title: "Another workload's valid token",
-        lesson: "A token from the trusted platform proves only which workload it names: the realm maps the issuer and sub pair to one client, so another workload's token gets no token for this client. Trusting a platform is not trusting everything on it.",
+        lesson: "A token from the trusted platform proves only which workload it names: the realm maps the issuer and sub pair to one client, so another workload's token gets nothing for this client while the workload's own gets a token. Trusting a platform is not trusting everything on it.",
         rfc: "RFC 7523 §3 (sub)",
         run: |arena| Box::pin(workload::wrong_workload(arena)),
     },
     Scenario {
         name: "untrusted-issuer",
         title: "A well-formed token from an issuer the realm does not trust",
-        lesson: "Keycloak accepts a federated assertion only from an issuer it has a trust relationship with (an identity provider accepting client assertions), checked against that issuer's key. A genuine token of any other issuer, even Keycloak's own, is refused.",
+        lesson: "Keycloak accepts a federated assertion only from an issuer it has a trust relationship with (an identity provider accepting client assertions), checked against that issuer's key. A genuine token of another platform is refused, even one naming the right workload and audience.",
         rfc: "RFC 7523 §3 (iss); RFC 7521 §5.2",
         run: |arena| Box::pin(workload::untrusted_issuer(arena)),
     },

@@ -292,7 +292,11 @@ fn each_method_is_checked_with_what_it_needs() {
         let api = server.base_url().to_string();
         let certs = playbook_certs::CertSet::load(playbook_certs::Files::new(dir.path())).unwrap();
         let provisioner = realm.provisioner();
-        for method in [AuthMethod::SecretJwt, AuthMethod::PrivateKeyJwt] {
+        for method in [
+            AuthMethod::SecretJwt,
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::Federated,
+        ] {
             let (account, role) = provisioner
                 .account_and_role(method.client_id(), READONLY_ROLE)
                 .await

@@ -316,8 +316,9 @@ fn platform_tokens_for_another_audience_another_workload_or_an_untrusted_issuer_
         ("untrusted-issuer", "Invalid client"),
     ] {
         let (verdict, _) = run(name);
-        assert_eq!(statuses(&verdict), [0], "{name}: {verdict:#?}");
-        let why = no_token_why(&verdict.attempts[0]);
+        // The workload's own token first: the trust works, so the refusal is the one check.
+        assert_eq!(statuses(&verdict), [200, 0], "{name}: {verdict:#?}");
+        let why = no_token_why(&verdict.attempts[1]);
         assert!(why.contains(refusal), "{name}: {why}");
         assert!(verdict.held(), "{name}");
     }

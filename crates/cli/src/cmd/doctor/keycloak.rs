@@ -58,6 +58,10 @@ pub async fn discovery(parties: &Parties, realm: &RealmUrl) -> (Verdict, Option<
     }
 }
 
+/// What to do when the Admin API refuses doctor's questions.
+pub const ADMIN_PASSWORD: &str =
+    "pass the admin password of this Keycloak (--keycloak-admin-password)";
+
 /// The realm's client matches certificates by subject (`x509.subjectdn`, a regex by default).
 pub async fn subject_dn(admin: &Admin, realm: &str, certs: &CertSet) -> Verdict {
     let path = format!("{realm}/clients?clientId={CLIENT_ID}");
@@ -67,7 +71,7 @@ pub async fn subject_dn(admin: &Admin, realm: &str, certs: &CertSet) -> Verdict 
             return fail(
                 Misconfigured,
                 playbook_https::describe(&error),
-                "pass the admin password of this Keycloak (--keycloak-admin-password)",
+                ADMIN_PASSWORD,
             );
         }
     };

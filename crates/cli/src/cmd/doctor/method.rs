@@ -8,6 +8,7 @@ use playbook_client::Credential;
 use playbook_keycloak::{Admin, AuthMethod, Provisioner, Secret, TokenBinding, platform};
 use serde_json::Value;
 
+use super::keycloak::ADMIN_PASSWORD;
 use super::verdict::{Misconfigured, Verdict, fail};
 
 /// The check's name, in place of the certificate client's `client subject`.
@@ -31,8 +32,7 @@ pub async fn client_method(
         Ok(clients) => clients.and_then(|c| c.into_iter().next()),
         Err(error) => {
             let said = playbook_https::describe(&error);
-            let fix = "pass the admin password of this Keycloak (--keycloak-admin-password)";
-            return (fail(Misconfigured, said, fix), None);
+            return (fail(Misconfigured, said, ADMIN_PASSWORD), None);
         }
     };
     let Some(client) = client else {
@@ -144,17 +144,25 @@ async fn federated(
         return (fail(Misconfigured, said, fix), None);
     }
     let provisioner = Provisioner::new(admin, realm);
-    let trust = match provisioner.platform_trust().await {
-        Ok(trust) => trust,
-        Err(error) => {
-            let fix = "pass the admin password of this Keycloak (--keycloak-admin-password)";
+    let platform_name = platform::realm(realm);
+    let platform = admin.keycloak().realm(&platform_name);
+    // Every answer doctor needs, read at once: the trust and the platform's current key.
+    let (trust, key) = match (
+        provisioner.platform_trust().await,
+        provisioner.signing_key(&platform_name).await,
+    ) {
+        (Ok(trust), key) => (trust, key.ok()),
+        (Err(error), _) => {
             return (
-                fail(Misconfigured, playbook_https::describe(&error), fix),
+                fail(
+                    Misconfigured,
+                    playbook_https::describe(&error),
+                    ADMIN_PASSWORD,
+                ),
                 None,
             );
         }
     };
-    let platform = admin.keycloak().realm(&platform::realm(realm));
     let Some(trust) = trust else {
         let said = format!(
             "realm {realm} has no identity provider {}: it trusts no workload platform",
@@ -162,35 +170,40 @@ async fn federated(
         );
         return (fail(Misconfigured, said, set_up), None);
     };
-    let config = &trust["config"];
-    if config["supportsClientAssertions"] != "true" {
+    let Some((kid, public_key)) = key else {
         let said = format!(
-            "identity provider {} does not accept client assertions",
+            "the workload platform, realm {platform_name}, is missing or has no signing key"
+        );
+        return (fail(Misconfigured, said, set_up), None);
+    };
+    let config = &trust["config"];
+    let problem = if config["supportsClientAssertions"] != "true" {
+        Some("does not accept client assertions".to_owned())
+    } else if config["issuer"] != platform.issuer().as_str() {
+        Some(format!(
+            "trusts the issuer {}, but the platform's tokens say {}",
+            config["issuer"],
+            platform.issuer()
+        ))
+    } else if config["publicKeySignatureVerifier"] != public_key.as_str() {
+        Some(format!(
+            "holds another key than the platform signs with now (kid {kid}): a rotated platform key"
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let said = format!(
+            "identity provider {} {problem}",
             platform::IDENTITY_PROVIDER
         );
         return (fail(Misconfigured, said, set_up), None);
     }
-    if config["issuer"] != platform.issuer().as_str() {
-        let said = format!(
-            "identity provider {} trusts the issuer {}, but the platform's tokens say {}",
-            platform::IDENTITY_PROVIDER,
-            config["issuer"],
-            platform.issuer()
-        );
-        return (fail(Misconfigured, said, set_up), None);
-    }
     let said = format!(
-        "{client_id} uses federated-jwt: realm {realm} trusts {} (identity provider {}, key {}) for tokens about {}",
+        "{client_id} uses federated-jwt: realm {realm} trusts {} (identity provider {}, its current key {kid}) for tokens about {}",
         platform.issuer(),
         platform::IDENTITY_PROVIDER,
-        config["publicKeySignatureVerifierKeyId"]
-            .as_str()
-            .unwrap_or("?"),
         platform::WORKLOAD
     );
-    let credential = Credential::Federated {
-        platform: platform.token(),
-        workload: platform::WORKLOAD_CLIENT_ID.into(),
-    };
-    (Verdict::Pass(said), Some(credential))
+    (Verdict::Pass(said), Some(Credential::federated(&platform)))
 }

@@ -66,7 +66,10 @@ pub fn binding(token: &AccessToken, asked: TokenBinding, certs: &CertSet) -> Ver
         (TokenBinding::Certificate, None) => fail(
             Misconfigured,
             "the token carries no cnf.x5t#S256",
-            "turn on tls.client.certificate.bound.access.tokens for the client (realm.json does)",
+            format!(
+                "turn on {} for the client (realm.json does for mtls; `cargo playbook client --bind certificate` for the others)",
+                TokenBinding::CERTIFICATE_ATTRIBUTE
+            ),
         ),
         (TokenBinding::None, None) => Verdict::Pass(
             "none asked (--bind none): a bearer token, which a resource server with --binding required refuses".into(),
@@ -74,7 +77,10 @@ pub fn binding(token: &AccessToken, asked: TokenBinding, certs: &CertSet) -> Ver
         (TokenBinding::None, Some(bound)) => fail(
             Misconfigured,
             format!("the token is bound to {bound}, though --bind none asked for a bearer token"),
-            "turn off tls.client.certificate.bound.access.tokens for the client (`playbook client --bind none` does)",
+            format!(
+                "turn off {} for the client (`cargo playbook client --bind none` does)",
+                TokenBinding::CERTIFICATE_ATTRIBUTE
+            ),
         ),
     }
 }
