@@ -1,10 +1,12 @@
 //! `--stage` for the commands that tell a story (demo, lab): the live page, and a run paced by
-//! the presenter's Next.
+//! the presenter's Next; and `--export`, the hand-outs of the run.
 
-use playbook_stage::Stage;
-use playbook_trace::Trace;
+use std::path::PathBuf;
 
-use crate::report::Pace;
+use playbook_stage::{Export, Stage};
+use playbook_trace::{Run, Trace};
+
+use crate::report::{Pace, Report};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StageArgs {
@@ -55,5 +57,73 @@ pub async fn linger(stage: Option<Stage>) {
             stage.url()
         );
         crate::cmd::shutdown_signal().await;
+    }
+}
+
+/// `--export`: hand-outs of the run, written when it ends.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Write hand-outs of the run when it ends: FILE.html (one file that opens offline and
+    /// prints), FILE.svg or FILE.mmd (mermaid); or a DIR (a name without those extensions) for
+    /// all three, where `lab` writes each scenario apart (NAME.html, ...). May be given several
+    /// times.
+    #[arg(long = "export", value_name = "FILE|DIR", value_parser = export_target)]
+    pub export: Vec<ExportTarget>,
+}
+
+/// Where one `--export` goes.
+#[derive(Debug, Clone)]
+pub enum ExportTarget {
+    /// One file, its format from its extension: the whole run.
+    File(PathBuf),
+    /// A directory: every part of the run in every format.
+    Dir(PathBuf),
+}
+
+/// A path whose extension names a format, or a directory; checked before anything starts.
+fn export_target(value: &str) -> Result<ExportTarget, String> {
+    let path = PathBuf::from(value);
+    match Export::for_path(&path) {
+        Ok(_) => Ok(ExportTarget::File(path)),
+        Err(_) if path.extension().is_none() => Ok(ExportTarget::Dir(path)),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+impl ExportArgs {
+    /// Writes every hand-out: a file gets `whole`, a directory gets each of `parts` (a name for
+    /// its files, and its run) in every format. All are attempted even if one fails.
+    pub fn write(
+        &self,
+        whole: &Run,
+        parts: &[(&str, Run)],
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let mut files: Vec<(PathBuf, &Run)> = Vec::new();
+        let mut failed = None;
+        for target in &self.export {
+            match target {
+                ExportTarget::File(path) => files.push((path.clone(), whole)),
+                ExportTarget::Dir(dir) => match std::fs::create_dir_all(dir) {
+                    Ok(()) => {
+                        for (name, run) in parts {
+                            for (_, extension) in Export::ALL {
+                                files.push((dir.join(format!("{name}.{extension}")), run));
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        failed = Some(anyhow::anyhow!("cannot create {}: {error}", dir.display()))
+                    }
+                },
+            }
+        }
+        for (path, run) in files {
+            match Export::write(&path, run) {
+                Ok(()) => report.note(&format!("wrote {}", path.display())),
+                Err(error) => failed = Some(error.into()),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }

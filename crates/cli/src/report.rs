@@ -171,6 +171,18 @@ impl Report {
                     out!("{}", self.style.paint("33", &line));
                 }
             }
+            Event::Verdict { held, text } => {
+                let mark = Event::verdict_mark(*held);
+                let mark = self.style.paint(if *held { "32" } else { "31" }, mark);
+                let lines = self.style.wrap("     ", 5, text);
+                for (i, line) in lines.iter().enumerate() {
+                    if i == 0 {
+                        out!("   {mark} {}", line.trim_start());
+                    } else {
+                        out!("{line}");
+                    }
+                }
+            }
         }
     }
 
@@ -302,24 +314,11 @@ impl Report {
         }
     }
 
-    /// A verdict: whether a defence held, what was tried and what it answered (people only).
+    /// The lab's judgement of an attempt, recorded so that the stage and the hand-outs show it
+    /// too.
     pub fn verdict(&mut self, held: bool, text: &str) {
+        self.trace.verdict(held, text);
         self.catch_up();
-        if !self.json {
-            let mark = if held {
-                self.style.paint("32", "✓")
-            } else {
-                self.style.paint("31", "✗")
-            };
-            let lines = self.style.wrap("     ", 5, text);
-            for (i, line) in lines.iter().enumerate() {
-                if i == 0 {
-                    out!("   {mark} {}", line.trim_start());
-                } else {
-                    out!("{line}");
-                }
-            }
-        }
     }
 
     /// A plain line of commentary (people only).

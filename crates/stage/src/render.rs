@@ -186,12 +186,24 @@ pub fn svg(run: &Run) -> String {
                 n += 1;
                 y += EXCHANGE_ROW;
             }
-            Event::Lesson { text } => {
-                let lines = wrap(text, LESSON_CHARS_PER_COLUMN * columns.0.len());
+            Event::Lesson { .. } | Event::Verdict { .. } => {
+                let (class, text) = match event {
+                    Event::Verdict { held, text } => (
+                        if *held {
+                            "verdict held"
+                        } else {
+                            "verdict broken"
+                        },
+                        format!("{} {text}", Event::verdict_mark(*held)),
+                    ),
+                    Event::Lesson { text } => ("lesson", text.clone()),
+                    _ => unreachable!("matched above"),
+                };
+                let lines = wrap(&text, LESSON_CHARS_PER_COLUMN * columns.0.len());
                 let height = LESSON_LINE * lines.len() as u32 + 16;
                 let _ = write!(
                     body,
-                    r#"<g class="lesson"><rect x="40" y="{}" width="{}" height="{height}" rx="8"/>"#,
+                    r#"<g class="{class}"><rect x="40" y="{}" width="{}" height="{height}" rx="8"/>"#,
                     y + 4,
                     width - 80
                 );
@@ -419,12 +431,22 @@ pub fn page(run: &Run, live: bool) -> String {
     } else {
         ""
     };
+    // A hand-out says when it was made: a printed page outlives the run.
+    let context = if live {
+        String::new()
+    } else {
+        format!(
+            r#"<p id="context">Exported {} UTC by oauth2-playbook {}</p>"#,
+            exported_at(),
+            env!("CARGO_PKG_VERSION")
+        )
+    };
     format!(
         r#"<!doctype html>
 <html lang="en" data-theme="light"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>OAuth 2.0 client credentials over mutual TLS: the run</title><style>{PAGE_CSS}</style></head>
+<title>{title}: the run</title><style>{PAGE_CSS}</style></head>
 <body data-live="{live}" data-waiting="{waiting}" data-step="{step}" data-finished="{finished}">
-<header><h1>Client credentials over mutual TLS</h1><p id="status" role="status">{status}</p>{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
+<header><h1>{title}</h1><p id="status" role="status">{status}</p>{context}{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
 <main><div id="diagram">{svg}</div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
 <script>{PAGE_JS}</script>
 </body></html>
@@ -435,7 +457,17 @@ pub fn page(run: &Run, live: bool) -> String {
         status = escape(&view.status),
         svg = view.svg,
         details = view.details,
+        title = escape(&run.title()),
+        context = context,
     )
+}
+
+/// Now, as `YYYY-MM-DD HH:MM`.
+fn exported_at() -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }
 
 /// The run as mermaid text, for slides and docs.
@@ -471,6 +503,10 @@ pub fn mermaid(run: &Run) -> String {
             }
             Event::Lesson { text } => {
                 let _ = writeln!(out, "    Note over {span}: {}", mermaid_text(text));
+            }
+            Event::Verdict { held, text } => {
+                let mark = Event::verdict_mark(*held);
+                let _ = writeln!(out, "    Note over {span}: {mark} {}", mermaid_text(text));
             }
         }
     }
@@ -658,6 +694,38 @@ pub(crate) mod tests {
         for text in [details, page(&run, false), svg(&run), mermaid(&run)] {
             assert!(!text.contains("s3cret-client") && !text.contains("c2lnbmF0dXJl"));
         }
+    }
+
+    #[test]
+    fn a_lab_hand_out_has_its_title_its_verdicts_a_date_and_prints() {
+        let trace = Trace::new();
+        trace.step("Lab stolen-token: A stolen token presented with another certificate");
+        let mut replay = Exchange::new(
+            Party::Intruder,
+            Party::ResourceServer,
+            "GET",
+            "https://localhost:8443/api/users",
+        );
+        replay.answered(401, "invalid_token");
+        trace.record(replay);
+        trace.verdict(true, "refused, as it must be: the replay → 401");
+        trace.verdict(false, "NOT as expected (expected 401): the other → 200");
+        trace.lesson("Binding holds. (RFC 8705 §3)");
+        trace.finish(false);
+        let run = trace.snapshot();
+        let svg = svg(&run);
+        assert_eq!(svg.matches(r#"<g class="verdict held">"#).count(), 1);
+        assert_eq!(svg.matches(r#"<g class="verdict broken">"#).count(), 1);
+        assert!(svg.contains("✓ refused, as it must be") && svg.contains("✗ NOT as expected"));
+        assert!(mermaid(&run).contains("Note over C,R: ✓ refused, as it must be"));
+        let hand_out = page(&run, false);
+        assert!(hand_out.contains("<title>The attack lab: stolen-token: A stolen token"));
+        assert!(hand_out.contains(r#"<p id="context">Exported 20"#));
+        assert!(hand_out.contains("@media print"));
+        assert!(
+            !page(&run, true).contains(r#"id="context""#),
+            "the live page is now"
+        );
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub enum Event {
     Exchange(Box<Exchange>),
     /// What the exchanges just before show, in one sentence.
     Lesson { text: String },
+    /// The lab's judgement of one attempt: whether the defence answered as it must.
+    Verdict { held: bool, text: String },
+}
+
+impl Event {
+    /// The mark of a verdict, the same on every view.
+    pub fn verdict_mark(held: bool) -> &'static str {
+        if held { "✓" } else { "✗" }
+    }
 }
 
 /// One HTTP exchange, recorded by the party that made it once it completed.

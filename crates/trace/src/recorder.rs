@@ -25,6 +25,28 @@ impl Run {
         })
     }
 
+    /// What the run is, for a page's title: the lab's first scenario when it is a lab run,
+    /// else the flow.
+    pub fn title(&self) -> String {
+        let first_step = self.events.iter().find_map(|event| match event {
+            Event::Step { title } => Some(title.as_str()),
+            _ => None,
+        });
+        match first_step.and_then(|title| title.strip_prefix("Lab ")) {
+            Some(scenario) => format!("The attack lab: {scenario}"),
+            None => "Client credentials over mutual TLS".into(),
+        }
+    }
+
+    /// Some of the events, as a finished run of their own (a lab scenario's hand-out).
+    pub fn part(&self, events: std::ops::Range<usize>, finished: bool) -> Run {
+        Run {
+            events: self.events.get(events).unwrap_or_default().to_vec(),
+            waiting_for: None,
+            finished: Some(finished),
+        }
+    }
+
     /// The lifelines to draw, in column order: the flow's three, and any other party an
     /// exchange involved.
     pub fn parties(&self) -> Vec<Party> {
@@ -100,6 +122,15 @@ impl Trace {
 
     pub fn lesson(&self, text: &str) {
         self.update(|run| run.events.push(Event::Lesson { text: text.into() }));
+    }
+
+    pub fn verdict(&self, held: bool, text: &str) {
+        self.update(|run| {
+            run.events.push(Event::Verdict {
+                held,
+                text: text.into(),
+            })
+        });
     }
 
     /// The run waits for the presenter before `next` (or no longer waits, with `None`).

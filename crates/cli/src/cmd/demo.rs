@@ -1,7 +1,7 @@
 //! `playbook demo`: the whole sequence diagram, live, from nothing to a 200 and back to a clean
 //! machine; with `--stage`, drawn in the browser from the real traffic for a room to watch.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use playbook_certs::{CertSet, Ensured};
@@ -10,14 +10,13 @@ use playbook_keycloak::{CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
-use playbook_stage::Export;
 use playbook_trace::Trace;
 use serde_json::json;
 
 use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
-use crate::presenter::StageArgs;
+use crate::presenter::{ExportArgs, StageArgs};
 use crate::report::Report;
 
 #[derive(clap::Args)]
@@ -41,20 +40,11 @@ pub struct Args {
     #[command(flatten)]
     stage: StageArgs,
 
-    /// Write the run's diagram when it ends: FILE.html (standalone, opens offline), .svg or
-    /// .mmd (mermaid); may be given several times.
-    #[arg(long = "export", value_name = "FILE", value_parser = export_path)]
-    export: Vec<PathBuf>,
+    #[command(flatten)]
+    export: ExportArgs,
 
     #[command(flatten)]
     output: OutputArgs,
-}
-
-/// An export path whose extension names a format, checked before anything starts.
-fn export_path(value: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(value);
-    Export::for_path(&path).map_err(|e| e.to_string())?;
-    Ok(path)
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -80,7 +70,10 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(interrupted(&keycloak))),
     };
     trace.finish(outcome.is_ok());
-    let exported = export(&args.export, &trace, &mut report);
+    let run = trace.snapshot();
+    let exported = args
+        .export
+        .write(&run, &[("run", run.clone())], &mut report);
     if outcome.is_ok() && !args.keep {
         report.heading(if keycloak.is_owned() {
             "Done: stopping the resource server and Keycloak (--keep leaves them running to explore)."
@@ -120,19 +113,6 @@ pub fn interrupted(keycloak: &Keycloak) -> &'static str {
     } else {
         "interrupted; the resource servers were stopped, and Keycloak, running before, still runs"
     }
-}
-
-/// Writes every `--export` file; all are attempted even if one fails.
-fn export(paths: &[PathBuf], trace: &Trace, report: &mut Report) -> anyhow::Result<()> {
-    let run = trace.snapshot();
-    let mut failed = None;
-    for path in paths {
-        match Export::write(path, &run) {
-            Ok(()) => report.note(&format!("wrote {}", path.display())),
-            Err(error) => failed = Some(error),
-        }
-    }
-    failed.map_or(Ok(()), |error| Err(error.into()))
 }
 
 async fn demo(

@@ -11,7 +11,7 @@ use playbook_trace::Trace;
 use serde_json::{Value, json};
 
 use crate::args::{ApiPortArgs, StartArgs};
-use crate::presenter::StageArgs;
+use crate::presenter::{ExportArgs, StageArgs};
 use crate::report::{Pace, Report};
 
 #[derive(clap::Args)]
@@ -32,6 +32,9 @@ pub struct Args {
 
     #[command(flatten)]
     stage: StageArgs,
+
+    #[command(flatten)]
+    export: ExportArgs,
 
     /// Print one JSON document instead of the arrows (for scripts).
     #[arg(long)]
@@ -59,13 +62,27 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     keycloak.stop().await;
     let verdicts = outcome?;
-    let held = verdicts.iter().filter(|v| v.held()).count();
+    let held = verdicts.iter().filter(|v| v.verdict.held()).count();
     trace.finish(held == verdicts.len());
+    // Each scenario's hand-out is the run from its step to the next scenario's.
+    let run = trace.snapshot();
+    let ends = (verdicts.iter().skip(1).map(|v| v.first_event)).chain([run.events.len()]);
+    let parts: Vec<(&str, playbook_trace::Run)> = (verdicts.iter().zip(ends))
+        .map(|(v, end)| {
+            (
+                v.verdict.scenario.name,
+                run.part(v.first_event..end, v.verdict.held()),
+            )
+        })
+        .collect();
+    let exported = args.export.write(&run, &parts, &mut report);
+    let verdicts: Vec<Verdict> = verdicts.into_iter().map(|v| v.verdict).collect();
     report.finish(json!({
         "held": held == verdicts.len(),
         "scenarios": verdicts.iter().map(verdict_json).collect::<Vec<_>>(),
     }));
     crate::presenter::linger(stage).await;
+    exported?;
     if held < verdicts.len() {
         let failed: Vec<&str> = verdicts
             .iter()
@@ -82,6 +99,12 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A scenario's verdict, and where its events begin in the run.
+struct Ran {
+    verdict: Verdict,
+    first_event: usize,
+}
+
 async fn lab(
     keycloak: &playbook_provider::Keycloak,
     certs: &CertSet,
@@ -89,11 +112,12 @@ async fn lab(
     chosen: &[&'static Scenario],
     trace: &playbook_trace::Trace,
     report: &mut Report,
-) -> anyhow::Result<Vec<Verdict>> {
+) -> anyhow::Result<Vec<Ran>> {
     let admin = keycloak.admin()?.traced(trace.clone());
     let lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
     let mut verdicts = Vec::new();
     for scenario in chosen {
+        let first_event = trace.snapshot().events.len();
         report
             .step(&format!("Lab {}: {}", scenario.name, scenario.title))
             .await;
@@ -110,7 +134,10 @@ async fn lab(
             );
         }
         report.lesson(&format!("{} ({})", scenario.lesson, scenario.rfc));
-        verdicts.push(verdict);
+        verdicts.push(Ran {
+            verdict,
+            first_event,
+        });
     }
     Ok(verdicts)
 }
@@ -124,9 +151,10 @@ fn list(json: bool) {
         return;
     }
     println!("The attack lab: `cargo playbook lab NAME` runs one, `--all` runs every one.\n");
+    let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for scenario in &SCENARIOS {
         println!(
-            "  {:<15} {} ({})",
+            "  {:<width$} {} ({})",
             scenario.name, scenario.title, scenario.rfc
         );
     }

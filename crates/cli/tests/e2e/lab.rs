@@ -336,9 +336,24 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
 
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
     let admin = keycloak.admin_credentials();
+    let hand_outs = tempfile::tempdir().unwrap();
+    let (dir, diagram) = (
+        hand_outs.path().join("lab"),
+        hand_outs.path().join("whole.mmd"),
+    );
     let output = super::playbook_with(
         certs_dir,
-        &["lab", "stolen-token", "--json", "--api-port", "0"],
+        &[
+            "lab",
+            "stolen-token",
+            "--json",
+            "--api-port",
+            "0",
+            "--export",
+            dir.to_str().unwrap(),
+            "--export",
+            diagram.to_str().unwrap(),
+        ],
         &[
             ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
             ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
@@ -353,6 +368,21 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     assert_eq!(attempts[0]["answer"]["status"], 401, "{attempts}");
     assert_eq!(attempts[1]["answer"]["status"], 200, "{attempts}");
     assert_eq!(document["outcome"]["scenarios"][0]["rfc"], "RFC 8705 §3");
+    // The hand-outs: the scenario's page (titled, dated, printable, its verdicts and lesson),
+    // its SVG and mermaid, and the whole run's mermaid.
+    let page = std::fs::read_to_string(dir.join("stolen-token.html")).unwrap();
+    for shown in [
+        "<title>The attack lab: stolen-token",
+        r#"<p id="context">Exported "#,
+        "@media print",
+        "✓ refused, as it must be",
+        "RFC 8705 §3",
+    ] {
+        assert!(page.contains(shown), "{shown} missing from the hand-out");
+    }
+    assert!(dir.join("stolen-token.svg").exists() && dir.join("stolen-token.mmd").exists());
+    let whole = std::fs::read_to_string(diagram).unwrap();
+    assert!(whole.contains("Note over") && whole.contains("✓ accepted, as expected"));
 }
 
 /// The tutorial ends with the lab while its Keycloak and resource server still run: the lab must
