@@ -15,13 +15,21 @@ pub struct StageArgs {
     #[arg(long)]
     pub stage: bool,
 
-    /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
-    #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
-    pub stage_port: u16,
+    #[command(flatten)]
+    pub port: StagePortArgs,
 
     /// With --stage: run through without waiting for Next.
     #[arg(long, requires = "stage")]
     pub auto: bool,
+}
+
+/// Where the stage listens: `demo` and `lab` serve it there, `doctor --preflight` checks it is
+/// free.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StagePortArgs {
+    /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
+    #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
+    pub stage_port: u16,
 }
 
 impl StageArgs {
@@ -39,7 +47,7 @@ impl StageArgs {
         } else {
             Pace::on_next("Enter here or Next on the stage")
         };
-        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.stage_port));
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port.stage_port));
         let stage = Stage::start(listen, trace.clone(), next).await?;
         eprintln!(
             "stage: {} (open it in a browser; T switches the theme, F fits the whole run)",

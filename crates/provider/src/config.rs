@@ -224,7 +224,8 @@ impl ProviderConfig {
         AdminCredentials::new(self.admin_user.clone(), password)
     }
 
-    pub(crate) fn cache_dir(&self) -> PathBuf {
+    /// Where distributions and builds are kept: the one given, else the per-user cache.
+    pub fn resolved_cache_dir(&self) -> PathBuf {
         if let Some(dir) = &self.cache_dir {
             return dir.clone();
         }

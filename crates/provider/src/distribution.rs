@@ -102,7 +102,9 @@ pub(crate) fn is_cached(args: &ProviderConfig) -> bool {
 
 /// Where everything of the pinned version is cached.
 fn version_dir(args: &ProviderConfig) -> PathBuf {
-    args.cache_dir().join("keycloak").join(KEYCLOAK_VERSION)
+    args.resolved_cache_dir()
+        .join("keycloak")
+        .join(KEYCLOAK_VERSION)
 }
 
 /// A short, stable hash of the version and build options.

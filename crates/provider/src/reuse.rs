@@ -32,7 +32,7 @@ pub struct Lease {
 
 /// The folder of the kept Keycloak of `args`' cache: its lease and the certificates it serves.
 pub fn reuse_dir(args: &ProviderConfig) -> PathBuf {
-    args.cache_dir().join("reuse")
+    args.resolved_cache_dir().join("reuse")
 }
 
 fn lease_file(dir: &Path) -> PathBuf {

@@ -130,3 +130,33 @@ fn a_taken_api_port_fails_before_keycloak_starts() {
         stderr(&output)
     );
 }
+
+/// `doctor --preflight` starts nothing and answers at once, one line per thing a class needs;
+/// a taken stage port fails it with what to do.
+#[test]
+fn the_preflight_checks_a_rooms_machine_without_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let output = playbook(
+        dir.path(),
+        &["doctor", "--preflight", "--stage-port", &port],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for check in [
+        "Keycloak backends:",
+        "Keycloak build:",
+        "ports:",
+        "browser:",
+        "terminal:",
+        "disk:",
+    ] {
+        assert!(text.contains(check), "{check} missing from:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("✗ stage port: port {port}, the stage's, is taken")),
+        "{text}"
+    );
+    assert!(text.contains("--stage-port 0"), "{text}");
+}

@@ -12,6 +12,7 @@ mod api;
 mod keycloak;
 mod local;
 mod method;
+mod preflight;
 mod token;
 mod verdict;
 
@@ -53,6 +54,15 @@ pub struct Args {
     /// Print one JSON document instead of lines.
     #[arg(long)]
     json: bool,
+
+    /// The night-before check of a room's machine, starting nothing: Keycloak's backend and
+    /// its cached build, the ports a class uses, a browser for the stage, the terminal's size
+    /// and colour, disk space.
+    #[arg(long)]
+    preflight: bool,
+
+    #[command(flatten)]
+    stage: crate::presenter::StagePortArgs,
 }
 
 /// The clients every check that talks to a party shares: one that trusts our CA, and the
@@ -105,6 +115,27 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(crate::args::local_api_url);
 
+    if args.preflight {
+        let backend = playbook_provider::backend_report(&args.start.config(certs_dir)).await;
+        report.record("Keycloak backends", backends(&backend));
+        report.record("Keycloak build", preflight::keycloak_ready(&backend));
+        // A port held by our own Keycloak or API is fine: they answer with our CA's certificate.
+        let http = CertSet::load(Files::new(certs_dir))
+            .ok()
+            .and_then(|certs| playbook_https::https_client(&certs.ca_pem).ok());
+        report.record("ports", ports(&keycloak, &api_url, http.as_ref()).await);
+        report.record("stage port", preflight::stage_port(args.stage.stage_port));
+        report.record(
+            "browser",
+            preflight::browser(std::env::var_os("PATH").as_deref()),
+        );
+        let size = terminal_size::terminal_size().map(|(w, h)| (w.0, h.0));
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        report.record("terminal", preflight::terminal(size, no_color));
+        let cache = args.start.config(certs_dir).resolved_cache_dir();
+        report.record("disk", preflight::disk(&cache));
+        return finish(report);
+    }
     let certs = match check_certificates(certs_dir) {
         Ok((certs, verdict)) => {
             report.record("certificates", verdict);

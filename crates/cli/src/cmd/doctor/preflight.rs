@@ -1,0 +1,179 @@
+//! `doctor --preflight`: the night-before check on the room's machine, in seconds and without
+//! starting anything: what a class will need that this machine could lack. Each line says what
+//! to do; the exit code is 0 only if the class will run.
+
+use std::path::{Path, PathBuf};
+
+use playbook_provider::{Backend, BackendReport};
+
+use super::verdict::{Misconfigured, Verdict, fail};
+
+/// What `--step` needs to show each step whole: the size the terminal output is written for.
+const TERMINAL: (u16, u16) = (100, 30);
+
+/// Room for a Keycloak distribution and its build (or the container image), and the runs.
+const FREE_DISK_BYTES: u64 = 2 << 30;
+
+/// Browsers the stage page is known to work in, looked for on `PATH`.
+const BROWSERS: [&str; 5] = [
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "firefox",
+    "microsoft-edge",
+];
+
+/// The backend can start Keycloak in seconds: what it runs on is there, and its one-time work
+/// (download and build, or the image) is done.
+pub fn keycloak_ready(report: &BackendReport) -> Verdict {
+    let fix = "run `cargo playbook provider --prepare` now, so the room does not wait for the download and build";
+    match report.picks {
+        Backend::Native if !report.distribution_cached => fail(
+            Misconfigured,
+            "the Keycloak distribution is not downloaded and built yet",
+            fix,
+        ),
+        Backend::Native => Verdict::Pass("the Keycloak build is cached: a start takes seconds".into()),
+        Backend::Container => Verdict::Pass(
+            "Docker answers; `cargo playbook provider --keycloak-backend container --prepare` builds the image ahead".into(),
+        ),
+        Backend::External => Verdict::Pass("an external Keycloak is set".into()),
+    }
+}
+
+/// The stage's port is free (Keycloak's and the API's are in the `ports` line).
+pub fn stage_port(port: u16) -> Verdict {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        Verdict::Pass(format!("{port} free for the stage"))
+    } else {
+        fail(
+            Misconfigured,
+            format!("port {port}, the stage's, is taken"),
+            format!(
+                "stop whatever holds it (`ss -ltnp 'sport = :{port}'`), or pass --stage-port 0"
+            ),
+        )
+    }
+}
+
+/// A browser to open the stage in, on this machine.
+pub fn browser(path: Option<&std::ffi::OsStr>) -> Verdict {
+    let found = path
+        .map(std::env::split_paths)
+        .into_iter()
+        .flatten()
+        .flat_map(|dir| BROWSERS.map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file());
+    match found {
+        Some(browser) => Verdict::Pass(format!("{} for the stage", browser.display())),
+        None => fail(
+            Misconfigured,
+            format!(
+                "no browser found on PATH (looked for {})",
+                BROWSERS.join(", ")
+            ),
+            "install one (Debian: `apt-get install chromium`), or present from another machine's browser",
+        ),
+    }
+}
+
+/// The terminal `--step` will run in: big enough for a step on one screen, and in colour.
+pub fn terminal(size: Option<(u16, u16)>, no_color: bool) -> Verdict {
+    let Some((width, height)) = size else {
+        return fail(
+            Misconfigured,
+            "not run in a terminal",
+            "run the pre-flight in the terminal you will present from",
+        );
+    };
+    let (min_width, min_height) = TERMINAL;
+    if width < min_width || height < min_height {
+        return fail(
+            Misconfigured,
+            format!(
+                "the terminal is {width}×{height}; a step of `--step` needs {min_width}×{min_height}"
+            ),
+            "enlarge the window, or make the font smaller until it fits",
+        );
+    }
+    let colour = if no_color {
+        "no colour (NO_COLOR is set: statuses are not green and red)"
+    } else {
+        "in colour"
+    };
+    Verdict::Pass(format!("{width}×{height}, {colour}"))
+}
+
+/// Free space where Keycloak is kept.
+pub fn disk(dir: &Path) -> Verdict {
+    // The nearest existing ancestor: the cache may not exist yet.
+    let existing: PathBuf = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_owned();
+    match free_bytes(&existing) {
+        Some(free) if free >= FREE_DISK_BYTES => {
+            Verdict::Pass(format!("{} GiB free in {}", free >> 30, existing.display()))
+        }
+        Some(free) => fail(
+            Misconfigured,
+            format!(
+                "{} MiB free in {}; Keycloak's build and the runs need 2 GiB",
+                free >> 20,
+                existing.display()
+            ),
+            "free some space, or pass --cache-dir on a roomier disk",
+        ),
+        None => Verdict::Pass(format!("free space in {} unknown", existing.display())),
+    }
+}
+
+/// Free bytes on the file system holding `dir`, for an unprivileged user.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passed(verdict: &Verdict) -> bool {
+        matches!(verdict, Verdict::Pass(_))
+    }
+
+    #[test]
+    fn the_terminal_must_hold_a_step() {
+        assert!(passed(&terminal(Some((120, 40)), false)));
+        assert!(!passed(&terminal(Some((80, 24)), false)));
+        assert!(!passed(&terminal(None, false)));
+    }
+
+    #[test]
+    fn a_browser_is_found_on_path_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::env::join_paths([dir.path()]).unwrap();
+        assert!(!passed(&browser(Some(&path))));
+        std::fs::write(dir.path().join("firefox"), "").unwrap();
+        assert!(passed(&browser(Some(&path))));
+    }
+
+    #[test]
+    fn a_taken_stage_port_is_named() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(!passed(&stage_port(port)));
+        drop(held);
+        assert!(passed(&stage_port(port)));
+    }
+
+    #[test]
+    fn disk_space_is_read_from_the_nearest_existing_directory() {
+        let verdict = disk(Path::new("/tmp/no/such/dir/yet"));
+        let (Verdict::Pass(said) | Verdict::Fail { said, .. }) = &verdict else {
+            panic!("a verdict");
+        };
+        assert!(said.contains("/tmp"), "{said}");
+    }
+}
