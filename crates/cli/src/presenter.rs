@@ -21,6 +21,16 @@ pub struct StageArgs {
     /// With --stage: run through without waiting for Next.
     #[arg(long, requires = "stage")]
     pub auto: bool,
+
+    /// With --stage: also serve a read-only page for the room on this address (e.g.
+    /// 0.0.0.0:8089 for the classroom network): it follows the run live and cannot step it.
+    #[arg(
+        long = "stage-listen",
+        env = "PLAYBOOK_STAGE_LISTEN",
+        value_name = "ADDR",
+        requires = "stage"
+    )]
+    pub audience: Option<std::net::SocketAddr>,
 }
 
 /// Where the stage listens: `demo` and `lab` serve it there, `doctor --preflight` checks it is
@@ -48,11 +58,20 @@ impl StageArgs {
             Pace::on_next("Enter here or Next on the stage")
         };
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port.stage_port));
-        let stage = Stage::start(listen, trace.clone(), next).await?;
+        let stage = Stage::start(listen, self.audience, trace.clone(), next).await?;
         eprintln!(
             "stage: {} (open it in a browser; T switches the theme, F fits the whole run)",
             stage.url()
         );
+        if let (Some(url), Some(listen)) = (stage.audience_url(), self.audience) {
+            eprintln!("audience: {url} (read-only; the room follows the run there)");
+            eprint!("{}", playbook_stage::audience::qr_terminal(url));
+            if playbook_stage::audience::exposed(listen) {
+                eprintln!(
+                    "warning: the audience page on {listen} shows the run to anyone who can reach this machine: its arrows, decoded token claims and certificate thumbprints (never a token, secret or password)"
+                );
+            }
+        }
         Ok((pace, Some(stage)))
     }
 }

@@ -273,8 +273,9 @@ impl Report {
             self.trace.waiting_for(Some(title));
             if !self.json {
                 out!();
+                // Bold yellow, not dim: a faint prompt disappears on a projector.
                 for line in self.style.wrap(&format!("⏎ {how} for: "), 2, title) {
-                    out!("{}", self.style.paint("2", &line));
+                    out!("{}", self.style.paint("1;33", &line));
                 }
             }
             // A Next pressed while the previous step ran counts for that one, not this one.

@@ -65,7 +65,7 @@ impl Export {
 
     pub fn render(self, run: &Run) -> String {
         match self {
-            Export::Html => render::page(run, false),
+            Export::Html => render::page(run, &render::PageFor::HandOut),
             Export::Svg => render::svg(run),
             Export::Mermaid => render::mermaid(run),
         }

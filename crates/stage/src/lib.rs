@@ -19,10 +19,11 @@
 //!
 //! [`Trace`]: playbook_trace::Trace
 
+pub mod audience;
 mod export;
 mod render;
 mod server;
 
 pub use export::{Export, ExportError};
-pub use render::{answer_label, request_label, word_wrap};
+pub use render::{PageFor, answer_label, request_label, word_wrap};
 pub use server::{DEFAULT_PORT, Stage, StageError};

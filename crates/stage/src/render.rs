@@ -47,6 +47,8 @@ impl Columns {
 #[derive(Serialize)]
 pub struct View {
     pub svg: String,
+    /// The lifelines' names alone, kept in view above the diagram however far it scrolls.
+    pub lifelines: String,
     pub details: String,
     pub waiting_for: Option<String>,
     pub finished: Option<bool>,
@@ -66,6 +68,7 @@ impl View {
         };
         Self {
             svg: svg(run),
+            lifelines: lifelines(run),
             details: details(run),
             waiting_for: run.waiting_for.clone(),
             finished: run.finished,
@@ -221,9 +224,39 @@ pub fn svg(run: &Run) -> String {
         }
     }
     let height = y + 16;
+    // Fit never shrinks the diagram below 70 % (its labels readable from the back of a room):
+    // it scrolls instead.
+    let floor = width * 7 / 10;
     let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" style="--fit-floor:{floor}px" role="img" aria-label="Sequence diagram of the run"><style>{SVG_CSS}</style><defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path class="head" d="M0,0 L10,5 L0,10 z"/></marker></defs>"#
     );
+    for &party in &columns.0 {
+        let x = columns.x(party);
+        let _ = write!(
+            out,
+            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/>"#
+        );
+    }
+    out.push_str(&actors(&columns));
+    out.push_str(&body);
+    out.push_str("</svg>");
+    out
+}
+
+/// The lifelines' name boxes alone, as wide as the diagram: the page keeps them in view above
+/// it, so that at the 401 the room still knows which column is which.
+pub fn lifelines(run: &Run) -> String {
+    let columns = Columns::of(run);
+    let width = columns.width();
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="diagram lifelines" viewBox="0 0 {width} {HEADER}" width="{width}" height="{HEADER}" aria-hidden="true"><style>{SVG_CSS}</style>{}</svg>"#,
+        actors(&columns)
+    )
+}
+
+/// The name box of each lifeline.
+fn actors(columns: &Columns) -> String {
+    let mut out = String::new();
     for &party in &columns.0 {
         let x = columns.x(party);
         let name = party.name();
@@ -238,12 +271,10 @@ pub fn svg(run: &Run) -> String {
         };
         let _ = write!(
             out,
-            r#"<line class="lifeline" x1="{x}" x2="{x}" y1="{HEADER}" y2="{height}"/><g class="actor"><rect x="{}" y="8" width="{ACTOR_BOX}" height="48" rx="8"/><text x="{x}" y="41" text-anchor="middle"{squeeze}>{name}</text></g>"#,
+            r#"<g class="actor"><rect x="{}" y="8" width="{ACTOR_BOX}" height="48" rx="8"/><text x="{x}" y="41" text-anchor="middle"{squeeze}>{name}</text></g>"#,
             x - ACTOR_BOX / 2,
         );
     }
-    out.push_str(&body);
-    out.push_str("</svg>");
     out
 }
 
@@ -309,7 +340,8 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         let _ = write!(
             out,
             r#"<dt>{name}</dt><dd class="{class}">{}</dd>"#,
-            escape(value)
+            // A URL may break after a slash, never inside a word.
+            escape(value).replace('/', "/<wbr>")
         );
     };
     row(
@@ -419,17 +451,39 @@ fn pretty(value: &serde_json::Value) -> String {
 
 /// The page: live (connected to the run, with Next) or the standalone hand-out of a finished
 /// run. Either way it shows the run as it is now, so it is useful before any script runs.
-pub fn page(run: &Run, live: bool) -> String {
+/// Who a page is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageFor {
+    /// The presenter: live, with Next, and the audience page's address when there is one.
+    Presenter { audience: Option<String> },
+    /// The room: live, following the run, without Next.
+    Audience,
+    /// The hand-out: the finished run, offline.
+    HandOut,
+}
+
+pub fn page(run: &Run, page_for: &PageFor) -> String {
+    let live = *page_for != PageFor::HandOut;
     let view = View::of(run);
     let downloads = if live {
         r#"<nav id="downloads" hidden>Download: <a href="export/run.html" download>HTML</a> <a href="export/run.svg" download>SVG</a> <a href="export/run.mmd" download>mermaid</a></nav>"#
     } else {
         ""
     };
-    let next = if live {
-        r#"<button id="next" type="button" disabled title="Space, → or PageDown">Next ▶</button>"#
-    } else {
-        ""
+    let next = match page_for {
+        PageFor::Presenter { audience } => {
+            let mut buttons = r#"<button id="next" type="button" disabled title="Space, → or PageDown">Next ▶</button>"#.to_owned();
+            if let Some(url) = audience {
+                let _ = write!(
+                    buttons,
+                    r#"<details id="audience"><summary>Audience: {}</summary>{}</details>"#,
+                    escape(url),
+                    crate::audience::qr_svg(url)
+                );
+            }
+            buttons
+        }
+        PageFor::Audience | PageFor::HandOut => String::new(),
     };
     // A hand-out says when it was made: a printed page outlives the run.
     let context = if live {
@@ -445,9 +499,9 @@ pub fn page(run: &Run, live: bool) -> String {
         r#"<!doctype html>
 <html lang="en" data-theme="light"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}: the run</title><style>{PAGE_CSS}</style></head>
-<body data-live="{live}" data-waiting="{waiting}" data-step="{step}" data-finished="{finished}">
+<body data-live="{live}" data-audience="{audience}" data-waiting="{waiting}" data-step="{step}" data-finished="{finished}">
 <header><h1>{title}</h1><p id="status" role="status">{status}</p>{context}{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
-<main><div id="diagram">{svg}</div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
+<main><div id="diagram"><div id="lifelines">{lifelines}</div><div id="arrows">{svg}</div></div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
 <script>{PAGE_JS}</script>
 </body></html>
 "#,
@@ -456,9 +510,11 @@ pub fn page(run: &Run, live: bool) -> String {
         finished = view.finished.map_or(String::new(), |ok| ok.to_string()),
         status = escape(&view.status),
         svg = view.svg,
+        lifelines = view.lifelines,
         details = view.details,
         title = escape(&run.title()),
         context = context,
+        audience = *page_for == PageFor::Audience,
     )
 }
 
@@ -691,7 +747,12 @@ pub(crate) mod tests {
         assert!(details.contains("Client authentication, as sent"));
         assert!(details.contains("Basic ***") && details.contains("client_credentials"));
         assert!(details.contains("&quot;aud&quot;: &quot;https://issuer&quot;"));
-        for text in [details, page(&run, false), svg(&run), mermaid(&run)] {
+        for text in [
+            details,
+            page(&run, &PageFor::HandOut),
+            svg(&run),
+            mermaid(&run),
+        ] {
             assert!(!text.contains("s3cret-client") && !text.contains("c2lnbmF0dXJl"));
         }
     }
@@ -718,12 +779,12 @@ pub(crate) mod tests {
         assert_eq!(svg.matches(r#"<g class="verdict broken">"#).count(), 1);
         assert!(svg.contains("✓ refused, as it must be") && svg.contains("✗ NOT as expected"));
         assert!(mermaid(&run).contains("Note over C,R: ✓ refused, as it must be"));
-        let hand_out = page(&run, false);
+        let hand_out = page(&run, &PageFor::HandOut);
         assert!(hand_out.contains("<title>The attack lab: stolen-token: A stolen token"));
         assert!(hand_out.contains(r#"<p id="context">Exported 20"#));
         assert!(hand_out.contains("@media print"));
         assert!(
-            !page(&run, true).contains(r#"id="context""#),
+            !page(&run, &PageFor::Presenter { audience: None }).contains(r#"id="context""#),
             "the live page is now"
         );
     }
@@ -731,7 +792,12 @@ pub(crate) mod tests {
     #[test]
     fn no_view_carries_a_token_or_a_password() {
         let run = demo_run();
-        for text in [svg(&run), details(&run), page(&run, true), mermaid(&run)] {
+        for text in [
+            svg(&run),
+            details(&run),
+            page(&run, &PageFor::Presenter { audience: None }),
+            mermaid(&run),
+        ] {
             assert!(!text.contains("eyJ"), "a compact JWT reached a view");
             assert!(!text.contains("c2lnbmF0dXJl"), "a signature reached a view");
             assert!(!text.contains(PASSWORD));
@@ -821,7 +887,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_hand_out_is_one_offline_file() {
-        let html = page(&demo_run(), false);
+        let html = page(&demo_run(), &PageFor::HandOut);
         assert!(html.contains("<svg") && html.contains(r#"id="detail-6""#));
         assert!(
             !html.contains("src=\"http") && !html.contains("href=\"http"),

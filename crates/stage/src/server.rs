@@ -15,7 +15,7 @@ use playbook_trace::Trace;
 use tokio::sync::mpsc;
 
 use crate::Export;
-use crate::render::{self, View};
+use crate::render::{self, PageFor, View};
 
 /// Where the stage listens unless told otherwise (on 127.0.0.1 only).
 pub const DEFAULT_PORT: u16 = 8088;
@@ -32,47 +32,56 @@ pub enum StageError {
 /// A running stage; it stops when [`Stage::stop`] is called or it is dropped.
 pub struct Stage {
     url: String,
-    task: tokio::task::JoinHandle<()>,
+    audience_url: Option<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Clone)]
 struct AppState {
     trace: Trace,
     next: mpsc::UnboundedSender<()>,
+    /// Whom the page is for on this listener: the presenter, or the room.
+    page_for: PageFor,
 }
 
 impl Stage {
     /// Serves the live page of `trace`; each Next the page sends while the run waits arrives on
-    /// `next`.
+    /// `next`. With `audience`, a read-only page for the room is served there too: it follows
+    /// the run but cannot step it.
     pub async fn start(
         listen: SocketAddr,
+        audience: Option<SocketAddr>,
         trace: Trace,
         next: mpsc::UnboundedSender<()>,
     ) -> Result<Self, StageError> {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| StageError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StageError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let app = axum::Router::new()
-            .route("/", get(page))
-            .route("/events", get(events))
-            .route("/next", post(next_step))
-            .route("/export/{file}", get(export))
-            .with_state(AppState { trace, next });
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "the stage stopped");
-            }
-        });
+        let audience = match audience {
+            Some(listen) => Some(bind(listen).await?),
+            None => None,
+        };
+        let audience_url = audience
+            .as_ref()
+            .map(|(_, addr)| crate::audience::url(*addr));
+        let (listener, addr) = bind(listen).await?;
+        let presenter = AppState {
+            trace: trace.clone(),
+            next: next.clone(),
+            page_for: PageFor::Presenter {
+                audience: audience_url.clone(),
+            },
+        };
+        let mut tasks = vec![serve(listener, router(presenter, true))];
+        if let Some((listener, _)) = audience {
+            let room = AppState {
+                trace,
+                next,
+                page_for: PageFor::Audience,
+            };
+            tasks.push(serve(listener, router(room, false)));
+        }
         Ok(Self {
             url: format!("http://{addr}/"),
-            task,
+            audience_url,
+            tasks,
         })
     }
 
@@ -81,19 +90,68 @@ impl Stage {
         &self.url
     }
 
-    pub fn stop(self) {
-        self.task.abort();
+    /// Where the room opens the audience page, when there is one.
+    pub fn audience_url(&self) -> Option<&str> {
+        self.audience_url.as_deref()
     }
+
+    /// Stops serving both pages (as dropping the stage does).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StageError> {
+    let error = |source| StageError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(error)?;
+    let addr = listener.local_addr().map_err(error)?;
+    Ok((listener, addr))
+}
+
+/// The page, its events and its downloads; Next only where `steps` (the presenter's listener).
+fn router(state: AppState, steps: bool) -> axum::Router {
+    let next = if steps {
+        post(next_step)
+    } else {
+        post(refuse_next)
+    };
+    axum::Router::new()
+        .route("/", get(page))
+        .route("/events", get(events))
+        .route("/next", next)
+        .route("/export/{file}", get(export))
+        .with_state(state)
+}
+
+fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the stage stopped");
+        }
+    })
 }
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 async fn page(State(state): State<AppState>) -> Html<String> {
-    Html(render::page(&state.trace.snapshot(), true))
+    Html(render::page(&state.trace.snapshot(), &state.page_for))
+}
+
+async fn refuse_next() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "the audience page follows the run; only the presenter's page steps it\n",
+    )
+        .into_response()
 }
 
 /// The whole view at once, then again at every change: a page opened late catches up with
@@ -173,7 +231,7 @@ mod tests {
     async fn a_late_page_catches_up_and_next_reaches_the_run_only_while_it_waits() {
         let trace = Trace::new();
         let (next, mut nexts) = mpsc::unbounded_channel();
-        let stage = Stage::start("127.0.0.1:0".parse().unwrap(), trace.clone(), next)
+        let stage = Stage::start("127.0.0.1:0".parse().unwrap(), None, trace.clone(), next)
             .await
             .unwrap();
         let url = stage.url().to_owned();
@@ -218,6 +276,48 @@ mod tests {
                 .status(),
             404
         );
+        stage.stop();
+    }
+
+    #[tokio::test]
+    async fn the_audience_page_follows_the_run_but_cannot_step_it() {
+        let trace = Trace::new();
+        let (next, mut nexts) = mpsc::unbounded_channel();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let stage = Stage::start(any, Some(any), trace.clone(), next)
+            .await
+            .unwrap();
+        let audience = stage.audience_url().unwrap().to_owned();
+        assert_ne!(audience, stage.url(), "a listener of its own");
+        let mut exchange = Exchange::new(Party::Client, Party::Keycloak, "POST", "https://k/token");
+        exchange.answered(200, "access token");
+        trace.record(exchange);
+        trace.waiting_for(Some("2. Assign the role"));
+
+        let view = first_view(&audience).await;
+        assert_eq!(view["exchanges"], 1, "a late audience page catches up");
+        let page = reqwest::get(&audience).await.unwrap().text().await.unwrap();
+        assert!(
+            !page.contains(r#"id="next""#),
+            "no Next on the audience page"
+        );
+        assert!(page.contains(r#"data-audience="true""#));
+        let refused = reqwest::Client::new()
+            .post(format!("{audience}next"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(nexts.try_recv().is_err(), "the run did not move");
+
+        let presenter = reqwest::get(stage.url())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(presenter.contains(&format!("Audience: {audience}")));
+        assert!(presenter.contains("<path"), "its QR code");
         stage.stop();
     }
 }

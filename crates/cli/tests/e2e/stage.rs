@@ -146,6 +146,36 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
             "setup, two lessons, four steps: {steps}"
         );
 
+        // Projector-grade: scrolled to the last arrow, the lifelines' names are still in view
+        // at the top of the diagram, and with no arrow selected the diagram has the width.
+        let header = browser
+            .execute(
+                "const d = document.getElementById('diagram'); d.scrollTop = d.scrollHeight; \
+                 const l = document.getElementById('lifelines').getBoundingClientRect(); \
+                 const p = d.getBoundingClientRect(); \
+                 return [d.scrollTop > 0, Math.round(l.top - p.top), l.height > 20, \
+                         document.getElementById('lifelines').textContent.includes('ResourceServer'), \
+                         getComputedStyle(document.getElementById('details')).display]",
+                json!([]),
+            )
+            .await;
+        assert_eq!(header[0], true, "the diagram scrolled: {header}");
+        // At the very top of the pane; scrolled away with the diagram it would be thousands of
+        // pixels above.
+        assert!(
+            (0..=2).contains(&header[1].as_i64().unwrap()),
+            "the names at the top: {header}"
+        );
+        assert_eq!(
+            (&header[2], &header[3]),
+            (&json!(true), &json!(true)),
+            "{header}"
+        );
+        assert_eq!(
+            header[4], "none",
+            "no details panel before an arrow is chosen"
+        );
+
         // The 200: the certificate presented is the one the token is bound to.
         browser
             .click(".exchange[data-from=Client][data-to=ResourceServer][data-status='200']")

@@ -22,11 +22,13 @@
     if (detail) {
       detail.hidden = false;
       $("hint").hidden = true;
+      // The panel takes its third of the width only once there is something to show.
+      document.body.classList.add("detail-open");
     }
   }
 
   function next() {
-    if (!live || document.body.dataset.waiting !== "true") return;
+    if (!live || !$("next") || document.body.dataset.waiting !== "true") return;
     nextAt = performance.now();
     advancedFrom = document.body.dataset.step;
     document.body.dataset.waiting = "false";
@@ -36,7 +38,8 @@
 
   function render(view) {
     const before = document.querySelectorAll(".exchange").length;
-    $("diagram").innerHTML = view.svg;
+    $("arrows").innerHTML = view.svg;
+    $("lifelines").innerHTML = view.lifelines;
     $("exchanges").innerHTML = view.details;
     if (nextAt !== null && view.exchanges > before) {
       window.stageTimings.push(performance.now() - nextAt);
@@ -48,7 +51,8 @@
     document.body.dataset.step = view.waiting_for || "";
     document.body.dataset.finished = view.finished === null ? "" : String(view.finished);
     $("status").textContent = waiting || view.finished !== null ? view.status : "Running…";
-    $("next").disabled = !waiting;
+    // The audience page has no Next: it follows the presenter's.
+    if ($("next")) $("next").disabled = !waiting;
     if (view.finished !== null) $("downloads").hidden = false;
     if (selected !== null) select(selected);
     const pane = $("diagram");
@@ -78,7 +82,7 @@
   $("fit").addEventListener("click", () => document.body.classList.toggle("fit"));
 
   if (live) {
-    $("next").addEventListener("click", next);
+    if ($("next")) $("next").addEventListener("click", next);
     const events = new EventSource("events");
     events.onmessage = (message) => render(JSON.parse(message.data));
     events.onerror = () => {
