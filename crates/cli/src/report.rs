@@ -171,6 +171,17 @@ impl Report {
                     out!("{}", self.style.paint("33", &line));
                 }
             }
+            Event::Question { prompt, choices } => {
+                for line in self.style.wrap("   ? ", 5, prompt) {
+                    out!("{}", self.style.paint("1;34", &line));
+                }
+                for (choice, letter) in choices.iter().zip('a'..) {
+                    out!(
+                        "     {}",
+                        self.style.paint("1", &format!("{letter}) {choice}"))
+                    );
+                }
+            }
             Event::Verdict { held, text } => {
                 let mark = Event::verdict_mark(*held);
                 let mark = self.style.paint(if *held { "32" } else { "31" }, mark);
@@ -269,6 +280,13 @@ impl Report {
     /// A numbered step or a lesson begins: after the presenter's Next when paced.
     pub async fn step(&mut self, title: &str) {
         self.catch_up();
+        self.wait_for_next(title).await;
+        self.trace.step(title);
+        self.catch_up();
+    }
+
+    /// When paced, says what Next will do and waits for it.
+    async fn wait_for_next(&mut self, title: &str) {
         if let Pace::OnNext { nexts, how } = &mut self.pace {
             self.trace.waiting_for(Some(title));
             if !self.json {
@@ -286,8 +304,14 @@ impl Report {
             }
             self.trace.waiting_for(None);
         }
-        self.trace.step(title);
+    }
+
+    /// Predict mode: asks the room `prompt` with its `choices`, then waits for the presenter
+    /// to reveal the answer (Next) before the run shows it.
+    pub async fn predict(&mut self, prompt: &str, choices: &[&str]) {
+        self.trace.question(prompt, choices);
         self.catch_up();
+        self.wait_for_next("Reveal the answer").await;
     }
 
     /// What the arrows just shown teach, in one sentence (on the stage, a note on the diagram).

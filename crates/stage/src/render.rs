@@ -189,8 +189,11 @@ pub fn svg(run: &Run) -> String {
                 n += 1;
                 y += EXCHANGE_ROW;
             }
-            Event::Lesson { .. } | Event::Verdict { .. } => {
+            Event::Lesson { .. } | Event::Verdict { .. } | Event::Question { .. } => {
                 let (class, text) = match event {
+                    Event::Question { prompt, choices } => {
+                        ("question", Event::question_line(prompt, choices))
+                    }
                     Event::Verdict { held, text } => (
                         if *held {
                             "verdict held"
@@ -564,6 +567,10 @@ pub fn mermaid(run: &Run) -> String {
                 let mark = Event::verdict_mark(*held);
                 let _ = writeln!(out, "    Note over {span}: {mark} {}", mermaid_text(text));
             }
+            Event::Question { prompt, choices } => {
+                let line = Event::question_line(prompt, choices);
+                let _ = writeln!(out, "    Note over {span}: {}", mermaid_text(&line));
+            }
         }
     }
     out
@@ -772,6 +779,7 @@ pub(crate) mod tests {
         trace.verdict(true, "refused, as it must be: the replay → 401");
         trace.verdict(false, "NOT as expected (expected 401): the other → 200");
         trace.lesson("Binding holds. (RFC 8705 §3)");
+        trace.question("What will it answer?", &["200 OK", "401 invalid_token"]);
         trace.finish(false);
         let run = trace.snapshot();
         let svg = svg(&run);
@@ -779,6 +787,8 @@ pub(crate) mod tests {
         assert_eq!(svg.matches(r#"<g class="verdict broken">"#).count(), 1);
         assert!(svg.contains("✓ refused, as it must be") && svg.contains("✗ NOT as expected"));
         assert!(mermaid(&run).contains("Note over C,R: ✓ refused, as it must be"));
+        assert!(svg.contains(r#"<g class="question">"#));
+        assert!(svg.contains("? What will it answer?  a) 200 OK   b) 401 invalid_token"));
         let hand_out = page(&run, &PageFor::HandOut);
         assert!(hand_out.contains("<title>The attack lab: stolen-token: A stolen token"));
         assert!(hand_out.contains(r#"<p id="context">Exported 20"#));

@@ -84,9 +84,22 @@ pub enum Event {
     Lesson { text: String },
     /// The lab's judgement of one attempt: whether the defence answered as it must.
     Verdict { held: bool, text: String },
+    /// Predict mode: the room is asked what comes next before the run shows it.
+    Question {
+        prompt: String,
+        choices: Vec<String>,
+    },
 }
 
 impl Event {
+    /// A question with its choices lettered, in one line: how every view asks it.
+    pub fn question_line(prompt: &str, choices: &[String]) -> String {
+        let lettered: Vec<String> = (choices.iter().zip('a'..))
+            .map(|(choice, letter)| format!("{letter}) {choice}"))
+            .collect();
+        format!("? {prompt}  {}", lettered.join("   "))
+    }
+
     /// The mark of a verdict, the same on every view.
     pub fn verdict_mark(held: bool) -> &'static str {
         if held { "✓" } else { "✗" }

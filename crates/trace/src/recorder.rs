@@ -124,6 +124,15 @@ impl Trace {
         self.update(|run| run.events.push(Event::Lesson { text: text.into() }));
     }
 
+    pub fn question(&self, prompt: &str, choices: &[&str]) {
+        self.update(|run| {
+            run.events.push(Event::Question {
+                prompt: prompt.into(),
+                choices: choices.iter().map(|c| c.to_string()).collect(),
+            })
+        });
+    }
+
     pub fn verdict(&self, held: bool, text: &str) {
         self.update(|run| {
             run.events.push(Event::Verdict {

@@ -17,7 +17,7 @@ use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
 use crate::presenter::{ExportArgs, StageArgs};
-use crate::report::Report;
+use crate::report::{Pace, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +37,11 @@ pub struct Args {
     #[arg(long)]
     keep: bool,
 
+    /// Before each lesson's answer, ask the room what the resource server will answer, and
+    /// reveal it on Next (Enter here, or the stage's Next); paces the run like --step.
+    #[arg(long)]
+    predict: bool,
+
     #[command(flatten)]
     stage: StageArgs,
 
@@ -51,7 +56,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // A combination that cannot work is said before anything starts.
     args.auth.binding()?;
     let trace = Trace::new();
-    let (pace, stage) = args.stage.open(&trace, args.output.pace()).await?;
+    let pace = match args.predict && !args.output.json {
+        true => Pace::on_next("Enter").0,
+        false => args.output.pace(),
+    };
+    let (pace, stage) = args.stage.open(&trace, pace).await?;
     let mut report = Report::new(args.output.json, trace.clone()).paced(pace);
     let (certs, how) = CertSet::ensure(certs_dir, false)?;
     report.step_now(&format!(
@@ -115,6 +124,14 @@ pub fn interrupted(keycloak: &Keycloak) -> &'static str {
     }
 }
 
+/// What the room may predict at each lesson: the answers a resource server can give.
+const PREDICTED_ANSWERS: [&str; 4] = [
+    "200 OK",
+    "401 invalid_token",
+    "403 insufficient_scope",
+    "no answer: the TLS handshake is refused",
+];
+
 async fn demo(
     keycloak: &Keycloak,
     certs: &CertSet,
@@ -163,6 +180,14 @@ async fn demo(
         ))
         .await;
     flow.token(report).await?;
+    if args.predict {
+        report
+            .predict(
+                "The token was issued before the role was assigned: what will the resource server answer?",
+                &PREDICTED_ANSWERS,
+            )
+            .await;
+    }
     let early = flow.call_api().await?;
     anyhow::ensure!(
         early.status == 403,
@@ -185,6 +210,14 @@ async fn demo(
         .step("Lesson 2: the same token replayed without the client certificate")
         .await;
     let token = tokens.token().await?;
+    if args.predict {
+        report
+            .predict(
+                "The same token, sent by someone without the client certificate: what will the resource server answer?",
+                &PREDICTED_ANSWERS,
+            )
+            .await;
+    }
     let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
     let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
     // Only a token bound to the certificate is refused without it; the others are bearer tokens.

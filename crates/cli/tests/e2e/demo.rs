@@ -92,3 +92,53 @@ fn the_demo_runs_both_lessons_and_the_four_steps_then_exits_0() {
         "a token was printed without --show-token"
     );
 }
+
+/// `demo --predict`: before each lesson's answer the room is asked what the resource server will
+/// answer, with the same four choices, and the answer comes after the question (in the trace the
+/// stage and the hand-outs draw, and on the terminal). With no terminal input the run goes on.
+#[test]
+fn predict_mode_asks_before_each_lessons_answer() {
+    let realm = playbook_testkit::unique_realm("predict");
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let env = [
+        ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+        ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+        ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+        ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+        ("PLAYBOOK_REALM", &realm),
+    ];
+    let certs_dir = playbook_testkit::certs().files.dir();
+    let args = ["demo", "--predict", "--json", "--api-port", "0"];
+    let output = playbook_with(certs_dir, &args, &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let document: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let events = document["events"].as_array().unwrap();
+    // Each question, then the next answer of the resource server.
+    let order: Vec<String> = (events.iter())
+        .filter_map(|e| match e["kind"].as_str() {
+            Some("question") => Some("?".to_owned()),
+            Some("exchange") if e["to"] == "ResourceServer" && e["from"] == "Client" => {
+                Some(e["status"].to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["?", "403", "200", "?", "401"]);
+    let question = events.iter().find(|e| e["kind"] == "question").unwrap();
+    assert_eq!(question["choices"].as_array().unwrap().len(), 4);
+
+    // The terminal asks it too, the choices lettered.
+    let realm = playbook_testkit::unique_realm("predict-text");
+    let mut env = env;
+    env[4] = ("PLAYBOOK_REALM", &realm);
+    let output = playbook_with(certs_dir, &["demo", "--predict", "--api-port", "0"], &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let asked = text
+        .find("? The token was issued before the role was assigned")
+        .unwrap();
+    let answered = text.find("403 insufficient_scope: authenticated").unwrap();
+    assert!(asked < answered, "asked before the answer:\n{text}");
+    assert!(text.contains("c) 403 insufficient_scope"), "{text}");
+}
