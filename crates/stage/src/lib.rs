@@ -23,6 +23,7 @@ pub mod audience;
 mod export;
 mod render;
 mod server;
+mod votes;
 
 pub use export::{Export, ExportError};
 pub use render::{PageFor, answer_label, request_label, word_wrap};

@@ -55,6 +55,10 @@ pub struct View {
     pub exchanges: usize,
     /// What the run is doing, in words.
     pub status: String,
+    /// The choices of the question the room is asked now (predict mode).
+    pub question: Option<Vec<String>>,
+    /// How many in the room chose each (the presenter's page shows them).
+    pub votes: Option<Vec<u32>>,
 }
 
 impl View {
@@ -74,6 +78,8 @@ impl View {
             finished: run.finished,
             exchanges,
             status,
+            question: run.open_question().map(|(_, choices)| choices.to_vec()),
+            votes: None,
         }
     }
 }
@@ -503,7 +509,7 @@ pub fn page(run: &Run, page_for: &PageFor) -> String {
 <html lang="en" data-theme="light"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}: the run</title><style>{PAGE_CSS}</style></head>
 <body data-live="{live}" data-audience="{audience}" data-waiting="{waiting}" data-step="{step}" data-finished="{finished}">
-<header><h1>{title}</h1><p id="status" role="status">{status}</p>{context}{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
+<header><h1>{title}</h1><p id="status" role="status">{status}</p>{context}<div id="vote" hidden></div><p id="tally" hidden></p>{next}<button id="theme" type="button" title="T">Theme</button><button id="fit" type="button" title="F">Fit</button>{downloads}</header>
 <main><div id="diagram"><div id="lifelines">{lifelines}</div><div id="arrows">{svg}</div></div><aside id="details"><p id="hint" class="hint">Select an arrow to see its request, answer, token and certificate.</p><div id="exchanges">{details}</div></aside></main>
 <script>{PAGE_JS}</script>
 </body></html>

@@ -4,8 +4,9 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::Export;
 use crate::render::{self, PageFor, View};
+use crate::votes::Votes;
 
 /// Where the stage listens unless told otherwise (on 127.0.0.1 only).
 pub const DEFAULT_PORT: u16 = 8088;
@@ -42,6 +44,8 @@ struct AppState {
     next: mpsc::UnboundedSender<()>,
     /// Whom the page is for on this listener: the presenter, or the room.
     page_for: PageFor,
+    /// The room's predictions, shared by both listeners.
+    votes: Arc<Votes>,
 }
 
 impl Stage {
@@ -62,12 +66,14 @@ impl Stage {
             .as_ref()
             .map(|(_, addr)| crate::audience::url(*addr));
         let (listener, addr) = bind(listen).await?;
+        let votes = Arc::new(Votes::new());
         let presenter = AppState {
             trace: trace.clone(),
             next: next.clone(),
             page_for: PageFor::Presenter {
                 audience: audience_url.clone(),
             },
+            votes: votes.clone(),
         };
         let mut tasks = vec![serve(listener, router(presenter, true))];
         if let Some((listener, _)) = audience {
@@ -75,6 +81,7 @@ impl Stage {
                 trace,
                 next,
                 page_for: PageFor::Audience,
+                votes,
             };
             tasks.push(serve(listener, router(room, false)));
         }
@@ -111,19 +118,21 @@ async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
     Ok((listener, addr))
 }
 
-/// The page, its events and its downloads; Next only where `steps` (the presenter's listener).
+/// The page, its events and its downloads; Next only where `steps` (the presenter's listener),
+/// votes only where it does not (the room's).
 fn router(state: AppState, steps: bool) -> axum::Router {
-    let next = if steps {
-        post(next_step)
-    } else {
-        post(refuse_next)
-    };
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/", get(page))
         .route("/events", get(events))
-        .route("/next", next)
-        .route("/export/{file}", get(export))
-        .with_state(state)
+        .route("/export/{file}", get(export));
+    let router = if steps {
+        router.route("/next", post(next_step))
+    } else {
+        router
+            .route("/next", post(refuse_next))
+            .route("/vote/{choice}", post(vote))
+    };
+    router.with_state(state)
 }
 
 fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
@@ -160,23 +169,57 @@ async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = state.trace.subscribe();
+    let voted = state.votes.subscribe();
     let stream = futures::stream::unfold(
-        (state.trace, changes, true),
-        |(trace, mut changes, first)| async move {
+        (state, changes, voted, true),
+        |(state, mut changes, mut voted, first)| async move {
             if !first {
-                changes.as_mut()?.changed().await.ok()?;
+                let changes = changes.as_mut()?;
+                tokio::select! {
+                    changed = changes.changed() => changed.ok()?,
+                    changed = voted.changed() => changed.ok()?,
+                }
             }
             if let Some(changes) = changes.as_mut() {
                 changes.mark_unchanged();
             }
-            let view = View::of(&trace.snapshot());
+            voted.mark_unchanged();
+            let run = state.trace.snapshot();
+            let mut view = View::of(&run);
+            // The tally is the presenter's to show; the room votes without seeing it.
+            if matches!(state.page_for, PageFor::Presenter { .. }) {
+                view.votes = (run.open_question())
+                    .map(|(question, choices)| state.votes.counts(question, choices.len()));
+            }
             let event = Event::default()
                 .json_data(&view)
                 .expect("a view serializes");
-            Some((Ok(event), (trace, changes, false)))
+            Some((Ok(event), (state, changes, voted, false)))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(serde::Deserialize)]
+struct Voter {
+    voter: String,
+}
+
+/// An audience browser's prediction for the open question.
+async fn vote(
+    State(state): State<AppState>,
+    UrlPath(choice): UrlPath<usize>,
+    Query(Voter { voter }): Query<Voter>,
+) -> Response {
+    let run = state.trace.snapshot();
+    let Some((question, choices)) = run.open_question() else {
+        return (StatusCode::CONFLICT, "no question is open\n").into_response();
+    };
+    if state.votes.vote(question, choices.len(), &voter, choice) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "not one of the choices\n").into_response()
+    }
 }
 
 async fn next_step(State(state): State<AppState>) -> Response {
@@ -318,6 +361,41 @@ mod tests {
             .unwrap();
         assert!(presenter.contains(&format!("Audience: {audience}")));
         assert!(presenter.contains("<path"), "its QR code");
+
+        // Predict mode: the room votes on the open question; the presenter sees the tally.
+        let http = reqwest::Client::new();
+        let vote = |choice: usize, voter: &str| {
+            http.post(format!("{audience}vote/{choice}?voter={voter}"))
+                .send()
+        };
+        assert_eq!(
+            vote(0, "v1").await.unwrap().status(),
+            409,
+            "no question yet"
+        );
+        trace.question("What will it answer?", &["200 OK", "401 invalid_token"]);
+        trace.waiting_for(Some("Reveal the answer"));
+        assert_eq!(
+            first_view(&audience).await["question"][1],
+            "401 invalid_token"
+        );
+        assert_eq!(vote(1, "v1").await.unwrap().status(), 202);
+        assert_eq!(vote(1, "v2").await.unwrap().status(), 202);
+        assert_eq!(vote(5, "v3").await.unwrap().status(), 400);
+        assert_eq!(
+            first_view(stage.url()).await["votes"],
+            serde_json::json!([0, 2])
+        );
+        assert!(
+            first_view(&audience).await["votes"].is_null(),
+            "the room votes blind"
+        );
+        let presenter_vote = http.post(format!("{}vote/0?voter=p", stage.url())).send();
+        assert_eq!(
+            presenter_vote.await.unwrap().status(),
+            404,
+            "the presenter does not vote"
+        );
         stage.stop();
     }
 }

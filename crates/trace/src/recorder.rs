@@ -38,6 +38,16 @@ impl Run {
         }
     }
 
+    /// The question the run waits on the presenter to reveal (predict mode): its event's
+    /// index and its choices.
+    pub fn open_question(&self) -> Option<(usize, &[String])> {
+        self.waiting_for.as_ref()?;
+        match self.events.last()? {
+            Event::Question { choices, .. } => Some((self.events.len() - 1, choices)),
+            _ => None,
+        }
+    }
+
     /// Some of the events, as a finished run of their own (a lab scenario's hand-out).
     pub fn part(&self, events: std::ops::Range<usize>, finished: bool) -> Run {
         Run {

@@ -36,6 +36,50 @@
     fetch("next", { method: "POST" });
   }
 
+  // One vote per browser: the same id every time this browser votes.
+  const voter = (() => {
+    try {
+      let id = localStorage.getItem("stage-voter");
+      if (!id) localStorage.setItem("stage-voter", (id = Math.random().toString(36).slice(2)));
+      return id;
+    } catch (_) {
+      return Math.random().toString(36).slice(2);
+    }
+  })();
+  let askedChoices = null;
+
+  // Predict mode: the room picks an answer (audience page); the presenter sees the tally.
+  function renderQuestion(view) {
+    const vote = $("vote");
+    const tally = $("tally");
+    const letters = "abcdefgh";
+    const choices = view.question || [];
+    if (document.body.dataset.audience === "true") {
+      const key = JSON.stringify(choices);
+      if (key !== askedChoices) {
+        askedChoices = key;
+        vote.innerHTML = "";
+        choices.forEach((choice, i) => {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.textContent = `${letters[i]}) ${choice}`;
+          button.addEventListener("click", () => {
+            vote.querySelectorAll("button").forEach((b) => b.classList.remove("chosen"));
+            button.classList.add("chosen");
+            fetch(`vote/${i}?voter=${encodeURIComponent(voter)}`, { method: "POST" });
+          });
+          vote.appendChild(button);
+        });
+      }
+      vote.hidden = choices.length === 0;
+    } else if (view.votes) {
+      tally.textContent = "Votes: " + view.votes.map((n, i) => `${letters[i]}) ${n}`).join("   ");
+      tally.hidden = false;
+    } else {
+      tally.hidden = true;
+    }
+  }
+
   function render(view) {
     const before = document.querySelectorAll(".exchange").length;
     $("arrows").innerHTML = view.svg;
@@ -54,6 +98,7 @@
     // The audience page has no Next: it follows the presenter's.
     if ($("next")) $("next").disabled = !waiting;
     if (view.finished !== null) $("downloads").hidden = false;
+    renderQuestion(view);
     if (selected !== null) select(selected);
     const pane = $("diagram");
     pane.scrollTop = pane.scrollHeight;
