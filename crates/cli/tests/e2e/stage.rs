@@ -289,3 +289,145 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
         assert!(mermaid.contains(answer), "{answer} missing:\n{mermaid}");
     }
 }
+
+/// The room's view, in a real Chromium: with `--stage-listen` and `--predict`, the audience page
+/// has no Next and cannot step the run, shows the choices while a question is open and takes a
+/// vote, the presenter's page shows the tally, and the audience page ends with every arrow.
+#[test]
+fn the_audience_page_votes_on_predictions_and_cannot_step_the_run() {
+    if !playbook_testkit::extras::BROWSER
+        .available("stage::the_audience_page_votes_on_predictions_and_cannot_step_the_run")
+    {
+        return;
+    }
+    let realm = playbook_testkit::unique_realm("audience");
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let mut demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_playbook"))
+            .arg("--certs-dir")
+            .arg(playbook_testkit::certs().files.dir())
+            .args(["demo", "--stage", "--predict", "--json"])
+            .args([
+                "--stage-port",
+                "0",
+                "--stage-listen",
+                "127.0.0.1:0",
+                "--api-port",
+                "0",
+            ])
+            .env("PLAYBOOK_KEYCLOAK_BACKEND", "external")
+            .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
+            .env("PLAYBOOK_REALM", &realm)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the playbook binary runs"),
+    );
+    let mut stderr = BufReader::new(demo.0.stderr.take().unwrap()).lines();
+    let mut url = |prefix: &str| {
+        stderr
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix(prefix)
+                    .map(|rest| rest.split(' ').next().unwrap().to_owned())
+            })
+            .unwrap_or_else(|| panic!("the demo prints the {prefix} URL"))
+    };
+    let presenter = url("stage: ");
+    let audience = url("audience: ");
+    let _log = std::thread::spawn(move || stderr.map_while(Result::ok).count());
+
+    playbook_testkit::run(async {
+        let browser = Browser::launch().await.expect("a headless Chromium");
+        let next_until = |until: &'static str| {
+            let browser = &browser;
+            async move {
+                loop {
+                    let state = browser
+                        .wait_for(WAITING_OR_FINISHED, json!([]), Duration::from_secs(90))
+                        .await;
+                    let step = browser
+                        .execute("return document.body.dataset.step", json!([]))
+                        .await;
+                    if state == "finished" || step == until {
+                        return;
+                    }
+                    browser.press(SPACE).await;
+                    browser
+                        .wait_for(
+                            "return document.body.dataset.step !== arguments[0] || document.body.dataset.finished !== ''",
+                            json!([step]),
+                            Duration::from_secs(30),
+                        )
+                        .await;
+                }
+            }
+        };
+        // The presenter steps to the first question.
+        browser.goto(&presenter).await;
+        next_until("Reveal the answer").await;
+
+        // The room: no Next, the choices as buttons; a Next sent from there is refused.
+        browser.goto(&audience).await;
+        let choices = browser
+            .wait_for(
+                "const v = document.getElementById('vote'); \
+                 return !v.hidden && v.querySelectorAll('button').length",
+                json!([]),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(choices, 4);
+        let next_button = browser
+            .execute("return document.getElementById('next') === null", json!([]))
+            .await;
+        assert_eq!(next_button, true, "no Next on the audience page");
+        let refused = reqwest::Client::new()
+            .post(format!("{audience}next"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        browser.click("#vote button:nth-child(3)").await;
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        browser
+            .screenshot(&shots.join("stage-audience-predict.png"))
+            .await;
+
+        // The presenter sees the tally, then reveals and runs to the end.
+        browser.goto(&presenter).await;
+        let tally = browser
+            .wait_for(
+                "const t = document.getElementById('tally'); \
+                 return !t.hidden && t.textContent.includes('c) 1') && t.textContent",
+                json!([]),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(
+            tally.as_str().unwrap().starts_with("Votes: a) 0"),
+            "{tally}"
+        );
+        next_until("the end").await;
+
+        // The room saw the whole run, in order.
+        browser.goto(&audience).await;
+        let answers = browser
+            .wait_for(
+                "const s = [...document.querySelectorAll('.exchange[data-from=Client][data-to=ResourceServer]')].map(g => g.dataset.status); \
+                 return document.body.dataset.finished === 'true' && s",
+                json!([]),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(answers, json!(["403", "200", "401"]));
+        browser.quit().await;
+    });
+    // The stage lingers for its downloads until stopped: dropping the demo stops it.
+    drop(demo);
+}
