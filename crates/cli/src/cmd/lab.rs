@@ -39,7 +39,20 @@ pub struct Args {
     /// Print one JSON document instead of the arrows (for scripts).
     #[arg(long)]
     json: bool,
+
+    /// Before each scenario, ask the room how the defence will answer the attack, and reveal
+    /// it on Next (Enter here, or the stage's Next).
+    #[arg(long)]
+    predict: bool,
 }
+
+/// What the room may predict of an attack: the answers the defences give, or none at all.
+const PREDICTED_ANSWERS: [&str; 4] = [
+    "it works: a token, or 200",
+    "401 invalid_token at the API",
+    "403 insufficient_scope at the API",
+    "no token: Keycloak refuses",
+];
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
@@ -51,13 +64,17 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let trace = Trace::new();
-    let (pace, stage) = args.stage.open(&trace, Pace::Continuous).await?;
+    let pace = match args.predict && !args.json {
+        true => Pace::on_next("Enter").0,
+        false => Pace::Continuous,
+    };
+    let (pace, stage) = args.stage.open(&trace, pace).await?;
     let mut report = Report::new(args.json, trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let api_port = args.api.resolve()?;
     let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
     let outcome = tokio::select! {
-        outcome = lab(&keycloak, &certs, api_port, &chosen, &trace, &mut report) => outcome,
+        outcome = lab(&keycloak, &certs, api_port, &chosen, args.predict, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
     };
     keycloak.stop().await;
@@ -110,6 +127,7 @@ async fn lab(
     certs: &CertSet,
     api_port: u16,
     chosen: &[&'static Scenario],
+    predict: bool,
     trace: &playbook_trace::Trace,
     report: &mut Report,
 ) -> anyhow::Result<Vec<Ran>> {
@@ -121,6 +139,10 @@ async fn lab(
         report
             .step(&format!("Lab {}: {}", scenario.name, scenario.title))
             .await;
+        if predict {
+            let prompt = format!("{}: how will the defence answer?", scenario.title);
+            report.predict(&prompt, &PREDICTED_ANSWERS).await;
+        }
         let verdict = lab.run(scenario).await?;
         for attempt in &verdict.attempts {
             report.verdict(

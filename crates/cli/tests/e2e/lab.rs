@@ -346,6 +346,7 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
         &[
             "lab",
             "stolen-token",
+            "--predict",
             "--json",
             "--api-port",
             "0",
@@ -368,6 +369,16 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     assert_eq!(attempts[0]["answer"]["status"], 401, "{attempts}");
     assert_eq!(attempts[1]["answer"]["status"], 200, "{attempts}");
     assert_eq!(document["outcome"]["scenarios"][0]["rfc"], "RFC 8705 §3");
+    // --predict: the room is asked before the attack runs.
+    let kinds: Vec<&str> = (document["events"].as_array().unwrap().iter())
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let asked = kinds
+        .iter()
+        .position(|k| *k == "question")
+        .expect("a question");
+    let first_verdict = kinds.iter().position(|k| *k == "verdict").unwrap();
+    assert!(asked < first_verdict, "{kinds:?}");
     // The hand-outs: the scenario's page (titled, dated, printable, its verdicts and lesson),
     // its SVG and mermaid, and the whole run's mermaid.
     let page = std::fs::read_to_string(dir.join("stolen-token.html")).unwrap();
