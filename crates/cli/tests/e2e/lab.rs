@@ -435,3 +435,66 @@ fn beside_the_tutorial_the_lab_uses_its_keycloak_and_saved_password_and_a_free_a
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("refused, as it must be"), "{stdout}");
 }
+
+/// A lab hand-out opens offline in a real browser (from a file, nothing fetched) with the
+/// scenario's title, its verdicts and its lesson, and prints.
+#[test]
+fn a_lab_hand_out_opens_offline_in_a_browser() {
+    if !playbook_testkit::extras::BROWSER
+        .available("lab::a_lab_hand_out_opens_offline_in_a_browser")
+    {
+        return;
+    }
+    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let hand_outs = tempfile::tempdir().unwrap();
+    let page = hand_outs.path().join("wrong-audience.html");
+    let output = super::playbook_with(
+        playbook_testkit::certs().files.dir(),
+        &[
+            "lab",
+            "wrong-audience",
+            "--api-port",
+            "0",
+            "--export",
+            page.to_str().unwrap(),
+        ],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", super::stderr(&output));
+    playbook_testkit::run(async {
+        let browser = playbook_testkit::browser::Browser::launch()
+            .await
+            .expect("a headless Chromium");
+        browser.goto(&format!("file://{}", page.display())).await;
+        let shown = browser
+            .execute(
+                "return [document.title, document.querySelectorAll('.verdict.held').length, \
+                 performance.getEntriesByType('resource').length]",
+                serde_json::json!([]),
+            )
+            .await;
+        assert!(
+            shown[0]
+                .as_str()
+                .unwrap()
+                .starts_with("The attack lab: wrong-audience"),
+            "{shown}"
+        );
+        assert_eq!(shown[1], 1, "one attempt, held: {shown}");
+        assert_eq!(shown[2], 0, "nothing fetched: {shown}");
+        let lesson = browser
+            .execute(
+                "return [...document.querySelectorAll('.lesson text')].map(t => t.textContent).join(' ')",
+                serde_json::json!([]),
+            )
+            .await;
+        assert!(lesson.as_str().unwrap().contains("RFC 9068"), "{lesson}");
+        browser.quit().await;
+    });
+}
