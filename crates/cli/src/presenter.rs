@@ -21,16 +21,6 @@ pub struct StageArgs {
     /// With --stage: run through without waiting for Next.
     #[arg(long, requires = "stage")]
     pub auto: bool,
-
-    /// With --stage: also serve a read-only page for the room on this address (e.g.
-    /// 0.0.0.0:8089 for the classroom network): it follows the run live and cannot step it.
-    #[arg(
-        long = "stage-listen",
-        env = "PLAYBOOK_STAGE_LISTEN",
-        value_name = "ADDR",
-        requires = "stage"
-    )]
-    pub audience: Option<std::net::SocketAddr>,
 }
 
 /// Where the stage listens: `demo` and `lab` serve it there, `doctor --preflight` checks it is
@@ -40,6 +30,15 @@ pub struct StagePortArgs {
     /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
     #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
     pub stage_port: u16,
+
+    /// With --stage: also serve a read-only page for the room on this address (e.g.
+    /// 0.0.0.0:8089 for the classroom network): it follows the run live and cannot step it.
+    #[arg(
+        long = "stage-listen",
+        env = "PLAYBOOK_STAGE_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub audience: Option<std::net::SocketAddr>,
 }
 
 impl StageArgs {
@@ -50,6 +49,10 @@ impl StageArgs {
         otherwise: Pace,
     ) -> anyhow::Result<(Pace, Option<Stage>)> {
         if !self.stage {
+            anyhow::ensure!(
+                self.port.audience.is_none(),
+                "--stage-listen serves the stage's audience page: add --stage"
+            );
             return Ok((otherwise, None));
         }
         let (pace, next) = if self.auto {
@@ -58,12 +61,12 @@ impl StageArgs {
             Pace::on_next("Enter here or Next on the stage")
         };
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.port.stage_port));
-        let stage = Stage::start(listen, self.audience, trace.clone(), next).await?;
+        let stage = Stage::start(listen, self.port.audience, trace.clone(), next).await?;
         eprintln!(
             "stage: {} (open it in a browser; T switches the theme, F fits the whole run)",
             stage.url()
         );
-        if let (Some(url), Some(listen)) = (stage.audience_url(), self.audience) {
+        if let (Some(url), Some(listen)) = (stage.audience_url(), self.port.audience) {
             eprintln!("audience: {url} (read-only; the room follows the run there)");
             eprint!("{}", playbook_stage::audience::qr_terminal(url));
             if playbook_stage::audience::exposed(listen) {
@@ -153,4 +156,14 @@ impl ExportArgs {
         }
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// Notes on the run which Keycloak it runs against, for its hand-outs.
+pub fn note_keycloak(trace: &Trace, keycloak: &playbook_provider::Keycloak) {
+    let which = format!(
+        "{} ({})",
+        playbook_provider::KEYCLOAK_VERSION,
+        keycloak.backend_name()
+    );
+    trace.context("Keycloak", &which);
 }

@@ -498,8 +498,11 @@ pub fn page(run: &Run, page_for: &PageFor) -> String {
     let context = if live {
         String::new()
     } else {
+        let ran_against: String = (run.context.iter())
+            .map(|(what, which)| format!(" · {} {}", escape(what), escape(which)))
+            .collect();
         format!(
-            r#"<p id="context">Exported {} UTC by oauth2-playbook {}</p>"#,
+            r#"<p id="context">Exported {} UTC by oauth2-playbook {}{ran_against}</p>"#,
             exported_at(),
             env!("CARGO_PKG_VERSION")
         )
@@ -786,6 +789,7 @@ pub(crate) mod tests {
         trace.verdict(false, "NOT as expected (expected 401): the other → 200");
         trace.lesson("Binding holds. (RFC 8705 §3)");
         trace.question("What will it answer?", &["200 OK", "401 invalid_token"]);
+        trace.context("Keycloak", "26.7.3 (native)");
         trace.finish(false);
         let run = trace.snapshot();
         let svg = svg(&run);
@@ -798,6 +802,7 @@ pub(crate) mod tests {
         let hand_out = page(&run, &PageFor::HandOut);
         assert!(hand_out.contains("<title>The attack lab: stolen-token: A stolen token"));
         assert!(hand_out.contains(r#"<p id="context">Exported 20"#));
+        assert!(hand_out.contains(" · Keycloak 26.7.3 (native)</p>"));
         assert!(hand_out.contains("@media print"));
         assert!(
             !page(&run, &PageFor::Presenter { audience: None }).contains(r#"id="context""#),

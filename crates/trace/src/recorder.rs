@@ -15,6 +15,9 @@ pub struct Run {
     pub waiting_for: Option<String>,
     /// `Some(ok)` once the run is over.
     pub finished: Option<bool>,
+    /// What the run ran against, as `(what, which)` pairs (Keycloak's version, the realm, the
+    /// client's method and binding): what a hand-out says next to its date.
+    pub context: Vec<(String, String)>,
 }
 
 impl Run {
@@ -54,6 +57,7 @@ impl Run {
             events: self.events.get(events).unwrap_or_default().to_vec(),
             waiting_for: None,
             finished: Some(finished),
+            context: self.context.clone(),
         }
     }
 
@@ -132,6 +136,15 @@ impl Trace {
 
     pub fn lesson(&self, text: &str) {
         self.update(|run| run.events.push(Event::Lesson { text: text.into() }));
+    }
+
+    /// Notes what the run runs against (shown on its hand-outs); a second note of the same
+    /// `what` replaces the first.
+    pub fn context(&self, what: &str, which: &str) {
+        self.update(|run| {
+            run.context.retain(|(w, _)| w != what);
+            run.context.push((what.into(), which.into()));
+        });
     }
 
     pub fn question(&self, prompt: &str, choices: &[&str]) {

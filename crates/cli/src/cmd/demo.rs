@@ -74,6 +74,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     ));
     let api_port = args.api.resolve()?;
     let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
+    crate::presenter::note_keycloak(&trace, &keycloak);
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, api_port, &args, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(interrupted(&keycloak))),
@@ -166,6 +167,9 @@ async fn demo(
     report.note(&format!("resource server at {}", server.base_url()));
 
     let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
+    trace.context("realm", realm);
+    trace.context("client", method.oauth_name());
+    trace.context("token binding", tokens.config().binding.name());
     let flow = Flow {
         admin: &admin,
         realm,

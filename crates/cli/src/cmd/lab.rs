@@ -73,6 +73,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let api_port = args.api.resolve()?;
     let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
+    crate::presenter::note_keycloak(&trace, &keycloak);
     let outcome = tokio::select! {
         outcome = lab(&keycloak, &certs, api_port, &chosen, args.predict, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),

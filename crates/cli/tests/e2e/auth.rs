@@ -378,6 +378,11 @@ fn the_demo_with_a_secret_or_federated_client_shows_its_token_is_a_bearer_token(
             hand_out.contains("Client authentication, as sent") && hand_out.contains(sent),
             "{name}: the hand-out shows the token request as sent"
         );
+        let ran_against = format!(" · client {} · token binding none", method.oauth_name());
+        assert!(
+            hand_out.contains(&ran_against),
+            "{name}: the hand-out says what it ran"
+        );
         let diagram = std::fs::read_to_string(diagram).unwrap();
         let kept = kept_secrets(dir.path(), method);
         for shown in [text.into_owned(), stderr(&output), hand_out, diagram] {

@@ -148,6 +148,7 @@ fn the_preflight_checks_a_rooms_machine_without_starting_anything() {
         "Keycloak backends:",
         "Keycloak build:",
         "ports:",
+        "audience page:",
         "browser:",
         "terminal:",
         "disk:",

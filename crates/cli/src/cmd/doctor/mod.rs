@@ -56,8 +56,8 @@ pub struct Args {
     json: bool,
 
     /// The night-before check of a room's machine, starting nothing: Keycloak's backend and
-    /// its cached build, the ports a class uses, a browser for the stage, the terminal's size
-    /// and colour, disk space.
+    /// its cached build, the ports a class uses, the audience page's address (with
+    /// --stage-listen), a browser for the stage, the terminal's size and colour, disk space.
     #[arg(long)]
     preflight: bool,
 
@@ -125,6 +125,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .and_then(|certs| playbook_https::https_client(&certs.ca_pem).ok());
         report.record("ports", ports(&keycloak, &api_url, http.as_ref()).await);
         report.record("stage port", preflight::stage_port(args.stage.stage_port));
+        report.record("audience page", preflight::audience(args.stage.audience));
         report.record(
             "browser",
             preflight::browser(std::env::var_os("PATH").as_deref()),

@@ -56,6 +56,24 @@ pub fn stage_port(port: u16) -> Verdict {
     }
 }
 
+/// The audience page's address can be listened on, and what the room will open.
+pub fn audience(listen: Option<std::net::SocketAddr>) -> Verdict {
+    let Some(listen) = listen else {
+        return Verdict::Pass("no audience page asked for (--stage-listen ADDR checks one)".into());
+    };
+    match std::net::TcpListener::bind(listen) {
+        Ok(_) => Verdict::Pass(format!(
+            "the room opens {} (listening on {listen} works)",
+            playbook_stage::audience::url(listen)
+        )),
+        Err(error) => fail(
+            Misconfigured,
+            format!("cannot listen on {listen} for the audience page: {error}"),
+            "pick an address of this machine's classroom interface and a free port",
+        ),
+    }
+}
+
 /// A browser to open the stage in, on this machine.
 pub fn browser(path: Option<&std::ffi::OsStr>) -> Verdict {
     let found = path
