@@ -2,8 +2,9 @@
 //! stepped through with the presenter's keys, and what it shows is checked against what
 //! happened (statuses in order, the certificate against `cnf`, no token or password on it).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use playbook_testkit::browser::{ARROW_RIGHT, Browser, PAGE_DOWN, SPACE};
@@ -13,12 +14,63 @@ use serde_json::json;
 const WAITING_OR_FINISHED: &str = "const b = document.body.dataset; \
     return b.finished !== '' ? 'finished' : (b.waiting === 'true' ? 'waiting' : null);";
 
-struct Demo(Child);
+/// `playbook demo --stage` running, stopped when dropped (the stage lingers for its downloads
+/// until then), with its stderr read line by line until [`Demo::drain`].
+struct Demo {
+    child: Child,
+    stderr: Option<std::io::Lines<BufReader<ChildStderr>>>,
+}
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    /// The demo with `args` in `realm` of the run's Keycloak (as an external one).
+    fn start(realm: &str, args: &[&OsStr]) -> Self {
+        let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
+        let admin = keycloak.admin_credentials();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_playbook"))
+            .arg("--certs-dir")
+            .arg(playbook_testkit::certs().files.dir())
+            .arg("demo")
+            .args(args)
+            .env("PLAYBOOK_KEYCLOAK_BACKEND", "external")
+            .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
+            .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
+            .env("PLAYBOOK_REALM", realm)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the playbook binary runs");
+        let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        Self {
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The URL on the first line of stderr that starts with `prefix` (`stage: `, `audience: `).
+    fn url(&mut self, prefix: &str) -> String {
+        let lines = self.stderr.as_mut().expect("stderr not drained yet");
+        lines
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix(prefix)
+                    .map(|rest| rest.split(' ').next().unwrap().to_owned())
+            })
+            .unwrap_or_else(|| panic!("the demo prints the {prefix}URL"))
+    }
+
+    /// The rest of stderr, read on a thread so that the demo never blocks on a full pipe.
+    fn drain(&mut self) -> std::thread::JoinHandle<Vec<String>> {
+        let lines = self.stderr.take().expect("stderr drained once");
+        std::thread::spawn(move || lines.map_while(Result::ok).collect())
     }
 }
 
@@ -31,51 +83,25 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
     }
     let realm = playbook_testkit::unique_realm("stage");
     let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
-    let certs_dir = playbook_testkit::certs().files.dir();
     let admin = keycloak.admin_credentials();
     let exports = tempfile::tempdir().unwrap();
     let export = |ext: &str| exports.path().join(format!("run.{ext}"));
-    let mut demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_playbook"))
-            .arg("--certs-dir")
-            .arg(certs_dir)
-            .args([
-                "demo",
-                "--stage",
-                "--stage-port",
-                "0",
-                "--api-port",
-                "0",
-                "--json",
-            ])
-            .arg("--export")
-            .arg(export("html"))
-            .arg("--export")
-            .arg(export("svg"))
-            .arg("--export")
-            .arg(export("mmd"))
-            .env("PLAYBOOK_KEYCLOAK_BACKEND", "external")
-            .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
-            .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
-            .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
-            .env("PLAYBOOK_REALM", &realm)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the playbook binary runs"),
-    );
-    let mut stderr = BufReader::new(demo.0.stderr.take().unwrap()).lines();
-    let url = stderr
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.strip_prefix("stage: ")
-                .map(|rest| rest.split(' ').next().unwrap().to_owned())
-        })
-        .expect("the demo prints the stage's URL");
-    // The rest of stderr is drained so the demo never blocks on a full pipe.
-    let log = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    let (html, svg, mmd) = (export("html"), export("svg"), export("mmd"));
+    let args: Vec<&OsStr> = ["--stage", "--stage-port", "0", "--api-port", "0", "--json"]
+        .iter()
+        .map(OsStr::new)
+        .chain([
+            OsStr::new("--export"),
+            html.as_os_str(),
+            OsStr::new("--export"),
+            svg.as_os_str(),
+            OsStr::new("--export"),
+            mmd.as_os_str(),
+        ])
+        .collect();
+    let mut demo = Demo::start(&realm, &args);
+    let url = demo.url("stage: ");
+    let log = demo.drain();
 
     let thumbprint = playbook_testkit::certs().client.thumbprint_s256();
     let password = admin.password.expose().to_owned();
@@ -265,8 +291,8 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
 
     // The page stays up for the downloads until the presenter closes it: SIGTERM ends it well.
     // SAFETY: signals the child this test started; no memory is involved.
-    unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };
-    let status = demo.0.wait().unwrap();
+    unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) };
+    let status = demo.child.wait().unwrap();
     let log = log.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(0), "{log}");
 
@@ -301,46 +327,22 @@ fn the_audience_page_votes_on_predictions_and_cannot_step_the_run() {
         return;
     }
     let realm = playbook_testkit::unique_realm("audience");
-    let keycloak = playbook_testkit::run(playbook_testkit::keycloak());
-    let admin = keycloak.admin_credentials();
-    let mut demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_playbook"))
-            .arg("--certs-dir")
-            .arg(playbook_testkit::certs().files.dir())
-            .args(["demo", "--stage", "--predict", "--json"])
-            .args([
-                "--stage-port",
-                "0",
-                "--stage-listen",
-                "127.0.0.1:0",
-                "--api-port",
-                "0",
-            ])
-            .env("PLAYBOOK_KEYCLOAK_BACKEND", "external")
-            .env("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str())
-            .env("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username)
-            .env("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose())
-            .env("PLAYBOOK_REALM", &realm)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the playbook binary runs"),
-    );
-    let mut stderr = BufReader::new(demo.0.stderr.take().unwrap()).lines();
-    let mut url = |prefix: &str| {
-        stderr
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.strip_prefix(prefix)
-                    .map(|rest| rest.split(' ').next().unwrap().to_owned())
-            })
-            .unwrap_or_else(|| panic!("the demo prints the {prefix} URL"))
-    };
-    let presenter = url("stage: ");
-    let audience = url("audience: ");
-    let _log = std::thread::spawn(move || stderr.map_while(Result::ok).count());
+    let args = [
+        "--stage",
+        "--predict",
+        "--json",
+        "--stage-port",
+        "0",
+        "--stage-listen",
+        "127.0.0.1:0",
+        "--api-port",
+        "0",
+    ]
+    .map(OsStr::new);
+    let mut demo = Demo::start(&realm, &args);
+    let presenter = demo.url("stage: ");
+    let audience = demo.url("audience: ");
+    let _log = demo.drain();
 
     playbook_testkit::run(async {
         let browser = Browser::launch().await.expect("a headless Chromium");
