@@ -25,6 +25,8 @@ impl Provisioner<'_> {
         if !self.admin.realm_exists(&name).await? {
             let realm = RealmTemplate::platform(&name, issuer.issuer());
             self.admin.create_realm(&realm).await?;
+        } else {
+            self.aim_workloads_at(&name, issuer.issuer()).await?;
         }
         let platform = keycloak.realm(&name);
         let (key_id, public_key) = self.signing_key(&name).await?;
@@ -50,6 +52,43 @@ impl Provisioner<'_> {
             self.admin.post(&instances, &provider).await?;
         }
         Ok(platform)
+    }
+
+    /// An existing platform's workloads keep making tokens for this realm's issuer as it is
+    /// now (a realm reached at another address has another issuer), by their audience mappers.
+    async fn aim_workloads_at(
+        &self,
+        platform_realm: &str,
+        issuer: &url::Url,
+    ) -> Result<(), KeycloakError> {
+        let platform = Provisioner::new(self.admin, platform_realm);
+        for workload in [
+            platform::WORKLOAD_CLIENT_ID,
+            platform::OTHER_WORKLOAD_CLIENT_ID,
+        ] {
+            let client = format!(
+                "{platform_realm}/clients/{}",
+                platform.client_uuid(workload).await?
+            );
+            let mappers: Vec<Value> = self
+                .admin
+                .get(&format!("{client}/protocol-mappers/models"))
+                .await?
+                .unwrap_or_default();
+            let audience = "included.custom.audience";
+            for mut mapper in mappers {
+                if mapper["protocolMapper"] != "oidc-audience-mapper"
+                    || mapper["config"][audience] == issuer.as_str()
+                {
+                    continue;
+                }
+                mapper["config"][audience] = issuer.as_str().into();
+                let id = mapper["id"].as_str().unwrap_or_default().to_owned();
+                let path = format!("{client}/protocol-mappers/models/{id}");
+                self.admin.put(&path, &mapper).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The trust as Keycloak holds it now: the identity provider's configuration, `None` when
