@@ -16,7 +16,7 @@ pub struct StageArgs {
     pub stage: bool,
 
     #[command(flatten)]
-    pub port: StagePortArgs,
+    pub port: StageListenArgs,
 
     /// With --stage: run through without waiting for Next.
     #[arg(long, requires = "stage")]
@@ -26,20 +26,21 @@ pub struct StageArgs {
 /// Where the stage listens: `demo` and `lab` serve it there, `doctor --preflight` checks it is
 /// free.
 #[derive(clap::Args, Debug, Clone)]
-pub struct StagePortArgs {
+pub struct StageListenArgs {
     /// Port of the stage page, on 127.0.0.1 only; 0 picks a free one.
     #[arg(long = "stage-port", env = "PLAYBOOK_STAGE_PORT", default_value_t = playbook_stage::DEFAULT_PORT)]
     pub stage_port: u16,
 
-    /// With --stage: also serve a read-only page for the room on this address (e.g.
-    /// 0.0.0.0:8089 for the classroom network): it follows the run live and cannot step it.
-    #[arg(
-        long = "stage-listen",
-        env = "PLAYBOOK_STAGE_LISTEN",
-        value_name = "ADDR"
-    )]
+    /// The stage's audience page for the room, on this address (e.g. 0.0.0.0:8089 for the
+    /// classroom network): read-only, it follows the run live and cannot step it. Served with
+    /// --stage; `doctor --preflight` checks it can be.
+    #[arg(long = "stage-listen", env = STAGE_LISTEN_ENV, value_name = "ADDR")]
     pub audience: Option<std::net::SocketAddr>,
 }
+
+/// The environment's way to ask for the audience page: a shell that keeps it set still runs
+/// commands without `--stage`, where it does not apply.
+const STAGE_LISTEN_ENV: &str = "PLAYBOOK_STAGE_LISTEN";
 
 impl StageArgs {
     /// The stage, if asked for, and the pace it sets (else `otherwise`).
@@ -50,7 +51,7 @@ impl StageArgs {
     ) -> anyhow::Result<(Pace, Option<Stage>)> {
         if !self.stage {
             anyhow::ensure!(
-                self.port.audience.is_none(),
+                self.port.audience.is_none() || std::env::var_os(STAGE_LISTEN_ENV).is_some(),
                 "--stage-listen serves the stage's audience page: add --stage"
             );
             return Ok((otherwise, None));
@@ -110,13 +111,17 @@ pub enum ExportTarget {
     Dir(PathBuf),
 }
 
-/// A path whose extension names a format, or a directory; checked before anything starts.
+/// A path whose extension names a format, or a directory (one that exists, a name ending in
+/// `/`, or a name without an extension); checked before anything starts.
 fn export_target(value: &str) -> Result<ExportTarget, String> {
     let path = PathBuf::from(value);
+    if path.is_dir() || value.ends_with(std::path::MAIN_SEPARATOR) {
+        return Ok(ExportTarget::Dir(path));
+    }
     match Export::for_path(&path) {
         Ok(_) => Ok(ExportTarget::File(path)),
         Err(_) if path.extension().is_none() => Ok(ExportTarget::Dir(path)),
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(format!("{error}, or name a directory (ending in /)")),
     }
 }
 
@@ -158,12 +163,26 @@ impl ExportArgs {
     }
 }
 
-/// Notes on the run which Keycloak it runs against, for its hand-outs.
+/// Notes on the run which Keycloak it runs against, for its hand-outs: the version only of
+/// one this command started (an external one's is its own business).
 pub fn note_keycloak(trace: &Trace, keycloak: &playbook_provider::Keycloak) {
-    let which = format!(
-        "{} ({})",
-        playbook_provider::KEYCLOAK_VERSION,
-        keycloak.backend_name()
-    );
+    let which = match keycloak.is_owned() {
+        true => format!(
+            "{} ({})",
+            playbook_provider::KEYCLOAK_VERSION,
+            keycloak.backend_name()
+        ),
+        false => format!("at {}", keycloak.base_url()),
+    };
     trace.context("Keycloak", &which);
+}
+
+/// The terminal's pace: Enter before each step with `--step`, or before each answer with
+/// `--predict` (never with `--json`, which is for scripts).
+pub fn terminal_pace(step: bool, predict: bool, json: bool) -> Pace {
+    if (step || predict) && !json {
+        Pace::on_next("Enter").0
+    } else {
+        Pace::Continuous
+    }
 }

@@ -175,11 +175,8 @@ impl Report {
                 for line in self.style.wrap("   ? ", 5, prompt) {
                     out!("{}", self.style.paint("1;34", &line));
                 }
-                for (choice, letter) in choices.iter().zip('a'..) {
-                    out!(
-                        "     {}",
-                        self.style.paint("1", &format!("{letter}) {choice}"))
-                    );
+                for choice in Event::lettered(choices) {
+                    out!("     {}", self.style.paint("1", &choice));
                 }
             }
             Event::Verdict { held, text } => {

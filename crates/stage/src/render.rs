@@ -458,8 +458,6 @@ fn pretty(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The page: live (connected to the run, with Next) or the standalone hand-out of a finished
-/// run. Either way it shows the run as it is now, so it is useful before any script runs.
 /// Who a page is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageFor {
@@ -471,6 +469,9 @@ pub enum PageFor {
     HandOut,
 }
 
+/// The page of a run for `page_for`: live (connected to the run) for the presenter and the
+/// room, or the standalone hand-out of a finished run. Either way it shows the run as it is
+/// now, so it is useful before any script runs.
 pub fn page(run: &Run, page_for: &PageFor) -> String {
     let live = *page_for != PageFor::HandOut;
     let view = View::of(run);
@@ -524,7 +525,7 @@ pub fn page(run: &Run, page_for: &PageFor) -> String {
         svg = view.svg,
         lifelines = view.lifelines,
         details = view.details,
-        title = escape(&run.title()),
+        title = escape(run.title()),
         context = context,
         audience = *page_for == PageFor::Audience,
     )
@@ -776,6 +777,9 @@ pub(crate) mod tests {
     #[test]
     fn a_lab_hand_out_has_its_title_its_verdicts_a_date_and_prints() {
         let trace = Trace::new();
+        trace.title(
+            "The attack lab: stolen-token: A stolen token presented with another certificate",
+        );
         trace.step("Lab stolen-token: A stolen token presented with another certificate");
         let mut replay = Exchange::new(
             Party::Intruder,

@@ -41,7 +41,8 @@ pub struct Stage {
 #[derive(Clone)]
 struct AppState {
     trace: Trace,
-    next: mpsc::UnboundedSender<()>,
+    /// Where the presenter's Next goes; the room's listener has none.
+    next: Option<mpsc::UnboundedSender<()>>,
     /// Whom the page is for on this listener: the presenter, or the room.
     page_for: PageFor,
     /// The room's predictions, shared by both listeners.
@@ -69,21 +70,21 @@ impl Stage {
         let votes = Arc::new(Votes::new());
         let presenter = AppState {
             trace: trace.clone(),
-            next: next.clone(),
+            next: Some(next),
             page_for: PageFor::Presenter {
                 audience: audience_url.clone(),
             },
             votes: votes.clone(),
         };
-        let mut tasks = vec![serve(listener, router(presenter, true))];
+        let mut tasks = vec![serve(listener, router(presenter))];
         if let Some((listener, _)) = audience {
             let room = AppState {
                 trace,
-                next,
+                next: None,
                 page_for: PageFor::Audience,
                 votes,
             };
-            tasks.push(serve(listener, router(room, false)));
+            tasks.push(serve(listener, router(room)));
         }
         Ok(Self {
             url: format!("http://{addr}/"),
@@ -118,23 +119,24 @@ async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
     Ok((listener, addr))
 }
 
-/// The page, its events and its downloads; Next only where `steps` (the presenter's listener),
-/// votes only where it does not (the room's).
-fn router(state: AppState, steps: bool) -> axum::Router {
+/// The page, its events, its downloads and Next (refused on the room's listener, which has no
+/// run to step); votes only on the room's.
+fn router(state: AppState) -> axum::Router {
+    let votes = state.next.is_none();
     let router = axum::Router::new()
         .route("/", get(page))
         .route("/events", get(events))
+        .route("/next", post(next_step))
         .route("/export/{file}", get(export));
-    let router = if steps {
-        router.route("/next", post(next_step))
+    let router = if votes {
+        router.route("/vote/{choice}", post(vote))
     } else {
         router
-            .route("/next", post(refuse_next))
-            .route("/vote/{choice}", post(vote))
     };
     router.with_state(state)
 }
 
+/// Serves `app` until the stage is dropped.
 fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -155,45 +157,49 @@ async fn page(State(state): State<AppState>) -> Html<String> {
     Html(render::page(&state.trace.snapshot(), &state.page_for))
 }
 
-async fn refuse_next() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "the audience page follows the run; only the presenter's page steps it\n",
-    )
-        .into_response()
-}
-
 /// The whole view at once, then again at every change: a page opened late catches up with
 /// its first message, and any number of pages may watch.
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = state.trace.subscribe();
-    let voted = state.votes.subscribe();
+    // Only the presenter's page hears of votes, and only as a count: a vote never redraws the
+    // diagram, on any page.
+    let voted =
+        matches!(state.page_for, PageFor::Presenter { .. }).then(|| state.votes.subscribe());
     let stream = futures::stream::unfold(
         (state, changes, voted, true),
         |(state, mut changes, mut voted, first)| async move {
+            let mut only_votes = false;
             if !first {
                 let changes = changes.as_mut()?;
-                tokio::select! {
-                    changed = changes.changed() => changed.ok()?,
-                    changed = voted.changed() => changed.ok()?,
+                match voted.as_mut() {
+                    Some(voted) => tokio::select! {
+                        changed = changes.changed() => changed.ok()?,
+                        changed = voted.changed() => { changed.ok()?; only_votes = true; }
+                    },
+                    None => changes.changed().await.ok()?,
                 }
             }
             if let Some(changes) = changes.as_mut() {
                 changes.mark_unchanged();
             }
-            voted.mark_unchanged();
-            let run = state.trace.snapshot();
-            let mut view = View::of(&run);
-            // The tally is the presenter's to show; the room votes without seeing it.
-            if matches!(state.page_for, PageFor::Presenter { .. }) {
-                view.votes = (run.open_question())
-                    .map(|(question, choices)| state.votes.counts(question, choices.len()));
+            if let Some(voted) = voted.as_mut() {
+                voted.mark_unchanged();
             }
-            let event = Event::default()
-                .json_data(&view)
-                .expect("a view serializes");
+            let run = state.trace.snapshot();
+            let votes = (voted.is_some())
+                .then(|| run.latest_question())
+                .flatten()
+                .map(|(question, choices)| state.votes.counts(question, choices.len()));
+            let event = if only_votes {
+                Event::default().event("votes").json_data(&votes)
+            } else {
+                let mut view = View::of(&run);
+                view.votes = votes;
+                Event::default().json_data(&view)
+            };
+            let event = event.expect("a view serializes");
             Some((Ok(event), (state, changes, voted, false)))
         },
     );
@@ -223,10 +229,17 @@ async fn vote(
 }
 
 async fn next_step(State(state): State<AppState>) -> Response {
+    let Some(next) = &state.next else {
+        return (
+            StatusCode::FORBIDDEN,
+            "the audience page follows the run; only the presenter's page steps it\n",
+        )
+            .into_response();
+    };
     if state.trace.snapshot().waiting_for.is_none() {
         return (StatusCode::CONFLICT, "the run is not waiting for Next\n").into_response();
     }
-    match state.next.send(()) {
+    match next.send(()) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(_) => (StatusCode::GONE, "the run is over\n").into_response(),
     }

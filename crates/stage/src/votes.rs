@@ -6,7 +6,10 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-/// The votes for the open question, and a signal for the pages watching the count.
+/// The most browsers counted for one question.
+const MAX_VOTERS: usize = 500;
+
+/// The votes for the latest question, and a signal for the presenter's page watching them.
 pub(crate) struct Votes {
     tally: Mutex<Tally>,
     changed: watch::Sender<u64>,
@@ -21,6 +24,7 @@ struct Tally {
 }
 
 impl Votes {
+    /// No question asked yet.
     pub fn new() -> Self {
         Self {
             tally: Mutex::new(Tally::default()),
@@ -40,6 +44,11 @@ impl Votes {
                 question: Some(question),
                 by_voter: HashMap::new(),
             };
+        }
+        // A room, not the internet: past this many browsers a new one is not counted, so that
+        // made-up voter ids cannot grow the tally without bound.
+        if tally.by_voter.len() >= MAX_VOTERS && !tally.by_voter.contains_key(voter) {
+            return false;
         }
         tally.by_voter.insert(voter.to_owned(), choice);
         drop(tally);
@@ -80,5 +89,16 @@ mod tests {
         assert!(votes.vote(9, 2, "a", 0));
         assert_eq!(votes.counts(9, 2), [1, 0], "a new question, a new count");
         assert_eq!(votes.counts(7, 4), [0, 0, 0, 0]);
+        for voter in 0..MAX_VOTERS {
+            votes.vote(11, 2, &voter.to_string(), 0);
+        }
+        assert!(
+            !votes.vote(11, 2, "one too many", 1),
+            "the count is bounded"
+        );
+        assert!(
+            votes.vote(11, 2, "0", 1),
+            "a counted browser may still change its vote"
+        );
     }
 }

@@ -92,12 +92,16 @@ pub enum Event {
 }
 
 impl Event {
-    /// A question with its choices lettered, in one line: how every view asks it.
-    pub fn question_line(prompt: &str, choices: &[String]) -> String {
-        let lettered: Vec<String> = (choices.iter().zip('a'..))
+    /// The choices of a question, lettered `a) …`: how every view offers them.
+    pub fn lettered(choices: &[String]) -> Vec<String> {
+        (choices.iter().zip('a'..))
             .map(|(choice, letter)| format!("{letter}) {choice}"))
-            .collect();
-        format!("? {prompt}  {}", lettered.join("   "))
+            .collect()
+    }
+
+    /// A question with its choices lettered, in one line.
+    pub fn question_line(prompt: &str, choices: &[String]) -> String {
+        format!("? {prompt}  {}", Self::lettered(choices).join("   "))
     }
 
     /// The mark of a verdict, the same on every view.

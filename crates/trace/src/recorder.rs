@@ -18,6 +18,8 @@ pub struct Run {
     /// What the run ran against, as `(what, which)` pairs (Keycloak's version, the realm, the
     /// client's method and binding): what a hand-out says next to its date.
     pub context: Vec<(String, String)>,
+    /// What the run is, as its page's title says; the flow's when the command said nothing.
+    pub title: Option<String>,
 }
 
 impl Run {
@@ -28,36 +30,42 @@ impl Run {
         })
     }
 
-    /// What the run is, for a page's title: the lab's first scenario when it is a lab run,
-    /// else the flow.
-    pub fn title(&self) -> String {
-        let first_step = self.events.iter().find_map(|event| match event {
-            Event::Step { title } => Some(title.as_str()),
-            _ => None,
-        });
-        match first_step.and_then(|title| title.strip_prefix("Lab ")) {
-            Some(scenario) => format!("The attack lab: {scenario}"),
-            None => "Client credentials over mutual TLS".into(),
-        }
+    /// What the run is, for a page's title.
+    pub fn title(&self) -> &str {
+        self.title
+            .as_deref()
+            .unwrap_or("Client credentials over mutual TLS")
     }
 
     /// The question the run waits on the presenter to reveal (predict mode): its event's
     /// index and its choices.
     pub fn open_question(&self) -> Option<(usize, &[String])> {
         self.waiting_for.as_ref()?;
-        match self.events.last()? {
-            Event::Question { choices, .. } => Some((self.events.len() - 1, choices)),
-            _ => None,
-        }
+        self.latest_question()
+            .filter(|(index, _)| *index + 1 == self.events.len())
     }
 
-    /// Some of the events, as a finished run of their own (a lab scenario's hand-out).
-    pub fn part(&self, events: std::ops::Range<usize>, finished: bool) -> Run {
+    /// The latest question asked, open or revealed: its event's index and its choices.
+    pub fn latest_question(&self) -> Option<(usize, &[String])> {
+        self.events
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(index, event)| match event {
+                Event::Question { choices, .. } => Some((index, choices.as_slice())),
+                _ => None,
+            })
+    }
+
+    /// Some of the events, as a finished run of their own titled `title` (a lab scenario's
+    /// hand-out).
+    pub fn part(&self, events: std::ops::Range<usize>, finished: bool, title: &str) -> Run {
         Run {
             events: self.events.get(events).unwrap_or_default().to_vec(),
             waiting_for: None,
             finished: Some(finished),
             context: self.context.clone(),
+            title: Some(title.into()),
         }
     }
 
@@ -138,6 +146,11 @@ impl Trace {
         self.update(|run| run.events.push(Event::Lesson { text: text.into() }));
     }
 
+    /// Names the run (its page's title); the command knows what it runs, the trace does not.
+    pub fn title(&self, title: &str) {
+        self.update(|run| run.title = Some(title.into()));
+    }
+
     /// Notes what the run runs against (shown on its hand-outs); a second note of the same
     /// `what` replaces the first.
     pub fn context(&self, what: &str, which: &str) {
@@ -147,6 +160,7 @@ impl Trace {
         });
     }
 
+    /// Predict mode: the room is asked `prompt`, with `choices`, before the run shows it.
     pub fn question(&self, prompt: &str, choices: &[&str]) {
         self.update(|run| {
             run.events.push(Event::Question {
@@ -156,6 +170,7 @@ impl Trace {
         });
     }
 
+    /// The lab's judgement of an attempt.
     pub fn verdict(&self, held: bool, text: &str) {
         self.update(|run| {
             run.events.push(Event::Verdict {

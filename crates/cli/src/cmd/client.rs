@@ -54,11 +54,7 @@ pub struct OutputArgs {
 impl OutputArgs {
     /// Paced by Enter with `--step` (never with `--json`, which is for scripts).
     pub fn pace(self) -> Pace {
-        if self.step && !self.json {
-            Pace::on_next("Enter").0
-        } else {
-            Pace::Continuous
-        }
+        crate::presenter::terminal_pace(self.step, false, self.json)
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{AccessToken, ResourceApi};
-use playbook_keycloak::{CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
+use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
@@ -17,7 +17,7 @@ use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
 use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
 use crate::presenter::{ExportArgs, StageArgs};
-use crate::report::{Pace, Report};
+use crate::report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,7 +39,7 @@ pub struct Args {
 
     /// Before each lesson's answer, ask the room what the resource server will answer, and
     /// reveal it on Next (Enter here, or the stage's Next); paces the run like --step.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "auto")]
     predict: bool,
 
     #[command(flatten)]
@@ -56,10 +56,8 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // A combination that cannot work is said before anything starts.
     args.auth.binding()?;
     let trace = Trace::new();
-    let pace = match args.predict && !args.output.json {
-        true => Pace::on_next("Enter").0,
-        false => args.output.pace(),
-    };
+    let output = &args.output;
+    let pace = crate::presenter::terminal_pace(output.step, args.predict, output.json);
     let (pace, stage) = args.stage.open(&trace, pace).await?;
     let mut report = Report::new(args.output.json, trace.clone()).paced(pace);
     let (certs, how) = CertSet::ensure(certs_dir, false)?;
@@ -169,7 +167,16 @@ async fn demo(
     let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
     trace.context("realm", realm);
     trace.context("client", method.oauth_name());
-    trace.context("token binding", tokens.config().binding.name());
+    let binding = tokens.config().binding;
+    trace.context("token binding", binding.name());
+    trace.title(&match (method, binding) {
+        (AuthMethod::Mtls, _) => "Client credentials over mutual TLS".to_owned(),
+        (_, TokenBinding::Certificate) => format!(
+            "Client credentials, {}, bound to the certificate",
+            method.oauth_name()
+        ),
+        (_, TokenBinding::None) => format!("Client credentials, {}", method.oauth_name()),
+    });
     let flow = Flow {
         admin: &admin,
         realm,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::args::{ApiPortArgs, StartArgs};
 use crate::presenter::{ExportArgs, StageArgs};
-use crate::report::{Pace, Report};
+use crate::report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,7 +42,7 @@ pub struct Args {
 
     /// Before each scenario, ask the room how the defence will answer the attack, and reveal
     /// it on Next (Enter here, or the stage's Next).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "auto")]
     predict: bool,
 }
 
@@ -64,10 +64,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let trace = Trace::new();
-    let pace = match args.predict && !args.json {
-        true => Pace::on_next("Enter").0,
-        false => Pace::Continuous,
-    };
+    trace.title(&match chosen.as_slice() {
+        [one] => scenario_title(one),
+        all => format!("The attack lab: {} scenarios", all.len()),
+    });
+    let pace = crate::presenter::terminal_pace(false, args.predict, args.json);
     let (pace, stage) = args.stage.open(&trace, pace).await?;
     let mut report = Report::new(args.json, trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
@@ -79,7 +80,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
     };
     keycloak.stop().await;
-    let verdicts = outcome?;
+    let verdicts = match outcome {
+        Ok(verdicts) => verdicts,
+        Err(error) => {
+            // What ran before the failure is still worth handing out.
+            trace.finish(false);
+            let _ = args.export.write(&trace.snapshot(), &[], &mut report);
+            return Err(error);
+        }
+    };
     let held = verdicts.iter().filter(|v| v.verdict.held()).count();
     trace.finish(held == verdicts.len());
     // Each scenario's hand-out is the run from its step to the next scenario's.
@@ -89,7 +98,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .map(|(v, end)| {
             (
                 v.verdict.scenario.name,
-                run.part(v.first_event..end, v.verdict.held()),
+                run.part(
+                    v.first_event..end,
+                    v.verdict.held(),
+                    &scenario_title(v.verdict.scenario),
+                ),
             )
         })
         .collect();
@@ -121,6 +134,11 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 struct Ran {
     verdict: Verdict,
     first_event: usize,
+}
+
+/// A scenario's hand-out title.
+fn scenario_title(scenario: &Scenario) -> String {
+    format!("The attack lab: {}: {}", scenario.name, scenario.title)
 }
 
 async fn lab(

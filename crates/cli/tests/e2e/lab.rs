@@ -385,7 +385,7 @@ fn playbook_lab_lists_the_scenarios_and_runs_one_as_json() {
     for shown in [
         "<title>The attack lab: stolen-token",
         r#"<p id="context">Exported "#,
-        " · Keycloak 26.",
+        " · Keycloak at https://localhost:",
         "@media print",
         "✓ refused, as it must be",
         "RFC 8705 §3",

@@ -48,36 +48,39 @@
   })();
   let askedChoices = null;
 
-  // Predict mode: the room picks an answer (audience page); the presenter sees the tally.
+  const letters = "abcdefgh";
+
+  // Predict mode, on the audience page: the open question's choices as buttons.
   function renderQuestion(view) {
     const vote = $("vote");
-    const tally = $("tally");
-    const letters = "abcdefgh";
+    if (!vote || document.body.dataset.audience !== "true") return;
     const choices = view.question || [];
-    if (document.body.dataset.audience === "true") {
-      const key = JSON.stringify(choices);
-      if (key !== askedChoices) {
-        askedChoices = key;
-        vote.innerHTML = "";
-        choices.forEach((choice, i) => {
-          const button = document.createElement("button");
-          button.type = "button";
-          button.textContent = `${letters[i]}) ${choice}`;
-          button.addEventListener("click", () => {
-            vote.querySelectorAll("button").forEach((b) => b.classList.remove("chosen"));
-            button.classList.add("chosen");
-            fetch(`vote/${i}?voter=${encodeURIComponent(voter)}`, { method: "POST" });
-          });
-          vote.appendChild(button);
+    const key = JSON.stringify(choices);
+    if (key !== askedChoices) {
+      askedChoices = key;
+      vote.innerHTML = "";
+      choices.forEach((choice, i) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = `${letters[i]}) ${choice}`;
+        button.addEventListener("click", async () => {
+          const answer = await fetch(`vote/${i}?voter=${encodeURIComponent(voter)}`, { method: "POST" });
+          if (!answer.ok) return;
+          vote.querySelectorAll("button").forEach((b) => b.classList.remove("chosen"));
+          button.classList.add("chosen");
         });
-      }
-      vote.hidden = choices.length === 0;
-    } else if (view.votes) {
-      tally.textContent = "Votes: " + view.votes.map((n, i) => `${letters[i]}) ${n}`).join("   ");
-      tally.hidden = false;
-    } else {
-      tally.hidden = true;
+        vote.appendChild(button);
+      });
     }
+    vote.hidden = choices.length === 0;
+  }
+
+  // On the presenter's page: how the room voted on the latest question, kept after the reveal.
+  function renderTally(votes) {
+    const tally = $("tally");
+    if (!tally) return;
+    tally.hidden = !votes;
+    if (votes) tally.textContent = "Votes: " + votes.map((n, i) => `${letters[i]}) ${n}`).join("   ");
   }
 
   function render(view) {
@@ -99,6 +102,7 @@
     if ($("next")) $("next").disabled = !waiting;
     if (view.finished !== null) $("downloads").hidden = false;
     renderQuestion(view);
+    renderTally(view.votes);
     if (selected !== null) select(selected);
     const pane = $("diagram");
     pane.scrollTop = pane.scrollHeight;
@@ -130,6 +134,7 @@
     if ($("next")) $("next").addEventListener("click", next);
     const events = new EventSource("events");
     events.onmessage = (message) => render(JSON.parse(message.data));
+    events.addEventListener("votes", (message) => renderTally(JSON.parse(message.data)));
     events.onerror = () => {
       if (document.body.dataset.finished === "") $("status").textContent = "Connection to the run lost; retrying…";
     };

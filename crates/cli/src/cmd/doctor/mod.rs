@@ -62,7 +62,7 @@ pub struct Args {
     preflight: bool,
 
     #[command(flatten)]
-    stage: crate::presenter::StagePortArgs,
+    stage: crate::presenter::StageListenArgs,
 }
 
 /// The clients every check that talks to a party shares: one that trusts our CA, and the
@@ -125,12 +125,19 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .and_then(|certs| playbook_https::https_client(&certs.ca_pem).ok());
         report.record("ports", ports(&keycloak, &api_url, http.as_ref()).await);
         report.record("stage port", preflight::stage_port(args.stage.stage_port));
-        report.record("audience page", preflight::audience(args.stage.audience));
+        let stage = &args.stage;
+        report.record(
+            "audience page",
+            preflight::audience(stage.audience, stage.stage_port),
+        );
         report.record(
             "browser",
             preflight::browser(std::env::var_os("PATH").as_deref()),
         );
-        let size = terminal_size::terminal_size().map(|(w, h)| (w.0, h.0));
+        // The terminal the class sees, even with stdout piped (`--json | jq`).
+        let size = terminal_size::terminal_size()
+            .or_else(|| terminal_size::terminal_size_of(std::io::stderr()))
+            .map(|(w, h)| (w.0, h.0));
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         report.record("terminal", preflight::terminal(size, no_color));
         let cache = args.start.config(certs_dir).resolved_cache_dir();

@@ -56,11 +56,26 @@ pub fn stage_port(port: u16) -> Verdict {
     }
 }
 
-/// The audience page's address can be listened on, and what the room will open.
-pub fn audience(listen: Option<std::net::SocketAddr>) -> Verdict {
+/// The audience page's address can be listened on beside the stage's own port, and what the
+/// room will open.
+pub fn audience(listen: Option<std::net::SocketAddr>, stage_port: u16) -> Verdict {
     let Some(listen) = listen else {
         return Verdict::Pass("no audience page asked for (--stage-listen ADDR checks one)".into());
     };
+    if listen.port() == 0 {
+        return fail(
+            Misconfigured,
+            format!("{listen} would put the audience page on a port nobody knows in advance"),
+            "give the room a fixed port, e.g. 0.0.0.0:8089",
+        );
+    }
+    if listen.port() == stage_port && !listen.ip().is_loopback() {
+        return fail(
+            Misconfigured,
+            format!("{listen} and the stage's own 127.0.0.1:{stage_port} would clash"),
+            "give the audience page another port (e.g. 8089)",
+        );
+    }
     match std::net::TcpListener::bind(listen) {
         Ok(_) => Verdict::Pass(format!(
             "the room opens {} (listening on {listen} works)",
@@ -137,9 +152,10 @@ pub fn disk(dir: &Path) -> Verdict {
         Some(free) => fail(
             Misconfigured,
             format!(
-                "{} MiB free in {}; Keycloak's build and the runs need 2 GiB",
+                "{} MiB free in {}; Keycloak's build and the runs need {} GiB",
                 free >> 20,
-                existing.display()
+                existing.display(),
+                FREE_DISK_BYTES >> 30
             ),
             "free some space, or pass --cache-dir on a roomier disk",
         ),
