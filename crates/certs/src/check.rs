@@ -60,12 +60,29 @@ pub(crate) fn check_chain(
     ca_pem: &str,
     client: bool,
 ) -> Result<(), Problem> {
-    let unreadable = || Problem::Unreadable(file.into());
+    verify_chain(&pem_der(leaf_pem), ca_pem, client).map_err(|reason| match reason {
+        ChainError::Ca => Problem::Unreadable("ca.pem".into()),
+        ChainError::Leaf => Problem::Unreadable(file.into()),
+        ChainError::NotSigned(reason) => Problem::NotSignedByCa {
+            file: file.into(),
+            reason,
+        },
+    })
+}
+
+pub(crate) enum ChainError {
+    Ca,
+    Leaf,
+    NotSigned(String),
+}
+
+/// Whether the certificate `leaf_der` chains to the CA in `ca_pem`, valid now, for TLS client
+/// (`client`) or server authentication.
+pub(crate) fn verify_chain(leaf_der: &[u8], ca_pem: &str, client: bool) -> Result<(), ChainError> {
     let ca_der = CertificateDer::from(pem_der(ca_pem));
-    let anchor =
-        anchor_from_trusted_cert(&ca_der).map_err(|_| Problem::Unreadable("ca.pem".into()))?;
-    let leaf_der = CertificateDer::from(pem_der(leaf_pem));
-    let leaf = EndEntityCert::try_from(&leaf_der).map_err(|_| unreadable())?;
+    let anchor = anchor_from_trusted_cert(&ca_der).map_err(|_| ChainError::Ca)?;
+    let leaf_der = CertificateDer::from(leaf_der);
+    let leaf = EndEntityCert::try_from(&leaf_der).map_err(|_| ChainError::Leaf)?;
     let usage = if client {
         KeyUsage::client_auth()
     } else {
@@ -81,10 +98,7 @@ pub(crate) fn check_chain(
         None,
     )
     .map(|_| ())
-    .map_err(|e| Problem::NotSignedByCa {
-        file: file.into(),
-        reason: format!("{e:?}"),
-    })
+    .map_err(|e| ChainError::NotSigned(format!("{e:?}")))
 }
 
 /// Checks that the private key in `key_pem` is the one certified in `cert_pem`.

@@ -40,6 +40,25 @@ pub fn allows_client_auth(pem: &str) -> bool {
     }
 }
 
+/// Checks a client certificate that arrived as DER from elsewhere than a TLS handshake (a
+/// reverse proxy's forwarded header): exactly one certificate, nothing after it (not a chain),
+/// signed by the CA in `ca_pem` and valid now for TLS client authentication. The proxy checked
+/// it already; checking again means a misconfigured proxy cannot bring in a foreign certificate.
+pub fn verify_forwarded_client(der: &[u8], ca_pem: &str) -> Result<(), &'static str> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], _)) => {}
+        Ok(_) => return Err("more than one certificate"),
+        Err(_) => return Err("not a DER certificate"),
+    }
+    crate::check::verify_chain(der, ca_pem, true).map_err(|error| match error {
+        crate::check::ChainError::Ca => "the CA certificate is unreadable",
+        crate::check::ChainError::Leaf => "not a DER certificate",
+        crate::check::ChainError::NotSigned(_) => {
+            "not a client certificate of the playbook's CA, or not valid now"
+        }
+    })
+}
+
 /// The private key of a PEM key file.
 pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())

@@ -25,6 +25,8 @@ pub const CLIENT_CN: &str = "mtls-client-dev.local";
 /// The resource server's certificate: a TLS server, and the client Keycloak knows as
 /// `oauth2-playbook-resource-server` when it introspects tokens.
 pub const RESOURCE_SERVER_CN: &str = "resource-server";
+/// The reverse proxy of the proxy topology: a TLS server to clients, a TLS client upstream.
+pub const PROXY_CN: &str = "oauth2-playbook-proxy";
 /// The attack lab's second client, registered in the realm like the first (same CA).
 pub const INTRUDER_CN: &str = "mtls-intruder-dev.local";
 /// Names every server certificate answers to (the seed's SANs).

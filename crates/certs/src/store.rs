@@ -10,7 +10,7 @@ use rcgen::KeyPair;
 
 use crate::check::{check_chain, check_key, check_lifetime};
 use crate::{
-    Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, Problem, RESOURCE_SERVER_CN,
+    Authority, CLIENT_CN, CertsError, Leaf, LeafSpec, PROXY_CN, Problem, RESOURCE_SERVER_CN,
     TRUSTSTORE_PASSWORD,
 };
 
@@ -66,6 +66,14 @@ impl Files {
     /// key: the TLS identity and the assertion key are rotated, and can leak, independently.
     pub fn assertion_key(&self) -> PathBuf {
         self.dir.join("client-assertion-key.pem")
+    }
+    /// The reverse proxy's certificate: its TLS server identity towards clients, and the client
+    /// certificate it presents upstream, by which the resource server knows it is the proxy.
+    pub fn proxy_cert(&self) -> PathBuf {
+        self.dir.join("proxy.pem")
+    }
+    pub fn proxy_key(&self) -> PathBuf {
+        self.dir.join("proxy-key.pem")
     }
     /// Where the client keeps the secret Keycloak gave it for a secret-based method (0600).
     pub fn client_secret(&self, method: &str) -> PathBuf {
@@ -163,6 +171,26 @@ impl CertSet {
         let pem = crate::signing_key_pem()?;
         write_file(&path, &pem, true)?;
         Ok(pem)
+    }
+
+    /// The reverse proxy's certificate and key (server and client use), made on first use like
+    /// the assertion key: sets generated before the proxy existed stay valid, and a set only
+    /// ever run direct carries no identity it does not use.
+    pub fn proxy(&self) -> Result<Leaf, CertsError> {
+        let (cert, key) = (self.files.proxy_cert(), self.files.proxy_key());
+        if let (Ok(cert_pem), Ok(key_pem)) = (fs::read_to_string(&cert), fs::read_to_string(&key))
+            && check_chain("proxy.pem", &cert_pem, &self.ca_pem, true).is_ok()
+            && check_key("proxy.pem", &cert_pem, "proxy-key.pem", &key_pem).is_ok()
+            && check_lifetime("proxy.pem", &cert_pem).is_ok()
+        {
+            return Ok(Leaf::from_pem(cert_pem, key_pem));
+        }
+        let leaf = self
+            .authority()?
+            .issue(&LeafSpec::server(PROXY_CN).also_client())?;
+        write_file(&key, leaf.key_pem(), true)?;
+        write_file(&cert, leaf.cert_pem(), false)?;
+        Ok(leaf)
     }
 
     /// The CA of this set, able to sign more leaves (reads `ca-key.pem`).

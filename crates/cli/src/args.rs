@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
 use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM, TokenBinding};
-use playbook_provider::{BackendChoice, ProviderConfig, env};
-use playbook_resource_server::{Algorithm, BindingMode, IntrospectionConfig, ServerConfig};
+use playbook_provider::{BackendChoice, ProviderConfig, Topology, env};
+use playbook_resource_server::{Algorithm, BindingMode, ClientCertSource, IntrospectionConfig};
+use playbook_resource_server::{ProxyTrust, ServerConfig};
 use url::Url;
 
 /// Where Keycloak is and who administers it: `provider`, `client` and `demo` all take these.
@@ -110,6 +111,17 @@ pub struct LaunchArgs {
     pub start_timeout_secs: Option<u64>,
 }
 
+/// Where the client's TLS ends: `demo`, `lab`, `provider` and `resource-server` take it.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct TopologyArgs {
+    /// direct: the client's TLS ends at Keycloak and at the resource server. proxy: at HAProxy
+    /// (Debian's haproxy package) in front of each, which verifies the client certificate and
+    /// forwards it in the RFC 9440 Client-Cert header, read only from the proxy; Keycloak then
+    /// runs natively.
+    #[arg(long, env = "PLAYBOOK_TOPOLOGY", value_enum, default_value_t = Topology::Direct)]
+    pub topology: Topology,
+}
+
 /// Everything a command that may start Keycloak takes: `provider`, `demo`, `doctor`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
@@ -129,13 +141,18 @@ impl StartArgs {
 
     /// The Keycloak of a command that only needs one (`demo`, `lab`): the playbook Keycloak
     /// already running on the port (the tutorial's), used and left running, else a new one.
+    ///
+    /// Behind the proxy it starts its own: the lab attacks Keycloak past its proxy, whose own
+    /// address only a Keycloak this run started is known by.
     pub async fn attach_or_start(
         &self,
         certs_dir: &Path,
         certs: &playbook_certs::CertSet,
+        topology: Topology,
     ) -> anyhow::Result<playbook_provider::Keycloak> {
         let config = ProviderConfig {
-            attach_running: true,
+            attach_running: topology == Topology::Direct,
+            topology,
             ..self.config(certs_dir)
         };
         crate::cmd::unless_interrupted(playbook_provider::start(
@@ -168,6 +185,7 @@ fn provider_config(
             .start_timeout_secs
             .map_or(defaults.start_timeout, Duration::from_secs),
         attach_running: defaults.attach_running,
+        topology: defaults.topology,
     }
 }
 
@@ -358,6 +376,32 @@ pub struct ServerArgs {
     /// from Keycloak stops verifying tokens [default: 300].
     #[arg(long, env = "PLAYBOOK_JWKS_REFRESH_SECS")]
     pub jwks_refresh_secs: Option<u64>,
+
+    /// Behind a reverse proxy of your own: read the client certificate from this header, in RFC
+    /// 9440's `:base64(DER):` form (e.g. Client-Cert), believed only from the proxy named by
+    /// --trusted-proxy-cert or --trusted-proxy-addr; a header from anyone else gets 401.
+    #[arg(long, env = "PLAYBOOK_CLIENT_CERT_HEADER")]
+    pub client_cert_header: Option<String>,
+
+    /// The proxy's own TLS client certificate (PEM): only the peer presenting it may set the
+    /// header, and every peer must present a certificate of the CA (preferred).
+    #[arg(
+        long,
+        env = "PLAYBOOK_TRUSTED_PROXY_CERT",
+        requires = "client_cert_header",
+        conflicts_with = "trusted_proxy_addr"
+    )]
+    pub trusted_proxy_cert: Option<PathBuf>,
+
+    /// The addresses the proxy connects from, comma-separated. Weaker than
+    /// --trusted-proxy-cert: anything that can connect from one of them is believed too.
+    #[arg(
+        long,
+        env = "PLAYBOOK_TRUSTED_PROXY_ADDR",
+        value_delimiter = ',',
+        requires = "client_cert_header"
+    )]
+    pub trusted_proxy_addr: Vec<std::net::IpAddr>,
 }
 
 impl ServerArgs {
@@ -388,5 +432,32 @@ impl ServerArgs {
     /// The issuer given, else the tutorial's realm on this machine's Keycloak.
     pub fn issuer(&self) -> Url {
         self.issuer.realm().issuer().clone()
+    }
+
+    /// Where the client certificate comes from: the TLS connection, or the header of a proxy
+    /// this server can tell from anyone else.
+    pub fn client_cert(&self) -> anyhow::Result<ClientCertSource> {
+        let Some(name) = &self.client_cert_header else {
+            return Ok(ClientCertSource::Tls);
+        };
+        let trust = match (&self.trusted_proxy_cert, self.trusted_proxy_addr.as_slice()) {
+            (Some(path), _) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                let der = playbook_certs::der::certificates(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                ProxyTrust::Certificate {
+                    thumbprint: playbook_certs::thumbprint_s256(&der[0]),
+                }
+            }
+            (None, []) => anyhow::bail!(
+                "--client-cert-header needs to know the proxy: pass --trusted-proxy-cert FILE (its client certificate) or --trusted-proxy-addr ADDR"
+            ),
+            (None, addresses) => ProxyTrust::Addresses(addresses.to_vec()),
+        };
+        Ok(ClientCertSource::Header {
+            name: name.clone(),
+            trust,
+        })
     }
 }

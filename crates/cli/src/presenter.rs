@@ -165,7 +165,14 @@ impl ExportArgs {
 
 /// Notes on the run which Keycloak it runs against, for its hand-outs: the version only of
 /// one this command started (an external one's is its own business).
-pub fn note_keycloak(trace: &Trace, keycloak: &playbook_provider::Keycloak) {
+///
+/// Behind the proxy, requests to Keycloak's address are drawn through the proxy's lifeline (the
+/// resource server's proxy registers itself when it starts).
+pub fn note_keycloak(
+    trace: &Trace,
+    keycloak: &playbook_provider::Keycloak,
+    topology: playbook_provider::Topology,
+) {
     let which = match keycloak.is_owned() {
         true => format!(
             "{} ({})",
@@ -175,6 +182,26 @@ pub fn note_keycloak(trace: &Trace, keycloak: &playbook_provider::Keycloak) {
         false => format!("at {}", keycloak.base_url()),
     };
     trace.context("Keycloak", &which);
+    if topology == playbook_provider::Topology::Proxy {
+        trace.through_proxy(keycloak.base_url().as_str());
+        trace.context("topology", "behind a reverse proxy (HAProxy)");
+    }
+}
+
+/// One line naming the proxy in front of `part` and its generated configuration.
+pub fn note_proxy(
+    report: &mut Report,
+    part: &str,
+    proxy: Option<&playbook_provider::ReverseProxy>,
+) {
+    if let Some(proxy) = proxy {
+        report.note(&format!(
+            "{} in front of {part} at {} (TLS ends there; configuration: {})",
+            playbook_provider::proxy::PROGRAM,
+            proxy.url(),
+            proxy.config_path().display()
+        ));
+    }
 }
 
 /// The terminal's pace: Enter before each step with `--step`, or before each answer with

@@ -207,6 +207,12 @@ impl Report {
             exchange.from,
             &playbook_stage::answer_label(exchange),
         );
+        if let Some(via) = exchange.via {
+            self.detail(
+                "via",
+                &format!("{} (the client's TLS ends there)", via.name()),
+            );
+        }
         if let Some(challenge) = &exchange.www_authenticate {
             self.detail("challenge", challenge);
         }

@@ -61,6 +61,8 @@ pub struct ResourceApi {
     with_certificate: bool,
     /// The lifeline the server is drawn as (the lab runs several side by side).
     server: Party,
+    /// Headers sent on every call beside the token: the attack lab's forged ones.
+    headers: Vec<(String, String)>,
 }
 
 impl ResourceApi {
@@ -75,6 +77,7 @@ impl ResourceApi {
             with_certificate: tokens.config().presents_certificate(),
             tokens,
             server: Party::ResourceServer,
+            headers: Vec::new(),
         }
     }
 
@@ -82,6 +85,13 @@ impl ResourceApi {
     /// apart this way.
     pub fn drawn_as(mut self, server: Party) -> Self {
         self.server = server;
+        self
+    }
+
+    /// Sends `name: value` on every call too: what an attacker adds to a request (a forged
+    /// certificate header); the trace says so.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -97,6 +107,7 @@ impl ResourceApi {
             tokens,
             with_certificate: false,
             server: Party::ResourceServer,
+            headers: Vec::new(),
         })
     }
 
@@ -135,7 +146,13 @@ impl ResourceApi {
         } else {
             "Bearer token, no client certificate".into()
         };
-        let request = self.http.get(url.clone()).bearer_auth(token);
+        let mut request = self.http.get(url.clone()).bearer_auth(token);
+        for (name, value) in &self.headers {
+            exchange
+                .purpose
+                .push_str(&format!(", and a {name} header of its own"));
+            request = request.header(name, value);
+        }
         let answer = send_recorded(&config.trace, exchange, request, |answer, exchange| {
             exchange.answer = ApiResponse::from(answer).summary();
         })

@@ -8,10 +8,12 @@ use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenCl
 use playbook_keycloak::platform;
 use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
 use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
-use playbook_resource_server::server::{self, RunningServer, ServerConfig, ServerError};
+use playbook_proxy::Topology;
+use playbook_resource_server::server::{ServerConfig, ServerError};
 use playbook_trace::{Party, Trace};
+use url::Url;
 
-use crate::{Answer, Attempt, Expect, Scenario, Verdict};
+use crate::{Answer, Attempt, Expect, Scenario, ServedApi, Verdict};
 
 /// Why a scenario could not be run at all (not: an attack that succeeded, which is a verdict
 /// that did not hold).
@@ -27,6 +29,10 @@ pub enum LabError {
     Certs(#[from] playbook_certs::CertsError),
     #[error("{0}")]
     Setup(String),
+    #[error(
+        "the scenario {0} attacks the reverse proxy's forwarded certificate; run it with --topology proxy"
+    )]
+    NeedsProxy(&'static str),
 }
 
 /// The lab: a Keycloak (through its Admin API session), the playbook's certificates, and the
@@ -38,6 +44,9 @@ pub struct Lab<'a> {
     certs: &'a CertSet,
     trace: Trace,
     api_port: u16,
+    /// Behind the proxy topology: Keycloak's own address, past its proxy (what an attacker who
+    /// can reach Keycloak directly uses); `None` when the parts are reached directly.
+    keycloak_past_proxy: Option<Url>,
 }
 
 impl<'a> Lab<'a> {
@@ -49,6 +58,21 @@ impl<'a> Lab<'a> {
             certs,
             trace,
             api_port: 0,
+            keycloak_past_proxy: None,
+        }
+    }
+
+    /// The parts stand behind the reverse proxy: `admin`'s Keycloak is the proxy's address, and
+    /// `keycloak_itself` Keycloak's own; every scenario's resource servers get a proxy too.
+    pub fn behind_proxy(mut self, keycloak_itself: Url) -> Self {
+        self.keycloak_past_proxy = Some(keycloak_itself);
+        self
+    }
+
+    fn topology(&self) -> Topology {
+        match self.keycloak_past_proxy {
+            Some(_) => Topology::Proxy,
+            None => Topology::Direct,
         }
     }
 
@@ -61,6 +85,9 @@ impl<'a> Lab<'a> {
     /// Runs one scenario in a realm of its own, deleted afterwards. Its exchanges go to the
     /// trace (the realm's import and deletion do not); steps and lessons are the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
+        if scenario.needs_proxy && self.keycloak_past_proxy.is_none() {
+            return Err(LabError::NeedsProxy(scenario.name));
+        }
         let arena = Arena::open(self, scenario).await?;
         let attempts = (scenario.run)(&arena).await;
         arena.close().await;
@@ -83,9 +110,10 @@ pub(crate) struct Arena<'a> {
     servers: Mutex<Vec<Arc<Server>>>,
 }
 
-/// A resource server of the scenario and the lifeline it is drawn as.
+/// A resource server of the scenario (behind its proxy in the proxy topology) and the
+/// lifeline it is drawn as.
 pub(crate) struct Server {
-    running: RunningServer,
+    running: ServedApi,
     party: Party,
 }
 
@@ -151,6 +179,15 @@ impl<'a> Arena<'a> {
 
     pub fn admin(&self) -> &Admin {
         self.lab.admin
+    }
+
+    /// Keycloak's own address past its proxy (set in the proxy topology).
+    pub fn keycloak_past_proxy(&self) -> Option<&Url> {
+        self.lab.keycloak_past_proxy.as_ref()
+    }
+
+    pub fn trace(&self) -> &Trace {
+        &self.lab.trace
     }
 
     pub fn certs(&self) -> &CertSet {
@@ -308,7 +345,7 @@ impl<'a> Arena<'a> {
         config.party = party;
         adjust(&mut config);
         let server = Arc::new(Server {
-            running: server::start(config).await?,
+            running: ServedApi::start(config, self.lab.topology(), self.lab.certs).await?,
             party,
         });
         self.servers
@@ -328,8 +365,20 @@ impl<'a> Arena<'a> {
         tried: impl Into<String>,
         expected: Expect,
     ) -> Result<Attempt, LabError> {
-        let answer = ResourceApi::new(server.running.base_url(), caller.clone())
-            .drawn_as(server.party)
+        let api = ResourceApi::new(server.base_url(), caller.clone()).drawn_as(server.party);
+        self.call_api(api, token, tried, expected).await
+    }
+
+    /// `GET /api/users` with `token` through `api` as the scenario built it (another address,
+    /// headers of the attacker's own).
+    pub async fn call_api(
+        &self,
+        api: ResourceApi,
+        token: &str,
+        tried: impl Into<String>,
+        expected: Expect,
+    ) -> Result<Attempt, LabError> {
+        let answer = api
             .get_with(playbook_resource_server::api::LIST_USERS.path, token)
             .await?;
         Ok(Attempt {
@@ -386,12 +435,23 @@ fn no_token(
 }
 
 impl Server {
+    /// Where clients call it: its proxy in the proxy topology.
     pub fn base_url(&self) -> url::Url {
-        self.running.base_url()
+        self.running.url()
+    }
+
+    /// The server's own address, past its proxy: where an attacker who can reach it directly
+    /// connects.
+    pub fn own_url(&self) -> url::Url {
+        self.running.server.base_url()
+    }
+
+    pub fn party(&self) -> Party {
+        self.party
     }
 
     /// See [`RunningServer::refresh_keys`].
     pub async fn refresh_keys(&self, why: &str) {
-        self.running.refresh_keys(why).await;
+        self.running.server.refresh_keys(why).await;
     }
 }

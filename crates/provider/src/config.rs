@@ -118,6 +118,9 @@ pub struct ProviderConfig {
     /// stopping at a taken port. For commands that only need a Keycloak (`demo`, `lab`), not
     /// for `provider`, whose job is to own one.
     pub attach_running: bool,
+    /// Where the client's TLS ends. Behind a proxy, `https_port` is the proxy's and Keycloak
+    /// itself serves on a free port, reading client certificates from the proxy's header.
+    pub topology: crate::Topology,
 }
 
 impl Default for ProviderConfig {
@@ -135,6 +138,7 @@ impl Default for ProviderConfig {
             cache_dir: None,
             start_timeout: Duration::from_secs(180),
             attach_running: false,
+            topology: crate::Topology::Direct,
         }
     }
 }
@@ -176,6 +180,7 @@ impl ProviderConfig {
                 .map(Duration::from_secs)
                 .unwrap_or(defaults.start_timeout),
             attach_running: defaults.attach_running,
+            topology: defaults.topology,
         })
     }
 
@@ -242,29 +247,9 @@ pub(crate) fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
-/// A free TCP port on loopback, for Keycloak to bind.
+/// A free TCP port on loopback, for Keycloak to bind (see [`playbook_proxy::process::free_port`]).
 pub(crate) fn free_port() -> std::io::Result<u16> {
-    // Below the kernel's ephemeral range: a port from bind(0) comes from that range, where any
-    // outgoing connection may take it as its local port before Keycloak binds it (seen here as
-    // "Unable to start the management interface … Address already in use").
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let floor = if ephemeral_start > 21_000 {
-        20_000
-    } else {
-        1024
-    };
-    for _ in 0..64 {
-        let port = rand::random_range(floor..ephemeral_start.max(floor + 1));
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
+    playbook_proxy::process::free_port()
 }
 
 /// Fails with a clear line when the port is taken, instead of a Java stack trace later.

@@ -7,14 +7,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::Topology;
 use crate::error::tail;
 use crate::java::Java;
-use crate::options::{Database, KcOption, build_options};
+use crate::options::{Database, KcOption, build_options, proxy_build_options};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 /// The build-time flags of the cached build; part of the cache key.
-fn build_flags() -> Vec<String> {
+fn build_flags(topology: Topology) -> Vec<String> {
     build_options(Database::DevFile)
+        .into_iter()
+        .chain(proxy_build_options(topology))
+        .collect::<Vec<_>>()
         .iter()
         .map(KcOption::flag)
         .collect()
@@ -30,7 +34,7 @@ pub(crate) fn built_install(
     progress: &dyn Progress,
 ) -> Result<PathBuf, ProviderError> {
     let version_dir = version_dir(args);
-    let home = version_dir.join(format!("build-{}", build_key()));
+    let home = version_dir.join(format!("build-{}", build_key(args.topology)));
     if home.join(BUILT_MARKER).is_file() {
         return Ok(home);
     }
@@ -51,10 +55,16 @@ pub(crate) fn built_install(
     progress.stage(&format!(
         "building Keycloak {KEYCLOAK_VERSION} (once per cache)"
     ));
-    let built = build(&unpacked, java, &version_dir.join("build.log"));
+    let built = build(
+        &unpacked,
+        java,
+        &version_dir.join("build.log"),
+        args.topology,
+    );
     let marked = built.and_then(|()| {
         let marker = unpacked.join(BUILT_MARKER);
-        fs::write(&marker, build_flags().join(" ")).map_err(ProviderError::io("write", marker))
+        fs::write(&marker, build_flags(args.topology).join(" "))
+            .map_err(ProviderError::io("write", marker))
     });
     // Another process may have finished the same build meanwhile: theirs is as good as ours.
     if marked.is_ok() {
@@ -92,7 +102,7 @@ pub(crate) fn tarball(
 pub(crate) fn is_cached(args: &ProviderConfig) -> bool {
     let version_dir = version_dir(args);
     version_dir
-        .join(format!("build-{}", build_key()))
+        .join(format!("build-{}", build_key(args.topology)))
         .join(BUILT_MARKER)
         .is_file()
         || version_dir
@@ -108,8 +118,8 @@ fn version_dir(args: &ProviderConfig) -> PathBuf {
 }
 
 /// A short, stable hash of the version and build options.
-fn build_key() -> String {
-    let text = format!("{KEYCLOAK_VERSION} {}", build_flags().join(" "));
+fn build_key(topology: Topology) -> String {
+    let text = format!("{KEYCLOAK_VERSION} {}", build_flags(topology).join(" "));
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     digest.as_ref()[..6]
         .iter()
@@ -268,10 +278,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), ProviderError> {
     Ok(())
 }
 
-fn build(home: &Path, java: &Java, log: &Path) -> Result<(), ProviderError> {
+fn build(home: &Path, java: &Java, log: &Path, topology: Topology) -> Result<(), ProviderError> {
     let log = log.to_path_buf();
     let log_file = fs::File::create(&log).map_err(ProviderError::io("create", &log))?;
-    let flags = build_flags();
+    let flags = build_flags(topology);
     let mut command = Command::new(home.join("bin/kc.sh"));
     command
         .arg("build")

@@ -69,6 +69,15 @@ pub enum ProviderError {
     #[error("a {backend} Keycloak cannot be kept running: it was not started by this process")]
     NotDetachable { backend: String },
 
+    #[error(transparent)]
+    Proxy(#[from] playbook_proxy::ProxyError),
+
+    #[error(
+        "the proxy topology runs Keycloak natively (a container's traffic does not arrive from the \
+         proxy's own address); pass --backend native, or --topology direct"
+    )]
+    ProxyNeedsNative,
+
     #[error("{name}: {reason}")]
     BadSetting { name: &'static str, reason: String },
 

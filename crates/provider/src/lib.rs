@@ -3,7 +3,7 @@
 //! [`start`] returns a [`Keycloak`] handle. Whatever backend runs it, the handle looks the same:
 //! an HTTPS base URL served with our certificate, admin credentials, and the CA that signs it.
 //! Dropping the handle stops Keycloak; a native Keycloak also dies with the process that started
-//! it, however that process ends (see `native::WATCHDOG`).
+//! it, however that process ends (see `playbook_proxy::process::WATCHDOG`).
 //!
 //! Nothing else in the workspace knows how Keycloak starts: the CLI, the tests and the demo all go
 //! through [`start`] and [`ProviderConfig`].
@@ -27,6 +27,7 @@ pub use config::{
 };
 pub use container::CONTAINER_LABEL;
 pub use error::ProviderError;
+pub use playbook_proxy::{self as proxy, ReverseProxy, Topology};
 pub use progress::{LogProgress, Progress};
 pub use reuse::{Lease, reuse_dir, stop_leased};
 
@@ -48,6 +49,10 @@ pub struct Keycloak {
     base_url: KeycloakUrl,
     admin: AdminCredentials,
     ca_pem: String,
+    /// The proxy topology's reverse proxy, serving `base_url`; stopped before Keycloak.
+    proxy: Option<ReverseProxy>,
+    /// Keycloak's own address behind the proxy (None: direct, where it is `base_url`).
+    behind_proxy: Option<Url>,
     backend: Running,
 }
 
@@ -64,6 +69,17 @@ impl Keycloak {
     /// The server root, e.g. `https://localhost:9443/`.
     pub fn base_url(&self) -> &Url {
         self.base_url.as_url()
+    }
+
+    /// Keycloak's own address, past the proxy if there is one: where an attacker who can reach
+    /// Keycloak directly sends a forged certificate header (the attack lab).
+    pub fn direct_url(&self) -> &Url {
+        self.behind_proxy.as_ref().unwrap_or(self.base_url.as_url())
+    }
+
+    /// The reverse proxy in front of this Keycloak (the proxy topology).
+    pub fn proxy(&self) -> Option<&ReverseProxy> {
+        self.proxy.as_ref()
     }
 
     /// The URLs of `realm` on this Keycloak: issuer, token endpoint, JWKS, ...
@@ -108,6 +124,9 @@ impl Keycloak {
     /// through a `static` (whose destructors never run), from an exit hook. External ones are
     /// left alone. Idempotent.
     pub fn terminate(&self) {
+        if let Some(proxy) = &self.proxy {
+            proxy.terminate();
+        }
         match &self.backend {
             Running::Native(native) => native.terminate(),
             Running::Container(container) => container.terminate(),
@@ -117,6 +136,9 @@ impl Keycloak {
 
     /// Stops Keycloak now and waits for it to be gone.
     pub async fn stop(self) {
+        if let Some(proxy) = self.proxy {
+            tokio::task::spawn_blocking(move || drop(proxy)).await.ok();
+        }
         match self.backend {
             Running::Native(native) => {
                 tokio::task::spawn_blocking(move || drop(native)).await.ok();
@@ -192,6 +214,13 @@ pub async fn start(
         Some(_) => Backend::External,
         None => args.resolve_backend().await,
     };
+    let behind_proxy = args.topology == Topology::Proxy && backend != Backend::External;
+    if behind_proxy && backend != Backend::Native {
+        return Err(ProviderError::ProxyNeedsNative);
+    }
+    if behind_proxy && proxy::which(proxy::PROGRAM).is_none() {
+        return Err(proxy::ProxyError::Missing.into());
+    }
     tracing::debug!(?backend, "Keycloak backend");
     let keycloak = match backend {
         Backend::External => {
@@ -211,17 +240,49 @@ pub async fn start(
                 base_url: KeycloakUrl::new(url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
+                proxy: None,
+                behind_proxy: None,
                 backend: Running::External,
             };
             health::check_external(&keycloak).await?;
             keycloak
         }
+        Backend::Native if behind_proxy => {
+            let public = config::port_or_free(args.https_port)
+                .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+            config::ensure_free(public)?;
+            let (native, own_url, admin) =
+                native::start(args, certs, &progress, Some(public)).await?;
+            let upstream = proxy::Upstream {
+                name: "keycloak",
+                listen: public,
+                port: own_url.port().expect("a local URL has a port"),
+                present_certificate: false,
+            };
+            let proxy = ReverseProxy::start(upstream, certs).await?;
+            progress.finished(&format!(
+                "{} in front of Keycloak at {} (configuration: {})",
+                proxy::PROGRAM,
+                proxy.url(),
+                proxy.config_path().display()
+            ));
+            Keycloak {
+                base_url: KeycloakUrl::new(proxy.url().clone()),
+                admin,
+                ca_pem: certs.ca_pem.clone(),
+                proxy: Some(proxy),
+                behind_proxy: Some(own_url),
+                backend: Running::Native(native),
+            }
+        }
         Backend::Native => {
-            let (native, base_url, admin) = native::start(args, certs, &progress).await?;
+            let (native, base_url, admin) = native::start(args, certs, &progress, None).await?;
             Keycloak {
                 base_url: KeycloakUrl::new(base_url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
+                proxy: None,
+                behind_proxy: None,
                 backend: Running::Native(native),
             }
         }
@@ -231,6 +292,8 @@ pub async fn start(
                 base_url: KeycloakUrl::new(base_url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
+                proxy: None,
+                behind_proxy: None,
                 backend: Running::Container(Box::new(container)),
             }
         }

@@ -18,19 +18,6 @@ use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
 
-/// Runs `"$@"` (kc.sh and the java it forks) and kills their whole process group as soon as its
-/// stdin reaches EOF. Our process holds the only write end of that pipe, so Keycloak dies with
-/// us however we end: return, panic, Ctrl-C or SIGKILL. kc.sh does not `exec` java, so a signal
-/// to kc.sh alone would leave java running; the process group catches both.
-const WATCHDOG: &str = r#"exec 3<&0
-{ while read -r _ <&3; do :; done; kill -TERM 0; } &
-watcher=$!
-"$@" </dev/null 3<&-
-status=$?
-kill "$watcher" 2>/dev/null
-exit "$status"
-"#;
-
 /// How long Keycloak gets to shut down gracefully before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -48,14 +35,20 @@ pub(crate) struct NativeKeycloak {
     detached: std::sync::atomic::AtomicBool,
 }
 
+/// Starts Keycloak on `args.https_port`, or behind the proxy topology's `public_port` (then
+/// Keycloak itself takes a free port and advertises the public one as its hostname).
 pub(crate) async fn start(
     args: &ProviderConfig,
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
+    public_port: Option<u16>,
 ) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
     // The port first: a taken one costs a second, not a Java search and a distribution build.
-    let https_port = port_or_free(args.https_port)
-        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+    let https_port = match public_port {
+        Some(_) => free_port(),
+        None => port_or_free(args.https_port),
+    }
+    .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     ensure_free(https_port)?;
     let java = crate::java::find(args.java.as_deref())?;
     let install = {
@@ -73,6 +66,8 @@ pub(crate) async fn start(
         certs,
         timeout: args.start_timeout(),
         progress: progress.as_ref(),
+        topology: args.topology,
+        public_port,
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
@@ -116,6 +111,9 @@ struct Launcher<'a> {
     certs: &'a CertSet,
     timeout: Duration,
     progress: &'a dyn Progress,
+    topology: crate::Topology,
+    /// The proxy's port, which Keycloak names as its hostname (None: direct).
+    public_port: Option<u16>,
 }
 
 impl Launcher<'_> {
@@ -130,7 +128,10 @@ impl Launcher<'_> {
     ) -> Result<NativeKeycloak, ProviderError> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-        let mut options = start_options(self.certs, https_port, management_port);
+        let mut options = start_options(self.certs, https_port, management_port, self.public_port);
+        if self.topology == crate::Topology::Proxy {
+            options.extend(crate::options::proxy_options().iter().map(KcOption::flag));
+        }
         options.push(format!("--db-url={}", database.jdbc_url()));
         let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
         let shown = format!(
@@ -218,7 +219,12 @@ impl Launcher<'_> {
     }
 }
 
-fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<String> {
+fn start_options(
+    certs: &CertSet,
+    https_port: u16,
+    management_port: u16,
+    public_port: Option<u16>,
+) -> Vec<String> {
     let files = &certs.files;
     // Absolute, because Keycloak resolves relative paths against its own working directory.
     let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p).display().to_string();
@@ -228,7 +234,10 @@ fn start_options(certs: &CertSet, https_port: u16, management_port: u16) -> Vec<
         client_ca: absolute(files.ca_cert()),
     };
     let local = [
-        KcOption::new("hostname", crate::options::hostname(https_port)),
+        KcOption::new(
+            "hostname",
+            crate::options::hostname(public_port.unwrap_or(https_port)),
+        ),
         KcOption::new("http-host", "127.0.0.1"),
         KcOption::new("http-management-port", management_port.to_string()),
     ];
@@ -254,7 +263,7 @@ fn spawn(
     command.env("JAVA_OPTS_APPEND", java_opts_append(&archive));
     let mut child = command
         .arg("-c")
-        .arg(WATCHDOG)
+        .arg(playbook_proxy::process::WATCHDOG)
         .arg("keycloak-watchdog")
         .arg(install.join("bin/kc.sh"))
         .args(["start", "--optimized"])
@@ -343,15 +352,15 @@ impl NativeKeycloak {
         crate::reuse::take(&self.lifeline);
         let group = -(child.id() as i32);
         let mut killed = abandon || !self.archive.needs_clean_exit();
-        signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
+        playbook_proxy::process::signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
         loop {
             let _ = child.try_wait();
-            if !group_alive(group) {
+            if !playbook_proxy::process::group_alive(group) {
                 break;
             }
             if Instant::now() > deadline {
-                signal(group, libc::SIGKILL);
+                playbook_proxy::process::signal(group, libc::SIGKILL);
                 killed = true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -368,16 +377,4 @@ impl Drop for NativeKeycloak {
     fn drop(&mut self) {
         self.shut_down(true);
     }
-}
-
-fn signal(group: i32, signal: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(group, signal);
-    }
-}
-
-fn group_alive(group: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(group, 0) == 0 }
 }

@@ -58,6 +58,36 @@ pub(crate) fn build_options(database: Database) -> Vec<KcOption> {
     ]
 }
 
+/// Behind the reverse proxy Keycloak reads the client certificate from the proxy's RFC 9440
+/// header instead of its own TLS connection. Which lookup runs is a build-time choice, so the
+/// proxy topology has a build of its own; the direct build stays as it was.
+pub(crate) fn proxy_build_options(topology: crate::Topology) -> Option<KcOption> {
+    (topology == crate::Topology::Proxy)
+        .then(|| KcOption::new("spi-x509cert-lookup--provider", "rfc9440"))
+}
+
+/// Runtime options behind the proxy: forwarded headers read, but only from the proxy's own
+/// address (CVE-2024-10039: without that, anyone reaching Keycloak could claim a certificate).
+pub(crate) fn proxy_options() -> Vec<KcOption> {
+    use crate::proxy::{FORWARDED_CERT_HEADER, FORWARDED_CHAIN_HEADER, UPSTREAM_SOURCE};
+    vec![
+        KcOption::new("proxy-headers", "xforwarded"),
+        KcOption::new("proxy-trusted-addresses", UPSTREAM_SOURCE.to_string()),
+        KcOption::new(
+            "spi-x509cert-lookup--rfc9440--ssl-client-cert",
+            FORWARDED_CERT_HEADER,
+        ),
+        KcOption::new(
+            "spi-x509cert-lookup--rfc9440--ssl-cert-chain",
+            FORWARDED_CHAIN_HEADER,
+        ),
+        KcOption::new(
+            "spi-x509cert-lookup--rfc9440--certificate-chain-length",
+            "0",
+        ),
+    ]
+}
+
 /// Paths, as Keycloak will see them, of the files it serves TLS with.
 pub(crate) struct TlsFiles {
     pub certificate: String,

@@ -1,7 +1,7 @@
 //! A Keycloak kept running across runs, for the developer loop (like testcontainers' reuse).
 //!
 //! Whatever backend started it, a Keycloak dies with its starter through a lifeline pipe (see
-//! `native::WATCHDOG` and `container::REAPER`). To keep one, [`Keycloak::detach`] hands the
+//! `playbook_proxy::process::WATCHDOG` and `container::REAPER`). To keep one, [`Keycloak::detach`] hands the
 //! write end of that pipe to a *keeper*, a `sleep` in a process group of its own, and writes a
 //! [`Lease`] saying where Keycloak is and how to log in. The next run attaches to it in
 //! milliseconds; [`stop_leased`] kills the keeper, which closes the pipe, and the same watchdog
@@ -66,6 +66,8 @@ impl Lease {
                 Secret::new(self.admin_password.clone()),
             ),
             ca_pem: ca_pem.to_owned(),
+            proxy: None,
+            behind_proxy: None,
             backend: Running::Reused,
         };
         keycloak.admin().ok()?.realm_exists("master").await.ok()?;
@@ -90,6 +92,12 @@ impl Keycloak {
     /// An external Keycloak was never ours to keep.
     pub fn detach(self, dir: &Path) -> Result<Lease, ProviderError> {
         let backend = self.backend_name().to_owned();
+        if self.proxy.is_some() {
+            // The proxy dies with this process; a kept Keycloak without it would be unreachable.
+            return Err(ProviderError::NotDetachable {
+                backend: format!("{backend} Keycloak behind the proxy"),
+            });
+        }
         let lifeline = match self.backend {
             Running::Native(native) => native.detach(),
             Running::Container(container) => container.detach(),

@@ -112,3 +112,34 @@ mod flags {
         }
     }
 }
+
+/// Where a request's client certificate comes from, for the binding check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientCertSource {
+    /// The request's own TLS connection: the client connects to this server directly.
+    #[default]
+    Tls,
+    /// A header a reverse proxy sets from the certificate it verified (RFC 9440 `Client-Cert`).
+    /// The TLS peer is then the proxy, and the header is believed only from the proxy.
+    Header { name: String, trust: ProxyTrust },
+}
+
+/// How this server tells its reverse proxy from anyone else who can connect to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyTrust {
+    /// The proxy's own TLS client certificate, by its `x5t#S256` thumbprint. Every peer must then
+    /// present a certificate of the CA; only the proxy's makes its header count. Preferred: it
+    /// holds wherever the proxy runs and whoever else shares its network.
+    Certificate { thumbprint: String },
+    /// The peer addresses the proxy connects from. Weaker: anyone who can connect from one of
+    /// them (another process on the proxy's host, a spoofed address on a flat network) is
+    /// believed too.
+    Addresses(Vec<std::net::IpAddr>),
+}
+
+impl ProxyTrust {
+    /// Whether this trust needs a client certificate from every TLS peer.
+    pub fn requires_peer_certificate(&self) -> bool {
+        matches!(self, Self::Certificate { .. })
+    }
+}

@@ -24,7 +24,7 @@ pub mod tls;
 pub mod token;
 
 pub use api::{AppState, router};
-pub use config::{Algorithm, BindingMode};
+pub use config::{Algorithm, BindingMode, ClientCertSource, ProxyTrust};
 pub use introspect::IntrospectionConfig;
 pub use jwks::JwksCache;
 pub use policy::{AuthError, Authorized, Policy};

@@ -7,8 +7,13 @@
 //! async fn list_users(_: Authorized<ReadUsers>) -> Json<Vec<User>> { ... }
 //! ```
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use base64::Engine;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -16,9 +21,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 
-use crate::BindingMode;
 use crate::introspect::{IntrospectionError, Introspector};
 use crate::token::{TokenError, Validator, VerifiedToken};
+use crate::{BindingMode, ClientCertSource, ProxyTrust};
 
 /// A route's requirement: a realm role (from `realm_access.roles` only) and at least one of the
 /// scopes, each compared as a whole space-separated token of `scope`.
@@ -33,6 +38,10 @@ pub struct Auth {
     pub binding: BindingMode,
     /// Introspection mode: Keycloak is asked whether a valid token is still active.
     pub introspector: Option<Introspector>,
+    /// Where a request's client certificate comes from.
+    pub client_cert: ClientCertSource,
+    /// The CA a forwarded client certificate must chain to, checked again behind the proxy.
+    pub ca_pem: String,
 }
 
 /// A request whose token is valid, bound as required, and satisfies `P`.
@@ -51,17 +60,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let auth = Arc::<Auth>::from_ref(state);
+        // A forged certificate header is refused before anything else is looked at.
+        let certificate = client_certificate(&auth, parts)?;
         let presented = bearer_token(parts)?;
         let token = auth.validator.validate(presented).await.map_err(|error| {
             // Debug, not Display: kid, alg and iss come from the token and are escaped this way.
             tracing::info!(?error, "rejected access token");
             AuthError::InvalidToken(error.summary())
         })?;
-        let certificate = parts
-            .extensions
-            .get::<Arc<TlsInfo>>()
-            .and_then(|tls| tls.peer_certificates.first());
-        check_binding(auth.binding, &token, certificate.map(|der| der.as_ref()))?;
+        check_binding(auth.binding, &token, certificate.as_deref())?;
         if let Some(introspector) = &auth.introspector {
             introspector
                 .check(presented, token.expires_at)
@@ -104,6 +111,64 @@ fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
         return Err(AuthError::InvalidRequest("malformed bearer token"));
     }
     Ok(token)
+}
+
+/// The client certificate of a request, from where this server reads it: its TLS connection, or
+/// the reverse proxy's header, believed only when the proxy sent it. Behind the proxy the TLS
+/// peer is the proxy itself, so its certificate is never taken for the client's.
+fn client_certificate<'a>(
+    auth: &Auth,
+    parts: &'a Parts,
+) -> Result<Option<Cow<'a, [u8]>>, AuthError> {
+    let peer = parts
+        .extensions
+        .get::<Arc<TlsInfo>>()
+        .and_then(|tls| tls.peer_certificates.first());
+    let ClientCertSource::Header { name, trust } = &auth.client_cert else {
+        return Ok(peer.map(|der| Cow::Borrowed(der.as_slice())));
+    };
+    let mut values = parts.headers.get_all(name.as_str()).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let from_proxy = match trust {
+        ProxyTrust::Certificate { thumbprint } => {
+            peer.is_some_and(|der| playbook_certs::thumbprint_s256(der) == *thumbprint)
+        }
+        ProxyTrust::Addresses(allowed) => address.is_some_and(|ip| allowed.contains(&ip)),
+    };
+    if !from_proxy {
+        let peer = peer.map(|der| playbook_certs::thumbprint_s256(der));
+        tracing::warn!(header = %name, ?address, peer_certificate = ?peer, "refused a client certificate header from a peer that is not the trusted proxy");
+        return Err(AuthError::UntrustedForwarding);
+    }
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest(
+            "more than one client certificate header",
+        ));
+    }
+    let der = forwarded_der(value.as_bytes()).ok_or(AuthError::InvalidRequest(
+        "malformed client certificate header",
+    ))?;
+    playbook_certs::der::verify_forwarded_client(&der, &auth.ca_pem).map_err(|why| {
+        tracing::warn!(header = %name, why, "refused the proxy's forwarded client certificate");
+        AuthError::InvalidRequest("forwarded client certificate not accepted")
+    })?;
+    Ok(Some(Cow::Owned(der)))
+}
+
+/// An RFC 9440 `Client-Cert` value: an RFC 8941 byte sequence, `:base64(DER):`. Anything else
+/// (PEM, bare base64, URL encoding, a list) is not one.
+fn forwarded_der(value: &[u8]) -> Option<Vec<u8>> {
+    let inner = value.trim_ascii().strip_prefix(b":")?.strip_suffix(b":")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .ok()
+        .filter(|der| !der.is_empty())
 }
 
 /// RFC 8705 section 3: a bound token is only valid with the certificate it is bound to.
@@ -162,6 +227,8 @@ pub enum AuthError {
     },
     /// 503: introspection mode cannot ask Keycloak, so the token is neither good nor bad yet.
     Unavailable,
+    /// 401: a client certificate header from someone other than the trusted reverse proxy.
+    UntrustedForwarding,
 }
 
 impl IntoResponse for AuthError {
@@ -191,6 +258,11 @@ impl IntoResponse for AuthError {
                 ),
                 why.to_string(),
             ),
+            Self::UntrustedForwarding => (
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="oauth2-playbook", error="invalid_token", error_description="client certificate header not from the trusted proxy""#.to_owned(),
+                "client certificate header not from the trusted proxy".to_owned(),
+            ),
             Self::InvalidToken(why) => (
                 StatusCode::UNAUTHORIZED,
                 format!(
@@ -218,7 +290,7 @@ impl IntoResponse for AuthError {
         let error = match &self {
             Self::NoToken => "unauthorized",
             Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidToken(_) | Self::UntrustedForwarding => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::Unavailable => "temporarily_unavailable",
         };

@@ -14,7 +14,7 @@ use crate::introspect::{IntrospectionConfig, Introspector};
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
 use crate::policy::Auth;
 use crate::token::{Validator, ValidatorConfig};
-use crate::{Algorithm, AppState, BindingMode};
+use crate::{Algorithm, AppState, BindingMode, ClientCertSource};
 
 /// The seed's resource-server address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub trace: Trace,
     /// The lifeline the server is drawn as: the lab runs a second one beside the first.
     pub party: Party,
+    /// Where a request's client certificate comes from: its TLS connection, or a header from a
+    /// trusted reverse proxy.
+    pub client_cert: ClientCertSource,
 }
 
 impl ServerConfig {
@@ -74,6 +77,7 @@ impl ServerConfig {
             introspection: None,
             trace: Trace::off(),
             party: Party::ResourceServer,
+            client_cert: ClientCertSource::Tls,
         }
     }
 }
@@ -162,8 +166,17 @@ pub fn serve(
     keys: Arc<JwksCache>,
     router: impl FnOnce(AppState) -> axum::Router,
 ) -> Result<RunningServer, ServerError> {
-    let tls = crate::tls::server_config(&config.ca_pem, &config.cert_pem, &config.key_pem)
-        .map_err(ServerError::Tls)?;
+    let require_peer_certificate = match &config.client_cert {
+        ClientCertSource::Header { trust, .. } => trust.requires_peer_certificate(),
+        ClientCertSource::Tls => false,
+    };
+    let tls = crate::tls::server_config(
+        &config.ca_pem,
+        &config.cert_pem,
+        &config.key_pem,
+        require_peer_certificate,
+    )
+    .map_err(ServerError::Tls)?;
     let validator = Validator::new(
         ValidatorConfig {
             issuer: config.issuer.issuer().to_string(),
@@ -205,6 +218,8 @@ pub fn serve(
         validator,
         binding: config.binding,
         introspector,
+        client_cert: config.client_cert.clone(),
+        ca_pem: config.ca_pem.clone(),
     }));
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
@@ -219,7 +234,7 @@ pub fn serve(
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .map_err(|source| ServerError::Bind { addr, source })?
         .handle(handle.clone())
-        .serve(router(state.clone()).into_make_service());
+        .serve(router(state.clone()).into_make_service_with_connect_info::<SocketAddr>());
     let task = tokio::spawn(server);
     // Started without keys (Keycloak down)? Keep trying in the background; /readyz tells.
     // With keys, fetch them again now and then: a key Keycloak removed must stop verifying.

@@ -8,10 +8,13 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 
 /// A TLS server configuration from PEM: CA (for client certificates), certificate chain, key.
+/// With `require_client_cert` every peer must present a certificate of the CA (the proxy
+/// topology, where the only expected peer is the proxy).
 pub fn server_config(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
+    require_client_cert: bool,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
@@ -20,8 +23,12 @@ pub fn server_config(
     }
     // Requested, not required: tokens that are not certificate-bound still work without one,
     // and a certificate that is presented must chain to our CA or the handshake fails.
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = match require_client_cert {
+        true => verifier,
+        false => verifier.allow_unauthenticated(),
+    };
+    let verifier = verifier
         .build()
         .map_err(|e| format!("client certificate verifier: {e}"))?;
     let chain = der::certificates(cert_pem).map_err(|e| format!("server certificate: {e}"))?;

@@ -306,8 +306,9 @@ fn exchange_svg(exchange: &Exchange, columns: &Columns, n: usize, y: u32) -> Str
             r#"<text class="label" x="{middle}" y="{req_text}" text-anchor="middle">{request}</text>"#,
             r#"<line class="request" x1="{from}" x2="{to}" y1="{req_line}" y2="{req_line}" marker-end="url(#head)"/>"#,
             r#"<text class="label answer {class}" x="{middle}" y="{res_text}" text-anchor="middle">{answer}</text>"#,
-            r#"<line class="response {class}" x1="{to}" x2="{from}" y1="{res_line}" y2="{res_line}" marker-end="url(#head)"/></g>"#
+            r#"<line class="response {class}" x1="{to}" x2="{from}" y1="{res_line}" y2="{res_line}" marker-end="url(#head)"/>{hop}</g>"#
         ),
+        hop = hop_svg(exchange, columns, y),
         n = n,
         status = status,
         from_name = exchange.from.name(),
@@ -328,6 +329,25 @@ fn exchange_svg(exchange: &Exchange, columns: &Columns, n: usize, y: u32) -> Str
         res_line = y + 60,
     )
 }
+
+/// Where the request passed the reverse proxy: a ring on both arrows at the proxy's lifeline,
+/// marked as where the client's TLS ends.
+fn hop_svg(exchange: &Exchange, columns: &Columns, y: u32) -> String {
+    let Some(via) = exchange.via.filter(|via| columns.0.contains(via)) else {
+        return String::new();
+    };
+    let x = columns.x(via);
+    format!(
+        r#"<circle class="hop" cx="{x}" cy="{req}" r="8"><title>{VIA_HINT}</title></circle><circle class="hop" cx="{x}" cy="{res}" r="8"/><text class="hop-label" x="{label_x}" y="{label_y}">TLS ends</text>"#,
+        req = y + 28,
+        res = y + 60,
+        label_x = x + 12,
+        label_y = y + 47,
+    )
+}
+
+/// What passing the proxy means, where a view has room for a sentence.
+pub const VIA_HINT: &str = "the client's TLS ends at the reverse proxy, which checks the client certificate and forwards it in a header (RFC 9440)";
 
 /// The details panel of every exchange (hidden until its arrow is selected).
 pub fn details(run: &Run) -> String {
@@ -358,6 +378,9 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         &format!("{} {}", exchange.method, exchange.url),
         "mono",
     );
+    if let Some(via) = exchange.via {
+        row("Via", &format!("{}: {VIA_HINT}", via.name()), "");
+    }
     row(
         "Status",
         &answer_label(exchange),
@@ -559,16 +582,19 @@ pub fn mermaid(run: &Run) -> String {
             }
             Event::Exchange(exchange) => {
                 let (from, to) = (id(exchange.from), id(exchange.to));
-                let _ = writeln!(
-                    out,
-                    "    {from}->>{to}: {}",
-                    mermaid_text(&request_label(exchange))
-                );
-                let _ = writeln!(
-                    out,
-                    "    {to}-->>{from}: {}",
-                    mermaid_text(&answer_label(exchange))
-                );
+                // Through the proxy, each arrow is drawn as its two hops.
+                let hops: Vec<(&str, &str)> = match exchange.via {
+                    Some(via) => vec![(from, id(via)), (id(via), to)],
+                    None => vec![(from, to)],
+                };
+                let request = mermaid_text(&request_label(exchange));
+                for (a, b) in &hops {
+                    let _ = writeln!(out, "    {a}->>{b}: {request}");
+                }
+                let answer = mermaid_text(&answer_label(exchange));
+                for (a, b) in hops.iter().rev() {
+                    let _ = writeln!(out, "    {b}-->>{a}: {answer}");
+                }
             }
             Event::Lesson { text } => {
                 let _ = writeln!(out, "    Note over {span}: {}", mermaid_text(text));

@@ -15,6 +15,9 @@ pub enum Party {
     /// The federated client's workload platform (a realm of the same Keycloak, playing a
     /// Kubernetes cluster or a SPIFFE server): it issues the workload's identity token.
     Platform,
+    /// The reverse proxy of the proxy topology: the client's TLS ends there, and it forwards
+    /// the client certificate it verified to Keycloak and the resource server in a header.
+    Proxy,
     ResourceServer,
     /// A resource server run with `--binding off` beside the tutorial's.
     UnboundResourceServer,
@@ -24,10 +27,11 @@ pub enum Party {
 
 impl Party {
     /// Every lifeline, in the order of the diagram's columns.
-    pub const ALL: [Party; 7] = [
+    pub const ALL: [Party; 8] = [
         Party::Client,
         Party::Intruder,
         Party::Platform,
+        Party::Proxy,
         Party::Keycloak,
         Party::ResourceServer,
         Party::UnboundResourceServer,
@@ -45,6 +49,7 @@ impl Party {
             Self::Intruder => "Intruder",
             Self::Keycloak => "Keycloak",
             Self::Platform => "Platform",
+            Self::Proxy => "Proxy",
             Self::ResourceServer => "ResourceServer",
             Self::UnboundResourceServer => "ResourceServer (binding off)",
             Self::IntrospectingResourceServer => "ResourceServer (introspection)",
@@ -58,6 +63,7 @@ impl Party {
             Self::Intruder => "I",
             Self::Keycloak => "K",
             Self::Platform => "P",
+            Self::Proxy => "X",
             Self::ResourceServer => "R",
             Self::UnboundResourceServer => "RB",
             Self::IntrospectingResourceServer => "RI",
@@ -136,6 +142,9 @@ pub struct Exchange {
     /// How the request authenticated its sender, as it crossed the wire with every secret
     /// masked; `None` for requests that carry no client credentials.
     pub sent: Option<SentView>,
+    /// The party the request passed through on its way (the proxy topology's reverse proxy,
+    /// where the client's TLS ended); `None` when it went straight to `to`.
+    pub via: Option<Party>,
 }
 
 impl Exchange {
@@ -155,6 +164,7 @@ impl Exchange {
             token: None,
             client_certificate: None,
             sent: None,
+            via: None,
         }
     }
 

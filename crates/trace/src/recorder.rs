@@ -76,7 +76,9 @@ impl Run {
             .into_iter()
             .filter(|party| {
                 Party::FLOW.contains(party)
-                    || self.exchanges().any(|e| e.from == *party || e.to == *party)
+                    || self
+                        .exchanges()
+                        .any(|e| e.from == *party || e.to == *party || e.via == Some(*party))
             })
             .collect()
     }
@@ -93,6 +95,9 @@ struct Shared {
     quiet: std::sync::atomic::AtomicUsize,
     /// Bumped at every change, so viewers wake up and redraw.
     changed: watch::Sender<u64>,
+    /// The addresses (scheme, host and port) a reverse proxy serves: requests to them are
+    /// drawn through the proxy's lifeline.
+    proxied: Mutex<Vec<String>>,
 }
 
 impl Trace {
@@ -101,7 +106,21 @@ impl Trace {
             run: Mutex::new(Run::default()),
             quiet: std::sync::atomic::AtomicUsize::new(0),
             changed: watch::Sender::new(0),
+            proxied: Mutex::new(Vec::new()),
         })))
+    }
+
+    /// Requests to `origin` (`https://localhost:9443`) pass the reverse proxy: the parties
+    /// address the proxy as if it were the part behind it, and only the trace draws the hop.
+    pub fn through_proxy(&self, origin: &str) {
+        if let Some(shared) = &self.0 {
+            let origin = origin.trim_end_matches('/').to_owned();
+            shared
+                .proxied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(origin);
+        }
     }
 
     /// A trace that records nothing.
@@ -113,7 +132,19 @@ impl Trace {
         self.0.is_some()
     }
 
-    pub fn record(&self, exchange: Exchange) {
+    pub fn record(&self, mut exchange: Exchange) {
+        if let Some(shared) = &self.0 {
+            let proxied = shared.proxied.lock().unwrap_or_else(|e| e.into_inner());
+            let behind = |origin: &String| {
+                exchange
+                    .url
+                    .strip_prefix(origin.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            };
+            if proxied.iter().any(behind) {
+                exchange.via = Some(Party::Proxy);
+            }
+        }
         let quiet = self
             .0
             .as_ref()

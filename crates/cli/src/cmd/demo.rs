@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use playbook_certs::{CertSet, Ensured};
 use playbook_client::{AccessToken, ResourceApi};
 use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
+use playbook_lab::ServedApi;
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
-use playbook_resource_server::server::{self, RunningServer, ServerConfig};
+use playbook_resource_server::server::ServerConfig;
 use playbook_trace::Trace;
 use serde_json::json;
 
-use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs};
+use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs, TopologyArgs};
 use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
 use crate::presenter::{ExportArgs, StageArgs};
@@ -32,6 +33,9 @@ pub struct Args {
 
     #[command(flatten)]
     auth: AuthArgs,
+
+    #[command(flatten)]
+    topology: TopologyArgs,
 
     /// Leave Keycloak and the resource server running, and print commands to explore them.
     #[arg(long)]
@@ -71,8 +75,12 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         certs.files.dir().display()
     ));
     let api_port = args.api.resolve()?;
-    let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
-    crate::presenter::note_keycloak(&trace, &keycloak);
+    let topology = args.topology.topology;
+    let keycloak = args
+        .start
+        .attach_or_start(certs_dir, &certs, topology)
+        .await?;
+    crate::presenter::note_keycloak(&trace, &keycloak, topology);
     let outcome = tokio::select! {
         outcome = demo(&keycloak, &certs, certs_dir, api_port, &args, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(interrupted(&keycloak))),
@@ -139,7 +147,7 @@ async fn demo(
     args: &Args,
     trace: &Trace,
     report: &mut Report,
-) -> anyhow::Result<(RunningServer, AccessToken)> {
+) -> anyhow::Result<(ServedApi, AccessToken)> {
     let realm = args.realm.realm.as_str();
     let admin = keycloak.admin()?;
     if !admin.realm_exists(realm).await? {
@@ -156,13 +164,15 @@ async fn demo(
     let listen = format!("127.0.0.1:{api_port}").parse()?;
     let mut config = ServerConfig::new(keycloak.realm(realm).issuer().clone(), listen, certs);
     config.trace = trace.clone();
-    let server = server::start(config).await?;
+    let server = ServedApi::start(config, args.topology.topology, certs).await?;
     report.note(&format!(
         "Keycloak ({}) at {} with realm {realm}",
         keycloak.backend_name(),
         keycloak.base_url()
     ));
-    report.note(&format!("resource server at {}", server.base_url()));
+    crate::presenter::note_proxy(report, "Keycloak", keycloak.proxy());
+    report.note(&format!("resource server at {}", server.url()));
+    crate::presenter::note_proxy(report, "the resource server", server.proxy.as_ref());
 
     let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
     trace.context("realm", realm);
@@ -180,7 +190,7 @@ async fn demo(
     let flow = Flow {
         admin: &admin,
         realm,
-        api: ResourceApi::new(server.base_url(), tokens.clone()),
+        api: ResourceApi::new(server.url(), tokens.clone()),
         tokens: tokens.clone(),
         show_token: args.output.show_token,
     };
@@ -229,7 +239,7 @@ async fn demo(
             )
             .await;
     }
-    let thief = ResourceApi::without_certificate(server.base_url(), tokens.clone())?;
+    let thief = ResourceApi::without_certificate(server.url(), tokens.clone())?;
     let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
     // Only a token bound to the certificate is refused without it; the others are bearer tokens.
     let (expected, lesson) = match tokens.config().binding {
@@ -254,7 +264,7 @@ async fn demo(
     Ok((server, token))
 }
 
-async fn keep_running(keycloak: &Keycloak, realm: &str, server: &RunningServer, certs: &CertSet) {
+async fn keep_running(keycloak: &Keycloak, realm: &str, server: &ServedApi, certs: &CertSet) {
     let f = &certs.files;
     let (ca, cert, key) = (f.ca_cert(), f.client_cert(), f.client_key());
     println!("\nEverything keeps running. Try (every command trusts only the local CA):");
@@ -269,10 +279,7 @@ async fn keep_running(keycloak: &Keycloak, realm: &str, server: &RunningServer, 
     );
     println!(
         "  curl -s --cacert {ca} --cert {cert} --key {key} -H \"Authorization: Bearer $TOKEN\" {}",
-        server
-            .base_url()
-            .join(LIST_USERS.path)
-            .expect("a route path"),
+        server.url().join(LIST_USERS.path).expect("a route path"),
         ca = ca.display(),
         cert = cert.display(),
         key = key.display()
@@ -280,10 +287,7 @@ async fn keep_running(keycloak: &Keycloak, realm: &str, server: &RunningServer, 
     println!(
         "  curl -i --cacert {} -H \"Authorization: Bearer $TOKEN\" {}   # no certificate: 401",
         ca.display(),
-        server
-            .base_url()
-            .join(LIST_USERS.path)
-            .expect("a route path")
+        server.url().join(LIST_USERS.path).expect("a route path")
     );
     println!(
         "  admin console: {}admin/ (user {}, password in {})",

@@ -10,9 +10,10 @@ use playbook_lab::{Lab, SCENARIOS, Scenario, Verdict};
 use playbook_trace::Trace;
 use serde_json::{Value, json};
 
-use crate::args::{ApiPortArgs, StartArgs};
+use crate::args::{ApiPortArgs, StartArgs, TopologyArgs};
 use crate::presenter::{ExportArgs, StageArgs};
 use crate::report::Report;
+use playbook_provider::Topology;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,6 +30,9 @@ pub struct Args {
 
     #[command(flatten)]
     api: ApiPortArgs,
+
+    #[command(flatten)]
+    topology: TopologyArgs,
 
     #[command(flatten)]
     stage: StageArgs,
@@ -55,14 +59,32 @@ const PREDICTED_ANSWERS: [&str; 4] = [
 ];
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let topology = args.topology.topology;
+    let behind_proxy = topology == Topology::Proxy;
     let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
         (Some(name), _) => SCENARIOS.iter().filter(|s| s.name == name).collect(),
-        (None, true) => SCENARIOS.iter().collect(),
+        // The proxy's scenarios need the proxy; the others run in either topology.
+        (None, true) => SCENARIOS
+            .iter()
+            .filter(|s| behind_proxy || !s.needs_proxy)
+            .collect(),
         (None, false) => {
             list(args.json);
             return Ok(ExitCode::SUCCESS);
         }
     };
+    if let Some(scenario) = chosen.iter().find(|s| s.needs_proxy && !behind_proxy) {
+        anyhow::bail!(playbook_lab::LabError::NeedsProxy(scenario.name));
+    }
+    if args.all && !behind_proxy && !args.json {
+        let skipped: Vec<&str> = (SCENARIOS.iter().filter(|s| s.needs_proxy))
+            .map(|s| s.name)
+            .collect();
+        eprintln!(
+            "not run: {} (they attack the reverse proxy: add --topology proxy)",
+            skipped.join(", ")
+        );
+    }
     let trace = Trace::new();
     trace.title(&match chosen.as_slice() {
         [one] => scenario_title(one),
@@ -73,8 +95,17 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut report = Report::new(args.json, trace.clone()).paced(pace);
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let api_port = args.api.resolve()?;
-    let keycloak = args.start.attach_or_start(certs_dir, &certs).await?;
-    crate::presenter::note_keycloak(&trace, &keycloak);
+    let keycloak = args
+        .start
+        .attach_or_start(certs_dir, &certs, topology)
+        .await?;
+    crate::presenter::note_keycloak(&trace, &keycloak, topology);
+    if behind_proxy && keycloak.proxy().is_none() {
+        keycloak.stop().await;
+        anyhow::bail!(
+            "the lab behind the proxy starts its own Keycloak (it attacks Keycloak's own port past the proxy, which only a Keycloak it started is known by); drop --keycloak-url and --keycloak-backend external"
+        );
+    }
     let outcome = tokio::select! {
         outcome = lab(&keycloak, &certs, api_port, &chosen, args.predict, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
@@ -151,7 +182,10 @@ async fn lab(
     report: &mut Report,
 ) -> anyhow::Result<Vec<Ran>> {
     let admin = keycloak.admin()?.traced(trace.clone());
-    let lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
+    let mut lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
+    if keycloak.proxy().is_some() {
+        lab = lab.behind_proxy(keycloak.direct_url().clone());
+    }
     let mut verdicts = Vec::new();
     for scenario in chosen {
         let first_event = trace.snapshot().events.len();
@@ -194,8 +228,13 @@ fn list(json: bool) {
     println!("The attack lab: `cargo playbook lab NAME` runs one, `--all` runs every one.\n");
     let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for scenario in &SCENARIOS {
+        let proxy = if scenario.needs_proxy {
+            " [--topology proxy]"
+        } else {
+            ""
+        };
         println!(
-            "  {:<width$} {} ({})",
+            "  {:<width$} {} ({}){proxy}",
             scenario.name, scenario.title, scenario.rfc
         );
     }

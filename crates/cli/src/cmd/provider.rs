@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::args::{RealmArgs, StartArgs};
+use crate::args::{RealmArgs, StartArgs, TopologyArgs};
 use playbook_certs::CertSet;
 use playbook_keycloak::RealmTemplate;
 
@@ -15,6 +15,9 @@ pub struct Args {
     #[command(flatten)]
     realm: RealmArgs,
 
+    #[command(flatten)]
+    topology: TopologyArgs,
+
     /// Only do the backend's one-time work (distribution build, or container image), then exit.
     #[arg(long, conflicts_with = "stop")]
     prepare: bool,
@@ -25,7 +28,10 @@ pub struct Args {
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let provider = args.start.config(certs_dir);
+    let provider = playbook_provider::ProviderConfig {
+        topology: args.topology.topology,
+        ..args.start.config(certs_dir)
+    };
     let realm = args.realm.realm.as_str();
     if args.stop {
         let dir = playbook_provider::reuse_dir(&provider);
@@ -64,6 +70,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         keycloak.backend_name()
     );
     println!("  issuer        {}", keycloak.realm(realm).issuer());
+    if let Some(proxy) = keycloak.proxy() {
+        println!(
+            "  behind        {} at {}, in front of Keycloak's own {} (configuration: {})",
+            playbook_provider::proxy::PROGRAM,
+            proxy.url(),
+            keycloak.direct_url(),
+            proxy.config_path().display()
+        );
+    }
     println!(
         "  admin console {}admin/ (user `{}`, password in {})",
         keycloak.base_url(),

@@ -5,14 +5,21 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use playbook_certs::CertSet;
-use playbook_resource_server::server::{self, ServerConfig};
+use playbook_lab::ServedApi;
+use playbook_provider::Topology;
+use playbook_resource_server::server::ServerConfig;
 
-use crate::args::ServerArgs;
+use crate::args::{ServerArgs, TopologyArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// With proxy, HAProxy serves --listen and the server a free port behind it, reading the
+    /// client certificate from the proxy's header (set up for you: no --client-cert-header).
+    #[command(flatten)]
+    topology: TopologyArgs,
 }
 
 /// Builds the server configuration: explicit paths win, the certificate directory fills the rest.
@@ -30,17 +37,33 @@ pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig
     config.cert_pem = read(args.cert.as_deref(), certs.resource_server.cert_pem())?;
     config.key_pem = read(args.key.as_deref(), certs.resource_server.key_pem())?;
     args.apply(&mut config);
+    config.client_cert = args.client_cert()?;
     Ok(config)
 }
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let topology = args.topology.topology;
+    if topology == Topology::Proxy && args.server.client_cert_header.is_some() {
+        anyhow::bail!(
+            "--topology proxy sets up the header itself; --client-cert-header is for a proxy of your own"
+        );
+    }
+    let (certs, _) = CertSet::ensure(certs_dir, false)?;
     let config = config(certs_dir, args.server)?;
     let issuer = config.issuer.issuer().clone();
-    let server = server::start(config).await?;
+    let api = ServedApi::start(config, topology, &certs).await?;
     println!(
         "resource server listening on {} (issuer {issuer})",
-        server.base_url()
+        api.url()
     );
+    if let Some(proxy) = &api.proxy {
+        println!(
+            "  behind {} (TLS ends there; configuration: {}); the server itself at {} reads the client certificate only from the proxy's header",
+            playbook_provider::proxy::PROGRAM,
+            proxy.config_path().display(),
+            api.server.base_url()
+        );
+    }
     for route in playbook_resource_server::api::ROUTES {
         let endpoint = format!("{} {}", route.method, route.path);
         println!("  {endpoint:<20}{}", route.requirement());
@@ -51,6 +74,6 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("Press Ctrl-C to stop.");
     crate::cmd::shutdown_signal().await;
-    server.shutdown().await;
+    api.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

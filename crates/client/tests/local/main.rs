@@ -46,6 +46,7 @@ async fn stand_in(certs: &CertSet) -> (Url, Arc<Counters>) {
             &certs.ca_pem,
             certs.resource_server.cert_pem(),
             certs.resource_server.key_pem(),
+            false,
         )
         .unwrap(),
     );

@@ -51,6 +51,8 @@ static AUTH: LazyLock<Arc<Auth>> = LazyLock::new(|| {
         validator: Validator::new(config, Arc::new(keys)),
         binding: BindingMode::WhenPresent,
         introspector: None,
+        client_cert: Default::default(),
+        ca_pem: String::new(),
     })
 });
 

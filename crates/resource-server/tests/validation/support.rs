@@ -8,10 +8,10 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use playbook_certs::CertSet;
+use playbook_certs::{CertSet, Leaf};
 use playbook_forge::{SigningKey as TestKey, b64_json, keycloak_like_claims};
-use playbook_resource_server::BindingMode;
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
+use playbook_resource_server::{BindingMode, ClientCertSource, ProxyTrust};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -48,13 +48,28 @@ impl Fixture {
 
     /// A fixture whose server config `adjust` may change (binding mode, refresh interval).
     pub async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        Self::build(adjust, true).await
+        Self::build(|config, _| adjust(config), true).await
+    }
+
+    /// A fixture whose server sits behind a reverse proxy, reading the client certificate from
+    /// `Client-Cert`, with the trust `trust` gives for the fixture's certificates.
+    pub async fn behind_proxy(trust: impl FnOnce(&CertSet) -> ProxyTrust) -> Self {
+        Self::build(
+            |config, certs| {
+                config.client_cert = ClientCertSource::Header {
+                    name: "Client-Cert".into(),
+                    trust: trust(certs),
+                };
+            },
+            true,
+        )
+        .await
     }
 
     /// A fixture whose resource server starts while nothing answers at the issuer's address
     /// yet, like a Keycloak still booting; [`Self::start_issuer`] brings it up.
     pub async fn with_issuer_not_started(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
-        Self::build(adjust, false).await
+        Self::build(|config, _| adjust(config), false).await
     }
 
     /// Serves the issuer on its address (for [`Self::with_issuer_not_started`]).
@@ -64,7 +79,7 @@ impl Fixture {
         serve_issuer(listener, &self.certs, self.issuer_state.clone());
     }
 
-    async fn build(adjust: impl FnOnce(&mut ServerConfig), issuer_now: bool) -> Self {
+    async fn build(adjust: impl FnOnce(&mut ServerConfig, &CertSet), issuer_now: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (certs, _) = CertSet::ensure(dir.path(), false).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -94,7 +109,7 @@ impl Fixture {
             &certs,
         );
         config.leeway = Duration::from_secs(5);
-        adjust(&mut config);
+        adjust(&mut config, &certs);
         let server = server::start(config).await.expect("resource server starts");
         Self {
             server,
@@ -128,16 +143,29 @@ impl Fixture {
         token: Option<&str>,
         with_certificate: bool,
     ) -> (u16, String) {
-        let http = if with_certificate {
-            playbook_https::https_client_with_identity(
-                &self.certs.ca_pem,
-                &self.certs.client.identity_pem(),
-            )
-        } else {
-            playbook_https::https_client(&self.certs.ca_pem)
+        let identity = with_certificate.then_some(&self.certs.client);
+        self.request_as(path, token, identity, &[]).await
+    }
+
+    /// A request over a connection presenting `identity` (or none), with extra `headers`.
+    pub async fn request_as(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        identity: Option<&Leaf>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let http = match identity {
+            Some(leaf) => {
+                playbook_https::https_client_with_identity(&self.certs.ca_pem, &leaf.identity_pem())
+            }
+            None => playbook_https::https_client(&self.certs.ca_pem),
         }
         .unwrap();
         let mut request = http.get(self.server.base_url().join(path).unwrap());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -215,6 +243,7 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
         &certs.ca_pem,
         certs.keycloak.cert_pem(),
         certs.keycloak.key_pem(),
+        false,
     )
     .unwrap();
     let server = axum_server::from_tcp_rustls(

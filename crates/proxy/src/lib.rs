@@ -1,0 +1,429 @@
+//! The reverse proxy of the proxy topology: Debian's HAProxy, run by the playbook like Keycloak
+//! (started, waited for, stopped with everything it started), from a configuration written here.
+//!
+//! In production a client's TLS connection rarely ends at Keycloak or at the API: a proxy ends it,
+//! checks the client certificate, and tells the upstream which certificate it checked in an HTTP
+//! header. That header is the whole attack surface (CVE-2024-10039: anyone who could reach
+//! Keycloak could send it themselves), so the configuration below makes the three trust
+//! decisions explicit:
+//! 1. the proxy strips whatever the client sent under the header's name, and sets it only from a
+//!    certificate it verified against the local CA ([`FORWARDED_CERT_HEADER`], RFC 9440);
+//! 2. the proxy connects upstream from its own address ([`UPSTREAM_SOURCE`]) and, to the API,
+//!    with its own client certificate, so an upstream can tell the proxy from anyone else;
+//! 3. each upstream reads the header only from the proxy (Keycloak's `proxy-trusted-addresses`,
+//!    the resource server's `--client-cert-header` with `--trusted-proxy-cert`).
+//!
+//! HAProxy rather than nginx: it emits RFC 9440's `:base64(DER):` itself (`ssl_c_der,base64`),
+//! which Keycloak's `rfc9440` lookup and the resource server read as is, where nginx only has a
+//! URL-encoded PEM of its own format. One proxy process per upstream keeps each start and stop
+//! with the part it fronts.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use playbook_certs::CertSet;
+use url::Url;
+
+pub mod process;
+
+/// Why the proxy could not start, each with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "the proxy topology needs HAProxy, which is not installed: install Debian's `haproxy` \
+         package (apt-get install haproxy), or use --topology direct"
+    )]
+    Missing,
+
+    #[error("the reverse proxy did not start: {reason}{}\n--- last lines of its log ---\n{tail}",
+        config.as_ref().map(|c| format!(" (configuration: {})", c.display())).unwrap_or_default())]
+    Failed {
+        reason: String,
+        config: Option<PathBuf>,
+        tail: String,
+    },
+
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ProxyError {
+    let path = path.into();
+    move |source| ProxyError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The last lines of the proxy's log, for failure messages.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The program started, found on `PATH` (Debian's `haproxy` package).
+pub const PROGRAM: &str = "haproxy";
+/// RFC 9440: the client certificate the proxy verified, as `:base64(DER):`.
+pub const FORWARDED_CERT_HEADER: &str = "Client-Cert";
+/// RFC 9440: the rest of the client's chain. Never set here (the CA signs client certificates
+/// directly), always stripped, so a client cannot add links to the chain either.
+pub const FORWARDED_CHAIN_HEADER: &str = "Client-Cert-Chain";
+/// The headers the proxy never passes on from a client: it sets them itself or not at all.
+pub const STRIPPED_HEADERS: [&str; 7] = [
+    FORWARDED_CERT_HEADER,
+    FORWARDED_CHAIN_HEADER,
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+];
+/// A certificate as the proxy forwards it in [`FORWARDED_CERT_HEADER`]: RFC 9440's RFC 8941 byte
+/// sequence, `:base64(DER):`. What the attack lab forges, and what the proxy's
+/// `:%[ssl_c_der,base64]:` writes.
+pub fn forwarded_value(der: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+/// The address the proxy connects to its upstreams from. On one machine every party connects
+/// from 127.0.0.1; a loopback address of its own is what lets Keycloak trust the proxy's headers
+/// (`proxy-trusted-addresses`) and nobody else's.
+pub const UPSTREAM_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// How long the proxy gets to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where TLS from the client ends: at the part itself, or at a reverse proxy in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topology {
+    /// Today's flow: the client's TLS connection ends at Keycloak and at the API.
+    #[default]
+    Direct,
+    /// A reverse proxy ends it and forwards the verified client certificate in a header.
+    Proxy,
+}
+
+impl Topology {
+    pub const ALL: [Self; 2] = [Self::Direct, Self::Proxy];
+
+    /// The one name of each topology: what the flag takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for Topology {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// One part behind the proxy.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `keycloak` or `api`: the name of the frontend and backend in the configuration.
+    pub name: &'static str,
+    /// The port clients connect to (the proxy's).
+    pub listen: u16,
+    /// The port the part itself serves HTTPS on, on 127.0.0.1.
+    pub port: u16,
+    /// Whether the proxy presents its own certificate upstream (the resource server trusts the
+    /// forwarded header by it; Keycloak trusts it by address and needs none).
+    pub present_certificate: bool,
+}
+
+/// The files the configuration names.
+#[derive(Debug, Clone)]
+pub struct ProxyFiles {
+    /// The proxy's certificate and key in one PEM (HAProxy's `crt`), 0600.
+    pub identity: PathBuf,
+    /// The local CA: the only anchor for client certificates and for the upstream's certificate.
+    pub ca: PathBuf,
+}
+
+/// The HAProxy configuration for `upstream`, commented for the learner who opens it
+/// (docs/proxy.md walks through it).
+pub fn render(upstream: &Upstream, files: &ProxyFiles) -> String {
+    let Upstream {
+        name,
+        listen,
+        port,
+        present_certificate,
+    } = upstream;
+    let (identity, ca) = (files.identity.display(), files.ca.display());
+    let stripped: String = STRIPPED_HEADERS
+        .iter()
+        .map(|header| format!("    http-request del-header {header}\n"))
+        .collect();
+    let own_certificate = if *present_certificate {
+        format!(" crt {identity}")
+    } else {
+        String::new()
+    };
+    format!(
+        "# Written by oauth2-playbook for one run (the proxy topology); removed when the proxy stops.
+global
+    log stderr format raw local0 info
+    maxconn 512
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    ssl-default-server-options ssl-min-ver TLSv1.2
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+
+frontend {name}
+    # TLS ends here. A client certificate is asked for, not required (JWKS and admin calls come
+    # without one); one that is presented must chain to the local CA or the handshake fails.
+    bind 127.0.0.1:{listen} ssl crt {identity} ca-file {ca} verify optional alpn h2,http/1.1
+    # Trust decision 1: nothing a client sends under these names reaches the upstream.
+{stripped}    # RFC 9440: the certificate this proxy verified, and only that one.
+    http-request set-header {FORWARDED_CERT_HEADER} :%[ssl_c_der,base64]: if {{ ssl_c_used }} {{ ssl_c_verify 0 }}
+    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Forwarded-Proto https
+    default_backend {name}
+
+backend {name}
+    # Trust decision 2: the upstream knows the proxy by its source address and, where it asks,
+    # by the proxy's own client certificate. The upstream's certificate must chain to the CA.
+    server {name} 127.0.0.1:{port} source {UPSTREAM_SOURCE} ssl verify required ca-file {ca} verifyhost localhost sni str(localhost) alpn http/1.1{own_certificate}
+"
+    )
+}
+
+/// A running HAProxy in front of one part; dropping it stops the proxy and removes its files.
+pub struct ReverseProxy {
+    child: Mutex<Child>,
+    /// Kept open only to keep the watchdog waiting; closing it stops the proxy.
+    lifeline: Mutex<Option<ChildStdin>>,
+    dir: tempfile::TempDir,
+    url: Url,
+    upstream: Upstream,
+}
+
+impl ReverseProxy {
+    /// Writes the configuration and the proxy's identity (0600) into a directory of its own,
+    /// starts HAProxy, and returns once it accepts connections on `upstream.listen`.
+    /// A `listen` of 0 takes a free port.
+    pub async fn start(mut upstream: Upstream, certs: &CertSet) -> Result<Self, ProxyError> {
+        if upstream.listen == 0 {
+            upstream.listen =
+                process::free_port().map_err(io("find a free port on", "127.0.0.1"))?;
+        }
+        let program = which(PROGRAM).ok_or(ProxyError::Missing)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("oauth2-playbook-proxy-{}-", upstream.name))
+            .tempdir()
+            .map_err(io("create a directory in", std::env::temp_dir()))?;
+        let leaf = certs.proxy().map_err(|e| ProxyError::Failed {
+            reason: format!("the proxy's certificate: {e}"),
+            config: None,
+            tail: String::new(),
+        })?;
+        let files = ProxyFiles {
+            identity: dir.path().join("proxy-identity.pem"),
+            ca: std::path::absolute(certs.files.ca_cert())
+                .unwrap_or_else(|_| certs.files.ca_cert()),
+        };
+        playbook_certs::write_private(&files.identity, &leaf.identity_pem())
+            .map_err(io("write", &files.identity))?;
+        let config = dir.path().join("haproxy.cfg");
+        std::fs::write(&config, render(&upstream, &files)).map_err(io("write", &config))?;
+        let log = dir.path().join("haproxy.log");
+        let child = spawn(&program, &config, &log)?;
+        let proxy = Self {
+            lifeline: Mutex::new(None),
+            child: Mutex::new(child),
+            dir,
+            url: playbook_https::local_url(upstream.listen),
+            upstream,
+        };
+        {
+            let mut child = proxy.child.lock().expect("not poisoned");
+            *proxy.lifeline.lock().expect("not poisoned") = child.stdin.take();
+        }
+        proxy.wait_listening(&log).await?;
+        tracing::debug!(url = %proxy.url, config = %config.display(), "reverse proxy listening");
+        Ok(proxy)
+    }
+
+    /// The proxy's address: what clients use instead of the part's own.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The generated configuration, there while the proxy runs.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("haproxy.cfg")
+    }
+
+    /// The part behind this proxy.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// The process id of HAProxy's watchdog, the leader of its process group.
+    pub fn process_group(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
+    async fn wait_listening(&self, log: &Path) -> Result<(), ProxyError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let exited = self
+                .child
+                .lock()
+                .expect("not poisoned")
+                .try_wait()
+                .ok()
+                .flatten();
+            let failed = |reason: String| ProxyError::Failed {
+                reason,
+                config: Some(self.config_path()),
+                tail: tail(log, 15),
+            };
+            if let Some(status) = exited {
+                return Err(failed(format!("{PROGRAM} exited ({status})")));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.upstream.listen))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(failed(format!(
+                    "{PROGRAM} is not listening on port {} after {} s",
+                    self.upstream.listen,
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the proxy's whole process group and waits for it to be gone. Idempotent.
+    pub fn terminate(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        self.lifeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let group = -(child.id() as i32);
+        process::signal(group, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process::group_alive(group) {
+            let _ = child.try_wait();
+            if Instant::now() > deadline {
+                process::signal(group, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ReverseProxy {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn spawn(program: &Path, config: &Path, log: &Path) -> Result<Child, ProxyError> {
+    use std::os::unix::process::CommandExt;
+    let log_file = std::fs::File::create(log).map_err(io("create", log))?;
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(process::WATCHDOG)
+        .arg("proxy-watchdog")
+        .arg(program)
+        // -db: stay in the foreground, one process, so the watchdog's group holds all of it.
+        .args(["-db", "-f"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(log_file.try_clone().map_err(io("open", log))?)
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .map_err(io("run", program))
+}
+
+/// `program` on `PATH` (Debian puts HAProxy in /usr/sbin, which a user's `PATH` may lack).
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(present_certificate: bool) -> String {
+        let upstream = Upstream {
+            name: "api",
+            listen: 8443,
+            port: 20001,
+            present_certificate,
+        };
+        let files = ProxyFiles {
+            identity: "/run/p/proxy-identity.pem".into(),
+            ca: "/certs/ca.pem".into(),
+        };
+        render(&upstream, &files)
+    }
+
+    #[test]
+    fn every_forwarding_header_a_client_sends_is_stripped_before_the_proxy_sets_its_own() {
+        let config = rendered(true);
+        let set = config
+            .find("http-request set-header Client-Cert")
+            .expect("the header is set");
+        for header in STRIPPED_HEADERS {
+            let stripped = config
+                .find(&format!("http-request del-header {header}\n"))
+                .unwrap_or_else(|| panic!("{header} is not stripped"));
+            assert!(stripped < set, "{header} is stripped after it is set");
+        }
+        assert!(config.contains(":%[ssl_c_der,base64]: if { ssl_c_used } { ssl_c_verify 0 }"));
+    }
+
+    #[test]
+    fn the_proxy_verifies_both_sides_against_the_local_ca_only() {
+        let config = rendered(false);
+        assert!(config.contains("bind 127.0.0.1:8443 ssl crt /run/p/proxy-identity.pem ca-file /certs/ca.pem verify optional"));
+        assert!(config.contains(
+            "server api 127.0.0.1:20001 source 127.0.0.2 ssl verify required ca-file /certs/ca.pem"
+        ));
+        assert!(!config.contains("verify none"));
+        assert!(!config.contains("server api 127.0.0.1:20001 source 127.0.0.2 ssl verify required ca-file /certs/ca.pem verifyhost localhost sni str(localhost) alpn http/1.1 crt"));
+        assert!(rendered(true).contains("alpn http/1.1 crt /run/p/proxy-identity.pem\n"));
+    }
+}

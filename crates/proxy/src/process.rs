@@ -1,0 +1,52 @@
+//! Processes the playbook owns (Keycloak, the reverse proxy): they die with the playbook however
+//! it ends, a stop reaches every process they started, and each gets a port of its own.
+
+/// Runs `"$@"` and kills its whole process group as soon as its stdin reaches EOF. Our process
+/// holds the only write end of that pipe, so the program dies with us however we end: return,
+/// panic, Ctrl-C or SIGKILL. kc.sh does not `exec` java, so a signal to kc.sh alone would leave
+/// java running; the process group catches both.
+pub const WATCHDOG: &str = r#"exec 3<&0
+{ while read -r _ <&3; do :; done; kill -TERM 0; } &
+watcher=$!
+"$@" </dev/null 3<&-
+status=$?
+kill "$watcher" 2>/dev/null
+exit "$status"
+"#;
+
+pub fn signal(group: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(group, signal);
+    }
+}
+
+pub fn group_alive(group: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(group, 0) == 0 }
+}
+
+/// A free TCP port on loopback, for a process the playbook starts to bind.
+pub fn free_port() -> std::io::Result<u16> {
+    // Below the kernel's ephemeral range: a port from bind(0) comes from that range, where any
+    // outgoing connection may take it as its local port before Keycloak binds it (seen here as
+    // "Unable to start the management interface … Address already in use").
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = if ephemeral_start > 21_000 {
+        20_000
+    } else {
+        1024
+    };
+    for _ in 0..64 {
+        let port = rand::random_range(floor..ephemeral_start.max(floor + 1));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
