@@ -51,6 +51,18 @@ pub fn https_client(ca_pem: &str) -> Result<reqwest::Client, TlsMaterialError> {
         .map_err(|e| TlsMaterialError(describe(&e)))
 }
 
+/// Like [`https_client`], its connections leaving from `source`: the attack lab's intruder on
+/// the reverse proxy's own host, connecting from the proxy's address.
+pub fn https_client_from(
+    ca_pem: &str,
+    source: std::net::IpAddr,
+) -> Result<reqwest::Client, TlsMaterialError> {
+    builder(ca_pem)?
+        .local_address(source)
+        .build()
+        .map_err(|e| TlsMaterialError(describe(&e)))
+}
+
 /// Like [`https_client`], also presenting a client certificate (`identity_pem`: cert then key).
 pub fn https_client_with_identity(
     ca_pem: &str,

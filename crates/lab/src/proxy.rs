@@ -5,7 +5,7 @@
 
 use playbook_client::ResourceApi;
 use playbook_keycloak::{CLIENT_ID, USERS_READ};
-use playbook_proxy::{FORWARDED_CERT_HEADER, forwarded_value};
+use playbook_proxy::{FORWARDED_CERT_HEADER, UPSTREAM_SOURCE, forwarded_value};
 use playbook_trace::{Exchange, Party};
 
 use crate::arena::Arena;
@@ -108,8 +108,21 @@ pub(crate) async fn forged_header_to_keycloak(arena: &Arena<'_>) -> Attempts {
     let direct = past_proxy
         .join(path.trim_start_matches('/'))
         .map_err(|e| LabError::Setup(e.to_string()))?;
-    let http = playbook_https::https_client(&arena.certs().ca_pem)
-        .map_err(|e| LabError::Setup(e.to_string()))?;
+    let setup = |e: playbook_https::TlsMaterialError| LabError::Setup(e.to_string());
+    let http = playbook_https::https_client(&arena.certs().ca_pem).map_err(setup)?;
+    let on_proxy_host =
+        playbook_https::https_client_from(&arena.certs().ca_pem, UPSTREAM_SOURCE.into())
+            .map_err(setup)?;
+    let forged = victims_certificate(arena);
+    let mut on_the_proxys_address = forged_token_request(
+        arena,
+        &on_proxy_host,
+        direct.clone(),
+        &forged,
+        "the same from the proxy's own address, as a process on the proxy's host could: Keycloak believes it, so an address allow-list is only as safe as every process behind that address",
+    )
+    .await?;
+    on_the_proxys_address.expected = Expect::Status(200);
     Ok(vec![
         arena
             .token_and_call(
@@ -123,10 +136,11 @@ pub(crate) async fn forged_header_to_keycloak(arena: &Arena<'_>) -> Attempts {
             arena,
             &http,
             direct,
-            &victims_certificate(arena),
+            &forged,
             "the intruder goes around the proxy to Keycloak's own port and asks for the client's token with a Client-Cert header naming the client's certificate (CVE-2024-10039)",
         )
         .await?,
+        on_the_proxys_address,
     ])
 }
 

@@ -327,7 +327,8 @@ impl ReverseProxy {
         }
     }
 
-    /// Stops the proxy's whole process group and waits for it to be gone. Idempotent.
+    /// Stops the proxy's whole process group, waits for it to be gone, and removes its files.
+    /// Idempotent.
     pub fn terminate(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         self.lifeline
@@ -345,6 +346,9 @@ impl ReverseProxy {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.wait();
+        // Also here, not only when the directory's handle drops: a proxy stopped from an exit
+        // hook (a `static` handle) is never dropped.
+        let _ = std::fs::remove_dir_all(self.dir.path());
     }
 }
 

@@ -1,5 +1,5 @@
-//! Optional extras: programs a few tests need that a fresh machine may not have (a browser today;
-//! a proxy or a database tomorrow). Keycloak is not one of them: without it the e2e tests fail.
+//! Optional extras: programs a few tests need that a fresh machine may not have (a browser, a
+//! proxy; a database tomorrow). Keycloak is not one of them: without it the e2e tests fail.
 //!
 //! A test asks [`Extra::available`] first. When the extra is missing it prints exactly one
 //! `skipped: <test> needs <what> (<how to install>)` line and passes, so README's test command is
@@ -62,8 +62,21 @@ pub const CURL_JQ: Extra = Extra {
     ],
 };
 
+/// HAProxy: the proxy topology's reverse proxy, in front of Keycloak and the resource server.
+pub const PROXY: Extra = Extra {
+    name: "proxy",
+    needs: "HAProxy",
+    install: "apt-get install haproxy",
+    require_variable: "PLAYBOOK_REQUIRE_PROXY",
+    programs: &[&[
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]],
+};
+
 /// Every extra, for the docs and for a test that keeps their variables apart.
-pub const ALL: [&Extra; 2] = [&BROWSER, &CURL_JQ];
+pub const ALL: [&Extra; 3] = [&BROWSER, &CURL_JQ, &PROXY];
 
 /// The extra of that name.
 pub fn named(name: &str) -> Option<&'static Extra> {

@@ -131,6 +131,43 @@ pub async fn keycloak() -> &'static Keycloak {
     }
 }
 
+static KEYCLOAK_BEHIND_PROXY: tokio::sync::OnceCell<Result<Keycloak, String>> =
+    tokio::sync::OnceCell::const_new();
+
+/// The run's Keycloak behind the reverse proxy, started on first use for the proxy topology's
+/// tests; `None`, after one `skipped:` line, when HAProxy is missing and not required.
+///
+/// It is the run's second Keycloak, and the only other one: which certificate lookup Keycloak
+/// runs (its TLS connection, or the proxy's header) is fixed when Keycloak is built, so one
+/// Keycloak cannot serve both topologies. It always runs natively (the proxy must reach it from
+/// an address of its own) and is never kept across runs.
+pub async fn keycloak_behind_proxy(test: &str) -> Option<&'static Keycloak> {
+    if !extras::PROXY.available(test) {
+        return None;
+    }
+    let started = KEYCLOAK_BEHIND_PROXY
+        .get_or_init(|| async {
+            let args = ProviderConfig {
+                backend: playbook_provider::BackendChoice::Native,
+                url: None,
+                https_port: 0,
+                topology: playbook_provider::Topology::Proxy,
+                ..provider_config()
+            };
+            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+            let started = playbook_provider::start(&args, certs(), progress).await;
+            if started.is_ok() {
+                STOP_AT_EXIT.get_or_init(register_exit_hook);
+            }
+            started.map_err(|e| e.to_string())
+        })
+        .await;
+    match started {
+        Ok(keycloak) => Some(keycloak),
+        Err(reason) => panic!("no Keycloak behind the proxy for {test}: {reason}"),
+    }
+}
+
 /// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two
 /// runs from starting one each.
 async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
@@ -185,8 +222,10 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
 /// backend's watchdog covers the exits that skip it (SIGKILL, abort).
 fn register_exit_hook() {
     extern "C" fn stop_keycloak() {
-        if let Some(Ok(keycloak)) = KEYCLOAK.get() {
-            keycloak.terminate();
+        for keycloak in [KEYCLOAK.get(), KEYCLOAK_BEHIND_PROXY.get()] {
+            if let Some(Ok(keycloak)) = keycloak {
+                keycloak.terminate();
+            }
         }
     }
     // SAFETY: registering a plain `extern "C" fn` with no captured state.

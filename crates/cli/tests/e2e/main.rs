@@ -10,6 +10,7 @@ mod demo;
 mod docs;
 mod doctor;
 mod lab;
+mod proxy;
 mod resource_server;
 mod stage;
 mod token;
