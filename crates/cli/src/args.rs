@@ -141,9 +141,6 @@ impl StartArgs {
 
     /// The Keycloak of a command that only needs one (`demo`, `lab`): the playbook Keycloak
     /// already running on the port (the tutorial's), used and left running, else a new one.
-    ///
-    /// Behind the proxy it starts its own: the lab attacks Keycloak past its proxy, whose own
-    /// address only a Keycloak this run started is known by.
     pub async fn attach_or_start(
         &self,
         certs_dir: &Path,
@@ -151,7 +148,7 @@ impl StartArgs {
         topology: Topology,
     ) -> anyhow::Result<playbook_provider::Keycloak> {
         let config = ProviderConfig {
-            attach_running: topology == Topology::Direct,
+            attach_running: true,
             topology,
             ..self.config(certs_dir)
         };

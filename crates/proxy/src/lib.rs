@@ -198,8 +198,8 @@ defaults
     timeout http-request 10s
 
 frontend {name}
-    # TLS ends here. A client certificate is asked for, not required (JWKS and admin calls come
-    # without one); one that is presented must chain to the local CA or the handshake fails.
+    # TLS ends here. A client certificate is asked for, not required (JWKS fetches, admin calls
+    # and bearer tokens come without one); one that is presented must chain to the local CA.
     bind 127.0.0.1:{listen} ssl crt {identity} ca-file {ca} verify optional alpn h2,http/1.1
     # Trust decision 1: nothing a client sends under these names reaches the upstream.
 {stripped}    # RFC 9440: the certificate this proxy verified, and only that one.
@@ -429,5 +429,44 @@ mod tests {
         assert!(!config.contains("verify none"));
         assert!(!config.contains("server api 127.0.0.1:20001 source 127.0.0.2 ssl verify required ca-file /certs/ca.pem verifyhost localhost sni str(localhost) alpn http/1.1 crt"));
         assert!(rendered(true).contains("alpn http/1.1 crt /run/p/proxy-identity.pem\n"));
+    }
+}
+
+/// docs/proxy.md shows the configuration line by line; this holds it to what [`render`] writes.
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    const DOC: &str = include_str!("../../../docs/proxy.md");
+
+    /// The configuration block of the page: the text between its marker and the closing fence.
+    fn shown() -> &'static str {
+        let start = DOC
+            .find("<!-- generated: haproxy.cfg -->\n```text\n")
+            .expect("docs/proxy.md marks the generated configuration");
+        let block = &DOC[start..];
+        let body = &block[block.find("```text\n").expect("its fence") + 8..];
+        &body[..body.find("```").expect("a closing fence")]
+    }
+
+    #[test]
+    fn the_page_shows_the_configuration_the_api_proxy_is_started_with() {
+        let upstream = Upstream {
+            name: "api",
+            listen: 8443,
+            port: 20001,
+            present_certificate: true,
+        };
+        let files = ProxyFiles {
+            identity: "/tmp/oauth2-playbook-proxy-api-k2Xq9p/proxy-identity.pem".into(),
+            ca: "/home/you/oauth2-playbook/certs/ca.pem".into(),
+        };
+        let rendered = render(&upstream, &files);
+        assert_eq!(
+            shown(),
+            rendered,
+            "docs/proxy.md shows:\n{}\nrender writes:\n{rendered}",
+            shown()
+        );
     }
 }

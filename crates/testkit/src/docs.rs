@@ -164,13 +164,32 @@ pub struct Session {
     servers: Vec<Child>,
     /// How many blocks ran (skipped ones not counted).
     pub ran: usize,
+    /// The Keycloak the page's blocks use: the run's, or the run's behind the proxy.
+    keycloak: &'static playbook_provider::Keycloak,
 }
 
 impl Session {
     /// A session for `page` (its name in messages), running `playbook` for the cargo aliases.
     pub fn new(page: &str, playbook: &Path) -> Self {
+        Self::on(page, playbook, crate::run(crate::keycloak()))
+    }
+
+    /// A session for a page about the proxy topology: its blocks get the run's Keycloak behind
+    /// the proxy, and Keycloak's own address past it for the lab (`PLAYBOOK_KEYCLOAK_DIRECT_URL`).
+    /// `None`, after one `skipped:` line, where HAProxy is missing and not required.
+    pub fn behind_proxy(page: &str, playbook: &Path) -> Option<Self> {
+        let test = format!("the executed docs of {page}");
+        let keycloak = crate::run(crate::keycloak_behind_proxy(&test))?;
+        let mut session = Self::on(page, playbook, keycloak);
+        session.keycloak_env.push((
+            "PLAYBOOK_KEYCLOAK_DIRECT_URL".into(),
+            keycloak.direct_url().to_string(),
+        ));
+        Some(session)
+    }
+
+    fn on(page: &str, playbook: &Path, keycloak: &'static playbook_provider::Keycloak) -> Self {
         check_aliases();
-        let keycloak = crate::run(crate::keycloak());
         let keycloak_port = keycloak.base_url().port().expect("the run's Keycloak port");
         let api_port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -222,6 +241,7 @@ impl Session {
             keycloak_env,
             servers: Vec::new(),
             ran: 0,
+            keycloak,
         }
     }
 
@@ -336,7 +356,7 @@ impl Session {
             return;
         }
         crate::run(async {
-            let admin = crate::admin().await;
+            let admin = self.keycloak.admin().expect("an Admin API client");
             let realm = &self.realm;
             if admin.realm_exists(realm).await.expect("the realm list") {
                 admin

@@ -34,6 +34,12 @@ pub struct Args {
     #[command(flatten)]
     topology: TopologyArgs,
 
+    /// Behind the proxy, Keycloak's own address past its proxy, where the lab's intruder sends
+    /// a forged certificate header [default: known when the lab starts Keycloak itself;
+    /// `playbook provider --topology proxy` prints it].
+    #[arg(long, env = "PLAYBOOK_KEYCLOAK_DIRECT_URL")]
+    keycloak_direct_url: Option<url::Url>,
+
     #[command(flatten)]
     stage: StageArgs,
 
@@ -100,14 +106,21 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .attach_or_start(certs_dir, &certs, topology)
         .await?;
     crate::presenter::note_keycloak(&trace, &keycloak, topology);
-    if behind_proxy && keycloak.proxy().is_none() {
+    let keycloak_itself = match (&keycloak.proxy(), &args.keycloak_direct_url) {
+        (_, Some(given)) => Some(given.clone()),
+        (Some(_), None) => Some(keycloak.direct_url().clone()),
+        (None, None) => None,
+    };
+    if behind_proxy && keycloak_itself.is_none() {
+        let url = keycloak.base_url().clone();
         keycloak.stop().await;
         anyhow::bail!(
-            "the lab behind the proxy starts its own Keycloak (it attacks Keycloak's own port past the proxy, which only a Keycloak it started is known by); drop --keycloak-url and --keycloak-backend external"
+            "the lab behind the proxy attacks Keycloak's own address too, past its proxy, and Keycloak at {url} was running before: pass --keycloak-direct-url (`playbook provider --topology proxy` prints it as \"in front of Keycloak's own …\")"
         );
     }
+    let keycloak_itself = keycloak_itself.filter(|_| behind_proxy);
     let outcome = tokio::select! {
-        outcome = lab(&keycloak, &certs, api_port, &chosen, args.predict, &trace, &mut report) => outcome,
+        outcome = lab(Parts { keycloak: &keycloak, keycloak_itself, certs: &certs, api_port }, &chosen, args.predict, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
     };
     keycloak.stop().await;
@@ -172,19 +185,32 @@ fn scenario_title(scenario: &Scenario) -> String {
     format!("The attack lab: {}: {}", scenario.name, scenario.title)
 }
 
-async fn lab(
-    keycloak: &playbook_provider::Keycloak,
-    certs: &CertSet,
+/// What the lab runs against.
+struct Parts<'a> {
+    keycloak: &'a playbook_provider::Keycloak,
+    /// Behind the proxy: Keycloak's own address, past its proxy.
+    keycloak_itself: Option<url::Url>,
+    certs: &'a CertSet,
     api_port: u16,
+}
+
+async fn lab(
+    parts: Parts<'_>,
     chosen: &[&'static Scenario],
     predict: bool,
     trace: &playbook_trace::Trace,
     report: &mut Report,
 ) -> anyhow::Result<Vec<Ran>> {
+    let Parts {
+        keycloak,
+        keycloak_itself,
+        certs,
+        api_port,
+    } = parts;
     let admin = keycloak.admin()?.traced(trace.clone());
     let mut lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
-    if keycloak.proxy().is_some() {
-        lab = lab.behind_proxy(keycloak.direct_url().clone());
+    if let Some(keycloak_itself) = keycloak_itself {
+        lab = lab.behind_proxy(keycloak_itself);
     }
     let mut verdicts = Vec::new();
     for scenario in chosen {

@@ -38,3 +38,16 @@ fn client_authentication_every_block_a_learner_pastes_runs_as_shown() {
 fn workload_identity_every_block_a_learner_pastes_runs_as_shown() {
     run_page("docs/workload-identity.md");
 }
+
+#[test]
+fn proxy_every_block_a_learner_pastes_runs_as_shown_behind_the_proxy() {
+    let page = "docs/proxy.md";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let markdown = std::fs::read_to_string(root.join(page)).expect("the page");
+    let Some(mut session) = Session::behind_proxy(page, Path::new(env!("CARGO_BIN_EXE_playbook")))
+    else {
+        return;
+    };
+    let ran = session.run_page(&markdown);
+    assert!(ran > 0, "{page} has no executed block");
+}
