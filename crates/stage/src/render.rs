@@ -766,6 +766,60 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn behind_the_proxy_every_view_draws_the_hop_where_tls_ends() {
+        let trace = Trace::new();
+        trace.through_proxy("https://localhost:9443/");
+        let mut token = Exchange::new(
+            Party::Client,
+            Party::Keycloak,
+            "POST",
+            "https://localhost:9443/realms/r/protocol/openid-connect/token",
+        );
+        token.answered(200, "access token, 300 s");
+        trace.record(token);
+        // Another origin (the API's own port, past its proxy) is drawn straight.
+        let mut around = Exchange::new(
+            Party::Intruder,
+            Party::ResourceServer,
+            "GET",
+            "https://localhost:9443x/api/users",
+        );
+        around.answered(401, "invalid_token");
+        trace.record(around);
+        let run = trace.snapshot();
+        assert_eq!(
+            run.parties(),
+            [
+                Party::Client,
+                Party::Intruder,
+                Party::Proxy,
+                Party::Keycloak,
+                Party::ResourceServer
+            ]
+        );
+        let svg = svg(&run);
+        assert_eq!(
+            svg.matches(r#"<circle class="hop""#).count(),
+            2,
+            "two rings, one exchange"
+        );
+        assert_eq!(svg.matches(">TLS ends<").count(), 1);
+        assert!(svg.contains(">Proxy<"));
+        let mermaid = mermaid(&run);
+        let arrows: Vec<&str> = mermaid
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains(">>"))
+            .map(|l| l.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            arrows,
+            ["C->>X", "X->>K", "K-->>X", "X-->>C", "I->>R", "R-->>I"]
+        );
+        assert!(details(&run).contains("<dt>Via</dt>"));
+    }
+
+    #[test]
     fn the_details_show_how_the_client_authenticated_with_its_secret_masked() {
         let trace = Trace::new();
         let mut exchange = Exchange::new(

@@ -150,6 +150,7 @@ fn the_preflight_checks_a_rooms_machine_without_starting_anything() {
         "ports:",
         "audience page:",
         "browser:",
+        "reverse proxy:",
         "terminal:",
         "disk:",
     ] {
@@ -160,4 +161,36 @@ fn the_preflight_checks_a_rooms_machine_without_starting_anything() {
         "{text}"
     );
     assert!(text.contains("--stage-port 0"), "{text}");
+}
+
+/// The proxy topology's wrong combinations are said in one line before anything starts: its
+/// scenarios without the proxy, and a Keycloak container behind it.
+#[test]
+fn the_proxy_topology_refuses_what_cannot_work_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = playbook(dir.path(), &["lab", "forged-header-to-api"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(said.contains("run it with --topology proxy"), "{said}");
+    assert!(!dir.path().join("keycloak-admin-password").exists());
+
+    let output = playbook(
+        dir.path(),
+        &[
+            "provider",
+            "--topology",
+            "proxy",
+            "--keycloak-backend",
+            "container",
+            "--keycloak-port",
+            "0",
+        ],
+    );
+    let said = stderr(&output);
+    assert_ne!(output.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("the proxy topology runs Keycloak natively") || said.contains("HAProxy"),
+        "{said}"
+    );
 }

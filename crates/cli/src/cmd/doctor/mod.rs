@@ -134,6 +134,12 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             "browser",
             preflight::browser(std::env::var_os("PATH").as_deref()),
         );
+        report.record(
+            "reverse proxy",
+            preflight::proxy(playbook_provider::proxy::which(
+                playbook_provider::proxy::PROGRAM,
+            )),
+        );
         // The terminal the class sees, even with stdout piped (`--json | jq`).
         let size = terminal_size::terminal_size()
             .or_else(|| terminal_size::terminal_size_of(std::io::stderr()))

@@ -110,6 +110,17 @@ pub fn browser(path: Option<&std::ffi::OsStr>) -> Verdict {
     }
 }
 
+/// HAProxy for `--topology proxy`: a class that does not show the proxy runs without it, so its
+/// absence is said, not failed.
+pub fn proxy(found: Option<PathBuf>) -> Verdict {
+    match found {
+        Some(path) => Verdict::Pass(format!("{} for --topology proxy", path.display())),
+        None => Verdict::Skipped(
+            "no HAProxy: --topology proxy needs it (`apt-get install haproxy`); everything else runs without it",
+        ),
+    }
+}
+
 /// The terminal `--step` will run in: big enough for a step on one screen, and in colour.
 pub fn terminal(size: Option<(u16, u16)>, no_color: bool) -> Verdict {
     let Some((width, height)) = size else {
@@ -182,6 +193,14 @@ mod tests {
         assert!(passed(&terminal(Some((120, 40)), false)));
         assert!(!passed(&terminal(Some((80, 24)), false)));
         assert!(!passed(&terminal(None, false)));
+    }
+
+    #[test]
+    fn a_missing_proxy_is_said_without_failing_the_class() {
+        assert!(passed(&proxy(Some(PathBuf::from("/usr/sbin/haproxy")))));
+        assert!(
+            matches!(proxy(None), Verdict::Skipped(why) if why.contains("apt-get install haproxy"))
+        );
     }
 
     #[test]
