@@ -139,6 +139,18 @@ impl Leaf {
         &self.key_pem
     }
 
+    /// A certificate and its key read back from one PEM ([`Self::identity_pem`]'s form);
+    /// `None` unless it holds exactly a certificate and a key.
+    pub fn from_identity_pem(pem: &str) -> Option<Self> {
+        let start = pem.find("-----BEGIN CERTIFICATE-----")?;
+        let end = pem.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
+        let key_start = pem.find("-----BEGIN PRIVATE KEY-----")?;
+        let cert = format!("{}\n", &pem[start..end]);
+        let key = pem[key_start..].to_owned();
+        (key_start >= end && pem[end..].matches("BEGIN CERTIFICATE").count() == 0)
+            .then(|| Self::from_pem(cert, key))
+    }
+
     /// Certificate then key in one buffer: the form TLS client libraries (reqwest) take.
     pub fn identity_pem(&self) -> Vec<u8> {
         format!("{}{}", self.cert_pem, self.key_pem).into_bytes()

@@ -40,6 +40,27 @@ pub fn allows_client_auth(pem: &str) -> bool {
     }
 }
 
+/// A certificate as a reverse proxy forwards it in RFC 9440's `Client-Cert` header: an RFC 8941
+/// byte sequence, `:base64(DER):`.
+pub fn to_forwarded(der: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+/// The DER of an RFC 9440 `Client-Cert` value; `None` for anything that is not one byte
+/// sequence (PEM, bare base64, URL encoding, a list, an empty one).
+pub fn from_forwarded(value: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let inner = value.trim_ascii().strip_prefix(b":")?.strip_suffix(b":")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .ok()
+        .filter(|der| !der.is_empty())
+}
+
 /// Checks a client certificate that arrived as DER from elsewhere than a TLS handshake (a
 /// reverse proxy's forwarded header): exactly one certificate, nothing after it (not a chain),
 /// signed by the CA in `ca_pem` and valid now for TLS client authentication. The proxy checked

@@ -67,13 +67,11 @@ impl Files {
     pub fn assertion_key(&self) -> PathBuf {
         self.dir.join("client-assertion-key.pem")
     }
-    /// The reverse proxy's certificate: its TLS server identity towards clients, and the client
-    /// certificate it presents upstream, by which the resource server knows it is the proxy.
-    pub fn proxy_cert(&self) -> PathBuf {
-        self.dir.join("proxy.pem")
-    }
-    pub fn proxy_key(&self) -> PathBuf {
-        self.dir.join("proxy-key.pem")
+    /// The reverse proxy's certificate and key in one file (0600), the form HAProxy's `crt`
+    /// reads: its TLS server identity towards clients, and the client certificate it presents
+    /// upstream, by which the resource server knows it is the proxy.
+    pub fn proxy_identity(&self) -> PathBuf {
+        self.dir.join("proxy-identity.pem")
     }
     /// Where the client keeps the secret Keycloak gave it for a secret-based method (0600).
     pub fn client_secret(&self, method: &str) -> PathBuf {
@@ -176,20 +174,33 @@ impl CertSet {
     /// The reverse proxy's certificate and key (server and client use), made on first use like
     /// the assertion key: sets generated before the proxy existed stay valid, and a set only
     /// ever run direct carries no identity it does not use.
+    ///
+    /// One file, written whole under a temporary name and then renamed: two parties making it
+    /// at once (a test run's parallel tests) each read a matching certificate and key, never one
+    /// party's certificate with the other's key.
     pub fn proxy(&self) -> Result<Leaf, CertsError> {
-        let (cert, key) = (self.files.proxy_cert(), self.files.proxy_key());
-        if let (Ok(cert_pem), Ok(key_pem)) = (fs::read_to_string(&cert), fs::read_to_string(&key))
-            && check_chain("proxy.pem", &cert_pem, &self.ca_pem, true).is_ok()
-            && check_key("proxy.pem", &cert_pem, "proxy-key.pem", &key_pem).is_ok()
-            && check_lifetime("proxy.pem", &cert_pem).is_ok()
+        let path = self.files.proxy_identity();
+        if let Ok(pem) = fs::read_to_string(&path)
+            && let Some(leaf) = Leaf::from_identity_pem(&pem)
+            && check_chain("proxy-identity.pem", leaf.cert_pem(), &self.ca_pem, true).is_ok()
+            && check_key(
+                "proxy-identity.pem",
+                leaf.cert_pem(),
+                "proxy-identity.pem",
+                leaf.key_pem(),
+            )
+            .is_ok()
+            && check_lifetime("proxy-identity.pem", leaf.cert_pem()).is_ok()
         {
-            return Ok(Leaf::from_pem(cert_pem, key_pem));
+            return Ok(leaf);
         }
         let leaf = self
             .authority()?
             .issue(&LeafSpec::server(PROXY_CN).also_client())?;
-        write_file(&key, leaf.key_pem(), true)?;
-        write_file(&cert, leaf.cert_pem(), false)?;
+        let staging = path.with_extension(format!("pem.{}", std::process::id()));
+        let identity = String::from_utf8(leaf.identity_pem()).expect("PEM is ASCII");
+        write_file(&staging, &identity, true)?;
+        fs::rename(&staging, &path).map_err(io("rename", &staging))?;
         Ok(leaf)
     }
 
@@ -285,6 +296,38 @@ fn write_truststore(path: &Path, ca_pem: &str) -> Result<(), CertsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_identity_is_made_once_in_one_private_file_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, _) = CertSet::ensure(dir.path(), false).unwrap();
+        let path = set.files.proxy_identity();
+        assert!(!path.exists(), "made on first use, not with the set");
+        let first = set.proxy().unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            set.proxy().unwrap().thumbprint_s256(),
+            first.thumbprint_s256()
+        );
+        assert!(crate::der::allows_client_auth(first.cert_pem()));
+        // A file that does not hold a certificate and its key is replaced, not trusted.
+        fs::write(&path, first.cert_pem()).unwrap();
+        let second = set.proxy().unwrap();
+        assert_ne!(second.thumbprint_s256(), first.thumbprint_s256());
+        assert!(Leaf::from_identity_pem(&fs::read_to_string(&path).unwrap()).is_some());
+        let leftovers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("proxy-identity.pem.")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no staging file left");
+    }
 
     #[test]
     fn generates_then_reuses_with_private_keys_0600() {

@@ -141,6 +141,10 @@ impl StartArgs {
 
     /// The Keycloak of a command that only needs one (`demo`, `lab`): the playbook Keycloak
     /// already running on the port (the tutorial's), used and left running, else a new one.
+    ///
+    /// Behind the proxy it attaches to nothing: a Keycloak found on the port may be a direct
+    /// one, and the run would then draw, and claim, a proxy that is not there. A proxied
+    /// Keycloak already running is used by naming it (`--keycloak-url`).
     pub async fn attach_or_start(
         &self,
         certs_dir: &Path,
@@ -148,7 +152,7 @@ impl StartArgs {
         topology: Topology,
     ) -> anyhow::Result<playbook_provider::Keycloak> {
         let config = ProviderConfig {
-            attach_running: true,
+            attach_running: topology == Topology::Direct,
             topology,
             ..self.config(certs_dir)
         };
@@ -433,16 +437,30 @@ impl ServerArgs {
 
     /// Where the client certificate comes from: the TLS connection, or the header of a proxy
     /// this server can tell from anyone else.
-    pub fn client_cert(&self) -> anyhow::Result<ClientCertSource> {
+    /// `ca_pem` is the CA the server trusts: the proxy's certificate must be one of its client
+    /// certificates, or the proxy could never complete a handshake.
+    pub fn client_cert(&self, ca_pem: &str) -> anyhow::Result<ClientCertSource> {
         let Some(name) = &self.client_cert_header else {
             return Ok(ClientCertSource::Tls);
         };
+        // A name no request can carry would leave every bound token "without a certificate".
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            anyhow::bail!(
+                "--client-cert-header {name:?} is not an HTTP header name (e.g. Client-Cert)"
+            );
+        }
         let trust = match (&self.trusted_proxy_cert, self.trusted_proxy_addr.as_slice()) {
             (Some(path), _) => {
                 let pem = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
                 let der = playbook_certs::der::certificates(&pem)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                playbook_certs::der::verify_forwarded_client(&der[0], ca_pem).map_err(|why| {
+                    anyhow::anyhow!(
+                        "--trusted-proxy-cert {}: {why}; the proxy presents it to this server, which trusts only its CA",
+                        path.display()
+                    )
+                })?;
                 ProxyTrust::Certificate {
                     thumbprint: playbook_certs::thumbprint_s256(&der[0]),
                 }

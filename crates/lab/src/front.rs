@@ -4,7 +4,9 @@
 //! Behind the proxy the server listens on a free port of its own, requires a client certificate
 //! of every peer, and believes the `Client-Cert` header only from the peer presenting the proxy's
 //! certificate; the proxy takes the port clients were told. The demo, the `resource-server`
-//! command and the lab all start the API through here, so the three cannot configure it apart.
+//! command and the lab all start the API through here, so the three cannot configure it apart;
+//! it lives in the lab because the lab is the lowest crate that knows both the resource server
+//! and the proxy (the resource server itself needs neither a proxy nor a launcher).
 
 use std::net::SocketAddr;
 

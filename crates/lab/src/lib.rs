@@ -192,7 +192,7 @@ pub const SCENARIOS: [Scenario; 19] = [
     Scenario {
         name: "forged-header-to-keycloak",
         title: "A forged certificate header sent straight to Keycloak",
-        lesson: "Keycloak reads the client certificate from the proxy's header only when the request comes from the proxy's address (proxy-trusted-addresses): the intruder who reaches Keycloak's own port with a header naming the client's certificate gets no token. Before Keycloak 26.0.6 it believed the header from anyone (CVE-2024-10039), and it still believes anyone who connects from the proxy's address, which is why the resource server knows its proxy by certificate instead.",
+        lesson: "Keycloak reads the client certificate from the proxy's header only when the request comes from the proxy's address (proxy-trusted-addresses): the intruder who reaches Keycloak's own port with a header naming the client's certificate gets no token. Keycloak long believed the header from anyone who could reach it (CVE-2024-10039, checked against proxy-trusted-addresses only since 2025), and it still believes anyone who connects from the proxy's address, which is why the resource server knows its proxy by certificate instead.",
         rfc: "RFC 9440 §6; CVE-2024-10039",
         needs_proxy: true,
         run: |arena| Box::pin(proxy::forged_header_to_keycloak(arena)),

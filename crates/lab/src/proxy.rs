@@ -3,9 +3,10 @@
 //! (`--topology proxy`), where the proxy and both upstreams are configured as docs/proxy.md
 //! explains.
 
+use playbook_certs::der::to_forwarded;
 use playbook_client::ResourceApi;
 use playbook_keycloak::{CLIENT_ID, USERS_READ};
-use playbook_proxy::{FORWARDED_CERT_HEADER, UPSTREAM_SOURCE, forwarded_value};
+use playbook_proxy::{FORWARDED_CERT_HEADER, UPSTREAM_SOURCE};
 use playbook_trace::{Exchange, Party};
 
 use crate::arena::Arena;
@@ -15,7 +16,7 @@ use crate::{Answer, Attempt, Expect, LabError};
 /// What an attacker puts in the header: the victim's certificate, which is public (it crossed
 /// every handshake in the clear before TLS 1.3, and any server the victim talked to has it).
 fn victims_certificate(arena: &Arena<'_>) -> String {
-    forwarded_value(&arena.certs().client.cert_der())
+    to_forwarded(&arena.certs().client.cert_der())
 }
 
 pub(crate) async fn forged_header_to_api(arena: &Arena<'_>) -> Attempts {

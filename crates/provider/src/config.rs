@@ -247,11 +247,6 @@ pub(crate) fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 24)
 }
 
-/// A free TCP port on loopback, for Keycloak to bind (see [`playbook_proxy::process::free_port`]).
-pub(crate) fn free_port() -> std::io::Result<u16> {
-    playbook_proxy::process::free_port()
-}
-
 /// Fails with a clear line when the port is taken, instead of a Java stack trace later.
 pub(crate) fn ensure_free(port: u16) -> Result<(), crate::ProviderError> {
     std::net::TcpListener::bind(("127.0.0.1", port))
@@ -261,5 +256,9 @@ pub(crate) fn ensure_free(port: u16) -> Result<(), crate::ProviderError> {
 
 /// `port`, or a free one when it is 0.
 pub(crate) fn port_or_free(port: u16) -> std::io::Result<u16> {
-    if port == 0 { free_port() } else { Ok(port) }
+    if port == 0 {
+        playbook_process::free_port()
+    } else {
+        Ok(port)
+    }
 }

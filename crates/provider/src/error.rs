@@ -69,12 +69,18 @@ pub enum ProviderError {
     #[error("a {backend} Keycloak cannot be kept running: it was not started by this process")]
     NotDetachable { backend: String },
 
+    #[error(
+        "a Keycloak behind the proxy cannot be kept running: its proxy stops with this process, \
+         and Keycloak alone would not be the topology asked for"
+    )]
+    NotDetachableBehindProxy,
+
     #[error(transparent)]
     Proxy(#[from] playbook_proxy::ProxyError),
 
     #[error(
         "the proxy topology runs Keycloak natively (a container's traffic does not arrive from the \
-         proxy's own address); pass --backend native, or --topology direct"
+         proxy's own address); pass --keycloak-backend native, or --topology direct"
     )]
     ProxyNeedsNative,
 

@@ -3,7 +3,7 @@
 //! [`start`] returns a [`Keycloak`] handle. Whatever backend runs it, the handle looks the same:
 //! an HTTPS base URL served with our certificate, admin credentials, and the CA that signs it.
 //! Dropping the handle stops Keycloak; a native Keycloak also dies with the process that started
-//! it, however that process ends (see `playbook_proxy::process::WATCHDOG`).
+//! it, however that process ends (see `playbook_process::WATCHDOG`).
 //!
 //! Nothing else in the workspace knows how Keycloak starts: the CLI, the tests and the demo all go
 //! through [`start`] and [`ProviderConfig`].

@@ -10,13 +10,14 @@ use playbook_certs::CertSet;
 use url::Url;
 
 use crate::class_archive::ClassArchive;
-use crate::config::{ensure_free, free_port, port_or_free};
+use crate::config::{ensure_free, port_or_free};
 use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
+use playbook_process::free_port;
 
 /// How long Keycloak gets to shut down gracefully before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -45,7 +46,10 @@ pub(crate) async fn start(
 ) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
     // The port first: a taken one costs a second, not a Java search and a distribution build.
     let https_port = match public_port {
-        Some(_) => free_port(),
+        // Not the proxy's: it is free until the proxy starts, after Keycloak.
+        Some(public) => std::iter::repeat_with(free_port)
+            .find(|port| port.as_ref().map_or(true, |port| *port != public))
+            .expect("an endless iterator"),
         None => port_or_free(args.https_port),
     }
     .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
@@ -263,7 +267,7 @@ fn spawn(
     command.env("JAVA_OPTS_APPEND", java_opts_append(&archive));
     let mut child = command
         .arg("-c")
-        .arg(playbook_proxy::process::WATCHDOG)
+        .arg(playbook_process::WATCHDOG)
         .arg("keycloak-watchdog")
         .arg(install.join("bin/kc.sh"))
         .args(["start", "--optimized"])
@@ -352,15 +356,15 @@ impl NativeKeycloak {
         crate::reuse::take(&self.lifeline);
         let group = -(child.id() as i32);
         let mut killed = abandon || !self.archive.needs_clean_exit();
-        playbook_proxy::process::signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
+        playbook_process::signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
         loop {
             let _ = child.try_wait();
-            if !playbook_proxy::process::group_alive(group) {
+            if !playbook_process::group_alive(group) {
                 break;
             }
             if Instant::now() > deadline {
-                playbook_proxy::process::signal(group, libc::SIGKILL);
+                playbook_process::signal(group, libc::SIGKILL);
                 killed = true;
             }
             std::thread::sleep(Duration::from_millis(100));

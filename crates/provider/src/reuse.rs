@@ -1,7 +1,7 @@
 //! A Keycloak kept running across runs, for the developer loop (like testcontainers' reuse).
 //!
 //! Whatever backend started it, a Keycloak dies with its starter through a lifeline pipe (see
-//! `playbook_proxy::process::WATCHDOG` and `container::REAPER`). To keep one, [`Keycloak::detach`] hands the
+//! `playbook_process::WATCHDOG` and `container::REAPER`). To keep one, [`Keycloak::detach`] hands the
 //! write end of that pipe to a *keeper*, a `sleep` in a process group of its own, and writes a
 //! [`Lease`] saying where Keycloak is and how to log in. The next run attaches to it in
 //! milliseconds; [`stop_leased`] kills the keeper, which closes the pipe, and the same watchdog
@@ -94,9 +94,7 @@ impl Keycloak {
         let backend = self.backend_name().to_owned();
         if self.proxy.is_some() {
             // The proxy dies with this process; a kept Keycloak without it would be unreachable.
-            return Err(ProviderError::NotDetachable {
-                backend: format!("{backend} Keycloak behind the proxy"),
-            });
+            return Err(ProviderError::NotDetachableBehindProxy);
         }
         let lifeline = match self.backend {
             Running::Native(native) => native.detach(),

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use playbook_certs::CertSet;
 use url::Url;
 
-pub mod process;
+use playbook_process as process;
 
 /// Why the proxy could not start, each with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,11 @@ pub enum ProxyError {
         config: Option<PathBuf>,
         tail: String,
     },
+
+    #[error(
+        "port {port}, the proxy's, is already in use; stop what holds it (`ss -ltnp 'sport = :{port}'`) or pick another port (0: a free one)"
+    )]
+    PortTaken { port: u16 },
 
     #[error("{action} {path}: {source}")]
     Io {
@@ -87,17 +92,6 @@ pub const STRIPPED_HEADERS: [&str; 7] = [
     "X-Forwarded-Host",
     "X-Forwarded-Port",
 ];
-/// A certificate as the proxy forwards it in [`FORWARDED_CERT_HEADER`]: RFC 9440's RFC 8941 byte
-/// sequence, `:base64(DER):`. What the attack lab forges, and what the proxy's
-/// `:%[ssl_c_der,base64]:` writes.
-pub fn forwarded_value(der: &[u8]) -> String {
-    use base64::Engine;
-    format!(
-        ":{}:",
-        base64::engine::general_purpose::STANDARD.encode(der)
-    )
-}
-
 /// The address the proxy connects to its upstreams from. On one machine every party connects
 /// from 127.0.0.1; a loopback address of its own is what lets Keycloak trust the proxy's headers
 /// (`proxy-trusted-addresses`) and nobody else's.
@@ -155,7 +149,8 @@ pub struct Upstream {
 /// The files the configuration names.
 #[derive(Debug, Clone)]
 pub struct ProxyFiles {
-    /// The proxy's certificate and key in one PEM (HAProxy's `crt`), 0600.
+    /// The proxy's certificate and key in one PEM (HAProxy's `crt`), 0600, in the certificate
+    /// directory (`CertSet::proxy`).
     pub identity: PathBuf,
     /// The local CA: the only anchor for client certificates and for the upstream's certificate.
     pub ca: PathBuf,
@@ -221,53 +216,71 @@ pub struct ReverseProxy {
     child: Mutex<Child>,
     /// Kept open only to keep the watchdog waiting; closing it stops the proxy.
     lifeline: Mutex<Option<ChildStdin>>,
+    /// The configuration and the log, nothing secret: the proxy's key stays in the certificate
+    /// directory.
     dir: tempfile::TempDir,
     url: Url,
-    upstream: Upstream,
 }
 
+/// Every proxy's directory starts so, then the starter's pid: what [`remove_stale`] goes by.
+const DIR_PREFIX: &str = "oauth2-playbook-proxy-";
+
 impl ReverseProxy {
-    /// Writes the configuration and the proxy's identity (0600) into a directory of its own,
-    /// starts HAProxy, and returns once it accepts connections on `upstream.listen`.
-    /// A `listen` of 0 takes a free port.
+    /// Writes the configuration into a directory of its own, starts HAProxy, and returns once
+    /// it accepts connections on `upstream.listen` (0: a free port).
     pub async fn start(mut upstream: Upstream, certs: &CertSet) -> Result<Self, ProxyError> {
+        let program = which(PROGRAM).ok_or(ProxyError::Missing)?;
+        remove_stale();
         if upstream.listen == 0 {
             upstream.listen =
                 process::free_port().map_err(io("find a free port on", "127.0.0.1"))?;
         }
-        let program = which(PROGRAM).ok_or(ProxyError::Missing)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("oauth2-playbook-proxy-{}-", upstream.name))
-            .tempdir()
-            .map_err(io("create a directory in", std::env::temp_dir()))?;
-        let leaf = certs.proxy().map_err(|e| ProxyError::Failed {
+        // Said now: HAProxy would exit with a bind error, and a connect could reach the other.
+        if std::net::TcpListener::bind(("127.0.0.1", upstream.listen)).is_err() {
+            return Err(ProxyError::PortTaken {
+                port: upstream.listen,
+            });
+        }
+        // Made (or checked) now, so the file the configuration names holds a valid identity.
+        certs.proxy().map_err(|e| ProxyError::Failed {
             reason: format!("the proxy's certificate: {e}"),
             config: None,
             tail: String::new(),
         })?;
+        let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
         let files = ProxyFiles {
-            identity: dir.path().join("proxy-identity.pem"),
-            ca: std::path::absolute(certs.files.ca_cert())
-                .unwrap_or_else(|_| certs.files.ca_cert()),
+            identity: absolute(certs.files.proxy_identity()),
+            ca: absolute(certs.files.ca_cert()),
         };
-        playbook_certs::write_private(&files.identity, &leaf.identity_pem())
-            .map_err(io("write", &files.identity))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(
+                "{DIR_PREFIX}{}-{}-",
+                std::process::id(),
+                upstream.name
+            ))
+            .tempdir()
+            .map_err(io("create a directory in", std::env::temp_dir()))?;
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(&config, render(&upstream, &files)).map_err(io("write", &config))?;
         let log = dir.path().join("haproxy.log");
-        let child = spawn(&program, &config, &log)?;
+        let mut child = spawn(&program, &config, &log)?;
         let proxy = Self {
-            lifeline: Mutex::new(None),
+            lifeline: Mutex::new(child.stdin.take()),
             child: Mutex::new(child),
             dir,
             url: playbook_https::local_url(upstream.listen),
-            upstream,
         };
-        {
-            let mut child = proxy.child.lock().expect("not poisoned");
-            *proxy.lifeline.lock().expect("not poisoned") = child.stdin.take();
+        if let Err(reason) = proxy.wait_listening(upstream.listen).await {
+            // The proxy's directory goes with it: keep what the user needs to see why.
+            let kept =
+                std::env::temp_dir().join(format!("{DIR_PREFIX}failed-{}.cfg", upstream.name));
+            let _ = std::fs::copy(&config, &kept);
+            return Err(ProxyError::Failed {
+                reason,
+                config: Some(kept),
+                tail: tail(&log, 15),
+            });
         }
-        proxy.wait_listening(&log).await?;
         tracing::debug!(url = %proxy.url, config = %config.display(), "reverse proxy listening");
         Ok(proxy)
     }
@@ -282,46 +295,33 @@ impl ReverseProxy {
         self.dir.path().join("haproxy.cfg")
     }
 
-    /// The part behind this proxy.
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
-    /// The process id of HAProxy's watchdog, the leader of its process group.
-    pub fn process_group(&self) -> u32 {
-        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
-    }
-
-    async fn wait_listening(&self, log: &Path) -> Result<(), ProxyError> {
+    /// Waits until HAProxy accepts connections on `port` and is still running a moment later
+    /// (a connection to another program that took the port meanwhile would not keep it alive).
+    async fn wait_listening(&self, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let exited = || {
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            child.try_wait().ok().flatten()
+        };
         loop {
-            let exited = self
-                .child
-                .lock()
-                .expect("not poisoned")
-                .try_wait()
-                .ok()
-                .flatten();
-            let failed = |reason: String| ProxyError::Failed {
-                reason,
-                config: Some(self.config_path()),
-                tail: tail(log, 15),
-            };
-            if let Some(status) = exited {
-                return Err(failed(format!("{PROGRAM} exited ({status})")));
+            if let Some(status) = exited() {
+                return Err(format!("{PROGRAM} exited ({status})"));
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.upstream.listen))
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Ok(());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return match exited() {
+                    Some(status) => Err(format!("{PROGRAM} exited ({status})")),
+                    None => Ok(()),
+                };
             }
             if Instant::now() > deadline {
-                return Err(failed(format!(
-                    "{PROGRAM} is not listening on port {} after {} s",
-                    self.upstream.listen,
+                return Err(format!(
+                    "{PROGRAM} is not listening on port {port} after {} s",
                     START_TIMEOUT.as_secs()
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -335,17 +335,7 @@ impl ReverseProxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let group = -(child.id() as i32);
-        process::signal(group, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while process::group_alive(group) {
-            let _ = child.try_wait();
-            if Instant::now() > deadline {
-                process::signal(group, libc::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.wait();
+        process::stop_group(&mut child, Duration::from_secs(5));
         // Also here, not only when the directory's handle drops: a proxy stopped from an exit
         // hook (a `static` handle) is never dropped.
         let _ = std::fs::remove_dir_all(self.dir.path());
@@ -355,6 +345,25 @@ impl ReverseProxy {
 impl Drop for ReverseProxy {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// Removes the directories of proxies whose starter is gone (killed before it could clean up):
+/// the watchdog stopped those proxies, nothing else removes their files.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let starter = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok());
+        if starter.is_some_and(|pid| !process::group_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -398,7 +407,7 @@ mod tests {
             present_certificate,
         };
         let files = ProxyFiles {
-            identity: "/run/p/proxy-identity.pem".into(),
+            identity: "/certs/proxy-identity.pem".into(),
             ca: "/certs/ca.pem".into(),
         };
         render(&upstream, &files)
@@ -422,13 +431,13 @@ mod tests {
     #[test]
     fn the_proxy_verifies_both_sides_against_the_local_ca_only() {
         let config = rendered(false);
-        assert!(config.contains("bind 127.0.0.1:8443 ssl crt /run/p/proxy-identity.pem ca-file /certs/ca.pem verify optional"));
+        assert!(config.contains("bind 127.0.0.1:8443 ssl crt /certs/proxy-identity.pem ca-file /certs/ca.pem verify optional"));
         assert!(config.contains(
             "server api 127.0.0.1:20001 source 127.0.0.2 ssl verify required ca-file /certs/ca.pem"
         ));
         assert!(!config.contains("verify none"));
         assert!(!config.contains("server api 127.0.0.1:20001 source 127.0.0.2 ssl verify required ca-file /certs/ca.pem verifyhost localhost sni str(localhost) alpn http/1.1 crt"));
-        assert!(rendered(true).contains("alpn http/1.1 crt /run/p/proxy-identity.pem\n"));
+        assert!(rendered(true).contains("alpn http/1.1 crt /certs/proxy-identity.pem\n"));
     }
 }
 
@@ -458,7 +467,7 @@ mod docs {
             present_certificate: true,
         };
         let files = ProxyFiles {
-            identity: "/tmp/oauth2-playbook-proxy-api-k2Xq9p/proxy-identity.pem".into(),
+            identity: "/home/you/oauth2-playbook/certs/proxy-identity.pem".into(),
             ca: "/home/you/oauth2-playbook/certs/ca.pem".into(),
         };
         let rendered = render(&upstream, &files);

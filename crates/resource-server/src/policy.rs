@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use base64::Engine;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -139,7 +138,12 @@ fn client_certificate<'a>(
         ProxyTrust::Certificate { thumbprint } => {
             peer.is_some_and(|der| playbook_certs::thumbprint_s256(der) == *thumbprint)
         }
-        ProxyTrust::Addresses(allowed) => address.is_some_and(|ip| allowed.contains(&ip)),
+        // Canonical on both sides: a dual-stack listener sees 127.0.0.2 as ::ffff:127.0.0.2.
+        ProxyTrust::Addresses(allowed) => address.is_some_and(|ip| {
+            allowed
+                .iter()
+                .any(|trusted| trusted.to_canonical() == ip.to_canonical())
+        }),
     };
     if !from_proxy {
         let peer = peer.map(|der| playbook_certs::thumbprint_s256(der));
@@ -151,24 +155,14 @@ fn client_certificate<'a>(
             "more than one client certificate header",
         ));
     }
-    let der = forwarded_der(value.as_bytes()).ok_or(AuthError::InvalidRequest(
-        "malformed client certificate header",
-    ))?;
+    let der = playbook_certs::der::from_forwarded(value.as_bytes()).ok_or(
+        AuthError::InvalidRequest("malformed client certificate header"),
+    )?;
     playbook_certs::der::verify_forwarded_client(&der, &auth.ca_pem).map_err(|why| {
         tracing::warn!(header = %name, why, "refused the proxy's forwarded client certificate");
         AuthError::InvalidRequest("forwarded client certificate not accepted")
     })?;
     Ok(Some(Cow::Owned(der)))
-}
-
-/// An RFC 9440 `Client-Cert` value: an RFC 8941 byte sequence, `:base64(DER):`. Anything else
-/// (PEM, bare base64, URL encoding, a list) is not one.
-fn forwarded_der(value: &[u8]) -> Option<Vec<u8>> {
-    let inner = value.trim_ascii().strip_prefix(b":")?.strip_suffix(b":")?;
-    base64::engine::general_purpose::STANDARD
-        .decode(inner)
-        .ok()
-        .filter(|der| !der.is_empty())
 }
 
 /// RFC 8705 section 3: a bound token is only valid with the certificate it is bound to.

@@ -26,5 +26,5 @@ mod server;
 mod votes;
 
 pub use export::{Export, ExportError};
-pub use render::{PageFor, VIA_HINT, answer_label, request_label, word_wrap};
+pub use render::{PageFor, answer_label, request_label, word_wrap};
 pub use server::{DEFAULT_PORT, Stage, StageError};

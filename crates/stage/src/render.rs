@@ -347,7 +347,7 @@ fn hop_svg(exchange: &Exchange, columns: &Columns, y: u32) -> String {
 }
 
 /// What passing the proxy means, where a view has room for a sentence.
-pub const VIA_HINT: &str = "the client's TLS ends at the reverse proxy, which checks the client certificate and forwards it in a header (RFC 9440)";
+const VIA_HINT: &str = "the client's TLS ends at the reverse proxy, which checks the client certificate and forwards it in a header (RFC 9440)";
 
 /// The details panel of every exchange (hidden until its arrow is selected).
 pub fn details(run: &Run) -> String {

@@ -115,7 +115,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         let url = keycloak.base_url().clone();
         keycloak.stop().await;
         anyhow::bail!(
-            "the lab behind the proxy attacks Keycloak's own address too, past its proxy, and Keycloak at {url} was running before: pass --keycloak-direct-url (`playbook provider --topology proxy` prints it as \"in front of Keycloak's own …\")"
+            "the lab behind the proxy attacks Keycloak's own address too, past its proxy, and the Keycloak at {url} was started elsewhere: pass --keycloak-direct-url (`playbook provider --topology proxy` prints it as \"in front of Keycloak's own …\")"
         );
     }
     let keycloak_itself = keycloak_itself.filter(|_| behind_proxy);

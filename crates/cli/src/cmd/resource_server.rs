@@ -22,9 +22,8 @@ pub struct Args {
     topology: TopologyArgs,
 }
 
-/// Builds the server configuration: explicit paths win, the certificate directory fills the rest.
-pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig> {
-    let (certs, _) = CertSet::ensure(certs_dir, false)?;
+/// Builds the server configuration: explicit paths win, the certificate set fills the rest.
+pub fn config(certs: &CertSet, args: ServerArgs) -> anyhow::Result<ServerConfig> {
     let read = |path: Option<&Path>, default: &str| -> anyhow::Result<String> {
         match path {
             Some(path) => std::fs::read_to_string(path)
@@ -32,12 +31,12 @@ pub fn config(certs_dir: &Path, args: ServerArgs) -> anyhow::Result<ServerConfig
             None => Ok(default.to_owned()),
         }
     };
-    let mut config = ServerConfig::new(args.issuer(), args.listen, &certs);
+    let mut config = ServerConfig::new(args.issuer(), args.listen, certs);
     config.ca_pem = read(args.ca.as_deref(), &certs.ca_pem)?;
     config.cert_pem = read(args.cert.as_deref(), certs.resource_server.cert_pem())?;
     config.key_pem = read(args.key.as_deref(), certs.resource_server.key_pem())?;
     args.apply(&mut config);
-    config.client_cert = args.client_cert()?;
+    config.client_cert = args.client_cert(&config.ca_pem)?;
     Ok(config)
 }
 
@@ -48,8 +47,15 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             "--topology proxy sets up the header itself; --client-cert-header is for a proxy of your own"
         );
     }
+    // HAProxy listens on loopback only: an address beyond it would be silently ignored.
+    if topology == Topology::Proxy && !args.server.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--topology proxy listens on 127.0.0.1 only (the proxy is for this machine's playbook); --listen {} asks for more",
+            args.server.listen
+        );
+    }
     let (certs, _) = CertSet::ensure(certs_dir, false)?;
-    let config = config(certs_dir, args.server)?;
+    let config = config(&certs, args.server)?;
     let issuer = config.issuer.issuer().clone();
     let api = ServedApi::start(config, topology, &certs).await?;
     println!(

@@ -2,17 +2,11 @@
 //! header, believed only from the proxy (by its certificate, or by its address), over real TLS.
 
 use base64::Engine;
+use playbook_certs::der::to_forwarded as header_of;
 use playbook_certs::{Authority, LeafSpec};
 use playbook_resource_server::ProxyTrust;
 
 use crate::support::*;
-
-fn header_of(der: &[u8]) -> String {
-    format!(
-        ":{}:",
-        base64::engine::general_purpose::STANDARD.encode(der)
-    )
-}
 
 async fn by_certificate() -> Fixture {
     Fixture::behind_proxy(|certs| ProxyTrust::Certificate {

@@ -50,3 +50,19 @@ pub fn free_port() -> std::io::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// Stops the process group `child` leads: SIGTERM, then SIGKILL after `grace`; returns once no
+/// member is left and `child` is reaped.
+pub fn stop_group(child: &mut std::process::Child, grace: std::time::Duration) {
+    let group = -(child.id() as i32);
+    signal(group, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while group_alive(group) {
+        let _ = child.try_wait();
+        if std::time::Instant::now() > deadline {
+            signal(group, libc::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.wait();
+}
