@@ -182,9 +182,19 @@ pub fn note_keycloak(
         false => format!("at {}", keycloak.base_url()),
     };
     trace.context("Keycloak", &which);
-    if topology == playbook_provider::Topology::Proxy {
-        trace.through_proxy(keycloak.base_url().as_str());
-        trace.context("topology", "behind a reverse proxy (HAProxy)");
+    match topology {
+        playbook_provider::Topology::Direct => {}
+        playbook_provider::Topology::Proxy => {
+            trace.through_proxy(keycloak.base_url().as_str());
+            trace.context("topology", "behind a reverse proxy (HAProxy)");
+        }
+        playbook_provider::Topology::Cluster => {
+            trace.through_proxy(keycloak.base_url().as_str());
+            trace.context(
+                "topology",
+                "a load balancer (HAProxy) in front of 2 Keycloak nodes on PostgreSQL and 2 resource-server replicas",
+            );
+        }
     }
 }
 

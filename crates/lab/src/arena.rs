@@ -29,10 +29,8 @@ pub enum LabError {
     Certs(#[from] playbook_certs::CertsError),
     #[error("{0}")]
     Setup(String),
-    #[error(
-        "the scenario {0} attacks the reverse proxy's forwarded certificate; run it with --topology proxy"
-    )]
-    NeedsProxy(&'static str),
+    #[error("the scenario {0} needs what {1} sets up: run it with {1}")]
+    NeedsTopology(&'static str, &'static str),
 }
 
 /// The lab: a Keycloak (through its Admin API session), the playbook's certificates, and the
@@ -47,6 +45,17 @@ pub struct Lab<'a> {
     /// Behind the proxy topology: Keycloak's own address, past its proxy (what an attacker who
     /// can reach Keycloak directly uses); `None` when the parts are reached directly.
     keycloak_past_proxy: Option<Url>,
+    /// The cluster topology's controls; `None` elsewhere.
+    cluster: Option<ClusterControl<'a>>,
+}
+
+/// What the lab needs of a cluster beyond its addresses, from whoever started it: killing a
+/// Keycloak node as a crashed machine goes, and the load balancer's verdict on each node.
+pub struct ClusterControl<'a> {
+    /// Kills node `index` (0-based) at once; blocking.
+    pub kill_keycloak_node: &'a (dyn Fn(usize) + Sync),
+    /// Whether the load balancer sends requests to each node now.
+    pub keycloak_nodes_up: &'a (dyn Fn() -> Vec<bool> + Sync),
 }
 
 impl<'a> Lab<'a> {
@@ -59,7 +68,17 @@ impl<'a> Lab<'a> {
             trace,
             api_port: 0,
             keycloak_past_proxy: None,
+            cluster: None,
         }
+    }
+
+    /// The parts run as the cluster topology: `admin`'s Keycloak is the load balancer's address,
+    /// `keycloak_itself` the first node's own; every scenario's resource servers get two
+    /// replicas behind a load balancer of their own.
+    pub fn in_cluster(mut self, keycloak_itself: Url, control: ClusterControl<'a>) -> Self {
+        self.keycloak_past_proxy = Some(keycloak_itself);
+        self.cluster = Some(control);
+        self
     }
 
     /// The parts stand behind the reverse proxy: `admin`'s Keycloak is the proxy's address, and
@@ -70,9 +89,10 @@ impl<'a> Lab<'a> {
     }
 
     fn topology(&self) -> Topology {
-        match self.keycloak_past_proxy {
-            Some(_) => Topology::Proxy,
-            None => Topology::Direct,
+        match (&self.cluster, &self.keycloak_past_proxy) {
+            (Some(_), _) => Topology::Cluster,
+            (None, Some(_)) => Topology::Proxy,
+            (None, None) => Topology::Direct,
         }
     }
 
@@ -85,8 +105,11 @@ impl<'a> Lab<'a> {
     /// Runs one scenario in a realm of its own, deleted afterwards. Its exchanges go to the
     /// trace (the realm's import and deletion do not); steps and lessons are the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
-        if scenario.needs_proxy && self.keycloak_past_proxy.is_none() {
-            return Err(LabError::NeedsProxy(scenario.name));
+        if !scenario.needs.met_by(self.topology()) {
+            return Err(LabError::NeedsTopology(
+                scenario.name,
+                scenario.needs.flag(),
+            ));
         }
         let arena = Arena::open(self, scenario).await?;
         let attempts = (scenario.run)(&arena).await;
@@ -184,6 +207,14 @@ impl<'a> Arena<'a> {
     /// Keycloak's own address past its proxy (set in the proxy topology).
     pub fn keycloak_past_proxy(&self) -> Option<&Url> {
         self.lab.keycloak_past_proxy.as_ref()
+    }
+
+    /// The cluster's controls (the cluster topology).
+    pub fn cluster(&self, scenario: &'static str) -> Result<&ClusterControl<'a>, LabError> {
+        self.lab
+            .cluster
+            .as_ref()
+            .ok_or(LabError::NeedsTopology(scenario, "--topology cluster"))
     }
 
     pub fn trace(&self) -> &Trace {
@@ -307,6 +338,45 @@ impl<'a> Arena<'a> {
             }
             Err(error) => no_token(error, tried, expected),
         }
+    }
+
+    /// Adds a new RSA signing key to the realm, preferred over the old one (priority 1000):
+    /// Keycloak signs new tokens with it at once.
+    pub async fn add_signing_key(&self) -> Result<(), LabError> {
+        let admin = self.admin();
+        let realm: serde_json::Value = admin.get(&self.realm).await?.unwrap_or_default();
+        admin
+            .post(
+                &format!("{}/components", self.realm),
+                &serde_json::json!({
+                    "name": "rotated-rsa", "providerId": "rsa-generated",
+                    "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
+                    "config": { "priority": ["1000"], "algorithm": ["RS256"], "keySize": ["2048"],
+                                "active": ["true"], "enabled": ["true"] }
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the key `kid` from the realm (its provider): tokens it signed stop verifying at
+    /// each resource server's next JWKS fetch.
+    pub async fn remove_signing_key(&self, kid: &str) -> Result<(), LabError> {
+        let admin = self.admin();
+        let keys: serde_json::Value = admin
+            .get(&format!("{}/keys", self.realm))
+            .await?
+            .unwrap_or_default();
+        let provider = keys["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+            .and_then(|k| k["providerId"].as_str())
+            .ok_or_else(|| LabError::Setup("the old key is not in the realm's key list".into()))?
+            .to_owned();
+        admin
+            .remove(&format!("{}/components/{provider}", self.realm))
+            .await?;
+        Ok(())
     }
 
     /// A new client certificate from the playbook's CA (held in memory only).
@@ -450,8 +520,30 @@ impl Server {
         self.party
     }
 
-    /// See [`RunningServer::refresh_keys`].
+    /// See [`RunningServer::refresh_keys`]; every replica's.
     pub async fn refresh_keys(&self, why: &str) {
         self.running.server.refresh_keys(why).await;
+        for replica in &self.running.replicas {
+            replica.refresh_keys(why).await;
+        }
+    }
+
+    /// The replicas behind the load balancer: 2 in the cluster topology, else 1.
+    pub fn replicas(&self) -> usize {
+        1 + self.running.replicas.len()
+    }
+
+    /// Kills the first replica as a crash would (the cluster's `replica-down`).
+    pub fn halt_first_replica(&self) {
+        self.running.server.halt();
+    }
+
+    /// Whether the load balancer sends requests to each replica now.
+    pub fn replicas_up(&self) -> Vec<bool> {
+        self.running
+            .proxy
+            .as_ref()
+            .map(|proxy| proxy.replicas_up())
+            .unwrap_or_default()
     }
 }

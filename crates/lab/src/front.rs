@@ -11,18 +11,25 @@
 use std::net::SocketAddr;
 
 use playbook_certs::CertSet;
-use playbook_proxy::{FORWARDED_CERT_HEADER, ReverseProxy, Topology, Upstream};
+use playbook_proxy::{FORWARDED_CERT_HEADER, Health, ReverseProxy, Topology, Upstream};
 use playbook_resource_server::server::{self, RunningServer, ServerConfig};
 use playbook_resource_server::{ClientCertSource, ProxyTrust};
+use playbook_trace::Party;
 use url::Url;
 
 use crate::LabError;
 
-/// A running resource server, and the proxy in front of it if the topology has one.
+/// A running resource server (its first replica), the other replicas of the cluster topology,
+/// and the proxy (the load balancer) in front of them if the topology has one.
 pub struct ServedApi {
     pub server: RunningServer,
+    /// The cluster topology's second replica, drawn as [`Party::ResourceServerReplica`].
+    pub replicas: Vec<RunningServer>,
     pub proxy: Option<ReverseProxy>,
 }
+
+/// The cluster topology's resource-server replicas.
+const REPLICAS: usize = 2;
 
 impl ServedApi {
     /// Starts the server `config` describes, in `topology`: `config.listen` is where clients
@@ -35,25 +42,46 @@ impl ServedApi {
         if topology == Topology::Direct {
             return Ok(Self {
                 server: server::start(config).await?,
+                replicas: Vec::new(),
                 proxy: None,
             });
         }
         let public = config.listen;
         behind_proxy(&mut config, certs)?;
         let trace = config.trace.clone();
-        let server = server::start(config).await?;
+        let replicas = match topology {
+            Topology::Cluster => REPLICAS,
+            Topology::Direct | Topology::Proxy => 1,
+        };
+        let mut servers = Vec::new();
+        for replica in 0..replicas {
+            let mut config = config.clone();
+            if replica > 0 {
+                config.party = Party::ResourceServerReplica;
+            }
+            servers.push(server::start(config).await?);
+        }
+        let ports: Vec<u16> = servers.iter().map(|s| s.addr.port()).collect();
+        // A single server needs no health check; replicas are checked on their readiness.
+        let health = (replicas > 1).then(|| Health {
+            path: playbook_resource_server::api::READY,
+            ports: ports.clone(),
+        });
         let upstream = Upstream {
             name: "api",
             listen: public.port(),
-            port: server.addr.port(),
+            ports,
             present_certificate: true,
+            health,
         };
         let proxy = ReverseProxy::start(upstream, certs)
             .await
             .map_err(|e| LabError::Setup(e.to_string()))?;
         trace.through_proxy(proxy.url().as_str());
+        let server = servers.remove(0);
         Ok(Self {
             server,
+            replicas: servers,
             proxy: Some(proxy),
         })
     }
@@ -66,12 +94,15 @@ impl ServedApi {
         }
     }
 
-    /// Stops the proxy first (no new requests), then the server.
+    /// Stops the proxy first (no new requests), then the servers.
     pub async fn shutdown(self) {
         if let Some(proxy) = self.proxy {
             let _ = tokio::task::spawn_blocking(move || drop(proxy)).await;
         }
         self.server.shutdown().await;
+        for replica in self.replicas {
+            replica.shutdown().await;
+        }
     }
 }
 

@@ -17,12 +17,13 @@
 
 mod arena;
 mod client_auth;
+mod cluster;
 pub mod front;
 mod proxy;
 mod scenarios;
 mod workload;
 
-pub use arena::{Lab, LabError};
+pub use arena::{ClusterControl, Lab, LabError};
 pub use front::ServedApi;
 
 use serde::Serialize;
@@ -37,8 +38,9 @@ pub struct Scenario {
     pub lesson: &'static str,
     /// Where the defence is specified.
     pub rfc: &'static str,
-    /// Runs only behind the reverse proxy (`--topology proxy`): it attacks the proxy's header.
-    pub needs_proxy: bool,
+    /// What topology it needs: the proxy's scenarios attack the forwarded header (a proxy or a
+    /// cluster has one), the cluster's kill and compare its nodes and replicas.
+    pub needs: Needs,
     #[serde(skip)]
     run: scenarios::Run,
 }
@@ -52,13 +54,13 @@ impl std::fmt::Debug for Scenario {
 }
 
 /// Every scenario, in the order `--all` runs them (the one home of their names).
-pub const SCENARIOS: [Scenario; 19] = [
+pub const SCENARIOS: [Scenario; 23] = [
     Scenario {
         name: "stolen-token",
         title: "A stolen token presented with another certificate",
         lesson: "A second client of the same CA replays the first client's token: the resource server compares the certificate on the connection with the token's cnf.x5t#S256 and refuses it. The same replay is accepted by a resource server run with --binding off, which is why binding matters.",
         rfc: "RFC 8705 §3",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::stolen_token(arena)),
     },
     Scenario {
@@ -66,7 +68,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "Forged tokens: alg none, HS256 with the public key, the attacker's own key",
         lesson: "A token is only as good as the key that verifies it, and that key must be the realm's, chosen by the server: not none, not an HMAC secret made of the public key, not a key the token itself points at (jwk, jku, x5c). Each forgery is refused with 401 invalid_token.",
         rfc: "RFC 8725 §2.1, §3.1; RFC 7515 §4.1",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::forged_tokens(arena)),
     },
     Scenario {
@@ -74,7 +76,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A genuine token for another audience",
         lesson: "Keycloak signed it and it arrives with its own certificate, but it was issued for another audience (the intruder's token names account, not this API). A resource server accepts only tokens whose aud names it, so a token meant for one API cannot be spent at another.",
         rfc: "RFC 9068 §4; RFC 7519 §4.1.3",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::wrong_audience(arena)),
     },
     Scenario {
@@ -82,7 +84,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "An expired token, and a client that renews before expiry",
         lesson: "With the client's token lifespan cut to a few seconds through the Admin API, a token used after its exp gets 401 token expired. The client's cache renews at half-life, so its own calls never meet the expiry.",
         rfc: "RFC 7519 §4.1.4; RFC 6749 §4.4",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::expiry(arena)),
     },
     Scenario {
@@ -90,7 +92,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "The role taken away while a token is live",
         lesson: "A JWT is self-contained: after the role is revoked, the token issued before keeps working until it expires, and only a new token gets 403. The token's lifetime is the revocation delay, unless the resource server introspects.",
         rfc: "RFC 9068 §2.2.3; RFC 6750 §3.1",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::role_removed(arena)),
     },
     Scenario {
@@ -98,7 +100,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A revoked token: JWKS-only versus introspection",
         lesson: "The client revokes its token at Keycloak (authenticated by its certificate): a resource server that only checks signatures still accepts it, one in introspection mode asks Keycloak and refuses it at once. Introspection buys immediate revocation for one call to Keycloak per token and TTL.",
         rfc: "RFC 7009 §2; RFC 7662 §2",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::revocation(arena)),
     },
     Scenario {
@@ -106,7 +108,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "Key rotation: a new signing key, then the old one removed",
         lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused at the resource server's next JWKS fetch: its periodic refresh, or one asked for after a rotation, as here.",
         rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::key_rotation(arena)),
     },
     Scenario {
@@ -114,7 +116,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A client certificate from another CA",
         lesson: "Keycloak trusts only the playbook's CA for client certificates, so a certificate from any other CA, even with the right subject, gets no token. The client says so in one line instead of a stack trace.",
         rfc: "RFC 8705 §2.1",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(scenarios::foreign_ca(arena)),
     },
     Scenario {
@@ -122,7 +124,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A client secret copied from a config file, and the same theft against a key",
         lesson: "A shared secret is all it takes: a thief who copied it gets tokens from anywhere, and a resource server that accepts bearer tokens (--binding when-present) serves them. The same theft gets nothing from private_key_jwt, whose config holds only a public key Keycloak publishes anyway, nor from tls_client_auth, whose certificate is useless without the private key that signs the handshake.",
         rfc: "RFC 9700 §2.5; RFC 7523 §3; RFC 8705 §2",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(client_auth::stolen_secret(arena)),
     },
     Scenario {
@@ -130,7 +132,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A client assertion captured, bent, or signed by another key",
         lesson: "Keycloak remembers each assertion's jti, so a captured one is refused the second time. It also refuses one made for another audience, one past its exp and one whose signature does not verify with the key it holds: an assertion proves the key's holder, once, recently, to this server.",
         rfc: "RFC 7523 §3; RFC 10070",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(client_auth::replayed_assertion(arena)),
     },
     Scenario {
@@ -138,7 +140,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A client secret rotated through the Admin API",
         lesson: "After the rotation the old secret gets no token, at once, and the new one does. A token issued before stays valid until it expires: Keycloak signed it with the realm's key, which the rotation leaves alone, and nothing in it refers to the secret, so only revocation with introspection ends it sooner.",
         rfc: "RFC 6749 §2.3.1; RFC 9700 §2.5",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(client_auth::secret_rotation(arena)),
     },
     Scenario {
@@ -146,7 +148,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A workload's platform token replayed by another party",
         lesson: "The federated client's assertion is a token its platform issued, and Keycloak accepts each one once (its jti), so a copy is refused. Its short life is the point: a platform token lives a minute here (an hour at most for Kubernetes, whose tokens Keycloak accepts more than once), so a stolen one is worth little and the workload keeps no secret worth stealing.",
         rfc: "RFC 7523 §3; RFC 7521 §5.2",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(workload::stolen_platform_token(arena)),
     },
     Scenario {
@@ -154,7 +156,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A platform token minted for another service",
         lesson: "The workload's platform token for another service is genuine, but its aud names that service, not this realm's issuer, so Keycloak refuses it. Without the audience check, any service the workload talks to could log in as the workload here.",
         rfc: "RFC 7523 §3 (aud); RFC 10070",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(workload::token_for_another_audience(arena)),
     },
     Scenario {
@@ -162,7 +164,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "Another workload's valid token",
         lesson: "A token from the trusted platform proves only which workload it names: the realm maps the issuer and sub pair to one client, so another workload's token gets nothing for this client while the workload's own gets a token. Trusting a platform is not trusting everything on it.",
         rfc: "RFC 7523 §3 (sub)",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(workload::wrong_workload(arena)),
     },
     Scenario {
@@ -170,7 +172,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A well-formed token from an issuer the realm does not trust",
         lesson: "Keycloak accepts a federated assertion only from an issuer it has a trust relationship with (an identity provider accepting client assertions), checked against that issuer's key. A genuine token of another platform is refused, even one naming the right workload and audience.",
         rfc: "RFC 7523 §3 (iss); RFC 7521 §5.2",
-        needs_proxy: false,
+        needs: Needs::Nothing,
         run: |arena| Box::pin(workload::untrusted_issuer(arena)),
     },
     Scenario {
@@ -178,7 +180,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A forged certificate header sent straight to the resource server",
         lesson: "Behind the proxy, the resource server takes the client certificate from the proxy's Client-Cert header, so the header is a credential: it believes it only from the peer presenting the proxy's own certificate. The intruder who goes around the proxy with the client's token and a header naming the client's certificate is refused with 401, and the server logs who tried.",
         rfc: "RFC 9440 §3, §6; RFC 9700 §4.13",
-        needs_proxy: true,
+        needs: Needs::Proxy,
         run: |arena| Box::pin(proxy::forged_header_to_api(arena)),
     },
     Scenario {
@@ -186,7 +188,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A forged certificate header sent through the proxy",
         lesson: "The proxy strips any Client-Cert a client sends and sets it only from the certificate it verified itself, so the header the upstream reads names the intruder's certificate, or none. The client's token stays bound to the client's certificate, and Keycloak gives the intruder no token as the client.",
         rfc: "RFC 9440 §3; RFC 9700 §4.13; RFC 8705 §3",
-        needs_proxy: true,
+        needs: Needs::Proxy,
         run: |arena| Box::pin(proxy::forged_header_through_proxy(arena)),
     },
     Scenario {
@@ -194,7 +196,7 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A forged certificate header sent straight to Keycloak",
         lesson: "Keycloak reads the client certificate from the proxy's header only when the request comes from the proxy's address (proxy-trusted-addresses): the intruder who reaches Keycloak's own port with a header naming the client's certificate gets no token. Keycloak long believed the header from anyone who could reach it (CVE-2024-10039, checked against proxy-trusted-addresses only since 2025), and it still believes anyone who connects from the proxy's address, which is why the resource server knows its proxy by certificate instead.",
         rfc: "RFC 9440 §6; CVE-2024-10039",
-        needs_proxy: true,
+        needs: Needs::Proxy,
         run: |arena| Box::pin(proxy::forged_header_to_keycloak(arena)),
     },
     Scenario {
@@ -202,10 +204,75 @@ pub const SCENARIOS: [Scenario; 19] = [
         title: "A stolen token replayed behind the proxy",
         lesson: "The binding holds end to end: Keycloak bound the token to the certificate the proxy forwarded, and the resource server compares it with the certificate the proxy forwards on each call. A replay with another certificate, or with none, is refused with 401 as it is without a proxy.",
         rfc: "RFC 8705 §3; RFC 9440",
-        needs_proxy: true,
+        needs: Needs::Proxy,
         run: |arena| Box::pin(proxy::stolen_token_behind_proxy(arena)),
     },
+    Scenario {
+        name: "revocation-across-nodes",
+        title: "A token revoked on one Keycloak node, asked about on the other",
+        lesson: "The client revokes its token at node 1 and the resource server's client asks node 2: inactive, at once. The nodes share what a revocation changes through their database and their Infinispan cluster, so a load balancer may send each request to any node.",
+        rfc: "RFC 7009 §2; RFC 7662 §2",
+        needs: Needs::Cluster,
+        run: |arena| Box::pin(cluster::revocation_across_nodes(arena)),
+    },
+    Scenario {
+        name: "key-rotation-across-replicas",
+        title: "A new realm key picked up by every resource-server replica",
+        lesson: "Each replica keeps its own JWKS cache and fetches the realm's keys itself: a token signed by a new key is accepted by both (each fetches once on the unknown kid), and once the old key is removed, its tokens are refused by both. Replicas share nothing, so nothing has to be shared.",
+        rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
+        needs: Needs::Cluster,
+        run: |arena| Box::pin(cluster::key_rotation_across_replicas(arena)),
+    },
+    Scenario {
+        name: "replica-down",
+        title: "A resource-server replica killed mid-run",
+        lesson: "The load balancer retries a refused connection on the other replica and its health check takes the dead one out of rotation, so API calls keep getting 200. A resource server holds nothing but its JWKS cache, so losing one loses nothing.",
+        rfc: "RFC 6750 §2.1 (any replica can check any token)",
+        needs: Needs::Cluster,
+        run: |arena| Box::pin(cluster::replica_down(arena)),
+    },
+    Scenario {
+        name: "keycloak-node-down",
+        title: "A Keycloak node killed mid-run",
+        lesson: "Token requests keep succeeding through the load balancer: it retries a refused connection on the other node, and its health check (/health/ready each second) takes the dead node out of rotation within seconds. The surviving node serves from the shared database, so clients notice nothing. It leaves one node running, so the lab runs it last.",
+        rfc: "RFC 6749 §4.4 (the client simply asks again)",
+        needs: Needs::Cluster,
+        run: |arena| Box::pin(cluster::keycloak_node_down(arena)),
+    },
 ];
+
+/// The topology a scenario needs to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Needs {
+    /// Any topology.
+    Nothing,
+    /// A reverse proxy in front of the parts (`--topology proxy`, or `cluster`).
+    Proxy,
+    /// The cluster topology: two Keycloak nodes and two resource-server replicas.
+    Cluster,
+}
+
+impl Needs {
+    /// Whether a scenario with these needs runs in `topology`.
+    pub fn met_by(self, topology: playbook_proxy::Topology) -> bool {
+        use playbook_proxy::Topology;
+        match self {
+            Self::Nothing => true,
+            Self::Proxy => topology != Topology::Direct,
+            Self::Cluster => topology == Topology::Cluster,
+        }
+    }
+
+    /// The flag that meets them, for messages.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Nothing => "",
+            Self::Proxy => "--topology proxy",
+            Self::Cluster => "--topology cluster",
+        }
+    }
+}
 
 /// The scenario of that name.
 pub fn scenario(name: &str) -> Option<&'static Scenario> {
@@ -222,6 +289,8 @@ pub enum Answer {
     },
     /// Keycloak issued no token (refused the client, or its certificate at the handshake).
     NoToken { why: String },
+    /// Keycloak's introspection answer (RFC 7662): whether the token is active.
+    Active { active: bool },
 }
 
 /// What an attempt expects.
@@ -230,6 +299,8 @@ pub enum Answer {
 pub enum Expect {
     Status(u16),
     NoToken,
+    /// An introspection answer of `active` this.
+    Active(bool),
 }
 
 /// One try and the defence's answer.
@@ -245,6 +316,7 @@ impl Attempt {
         match (&self.expected, &self.answer) {
             (Expect::Status(want), Answer::Status { status, .. }) => want == status,
             (Expect::NoToken, Answer::NoToken { .. }) => true,
+            (Expect::Active(want), Answer::Active { active }) => want == active,
             _ => false,
         }
     }
@@ -253,10 +325,15 @@ impl Attempt {
     /// old token), so a bare ✓ beside it would read as "the attack worked".
     pub fn outcome(&self) -> String {
         match (self.held(), &self.expected) {
-            (true, Expect::Status(200)) => "accepted, as expected".to_owned(),
+            (true, Expect::Status(200) | Expect::Active(true)) => {
+                "accepted, as expected".to_owned()
+            }
             (true, _) => "refused, as it must be".to_owned(),
             (false, Expect::Status(status)) => format!("NOT as expected (expected {status})"),
             (false, Expect::NoToken) => "NOT as expected (expected no token)".to_owned(),
+            (false, Expect::Active(active)) => {
+                format!("NOT as expected (expected active: {active})")
+            }
         }
     }
 
@@ -269,6 +346,7 @@ impl Attempt {
             } => format!("{status} {challenge}"),
             Answer::Status { status, .. } => status.to_string(),
             Answer::NoToken { why } => format!("no token: {why}"),
+            Answer::Active { active } => format!("introspection: active {active}"),
         }
     }
 }

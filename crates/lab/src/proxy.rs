@@ -101,9 +101,10 @@ pub(crate) async fn forged_header_through_proxy(arena: &Arena<'_>) -> Attempts {
 
 pub(crate) async fn forged_header_to_keycloak(arena: &Arena<'_>) -> Attempts {
     let server = arena.resource_server(|_| {}).await?;
-    let past_proxy = arena
-        .keycloak_past_proxy()
-        .ok_or(LabError::NeedsProxy("forged-header-to-keycloak"))?;
+    let past_proxy = arena.keycloak_past_proxy().ok_or(LabError::NeedsTopology(
+        "forged-header-to-keycloak",
+        "--topology proxy",
+    ))?;
     // The same realm's token endpoint at Keycloak's own address.
     let path = arena.urls.token().path().to_owned();
     let direct = past_proxy

@@ -28,7 +28,7 @@ fn claims(token: &AccessToken) -> Value {
         .unwrap_or_default()
 }
 
-fn kid(token: &AccessToken) -> String {
+pub(crate) fn kid(token: &AccessToken) -> String {
     TokenView::decode(token.expose())
         .and_then(|view| view.header["kid"].as_str().map(String::from))
         .unwrap_or_default()
@@ -345,19 +345,7 @@ pub(crate) async fn key_rotation(arena: &Arena<'_>) -> Attempts {
             )
             .await?,
     ];
-    let admin = arena.admin();
-    let realm: Value = admin.get(&arena.realm).await?.unwrap_or_default();
-    admin
-        .post(
-            &format!("{}/components", arena.realm),
-            &json!({
-                "name": "rotated-rsa", "providerId": "rsa-generated",
-                "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
-                "config": { "priority": ["1000"], "algorithm": ["RS256"], "keySize": ["2048"],
-                            "active": ["true"], "enabled": ["true"] }
-            }),
-        )
-        .await?;
+    arena.add_signing_key().await?;
     arena.victim.forget().await;
     let new = arena.victim.token().await?;
     attempts.push(
@@ -375,20 +363,7 @@ pub(crate) async fn key_rotation(arena: &Arena<'_>) -> Attempts {
             )
             .await?,
     );
-    // Remove the old key's provider from the realm.
-    let keys: Value = admin
-        .get(&format!("{}/keys", arena.realm))
-        .await?
-        .unwrap_or_default();
-    let provider = keys["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid(&old).as_str()))
-        .and_then(|k| k["providerId"].as_str())
-        .ok_or_else(|| LabError::Setup("the old key is not in the realm's key list".into()))?
-        .to_owned();
-    admin
-        .remove(&format!("{}/components/{provider}", arena.realm))
-        .await?;
+    arena.remove_signing_key(&kid(&old)).await?;
     // Its periodic refresh would notice within five minutes; the lab asks for it now.
     server
         .refresh_keys("again: asked to, after the old key was removed")

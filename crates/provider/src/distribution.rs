@@ -15,7 +15,11 @@ use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 
 /// The build-time flags of the cached build; part of the cache key.
 fn build_flags(topology: Topology) -> Vec<String> {
-    build_options(Database::DevFile)
+    let database = match topology {
+        Topology::Cluster => Database::Postgres,
+        Topology::Direct | Topology::Proxy => Database::DevFile,
+    };
+    build_options(database)
         .into_iter()
         .chain(proxy_build_options(topology))
         .collect::<Vec<_>>()

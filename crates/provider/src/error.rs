@@ -79,10 +79,19 @@ pub enum ProviderError {
     Proxy(#[from] playbook_proxy::ProxyError),
 
     #[error(
-        "the proxy topology runs Keycloak natively (a container's traffic does not arrive from the \
-         proxy's own address); pass --keycloak-backend native, or --topology direct"
+        "the proxy and cluster topologies run Keycloak natively (a container's traffic does not \
+         arrive from the proxy's own address); pass --keycloak-backend native, or --topology direct"
     )]
     ProxyNeedsNative,
+
+    #[error(
+        "the cluster topology needs PostgreSQL's server, which is not installed: install Debian's \
+         `postgresql` package (apt-get install postgresql), or use another --topology"
+    )]
+    PostgresMissing,
+
+    #[error("PostgreSQL did not start: {reason}\n--- last lines of its log ---\n{tail}")]
+    PostgresFailed { reason: String, tail: String },
 
     #[error("{name}: {reason}")]
     BadSetting { name: &'static str, reason: String },

@@ -19,6 +19,7 @@ mod image;
 mod java;
 mod native;
 mod options;
+pub mod postgres;
 mod progress;
 mod reuse;
 
@@ -63,6 +64,23 @@ enum Running {
     External,
     /// Kept running by an earlier run (see `reuse.rs`); it outlives this handle.
     Reused,
+    /// The cluster topology: native nodes on one PostgreSQL, behind the load balancer.
+    Cluster(Box<Cluster>),
+}
+
+/// The cluster's parts besides its load balancer, stopped nodes first, the database last.
+struct Cluster {
+    nodes: Vec<(native::NativeKeycloak, Url)>,
+    postgres: postgres::Postgres,
+}
+
+impl Cluster {
+    fn terminate(&self) {
+        for (node, _) in &self.nodes {
+            node.terminate();
+        }
+        self.postgres.terminate();
+    }
 }
 
 impl Keycloak {
@@ -105,9 +123,29 @@ impl Keycloak {
         )?)
     }
 
+    /// The cluster topology's nodes, each at its own address (past the load balancer); empty
+    /// for a single Keycloak.
+    pub fn nodes(&self) -> Vec<Url> {
+        match &self.backend {
+            Running::Cluster(cluster) => cluster.nodes.iter().map(|(_, url)| url.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Kills cluster node `index` (0-based) at once, as a crashed machine would go: the attack
+    /// lab's `keycloak-node-down`. Blocking; does nothing outside the cluster topology.
+    pub fn kill_node(&self, index: usize) {
+        if let Running::Cluster(cluster) = &self.backend
+            && let Some((node, _)) = cluster.nodes.get(index)
+        {
+            node.terminate();
+        }
+    }
+
     /// Which backend runs this Keycloak, for messages.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
+            Running::Cluster(_) => "native cluster",
             Running::Native(_) => "native",
             Running::Container(_) => "container",
             Running::External => "external",
@@ -117,7 +155,10 @@ impl Keycloak {
 
     /// Whether this handle started Keycloak and stops it: false for an external or kept one.
     pub fn is_owned(&self) -> bool {
-        matches!(self.backend, Running::Native(_) | Running::Container(_))
+        matches!(
+            self.backend,
+            Running::Native(_) | Running::Container(_) | Running::Cluster(_)
+        )
     }
 
     /// Stops Keycloak now, without needing ownership or an async runtime: for handles shared
@@ -130,6 +171,7 @@ impl Keycloak {
         match &self.backend {
             Running::Native(native) => native.terminate(),
             Running::Container(container) => container.terminate(),
+            Running::Cluster(cluster) => cluster.terminate(),
             Running::External | Running::Reused => {}
         }
     }
@@ -142,6 +184,11 @@ impl Keycloak {
         match self.backend {
             Running::Native(native) => {
                 tokio::task::spawn_blocking(move || drop(native)).await.ok();
+            }
+            Running::Cluster(cluster) => {
+                tokio::task::spawn_blocking(move || cluster.terminate())
+                    .await
+                    .ok();
             }
             Running::Container(container) => container.stop().await,
             Running::External | Running::Reused => {}
@@ -215,11 +262,15 @@ pub async fn start(
         None => args.resolve_backend().await,
     };
     let behind_proxy = args.topology == Topology::Proxy && backend != Backend::External;
-    if behind_proxy && backend != Backend::Native {
+    let clustered = args.topology == Topology::Cluster && backend != Backend::External;
+    if (behind_proxy || clustered) && backend != Backend::Native {
         return Err(ProviderError::ProxyNeedsNative);
     }
-    if behind_proxy && proxy::which(proxy::PROGRAM).is_none() {
+    if (behind_proxy || clustered) && proxy::which(proxy::PROGRAM).is_none() {
         return Err(proxy::ProxyError::Missing.into());
+    }
+    if clustered && !postgres::installed() {
+        return Err(ProviderError::PostgresMissing);
     }
     tracing::debug!(?backend, "Keycloak backend");
     let keycloak = match backend {
@@ -247,6 +298,7 @@ pub async fn start(
             health::check_external(&keycloak).await?;
             keycloak
         }
+        Backend::Native if clustered => start_cluster(args, certs, &progress).await?,
         Backend::Native if behind_proxy => {
             let public = config::port_or_free(args.https_port)
                 .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
@@ -256,8 +308,9 @@ pub async fn start(
             let upstream = proxy::Upstream {
                 name: "keycloak",
                 listen: public,
-                port: own_url.port().expect("a local URL has a port"),
+                ports: vec![own_url.port().expect("a local URL has a port")],
                 present_certificate: false,
+                health: None,
             };
             let proxy = ReverseProxy::start(upstream, certs).await?;
             progress.finished(&format!(
@@ -299,4 +352,53 @@ pub async fn start(
         }
     };
     Ok(keycloak)
+}
+
+/// The cluster topology: PostgreSQL, two Keycloak nodes on it, and the load balancer in front of
+/// them on `args.https_port`, which checks each node's readiness and takes a node that is down
+/// out of rotation.
+async fn start_cluster(
+    args: &ProviderConfig,
+    certs: &playbook_certs::CertSet,
+    progress: &Arc<dyn Progress>,
+) -> Result<Keycloak, ProviderError> {
+    const NODES: usize = 2;
+    let public = config::port_or_free(args.https_port)
+        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
+    config::ensure_free(public)?;
+    progress.stage("starting PostgreSQL (the cluster's database)");
+    let postgres = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .expect("the database task does not panic")?;
+    let (nodes, admin) =
+        native::start_cluster(args, certs, progress, public, &postgres, NODES).await?;
+    let upstream = proxy::Upstream {
+        name: "keycloak",
+        listen: public,
+        ports: nodes
+            .iter()
+            .map(|(_, url)| url.port().expect("a local URL has a port"))
+            .collect(),
+        present_certificate: false,
+        health: Some(proxy::Health {
+            path: "/health/ready",
+            ports: nodes.iter().map(|(node, _)| node.management_port).collect(),
+        }),
+    };
+    let balancer = ReverseProxy::start(upstream, certs).await?;
+    progress.finished(&format!(
+        "{} balancing {NODES} Keycloak nodes at {} (configuration: {})",
+        proxy::PROGRAM,
+        balancer.url(),
+        balancer.config_path().display()
+    ));
+    let first = nodes[0].1.clone();
+    Ok(Keycloak {
+        base_url: KeycloakUrl::new(balancer.url().clone()),
+        admin,
+        ca_pem: certs.ca_pem.clone(),
+        proxy: Some(balancer),
+        behind_proxy: Some(first),
+        backend: Running::Cluster(Box::new(Cluster { nodes, postgres })),
+    })
 }

@@ -34,6 +34,20 @@ pub(crate) struct NativeKeycloak {
     archive: ClassArchive,
     /// Handed to a keeper (see `reuse.rs`): this handle must no longer stop Keycloak.
     detached: std::sync::atomic::AtomicBool,
+    /// Where its health is served (`/health/ready`): a load balancer checks it there.
+    pub(crate) management_port: u16,
+}
+
+/// Where a Keycloak keeps its data.
+pub(crate) enum Store {
+    /// Its own copy of an H2 file.
+    File(InstanceDatabase),
+    /// The cluster's shared PostgreSQL, and the port this node's cluster transport binds.
+    Cluster {
+        jdbc_url: String,
+        password: playbook_keycloak::Secret,
+        cluster_port: u16,
+    },
 }
 
 /// Starts Keycloak on `args.https_port`, or behind the proxy topology's `public_port` (then
@@ -97,9 +111,62 @@ pub(crate) async fn start(
     };
     let archive = ClassArchive::existing(&install, java.major);
     let keycloak = launcher
-        .launch(https_port, database, &admin, archive, "")
+        .launch(https_port, Store::File(database), &admin, archive, "")
         .await?;
     Ok((keycloak, base_url(https_port), admin))
+}
+
+/// The cluster topology's Keycloak nodes: `nodes` of them on `postgres`, one after the other
+/// (the first creates the schema and the admin), each on free ports, all naming the load
+/// balancer's `public_port` as their hostname. Returns each node and its address.
+pub(crate) async fn start_cluster(
+    args: &ProviderConfig,
+    certs: &CertSet,
+    progress: &Arc<dyn Progress>,
+    public_port: u16,
+    postgres: &crate::postgres::Postgres,
+    nodes: usize,
+) -> Result<(Vec<(NativeKeycloak, Url)>, AdminCredentials), ProviderError> {
+    let java = crate::java::find(args.java.as_deref())?;
+    let install = {
+        let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::distribution::built_install(&args, &java, progress.as_ref())
+        })
+        .await
+        .expect("the build task does not panic")?
+    };
+    let launcher = Launcher {
+        install: &install,
+        java: &java,
+        certs,
+        timeout: args.start_timeout(),
+        progress: progress.as_ref(),
+        topology: args.topology,
+        public_port: Some(public_port),
+    };
+    let admin = args.admin_credentials_or_random();
+    let mut started = Vec::new();
+    for node in 1..=nodes {
+        let port = || {
+            std::iter::repeat_with(free_port)
+                .find(|port| port.as_ref().map_or(true, |port| *port != public_port))
+                .expect("an endless iterator")
+                .map_err(ProviderError::io("find a free port", "127.0.0.1"))
+        };
+        let (https_port, cluster_port) = (port()?, port()?);
+        let store = Store::Cluster {
+            jdbc_url: postgres.jdbc_url(),
+            password: postgres.password().clone(),
+            cluster_port,
+        };
+        let purpose = format!(" (cluster node {node} of {nodes})");
+        let keycloak = launcher
+            .launch(https_port, store, &admin, ClassArchive::Absent, &purpose)
+            .await?;
+        started.push((keycloak, base_url(https_port)));
+    }
+    Ok((started, admin))
 }
 
 fn base_url(https_port: u16) -> Url {
@@ -125,7 +192,7 @@ impl Launcher<'_> {
     async fn launch(
         &self,
         https_port: u16,
-        database: InstanceDatabase,
+        store: Store,
         admin: &AdminCredentials,
         archive: ClassArchive,
         purpose: &str,
@@ -133,10 +200,30 @@ impl Launcher<'_> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let mut options = start_options(self.certs, https_port, management_port, self.public_port);
-        if self.topology == crate::Topology::Proxy {
+        if self.topology != crate::Topology::Direct {
             options.extend(crate::options::proxy_options().iter().map(KcOption::flag));
         }
-        options.push(format!("--db-url={}", database.jdbc_url()));
+        let (database, secret_env) = match store {
+            Store::File(database) => {
+                options.push(format!("--db-url={}", database.jdbc_url()));
+                (Some(database), Vec::new())
+            }
+            Store::Cluster {
+                jdbc_url,
+                password,
+                cluster_port,
+            } => {
+                options.retain(|option| !option.starts_with("--cache="));
+                options.extend(
+                    crate::options::cluster_options(&jdbc_url, cluster_port)
+                        .iter()
+                        .map(KcOption::flag),
+                );
+                // The password as an environment variable: a flag would show it in `ps`.
+                let password = KcOption::new("db-password", password.expose());
+                (None, vec![password.env()])
+            }
+        };
         let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
         let shown = format!(
             "{} start --optimized {}",
@@ -153,9 +240,11 @@ impl Launcher<'_> {
             &self.java.path,
             &options,
             admin,
+            &secret_env,
             &log,
             database,
             archive,
+            management_port,
         )?;
         let health = playbook_https::local_url(management_port)
             .join("health/ready")
@@ -205,7 +294,7 @@ impl Launcher<'_> {
         let keycloak = self
             .launch(
                 port,
-                database,
+                Store::File(database),
                 &admin,
                 ClassArchive::to_write(self.install, self.java.major),
                 " (once: preparing a reusable database and class archive)",
@@ -252,14 +341,17 @@ fn start_options(
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     install: &Path,
     java: &Path,
     options: &[String],
     admin: &AdminCredentials,
+    secret_env: &[(String, String)],
     log: &Path,
-    database: InstanceDatabase,
+    database: Option<InstanceDatabase>,
     archive: ClassArchive,
+    management_port: u16,
 ) -> Result<NativeKeycloak, ProviderError> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
@@ -274,6 +366,7 @@ fn spawn(
         .args(options)
         .env("JAVA", java)
         .envs(bootstrap_admin(admin).iter().map(KcOption::env))
+        .envs(secret_env.iter().cloned())
         .stdin(Stdio::piped())
         .stdout(
             log_file
@@ -288,10 +381,11 @@ fn spawn(
     Ok(NativeKeycloak {
         child: Mutex::new(child),
         lifeline: Mutex::new(lifeline),
-        database: Mutex::new(Some(database)),
+        database: Mutex::new(database),
         log: Mutex::new(Some(log.to_path_buf())),
         archive,
         detached: false.into(),
+        management_port,
     })
 }
 

@@ -40,6 +40,8 @@ pub(crate) enum Database {
     DevFile,
     /// H2 in memory: a container is thrown away with its data anyway (baked into its image).
     DevMem,
+    /// PostgreSQL: the cluster topology's nodes share it.
+    Postgres,
 }
 
 /// Build-time options: changing one needs a new `kc.sh build`. The native backend bakes them
@@ -48,6 +50,7 @@ pub(crate) fn build_options(database: Database) -> Vec<KcOption> {
     let db = match database {
         Database::DevFile => "dev-file",
         Database::DevMem => "dev-mem",
+        Database::Postgres => "postgres",
     };
     vec![
         KcOption::new("health-enabled", "true"),
@@ -62,7 +65,7 @@ pub(crate) fn build_options(database: Database) -> Vec<KcOption> {
 /// header instead of its own TLS connection. Which lookup runs is a build-time choice, so the
 /// proxy topology has a build of its own; the direct build stays as it was.
 pub(crate) fn proxy_build_options(topology: crate::Topology) -> Option<KcOption> {
-    (topology == crate::Topology::Proxy)
+    (topology != crate::Topology::Direct)
         .then(|| KcOption::new("spi-x509cert-lookup--provider", "rfc9440"))
 }
 
@@ -85,6 +88,20 @@ pub(crate) fn proxy_options() -> Vec<KcOption> {
             "spi-x509cert-lookup--rfc9440--certificate-chain-length",
             "0",
         ),
+    ]
+}
+
+/// Runtime options of a cluster node: the shared database (its password goes in the
+/// environment), Infinispan clustered, its transport on loopback at a port of its own (two nodes
+/// on one machine), the nodes finding each other through the database (`jdbc-ping`).
+pub(crate) fn cluster_options(jdbc_url: &str, cluster_port: u16) -> Vec<KcOption> {
+    vec![
+        KcOption::new("db-url", jdbc_url),
+        KcOption::new("db-username", crate::postgres::USER),
+        KcOption::new("cache", "ispn"),
+        KcOption::new("cache-stack", "jdbc-ping"),
+        KcOption::new("cache-embedded-network-bind-address", "127.0.0.1"),
+        KcOption::new("cache-embedded-network-bind-port", cluster_port.to_string()),
     ]
 }
 

@@ -99,7 +99,7 @@ impl Keycloak {
         let lifeline = match self.backend {
             Running::Native(native) => native.detach(),
             Running::Container(container) => container.detach(),
-            Running::External | Running::Reused => None,
+            Running::External | Running::Reused | Running::Cluster(_) => None,
         };
         let Some(lifeline) = lifeline else {
             return Err(ProviderError::NotDetachable { backend });

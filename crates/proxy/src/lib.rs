@@ -82,6 +82,9 @@ pub const FORWARDED_CERT_HEADER: &str = "Client-Cert";
 /// RFC 9440: the rest of the client's chain. Never set here (the CA signs client certificates
 /// directly), always stripped, so a client cannot add links to the chain either.
 pub const FORWARDED_CHAIN_HEADER: &str = "Client-Cert-Chain";
+/// The attack lab's way to reach one replica through the load balancer (`1`, `2`): the cluster
+/// scenarios revoke on one Keycloak node and ask another.
+pub const PIN_HEADER: &str = "X-Playbook-Node";
 /// The headers the proxy never passes on from a client: it sets them itself or not at all.
 pub const STRIPPED_HEADERS: [&str; 7] = [
     FORWARDED_CERT_HEADER,
@@ -107,16 +110,20 @@ pub enum Topology {
     Direct,
     /// A reverse proxy ends it and forwards the verified client certificate in a header.
     Proxy,
+    /// Production's shape: the proxy as a load balancer in front of two Keycloak nodes sharing
+    /// PostgreSQL, and of two resource-server replicas.
+    Cluster,
 }
 
 impl Topology {
-    pub const ALL: [Self; 2] = [Self::Direct, Self::Proxy];
+    pub const ALL: [Self; 3] = [Self::Direct, Self::Proxy, Self::Cluster];
 
     /// The one name of each topology: what the flag takes.
     pub fn name(self) -> &'static str {
         match self {
             Self::Direct => "direct",
             Self::Proxy => "proxy",
+            Self::Cluster => "cluster",
         }
     }
 }
@@ -139,11 +146,24 @@ pub struct Upstream {
     pub name: &'static str,
     /// The port clients connect to (the proxy's).
     pub listen: u16,
-    /// The port the part itself serves HTTPS on, on 127.0.0.1.
-    pub port: u16,
+    /// The part's HTTPS port on 127.0.0.1: one, or one per replica (the cluster topology, where
+    /// the proxy is the load balancer).
+    pub ports: Vec<u16>,
     /// Whether the proxy presents its own certificate upstream (the resource server trusts the
     /// forwarded header by it; Keycloak trusts it by address and needs none).
     pub present_certificate: bool,
+    /// How the load balancer tells a replica that is down: none for a single server.
+    pub health: Option<Health>,
+}
+
+/// How replicas are checked: `GET path` on each replica's own health port (Keycloak's
+/// management port, the API's own port); a replica failing two checks a second apart is taken
+/// out of rotation, and back after one success.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub path: &'static str,
+    /// Each replica's health port, in the order of [`Upstream::ports`].
+    pub ports: Vec<u16>,
 }
 
 /// The files the configuration names.
@@ -154,6 +174,9 @@ pub struct ProxyFiles {
     pub identity: PathBuf,
     /// The local CA: the only anchor for client certificates and for the upstream's certificate.
     pub ca: PathBuf,
+    /// The load balancer's statistics socket (0600), where it says which replicas it sends
+    /// requests to; only with several replicas.
+    pub stats: PathBuf,
 }
 
 /// The HAProxy configuration for `upstream`, commented for the learner who opens it
@@ -162,10 +185,17 @@ pub fn render(upstream: &Upstream, files: &ProxyFiles) -> String {
     let Upstream {
         name,
         listen,
-        port,
         present_certificate,
+        ..
     } = upstream;
     let (identity, ca) = (files.identity.display(), files.ca.display());
+    let stats = match upstream.health {
+        Some(_) => format!(
+            "    stats socket {} mode 600 level operator\n",
+            files.stats.display()
+        ),
+        None => String::new(),
+    };
     let stripped: String = STRIPPED_HEADERS
         .iter()
         .map(|header| format!("    http-request del-header {header}\n"))
@@ -175,11 +205,12 @@ pub fn render(upstream: &Upstream, files: &ProxyFiles) -> String {
     } else {
         String::new()
     };
+    let (balancing, servers) = servers(upstream, &ca.to_string(), &own_certificate);
     format!(
         "# Written by oauth2-playbook for one run (the proxy topology); removed when the proxy stops.
 global
     log stderr format raw local0 info
-    maxconn 512
+{stats}    maxconn 512
     ssl-default-bind-options ssl-min-ver TLSv1.2
     ssl-default-server-options ssl-min-ver TLSv1.2
 
@@ -206,13 +237,52 @@ frontend {name}
 backend {name}
     # Trust decision 2: the upstream knows the proxy by its source address and, where it asks,
     # by the proxy's own client certificate. The upstream's certificate must chain to the CA.
-    server {name} 127.0.0.1:{port} source {UPSTREAM_SOURCE} ssl verify required ca-file {ca} verifyhost localhost sni str(localhost) alpn http/1.1{own_certificate}
-"
+{balancing}{servers}"
     )
+}
+
+/// The backend's servers, and with several of them how the load balancer spreads requests,
+/// retries a refused connection on another replica, checks each one and lets the attack lab
+/// pin one (`X-Playbook-Node: N`).
+fn servers(upstream: &Upstream, ca: &str, own_certificate: &str) -> (String, String) {
+    let name = upstream.name;
+    let tls = format!(
+        "source {UPSTREAM_SOURCE} ssl verify required ca-file {ca} verifyhost localhost sni str(localhost) alpn http/1.1{own_certificate}"
+    );
+    let Some(health) = &upstream.health else {
+        let port = upstream.ports.first().copied().unwrap_or_default();
+        return (
+            String::new(),
+            format!("    server {name} 127.0.0.1:{port} {tls}\n"),
+        );
+    };
+    let balancing = format!(
+        "    balance roundrobin
+    option redispatch
+    retries 2
+    option httpchk GET {path}
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 1
+",
+        path = health.path
+    );
+    let mut servers = String::new();
+    for (i, (port, check)) in upstream.ports.iter().zip(&health.ports).enumerate() {
+        let n = i + 1;
+        servers.push_str(&format!(
+            "    use-server {name}{n} if {{ req.hdr({PIN_HEADER}) -m str {n} }}\n"
+        ));
+        servers.push_str(&format!(
+            "    server {name}{n} 127.0.0.1:{port} {tls} check check-ssl check-sni localhost port {check}\n"
+        ));
+    }
+    (balancing, servers)
 }
 
 /// A running HAProxy in front of one part; dropping it stops the proxy and removes its files.
 pub struct ReverseProxy {
+    /// The backend's name in the configuration and in the statistics.
+    name: &'static str,
     child: Mutex<Child>,
     /// Kept open only to keep the watchdog waiting; closing it stops the proxy.
     lifeline: Mutex<Option<ChildStdin>>,
@@ -248,10 +318,6 @@ impl ReverseProxy {
             tail: String::new(),
         })?;
         let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
-        let files = ProxyFiles {
-            identity: absolute(certs.files.proxy_identity()),
-            ca: absolute(certs.files.ca_cert()),
-        };
         let dir = tempfile::Builder::new()
             .prefix(&format!(
                 "{DIR_PREFIX}{}-{}-",
@@ -260,11 +326,17 @@ impl ReverseProxy {
             ))
             .tempdir()
             .map_err(io("create a directory in", std::env::temp_dir()))?;
+        let files = ProxyFiles {
+            identity: absolute(certs.files.proxy_identity()),
+            ca: absolute(certs.files.ca_cert()),
+            stats: dir.path().join("stats.sock"),
+        };
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(&config, render(&upstream, &files)).map_err(io("write", &config))?;
         let log = dir.path().join("haproxy.log");
         let mut child = spawn(&program, &config, &log)?;
         let proxy = Self {
+            name: upstream.name,
             lifeline: Mutex::new(child.stdin.take()),
             child: Mutex::new(child),
             dir,
@@ -293,6 +365,48 @@ impl ReverseProxy {
     /// The generated configuration, there while the proxy runs.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("haproxy.cfg")
+    }
+
+    /// Whether the load balancer sends requests to each replica now (its health checks'
+    /// verdict), in the order of [`Upstream::ports`]; empty for a single server. Asked on its
+    /// statistics socket (`show stat`), where HAProxy reports each server `UP` or `DOWN`.
+    pub fn replicas_up(&self) -> Vec<bool> {
+        use std::io::{Read, Write};
+        let socket = self.dir.path().join("stats.sock");
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+            return Vec::new();
+        };
+        let mut csv = String::new();
+        if stream.write_all(b"show stat\n").is_err() || stream.read_to_string(&mut csv).is_err() {
+            return Vec::new();
+        }
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let column = |name: &str| header.iter().position(|c| *c == name);
+        let (Some(proxy), Some(server), Some(status)) =
+            (column("pxname"), column("svname"), column("status"))
+        else {
+            return Vec::new();
+        };
+        let mut replicas: Vec<(u32, bool)> = lines
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(',').collect();
+                let n = fields
+                    .get(server)?
+                    .strip_prefix(self.name)?
+                    .parse::<u32>()
+                    .ok()?;
+                (*fields.get(proxy)? == self.name)
+                    .then(|| (n, fields.get(status).is_some_and(|s| s.starts_with("UP"))))
+            })
+            .collect();
+        replicas.sort();
+        replicas.into_iter().map(|(_, up)| up).collect()
     }
 
     /// Waits until HAProxy accepts connections on `port` and is still running a moment later
@@ -403,12 +517,14 @@ mod tests {
         let upstream = Upstream {
             name: "api",
             listen: 8443,
-            port: 20001,
+            ports: vec![20001],
             present_certificate,
+            health: None,
         };
         let files = ProxyFiles {
             identity: "/certs/proxy-identity.pem".into(),
             ca: "/certs/ca.pem".into(),
+            stats: "/run/p/stats.sock".into(),
         };
         render(&upstream, &files)
     }
@@ -463,12 +579,14 @@ mod docs {
         let upstream = Upstream {
             name: "api",
             listen: 8443,
-            port: 20001,
+            ports: vec![20001],
             present_certificate: true,
+            health: None,
         };
         let files = ProxyFiles {
             identity: "/home/you/oauth2-playbook/certs/proxy-identity.pem".into(),
             ca: "/home/you/oauth2-playbook/certs/ca.pem".into(),
+            stats: "/tmp/oauth2-playbook-proxy-4242-api-k2Xq9p/stats.sock".into(),
         };
         let rendered = render(&upstream, &files);
         assert_eq!(

@@ -119,6 +119,13 @@ impl RunningServer {
         self.keys.refresh_now(why).await;
     }
 
+    /// Stops serving at once, every connection dropped, as a crashed replica would: the attack
+    /// lab's `replica-down`. [`Self::shutdown`] still ends the handle afterwards.
+    pub fn halt(&self) {
+        self.refresher.abort();
+        self.handle.shutdown();
+    }
+
     /// Stops accepting, lets requests in flight finish (up to 10 s), then returns.
     pub async fn shutdown(self) {
         self.refresher.abort();

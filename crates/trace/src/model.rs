@@ -19,6 +19,8 @@ pub enum Party {
     /// the client certificate it verified to Keycloak and the resource server in a header.
     Proxy,
     ResourceServer,
+    /// The cluster topology's second resource-server replica, behind the same load balancer.
+    ResourceServerReplica,
     /// A resource server run with `--binding off` beside the tutorial's.
     UnboundResourceServer,
     /// A resource server that also introspects every token (RFC 7662).
@@ -27,13 +29,14 @@ pub enum Party {
 
 impl Party {
     /// Every lifeline, in the order of the diagram's columns.
-    pub const ALL: [Party; 8] = [
+    pub const ALL: [Party; 9] = [
         Party::Client,
         Party::Intruder,
         Party::Platform,
         Party::Proxy,
         Party::Keycloak,
         Party::ResourceServer,
+        Party::ResourceServerReplica,
         Party::UnboundResourceServer,
         Party::IntrospectingResourceServer,
     ];
@@ -51,6 +54,7 @@ impl Party {
             Self::Platform => "Platform",
             Self::Proxy => "Proxy",
             Self::ResourceServer => "ResourceServer",
+            Self::ResourceServerReplica => "ResourceServer (replica 2)",
             Self::UnboundResourceServer => "ResourceServer (binding off)",
             Self::IntrospectingResourceServer => "ResourceServer (introspection)",
         }
@@ -65,6 +69,7 @@ impl Party {
             Self::Platform => "P",
             Self::Proxy => "X",
             Self::ResourceServer => "R",
+            Self::ResourceServerReplica => "R2",
             Self::UnboundResourceServer => "RB",
             Self::IntrospectingResourceServer => "RI",
         }

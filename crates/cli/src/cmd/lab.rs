@@ -66,30 +66,32 @@ const PREDICTED_ANSWERS: [&str; 4] = [
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let topology = args.topology.topology;
-    let behind_proxy = topology == Topology::Proxy;
+    let behind_proxy = topology != Topology::Direct;
     let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
         (Some(name), _) => SCENARIOS.iter().filter(|s| s.name == name).collect(),
-        // The proxy's scenarios need the proxy; the others run in either topology.
+        // Scenarios that need a topology run in it; the others run in every one.
         (None, true) => SCENARIOS
             .iter()
-            .filter(|s| behind_proxy || !s.needs_proxy)
+            .filter(|s| s.needs.met_by(topology))
             .collect(),
         (None, false) => {
             list(args.json);
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if let Some(scenario) = chosen.iter().find(|s| s.needs_proxy && !behind_proxy) {
-        anyhow::bail!(playbook_lab::LabError::NeedsProxy(scenario.name));
+    if let Some(scenario) = chosen.iter().find(|s| !s.needs.met_by(topology)) {
+        anyhow::bail!(playbook_lab::LabError::NeedsTopology(
+            scenario.name,
+            scenario.needs.flag()
+        ));
     }
-    if args.all && !behind_proxy && !args.json {
-        let skipped: Vec<&str> = (SCENARIOS.iter().filter(|s| s.needs_proxy))
-            .map(|s| s.name)
+    if args.all && !args.json {
+        let skipped: Vec<String> = (SCENARIOS.iter().filter(|s| !s.needs.met_by(topology)))
+            .map(|s| format!("{} ({})", s.name, s.needs.flag()))
             .collect();
-        eprintln!(
-            "not run: {} (they attack the reverse proxy: add --topology proxy)",
-            skipped.join(", ")
-        );
+        if !skipped.is_empty() {
+            eprintln!("not run here: {}", skipped.join(", "));
+        }
     }
     let trace = Trace::new();
     trace.title(&match chosen.as_slice() {
@@ -119,8 +121,21 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let keycloak_itself = keycloak_itself.filter(|_| behind_proxy);
+    if topology == Topology::Cluster && keycloak.nodes().is_empty() {
+        keycloak.stop().await;
+        anyhow::bail!(
+            "the lab's cluster scenarios kill a Keycloak node, so the lab starts the cluster itself: drop --keycloak-url"
+        );
+    }
+    let parts = Parts {
+        keycloak: &keycloak,
+        keycloak_itself,
+        certs: &certs,
+        api_port,
+        topology,
+    };
     let outcome = tokio::select! {
-        outcome = lab(Parts { keycloak: &keycloak, keycloak_itself, certs: &certs, api_port }, &chosen, args.predict, &trace, &mut report) => outcome,
+        outcome = lab(parts, &chosen, args.predict, &trace, &mut report) => outcome,
         _ = crate::cmd::shutdown_signal() => Err(anyhow::anyhow!(crate::cmd::demo::interrupted(&keycloak))),
     };
     keycloak.stop().await;
@@ -192,6 +207,7 @@ struct Parts<'a> {
     keycloak_itself: Option<url::Url>,
     certs: &'a CertSet,
     api_port: u16,
+    topology: Topology,
 }
 
 async fn lab(
@@ -206,11 +222,27 @@ async fn lab(
         keycloak_itself,
         certs,
         api_port,
+        topology,
     } = parts;
     let admin = keycloak.admin()?.traced(trace.clone());
     let mut lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
-    if let Some(keycloak_itself) = keycloak_itself {
-        lab = lab.behind_proxy(keycloak_itself);
+    let kill = |node: usize| keycloak.kill_node(node);
+    let nodes_up = || {
+        keycloak
+            .proxy()
+            .map(|balancer| balancer.replicas_up())
+            .unwrap_or_default()
+    };
+    match (topology, keycloak_itself) {
+        (Topology::Cluster, Some(keycloak_itself)) => {
+            let control = playbook_lab::ClusterControl {
+                kill_keycloak_node: &kill,
+                keycloak_nodes_up: &nodes_up,
+            };
+            lab = lab.in_cluster(keycloak_itself, control);
+        }
+        (_, Some(keycloak_itself)) => lab = lab.behind_proxy(keycloak_itself),
+        (_, None) => {}
     }
     let mut verdicts = Vec::new();
     for scenario in chosen {
@@ -254,13 +286,12 @@ fn list(json: bool) {
     println!("The attack lab: `cargo playbook lab NAME` runs one, `--all` runs every one.\n");
     let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for scenario in &SCENARIOS {
-        let proxy = if scenario.needs_proxy {
-            " [--topology proxy]"
-        } else {
-            ""
+        let needs = match scenario.needs.flag() {
+            "" => String::new(),
+            flag => format!(" [{flag}]"),
         };
         println!(
-            "  {:<width$} {} ({}){proxy}",
+            "  {:<width$} {} ({}){needs}",
             scenario.name, scenario.title, scenario.rfc
         );
     }

@@ -43,6 +43,7 @@ fn answers(verdict: &Verdict) -> Vec<String> {
                 format!("{status} {why}").trim().to_owned()
             }
             Answer::NoToken { why } => format!("no token: {why}"),
+            Answer::Active { active } => format!("active {active}"),
         })
         .collect()
 }
