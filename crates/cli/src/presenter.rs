@@ -198,20 +198,27 @@ pub fn note_keycloak(
     }
 }
 
-/// One line naming the proxy in front of `part` and its generated configuration.
+/// One line naming the proxy in front of `part` (balancing its `replicas` when there are
+/// several) and its generated configuration.
 pub fn note_proxy(
     report: &mut Report,
     part: &str,
+    replicas: usize,
     proxy: Option<&playbook_provider::ReverseProxy>,
 ) {
-    if let Some(proxy) = proxy {
-        report.note(&format!(
-            "{} in front of {part} at {} (TLS ends there; configuration: {})",
-            playbook_provider::proxy::PROGRAM,
-            proxy.url(),
-            proxy.config_path().display()
-        ));
-    }
+    let Some(proxy) = proxy else {
+        return;
+    };
+    let role = match replicas {
+        0 | 1 => format!("in front of {part}"),
+        n => format!("balancing {n} replicas of {part}"),
+    };
+    report.note(&format!(
+        "{} {role} at {} (TLS ends there; configuration: {})",
+        playbook_provider::proxy::PROGRAM,
+        proxy.url(),
+        proxy.config_path().display()
+    ));
 }
 
 /// The terminal's pace: Enter before each step with `--step`, or before each answer with

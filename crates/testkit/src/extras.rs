@@ -75,8 +75,21 @@ pub const PROXY: Extra = Extra {
     ]],
 };
 
+/// PostgreSQL's server: the cluster topology's database, under its two Keycloak nodes.
+pub const POSTGRES: Extra = Extra {
+    name: "postgresql",
+    needs: "PostgreSQL",
+    install: "apt-get install postgresql",
+    require_variable: "PLAYBOOK_REQUIRE_POSTGRES",
+    programs: &[&[
+        "/usr/lib/postgresql/17/bin/postgres",
+        "/usr/lib/postgresql/16/bin/postgres",
+        "/usr/lib/postgresql/15/bin/postgres",
+    ]],
+};
+
 /// Every extra, for the docs and for a test that keeps their variables apart.
-pub const ALL: [&Extra; 3] = [&BROWSER, &CURL_JQ, &PROXY];
+pub const ALL: [&Extra; 4] = [&BROWSER, &CURL_JQ, &PROXY, &POSTGRES];
 
 /// The extra of that name.
 pub fn named(name: &str) -> Option<&'static Extra> {

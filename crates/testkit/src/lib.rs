@@ -168,6 +168,40 @@ pub async fn keycloak_behind_proxy(test: &str) -> Option<&'static Keycloak> {
     }
 }
 
+static KEYCLOAK_IN_CLUSTER: tokio::sync::OnceCell<Result<Keycloak, String>> =
+    tokio::sync::OnceCell::const_new();
+
+/// The run's cluster topology (PostgreSQL, two Keycloak nodes, HAProxy balancing them), started
+/// on first use for the cluster's tests; `None`, after one `skipped:` line, when HAProxy or
+/// PostgreSQL is missing and not required. Its nodes are built for PostgreSQL, so they cannot be
+/// the run's other Keycloaks; never kept across runs, stopped at exit with them.
+pub async fn keycloak_in_cluster(test: &str) -> Option<&'static Keycloak> {
+    if !extras::PROXY.available(test) || !extras::POSTGRES.available(test) {
+        return None;
+    }
+    let started = KEYCLOAK_IN_CLUSTER
+        .get_or_init(|| async {
+            let args = ProviderConfig {
+                backend: playbook_provider::BackendChoice::Native,
+                url: None,
+                https_port: 0,
+                topology: playbook_provider::Topology::Cluster,
+                ..provider_config()
+            };
+            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+            let started = playbook_provider::start(&args, certs(), progress).await;
+            if started.is_ok() {
+                STOP_AT_EXIT.get_or_init(register_exit_hook);
+            }
+            started.map_err(|e| e.to_string())
+        })
+        .await;
+    match started {
+        Ok(keycloak) => Some(keycloak),
+        Err(reason) => panic!("no Keycloak cluster for {test}: {reason}"),
+    }
+}
+
 /// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two
 /// runs from starting one each.
 async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
@@ -222,7 +256,11 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
 /// backend's watchdog covers the exits that skip it (SIGKILL, abort).
 fn register_exit_hook() {
     extern "C" fn stop_keycloak() {
-        for keycloak in [KEYCLOAK.get(), KEYCLOAK_BEHIND_PROXY.get()] {
+        for keycloak in [
+            KEYCLOAK.get(),
+            KEYCLOAK_BEHIND_PROXY.get(),
+            KEYCLOAK_IN_CLUSTER.get(),
+        ] {
             if let Some(Ok(keycloak)) = keycloak {
                 keycloak.terminate();
             }

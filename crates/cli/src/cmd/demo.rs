@@ -170,9 +170,14 @@ async fn demo(
         keycloak.backend_name(),
         keycloak.base_url()
     ));
-    crate::presenter::note_proxy(report, "Keycloak", keycloak.proxy());
+    crate::presenter::note_proxy(report, "Keycloak", keycloak.nodes().len(), keycloak.proxy());
     report.note(&format!("resource server at {}", server.url()));
-    crate::presenter::note_proxy(report, "the resource server", server.proxy.as_ref());
+    crate::presenter::note_proxy(
+        report,
+        "the resource server",
+        1 + server.replicas.len(),
+        server.proxy.as_ref(),
+    );
 
     let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
     trace.context("realm", realm);

@@ -6,6 +6,7 @@
 mod auth;
 mod cli_errors;
 mod client;
+mod cluster;
 mod demo;
 mod docs;
 mod doctor;

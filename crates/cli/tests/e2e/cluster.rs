@@ -1,0 +1,145 @@
+//! The cluster topology against real parts: PostgreSQL, two Keycloak nodes clustered through
+//! it, HAProxy balancing them and two resource-server replicas. The demo's steps and lessons
+//! pass through the load balancers, and the cluster's four scenarios hold. Without HAProxy or
+//! PostgreSQL each test prints one `skipped:` line (unless required).
+
+use playbook_lab::{Answer, ClusterControl, Lab, Verdict, scenario};
+use playbook_provider::Keycloak;
+use playbook_trace::{Party, Trace};
+
+use super::{playbook_with, stderr};
+
+/// Each attempt's answer in a few words: the status, or the introspection's verdict.
+fn answers(verdict: &Verdict) -> Vec<String> {
+    verdict
+        .attempts
+        .iter()
+        .map(|a| match &a.answer {
+            Answer::Status { status, .. } => status.to_string(),
+            Answer::NoToken { why } => format!("no token: {why}"),
+            Answer::Active { active } => format!("active {active}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_runs_through_the_load_balancers_of_the_cluster() {
+    const TEST: &str = "the_demo_runs_through_the_load_balancers_of_the_cluster";
+    let Some(keycloak) = playbook_testkit::run(playbook_testkit::keycloak_in_cluster(TEST)) else {
+        return;
+    };
+    let realm = playbook_testkit::unique_realm("cluster-demo");
+    let admin = keycloak.admin_credentials();
+    let output = playbook_with(
+        playbook_testkit::certs().files.dir(),
+        &["demo", "--topology", "cluster", "--api-port", "0"],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}\n{text}", stderr(&output));
+    let answers: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ResourceServer ──▶ Client"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(answers.len(), 3, "{text}");
+    assert!(answers[0].starts_with("403 insufficient_scope"), "{text}");
+    assert!(answers[1].starts_with("200 OK"), "{text}");
+    assert!(answers[2].starts_with("401 invalid_token"), "{text}");
+    assert!(
+        text.contains("balancing 2 replicas of the resource server"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("via          Proxy").count() * 2,
+        text.matches(" ──▶ ").count(),
+        "every exchange passes a load balancer:\n{text}"
+    );
+}
+
+/// The cluster's scenarios in one test, in the lab's order: `keycloak-node-down` kills a node,
+/// so it comes last and nothing else needs both nodes after it.
+#[test]
+fn the_cluster_shares_revocations_keys_need_no_sharing_and_a_dead_node_or_replica_costs_nothing() {
+    const TEST: &str = "the_cluster_scenarios";
+    playbook_testkit::run(async {
+        let Some(keycloak) = playbook_testkit::keycloak_in_cluster(TEST).await else {
+            return;
+        };
+        assert_eq!(keycloak.nodes().len(), 2);
+        let run = |name: &'static str| lab_run(keycloak, name);
+
+        let (verdict, _) = run("revocation-across-nodes").await;
+        assert_eq!(
+            answers(&verdict),
+            ["active true", "active false"],
+            "{verdict:#?}"
+        );
+
+        let (verdict, trace) = run("key-rotation-across-replicas").await;
+        assert_eq!(
+            answers(&verdict),
+            ["200", "200", "401", "401"],
+            "{verdict:#?}"
+        );
+        // Each replica fetched the realm's keys itself: one JWKS cache per replica.
+        let fetched_by = |party: Party| {
+            trace
+                .snapshot()
+                .exchanges()
+                .filter(|e| e.from == party && e.path().ends_with("/certs"))
+                .count()
+        };
+        assert!(
+            fetched_by(Party::ResourceServer) >= 2,
+            "{:?}",
+            trace.snapshot().parties()
+        );
+        assert!(fetched_by(Party::ResourceServerReplica) >= 2);
+
+        let (verdict, _) = run("replica-down").await;
+        assert_eq!(answers(&verdict), ["200", "200", "200"], "{verdict:#?}");
+        assert!(
+            verdict.attempts[2].tried.contains(", 0 failed before"),
+            "{verdict:#?}"
+        );
+
+        let (verdict, _) = run("keycloak-node-down").await;
+        assert_eq!(answers(&verdict), ["200", "200", "200"], "{verdict:#?}");
+        let load = &verdict.attempts[1].tried;
+        assert!(
+            load.contains(" 0 after (it took node 2 out after"),
+            "{load}"
+        );
+    });
+}
+
+async fn lab_run(keycloak: &'static Keycloak, name: &'static str) -> (Verdict, Trace) {
+    let admin = keycloak.admin().expect("an Admin API client");
+    let trace = Trace::new();
+    trace.through_proxy(keycloak.base_url().as_str());
+    let kill = |node: usize| keycloak.kill_node(node);
+    let nodes_up = || {
+        keycloak
+            .proxy()
+            .map(|balancer| balancer.replicas_up())
+            .unwrap_or_default()
+    };
+    let control = ClusterControl {
+        kill_keycloak_node: &kill,
+        keycloak_nodes_up: &nodes_up,
+    };
+    let verdict = Lab::new(&admin, playbook_testkit::certs(), trace.clone())
+        .in_cluster(keycloak.direct_url().clone(), control)
+        .run(scenario(name).expect("a scenario"))
+        .await
+        .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
+    (verdict, trace)
+}
