@@ -191,7 +191,7 @@ pub fn render(upstream: &Upstream, files: &ProxyFiles) -> String {
     let (identity, ca) = (files.identity.display(), files.ca.display());
     let stats = match upstream.health {
         Some(_) => format!(
-            "    stats socket {} mode 600 level operator\n",
+            "    stats socket {} mode 600 level admin\n",
             files.stats.display()
         ),
         None => String::new(),
