@@ -109,6 +109,19 @@ pub struct LaunchArgs {
     /// Seconds to wait for a started Keycloak to become ready.
     #[arg(long = "keycloak-start-timeout", env = env::START_TIMEOUT)]
     pub start_timeout_secs: Option<u64>,
+
+    /// The cluster topology's database: an external PostgreSQL's JDBC URL
+    /// (jdbc:postgresql://HOST:5432/DB) [default: the playbook runs its own].
+    #[arg(long = "db-url", env = env::DB_URL)]
+    pub db_url: Option<String>,
+
+    /// The external database's user.
+    #[arg(long = "db-user", env = env::DB_USER, default_value = playbook_provider::postgres::USER)]
+    pub db_user: String,
+
+    /// The external database's password.
+    #[arg(long = "db-password", env = env::DB_PASSWORD, hide_env_values = true)]
+    pub db_password: Option<String>,
 }
 
 /// Where the client's TLS ends: `demo`, `lab`, `provider` and `resource-server` take it.
@@ -187,6 +200,9 @@ fn provider_config(
             .map_or(defaults.start_timeout, Duration::from_secs),
         attach_running: defaults.attach_running,
         topology: defaults.topology,
+        db_url: launch.db_url.clone(),
+        db_user: launch.db_user.clone(),
+        db_password: launch.db_password.clone().map(Secret::new),
     }
 }
 

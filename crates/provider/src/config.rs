@@ -22,6 +22,9 @@ pub mod env {
     pub const JAVA: &str = "PLAYBOOK_JAVA";
     pub const CACHE_DIR: &str = "PLAYBOOK_CACHE_DIR";
     pub const START_TIMEOUT: &str = "PLAYBOOK_KEYCLOAK_START_TIMEOUT";
+    pub const DB_URL: &str = "PLAYBOOK_DB_URL";
+    pub const DB_USER: &str = "PLAYBOOK_DB_USER";
+    pub const DB_PASSWORD: &str = "PLAYBOOK_DB_PASSWORD";
 }
 
 /// The master-realm admin a started Keycloak is bootstrapped with.
@@ -121,6 +124,12 @@ pub struct ProviderConfig {
     /// Where the client's TLS ends. Behind a proxy, `https_port` is the proxy's and Keycloak
     /// itself serves on a free port, reading client certificates from the proxy's header.
     pub topology: crate::Topology,
+    /// The cluster topology's database: an external PostgreSQL's JDBC URL
+    /// (`jdbc:postgresql://host:5432/keycloak`); unset, the playbook runs its own.
+    pub db_url: Option<String>,
+    /// The external database's user.
+    pub db_user: String,
+    pub db_password: Option<Secret>,
 }
 
 impl Default for ProviderConfig {
@@ -139,6 +148,9 @@ impl Default for ProviderConfig {
             start_timeout: Duration::from_secs(180),
             attach_running: false,
             topology: crate::Topology::Direct,
+            db_url: None,
+            db_user: crate::postgres::USER.to_owned(),
+            db_password: None,
         }
     }
 }
@@ -181,6 +193,9 @@ impl ProviderConfig {
                 .unwrap_or(defaults.start_timeout),
             attach_running: defaults.attach_running,
             topology: defaults.topology,
+            db_url: var(env::DB_URL),
+            db_user: var(env::DB_USER).unwrap_or(defaults.db_user),
+            db_password: var(env::DB_PASSWORD).map(Secret::new),
         })
     }
 

@@ -34,7 +34,7 @@ pub use reuse::{Lease, reuse_dir, stop_leased};
 
 use std::sync::Arc;
 
-use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, RealmUrl};
+use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, RealmUrl, Secret};
 use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
@@ -71,7 +71,8 @@ enum Running {
 /// The cluster's parts besides its load balancer, stopped nodes first, the database last.
 struct Cluster {
     nodes: Vec<(native::NativeKeycloak, Url)>,
-    postgres: postgres::Postgres,
+    /// The playbook's own PostgreSQL; `None` with an external one (`--db-url`).
+    postgres: Option<postgres::Postgres>,
 }
 
 impl Cluster {
@@ -79,7 +80,9 @@ impl Cluster {
         for (node, _) in &self.nodes {
             node.terminate();
         }
-        self.postgres.terminate();
+        if let Some(postgres) = &self.postgres {
+            postgres.terminate();
+        }
     }
 }
 
@@ -269,7 +272,7 @@ pub async fn start(
     if (behind_proxy || clustered) && proxy::which(proxy::PROGRAM).is_none() {
         return Err(proxy::ProxyError::Missing.into());
     }
-    if clustered && !postgres::installed() {
+    if clustered && args.db_url.is_none() && !postgres::installed() {
         return Err(ProviderError::PostgresMissing);
     }
     tracing::debug!(?backend, "Keycloak backend");
@@ -366,12 +369,26 @@ async fn start_cluster(
     let public = config::port_or_free(args.https_port)
         .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     config::ensure_free(public)?;
-    progress.stage("starting PostgreSQL (the cluster's database)");
-    let postgres = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .expect("the database task does not panic")?;
+    let (postgres, database) = match &args.db_url {
+        Some(url) => {
+            let access = postgres::DatabaseAccess {
+                jdbc_url: url.clone(),
+                user: args.db_user.clone(),
+                password: args.db_password.clone().unwrap_or_else(|| Secret::new("")),
+            };
+            (None, access)
+        }
+        None => {
+            progress.stage("starting PostgreSQL (the cluster's database)");
+            let postgres = tokio::task::spawn_blocking(postgres::Postgres::start)
+                .await
+                .expect("the database task does not panic")?;
+            let access = postgres.access();
+            (Some(postgres), access)
+        }
+    };
     let (nodes, admin) =
-        native::start_cluster(args, certs, progress, public, &postgres, NODES).await?;
+        native::start_cluster(args, certs, progress, public, &database, NODES).await?;
     let upstream = proxy::Upstream {
         name: "keycloak",
         listen: public,

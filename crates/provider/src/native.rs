@@ -44,8 +44,7 @@ pub(crate) enum Store {
     File(InstanceDatabase),
     /// The cluster's shared PostgreSQL, and the port this node's cluster transport binds.
     Cluster {
-        jdbc_url: String,
-        password: playbook_keycloak::Secret,
+        database: crate::postgres::DatabaseAccess,
         cluster_port: u16,
     },
 }
@@ -116,7 +115,7 @@ pub(crate) async fn start(
     Ok((keycloak, base_url(https_port), admin))
 }
 
-/// The cluster topology's Keycloak nodes: `nodes` of them on `postgres`, one after the other
+/// The cluster topology's Keycloak nodes: `nodes` of them on `database`, one after the other
 /// (the first creates the schema and the admin), each on free ports, all naming the load
 /// balancer's `public_port` as their hostname. Returns each node and its address.
 pub(crate) async fn start_cluster(
@@ -124,7 +123,7 @@ pub(crate) async fn start_cluster(
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
     public_port: u16,
-    postgres: &crate::postgres::Postgres,
+    database: &crate::postgres::DatabaseAccess,
     nodes: usize,
 ) -> Result<(Vec<(NativeKeycloak, Url)>, AdminCredentials), ProviderError> {
     let java = crate::java::find(args.java.as_deref())?;
@@ -156,8 +155,7 @@ pub(crate) async fn start_cluster(
         };
         let (https_port, cluster_port) = (port()?, port()?);
         let store = Store::Cluster {
-            jdbc_url: postgres.jdbc_url(),
-            password: postgres.password().clone(),
+            database: database.clone(),
             cluster_port,
         };
         let purpose = format!(" (cluster node {node} of {nodes})");
@@ -209,13 +207,13 @@ impl Launcher<'_> {
                 (Some(database), Vec::new())
             }
             Store::Cluster {
-                jdbc_url,
-                password,
+                database,
                 cluster_port,
             } => {
                 options.retain(|option| !option.starts_with("--cache="));
+                let password = database.password.clone();
                 options.extend(
-                    crate::options::cluster_options(&jdbc_url, cluster_port)
+                    crate::options::cluster_options(&database, cluster_port)
                         .iter()
                         .map(KcOption::flag),
                 );

@@ -94,10 +94,13 @@ pub(crate) fn proxy_options() -> Vec<KcOption> {
 /// Runtime options of a cluster node: the shared database (its password goes in the
 /// environment), Infinispan clustered, its transport on loopback at a port of its own (two nodes
 /// on one machine), the nodes finding each other through the database (`jdbc-ping`).
-pub(crate) fn cluster_options(jdbc_url: &str, cluster_port: u16) -> Vec<KcOption> {
+pub(crate) fn cluster_options(
+    database: &crate::postgres::DatabaseAccess,
+    cluster_port: u16,
+) -> Vec<KcOption> {
     vec![
-        KcOption::new("db-url", jdbc_url),
-        KcOption::new("db-username", crate::postgres::USER),
+        KcOption::new("db-url", &database.jdbc_url),
+        KcOption::new("db-username", &database.user),
         KcOption::new("cache", "ispn"),
         KcOption::new("cache-stack", "jdbc-ping"),
         KcOption::new("cache-embedded-network-bind-address", "127.0.0.1"),

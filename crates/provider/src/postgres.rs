@@ -22,6 +22,15 @@ pub const USER: &str = "keycloak";
 /// How long PostgreSQL gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How Keycloak reaches its database: the playbook's own PostgreSQL, or an external one
+/// (`--db-url`).
+#[derive(Debug, Clone)]
+pub struct DatabaseAccess {
+    pub jdbc_url: String,
+    pub user: String,
+    pub password: Secret,
+}
+
 /// A running PostgreSQL; dropping it stops it and removes its data.
 pub struct Postgres {
     child: Mutex<Child>,
@@ -92,13 +101,13 @@ impl Postgres {
         Ok(postgres)
     }
 
-    /// The JDBC URL Keycloak connects with.
-    pub fn jdbc_url(&self) -> String {
-        format!("jdbc:postgresql://127.0.0.1:{}/{DATABASE}", self.port)
-    }
-
-    pub fn password(&self) -> &Secret {
-        &self.password
+    /// How Keycloak connects to it.
+    pub fn access(&self) -> DatabaseAccess {
+        DatabaseAccess {
+            jdbc_url: format!("jdbc:postgresql://127.0.0.1:{}/{DATABASE}", self.port),
+            user: USER.to_owned(),
+            password: self.password.clone(),
+        }
     }
 
     /// `createdb` until PostgreSQL accepts connections: it both waits and makes the database.

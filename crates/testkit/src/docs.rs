@@ -188,6 +188,15 @@ impl Session {
         Some(session)
     }
 
+    /// A session for a page about the cluster topology: its blocks get the run's cluster (the
+    /// load balancer's address). `None`, after one `skipped:` line, where HAProxy or PostgreSQL
+    /// is missing and not required.
+    pub fn in_cluster(page: &str, playbook: &Path) -> Option<Self> {
+        let test = format!("the executed docs of {page}");
+        let keycloak = crate::run(crate::keycloak_in_cluster(&test))?;
+        Some(Self::on(page, playbook, keycloak))
+    }
+
     fn on(page: &str, playbook: &Path, keycloak: &'static playbook_provider::Keycloak) -> Self {
         check_aliases();
         let keycloak_port = keycloak.base_url().port().expect("the run's Keycloak port");

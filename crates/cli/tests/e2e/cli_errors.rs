@@ -151,6 +151,7 @@ fn the_preflight_checks_a_rooms_machine_without_starting_anything() {
         "audience page:",
         "browser:",
         "reverse proxy:",
+        "cluster database:",
         "terminal:",
         "disk:",
     ] {

@@ -40,6 +40,19 @@ fn workload_identity_every_block_a_learner_pastes_runs_as_shown() {
 }
 
 #[test]
+fn production_every_block_a_learner_pastes_runs_as_shown_in_the_cluster() {
+    let page = "docs/production.md";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let markdown = std::fs::read_to_string(root.join(page)).expect("the page");
+    let Some(mut session) = Session::in_cluster(page, Path::new(env!("CARGO_BIN_EXE_playbook")))
+    else {
+        return;
+    };
+    let ran = session.run_page(&markdown);
+    assert!(ran > 0, "{page} has no executed block");
+}
+
+#[test]
 fn proxy_every_block_a_learner_pastes_runs_as_shown_behind_the_proxy() {
     let page = "docs/proxy.md";
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

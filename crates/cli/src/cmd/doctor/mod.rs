@@ -140,6 +140,10 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 playbook_provider::proxy::PROGRAM,
             )),
         );
+        report.record(
+            "cluster database",
+            preflight::database(playbook_provider::postgres::installed()),
+        );
         // The terminal the class sees, even with stdout piped (`--json | jq`).
         let size = terminal_size::terminal_size()
             .or_else(|| terminal_size::terminal_size_of(std::io::stderr()))

@@ -121,6 +121,17 @@ pub fn proxy(found: Option<PathBuf>) -> Verdict {
     }
 }
 
+/// PostgreSQL for `--topology cluster`: said, not failed, like the proxy.
+pub fn database(installed: bool) -> Verdict {
+    if installed {
+        Verdict::Pass("PostgreSQL's server for --topology cluster".into())
+    } else {
+        Verdict::Skipped(
+            "no PostgreSQL: --topology cluster needs it (`apt-get install postgresql`); everything else runs without it",
+        )
+    }
+}
+
 /// The terminal `--step` will run in: big enough for a step on one screen, and in colour.
 pub fn terminal(size: Option<(u16, u16)>, no_color: bool) -> Verdict {
     let Some((width, height)) = size else {
