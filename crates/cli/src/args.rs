@@ -119,9 +119,10 @@ pub struct LaunchArgs {
     #[arg(long = "db-user", env = env::DB_USER, default_value = playbook_provider::postgres::USER)]
     pub db_user: String,
 
-    /// The external database's password.
-    #[arg(long = "db-password", env = env::DB_PASSWORD, hide_env_values = true)]
-    pub db_password: Option<String>,
+    /// A file holding the external database's password (a flag would show it in `ps`; the
+    /// PLAYBOOK_DB_PASSWORD variable works too).
+    #[arg(long = "db-password-file")]
+    pub db_password_file: Option<PathBuf>,
 }
 
 /// Where the client's TLS ends: `demo`, `lab`, `provider` and `resource-server` take it.
@@ -202,7 +203,12 @@ fn provider_config(
         topology: defaults.topology,
         db_url: launch.db_url.clone(),
         db_user: launch.db_user.clone(),
-        db_password: launch.db_password.clone().map(Secret::new),
+        db_password: launch
+            .db_password_file
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .map(|password| Secret::new(password.trim_end()))
+            .or_else(|| std::env::var(env::DB_PASSWORD).ok().map(Secret::new)),
     }
 }
 

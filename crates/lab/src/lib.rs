@@ -291,6 +291,13 @@ pub enum Answer {
     NoToken { why: String },
     /// Keycloak's introspection answer (RFC 7662): whether the token is active.
     Active { active: bool },
+    /// A load kept on while a part was killed: the requests served, those that failed, and
+    /// when the load balancer took the part out (milliseconds after the kill), if it did.
+    Survived {
+        served: u32,
+        failed: u32,
+        noticed_after_ms: Option<u64>,
+    },
 }
 
 /// What an attempt expects.
@@ -301,6 +308,8 @@ pub enum Expect {
     NoToken,
     /// An introspection answer of `active` this.
     Active(bool),
+    /// Every request of a load served while a part died, and the part taken out of rotation.
+    Survived,
 }
 
 /// One try and the defence's answer.
@@ -317,6 +326,14 @@ impl Attempt {
             (Expect::Status(want), Answer::Status { status, .. }) => want == status,
             (Expect::NoToken, Answer::NoToken { .. }) => true,
             (Expect::Active(want), Answer::Active { active }) => want == active,
+            (
+                Expect::Survived,
+                Answer::Survived {
+                    served,
+                    failed,
+                    noticed_after_ms,
+                },
+            ) => *served > 0 && *failed == 0 && noticed_after_ms.is_some(),
             _ => false,
         }
     }
@@ -328,7 +345,11 @@ impl Attempt {
             (true, Expect::Status(200) | Expect::Active(true)) => {
                 "accepted, as expected".to_owned()
             }
+            (true, Expect::Survived) => "survived, as it must".to_owned(),
             (true, _) => "refused, as it must be".to_owned(),
+            (false, Expect::Survived) => {
+                "NOT as expected (expected every request served and the part taken out)".to_owned()
+            }
             (false, Expect::Status(status)) => format!("NOT as expected (expected {status})"),
             (false, Expect::NoToken) => "NOT as expected (expected no token)".to_owned(),
             (false, Expect::Active(active)) => {
@@ -347,6 +368,17 @@ impl Attempt {
             Answer::Status { status, .. } => status.to_string(),
             Answer::NoToken { why } => format!("no token: {why}"),
             Answer::Active { active } => format!("introspection: active {active}"),
+            Answer::Survived {
+                served,
+                failed,
+                noticed_after_ms,
+            } => {
+                let noticed = match noticed_after_ms {
+                    Some(ms) => format!("taken out after {:.1} s", *ms as f64 / 1000.0),
+                    None => "never taken out".to_owned(),
+                };
+                format!("{served} served, {failed} failed, {noticed}")
+            }
         }
     }
 }

@@ -54,6 +54,10 @@ pub fn free_port() -> std::io::Result<u16> {
 /// Stops the process group `child` leads: SIGTERM, then SIGKILL after `grace`; returns once no
 /// member is left and `child` is reaped.
 pub fn stop_group(child: &mut std::process::Child, grace: std::time::Duration) {
+    // Stopped before: its group id may belong to another process by now.
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
     let group = -(child.id() as i32);
     signal(group, libc::SIGTERM);
     let deadline = std::time::Instant::now() + grace;
@@ -65,4 +69,24 @@ pub fn stop_group(child: &mut std::process::Child, grace: std::time::Duration) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = child.wait();
+}
+
+/// Removes the directories `<temp>/<prefix><pid>-…` whose starter `pid` is gone: a run killed
+/// before it could clean up (its watchdog stopped the processes; nothing else removes their
+/// files). The prefix names the kind (`oauth2-playbook-proxy-`, `oauth2-playbook-postgres-`).
+pub fn remove_stale_dirs(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let starter = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok());
+        if starter.is_some_and(|pid| !group_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

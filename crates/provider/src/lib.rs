@@ -189,7 +189,7 @@ impl Keycloak {
                 tokio::task::spawn_blocking(move || drop(native)).await.ok();
             }
             Running::Cluster(cluster) => {
-                tokio::task::spawn_blocking(move || cluster.terminate())
+                tokio::task::spawn_blocking(move || drop(cluster))
                     .await
                     .ok();
             }
@@ -274,6 +274,13 @@ pub async fn start(
     }
     if clustered && args.db_url.is_none() && !postgres::installed() {
         return Err(ProviderError::PostgresMissing);
+    }
+    if args.db_url.is_some() && args.topology != Topology::Cluster {
+        return Err(ProviderError::BadSetting {
+            name: "--db-url",
+            reason: "only the cluster topology runs Keycloak on PostgreSQL: add --topology cluster"
+                .into(),
+        });
     }
     tracing::debug!(?backend, "Keycloak backend");
     let keycloak = match backend {

@@ -446,6 +446,11 @@ impl NativeKeycloak {
     fn stop_processes(&self, abandon: bool) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         crate::reuse::take(&self.lifeline);
+        // Stopped before (a cluster node the lab killed): its group id may belong to another
+        // process by now, so it is not signalled again.
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let group = -(child.id() as i32);
         let mut killed = abandon || !self.archive.needs_clean_exit();
         playbook_process::signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });

@@ -19,6 +19,8 @@ use crate::error::tail;
 /// The database and its owner, both Keycloak's.
 pub const DATABASE: &str = "keycloak";
 pub const USER: &str = "keycloak";
+/// Every data directory's parent starts so, then the starter's pid (for stale ones).
+const DIR_PREFIX: &str = "oauth2-playbook-postgres-";
 /// How long PostgreSQL gets to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,7 +38,8 @@ pub struct Postgres {
     child: Mutex<Child>,
     /// Kept open only to keep the watchdog waiting; closing it stops PostgreSQL.
     lifeline: Mutex<Option<ChildStdin>>,
-    dir: PathBuf,
+    /// The data directory's parent; removed when dropped, on every path.
+    dir: tempfile::TempDir,
     port: u16,
     password: Secret,
 }
@@ -47,12 +50,15 @@ impl Postgres {
     pub fn start() -> Result<Self, ProviderError> {
         let bin = binaries().ok_or(ProviderError::PostgresMissing)?;
         let runner = Runner::for_this_user();
-        let dir = std::env::temp_dir().join(format!(
-            "oauth2-playbook-postgres-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&dir).map_err(ProviderError::io("create", &dir))?;
+        playbook_process::remove_stale_dirs(DIR_PREFIX);
+        let guard = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .map_err(ProviderError::io(
+                "create a directory in",
+                std::env::temp_dir(),
+            ))?;
+        let dir = guard.path().to_owned();
         runner.hand_over(&dir)?;
         let password = Secret::new(crate::config::random_password());
         let password_file = dir.join("password");
@@ -80,7 +86,6 @@ impl Postgres {
             .map_err(ProviderError::io("run", bin.join("initdb")))?;
         let _ = std::fs::remove_file(&password_file);
         if !initdb.status.success() {
-            let _ = std::fs::remove_dir_all(&dir);
             return Err(ProviderError::PostgresFailed {
                 reason: format!("initdb exited ({})", initdb.status),
                 tail: String::from_utf8_lossy(&initdb.stderr).into_owned(),
@@ -93,7 +98,7 @@ impl Postgres {
         let postgres = Self {
             child: Mutex::new(child),
             lifeline: Mutex::new(lifeline),
-            dir,
+            dir: guard,
             port,
             password,
         };
@@ -164,7 +169,9 @@ impl Postgres {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         playbook_process::stop_group(&mut child, Duration::from_secs(10));
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Also here, not only when the guard drops: a cluster stopped from an exit hook (a
+        // `static` handle) is never dropped.
+        let _ = std::fs::remove_dir_all(self.dir.path());
     }
 }
 
@@ -228,14 +235,21 @@ impl Runner {
         Ok(())
     }
 
+    /// A command running `program` as this runner. For `postgres`, the user and group are set
+    /// in the child itself rather than through `runuser`, which would stand between PostgreSQL
+    /// and the signals that stop it cleanly.
     fn command(&self, program: &Path) -> Command {
-        match self {
-            Self::Me => Command::new(program),
-            Self::Postgres { .. } => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(program);
-                command
-            }
+        let mut command = Command::new(program);
+        self.apply(&mut command);
+        command
+    }
+
+    /// The standard library drops root's supplementary groups itself when it sets the user
+    /// (`setgroups(0)` before `setuid`).
+    fn apply(&self, command: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        if let Self::Postgres { uid, gid } = *self {
+            command.uid(uid).gid(gid);
         }
     }
 }
@@ -250,14 +264,14 @@ fn spawn(
     use std::os::unix::process::CommandExt;
     let log_file = std::fs::File::create(log).map_err(ProviderError::io("create", log))?;
     runner.hand_over(log)?;
-    let postgres = runner.command(&bin.join("postgres"));
+    // The watchdog runs as PostgreSQL's user too: it only ever signals its own group.
     let mut command = Command::new("/bin/sh");
+    runner.apply(&mut command);
     command
         .arg("-c")
         .arg(playbook_process::WATCHDOG)
         .arg("postgres-watchdog")
-        .arg(postgres.get_program())
-        .args(postgres.get_args())
+        .arg(bin.join("postgres"))
         .arg("-D")
         .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])

@@ -166,6 +166,8 @@ pub struct Session {
     pub ran: usize,
     /// The Keycloak the page's blocks use: the run's, or the run's behind the proxy.
     keycloak: &'static playbook_provider::Keycloak,
+    /// Held while the page runs on the run's cluster (see [`crate::cluster_shared`]).
+    _cluster: Option<std::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl Session {
@@ -194,7 +196,9 @@ impl Session {
     pub fn in_cluster(page: &str, playbook: &Path) -> Option<Self> {
         let test = format!("the executed docs of {page}");
         let keycloak = crate::run(crate::keycloak_in_cluster(&test))?;
-        Some(Self::on(page, playbook, keycloak))
+        let mut session = Self::on(page, playbook, keycloak);
+        session._cluster = Some(crate::cluster_shared());
+        Some(session)
     }
 
     fn on(page: &str, playbook: &Path, keycloak: &'static playbook_provider::Keycloak) -> Self {
@@ -251,6 +255,7 @@ impl Session {
             servers: Vec::new(),
             ran: 0,
             keycloak,
+            _cluster: None,
         }
     }
 

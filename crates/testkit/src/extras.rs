@@ -81,10 +81,14 @@ pub const POSTGRES: Extra = Extra {
     needs: "PostgreSQL",
     install: "apt-get install postgresql",
     require_variable: "PLAYBOOK_REQUIRE_POSTGRES",
+    // Debian's majors of the last releases (playbook_provider::postgres takes any).
     programs: &[&[
+        "/usr/lib/postgresql/18/bin/postgres",
         "/usr/lib/postgresql/17/bin/postgres",
         "/usr/lib/postgresql/16/bin/postgres",
         "/usr/lib/postgresql/15/bin/postgres",
+        "/usr/lib/postgresql/14/bin/postgres",
+        "/usr/lib/postgresql/13/bin/postgres",
     ]],
 };
 

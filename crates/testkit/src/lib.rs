@@ -171,6 +171,20 @@ pub async fn keycloak_behind_proxy(test: &str) -> Option<&'static Keycloak> {
 static KEYCLOAK_IN_CLUSTER: tokio::sync::OnceCell<Result<Keycloak, String>> =
     tokio::sync::OnceCell::const_new();
 
+/// Tests that use the cluster share it; the one that kills a node takes it alone, so that no
+/// other test has a request in flight on the node it kills.
+static CLUSTER_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test uses the run's cluster beside others.
+pub fn cluster_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER_USE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held while a test does what others must not see half-done (killing a node).
+pub fn cluster_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTER_USE.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The run's cluster topology (PostgreSQL, two Keycloak nodes, HAProxy balancing them), started
 /// on first use for the cluster's tests; `None`, after one `skipped:` line, when HAProxy or
 /// PostgreSQL is missing and not required. Its nodes are built for PostgreSQL, so they cannot be

@@ -70,6 +70,14 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         keycloak.backend_name()
     );
     println!("  issuer        {}", keycloak.realm(realm).issuer());
+    let nodes = keycloak.nodes();
+    if !nodes.is_empty() {
+        let nodes: Vec<String> = nodes.iter().map(|url| url.to_string()).collect();
+        println!(
+            "  nodes         {}, each past the load balancer",
+            nodes.join(", ")
+        );
+    }
     if let Some(proxy) = keycloak.proxy() {
         println!(
             "  behind        {} at {}, in front of Keycloak's own {} (configuration: {})",

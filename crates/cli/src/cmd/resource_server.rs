@@ -42,15 +42,17 @@ pub fn config(certs: &CertSet, args: ServerArgs) -> anyhow::Result<ServerConfig>
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let topology = args.topology.topology;
-    if topology == Topology::Proxy && args.server.client_cert_header.is_some() {
+    if topology != Topology::Direct && args.server.client_cert_header.is_some() {
         anyhow::bail!(
-            "--topology proxy sets up the header itself; --client-cert-header is for a proxy of your own"
+            "--topology {} sets up the header itself; --client-cert-header is for a proxy of your own",
+            topology.name()
         );
     }
     // HAProxy listens on loopback only: an address beyond it would be silently ignored.
-    if topology == Topology::Proxy && !args.server.listen.ip().is_loopback() {
+    if topology != Topology::Direct && !args.server.listen.ip().is_loopback() {
         anyhow::bail!(
-            "--topology proxy listens on 127.0.0.1 only (the proxy is for this machine's playbook); --listen {} asks for more",
+            "--topology {} listens on 127.0.0.1 only (its proxy is for this machine's playbook); --listen {} asks for more",
+            topology.name(),
             args.server.listen
         );
     }

@@ -23,7 +23,7 @@ fn statuses(verdict: &Verdict) -> Vec<u16> {
         .iter()
         .map(|a| match a.answer {
             Answer::Status { status, .. } => status,
-            Answer::NoToken { .. } | Answer::Active { .. } => 0,
+            Answer::NoToken { .. } | Answer::Active { .. } | Answer::Survived { .. } => 0,
         })
         .collect()
 }

@@ -44,6 +44,7 @@ fn answers(verdict: &Verdict) -> Vec<String> {
             }
             Answer::NoToken { why } => format!("no token: {why}"),
             Answer::Active { active } => format!("active {active}"),
+            Answer::Survived { .. } => "survived".to_owned(),
         })
         .collect()
 }
