@@ -6,7 +6,7 @@
 # a 2-core machine's saturation does not hide it), and the memory of every part.
 #
 #   scripts/cluster-load.sh                       # 3 rounds of 5 s per measure, 16 connections
-#   DURATION=10s CONNECTIONS=32 ROUNDS=5 scripts/cluster-load.sh
+#   DURATION=10s CONNECTIONS=32 ROUNDS=5 WARMUP=30s scripts/cluster-load.sh
 #
 # Needs what `--topology cluster` needs (HAProxy, PostgreSQL, Java) and oha (installed from
 # crates.io into .playbook/tools on first use).
@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-16}
 ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-20s}
 
 . scripts/oha.sh
 
@@ -101,17 +102,33 @@ token_load=(-m POST -H 'Content-Type: application/x-www-form-urlencoded'
   "https://localhost:$keycloak_port/realms/oauth2-playbook/protocol/openid-connect/token")
 api_load=(-H "Authorization: Bearer $token" "https://localhost:$api_port/api/users")
 
-printf '%-44s %10s %10s %12s %9s\n' measure requests/s ok cpu_us/req p99_ms
-for round in $(seq 1 "$ROUNDS"); do
-  echo "round $round"
-  measure "tokens, 2 Keycloak nodes" "$(keycloak_pids)" "${token_load[@]}"
+two_nodes() { measure "tokens, 2 Keycloak nodes" "$(keycloak_pids)" "${token_load[@]}"; }
+one_node() {
   haproxy_cmd "$keycloak_socket" "disable server keycloak/keycloak2"
   measure "tokens, 1 Keycloak node (node 2 out)" "$(keycloak_pids)" "${token_load[@]}"
   haproxy_cmd "$keycloak_socket" "enable server keycloak/keycloak2"
-  measure "API calls, 2 replicas" "$api_pid" "${api_load[@]}"
+}
+two_replicas() { measure "API calls, 2 replicas" "$api_pid" "${api_load[@]}"; }
+one_replica() {
   haproxy_cmd "$api_socket" "disable server api/api2"
   measure "API calls, 1 replica (replica 2 out)" "$api_pid" "${api_load[@]}"
   haproxy_cmd "$api_socket" "enable server api/api2"
+}
+
+printf '%-44s %10s %10s %12s %9s\n' measure requests/s ok cpu_us/req p99_ms
+# Both JVMs compile the token path as they serve it: warm both up first, or the first measure
+# pays for the JIT, and each node only for the requests it got.
+echo "warm-up (not counted)"
+DURATION=$WARMUP two_nodes >/dev/null
+DURATION=$WARMUP two_replicas >/dev/null
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round"
+  # Alternate the order so neither side always runs on a warmer machine.
+  if [ $((round % 2)) -eq 1 ]; then
+    two_nodes; one_node; two_replicas; one_replica
+  else
+    one_node; two_nodes; one_replica; two_replicas
+  fi
 done
 
 echo
