@@ -90,3 +90,76 @@ pub fn remove_stale_dirs(prefix: &str) {
         }
     }
 }
+
+/// `/bin/sh` running [`WATCHDOG`] around `program` (named `name` in `ps`), in a process group of
+/// its own, its stdin the lifeline: add the program's arguments and outputs, spawn, and hand the
+/// child to [`Owned::new`].
+pub fn watched(name: &str, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg(name)
+        .arg(program)
+        .stdin(std::process::Stdio::piped())
+        .process_group(0);
+    command
+}
+
+/// A process the playbook owns and the directory its files live in: stopped, group and all, and
+/// the directory removed when dropped or [`Owned::terminate`]d, and by its watchdog if the
+/// playbook dies first.
+pub struct Owned {
+    child: std::sync::Mutex<std::process::Child>,
+    /// Kept open only to keep the watchdog waiting; closing it stops the process.
+    lifeline: std::sync::Mutex<Option<std::process::ChildStdin>>,
+    dir: tempfile::TempDir,
+    /// How long it gets to stop on SIGTERM before SIGKILL.
+    grace: std::time::Duration,
+}
+
+impl Owned {
+    /// Owns `child`, spawned from [`watched`], and `dir`.
+    pub fn new(
+        mut child: std::process::Child,
+        dir: tempfile::TempDir,
+        grace: std::time::Duration,
+    ) -> Self {
+        Self {
+            lifeline: std::sync::Mutex::new(child.stdin.take()),
+            child: std::sync::Mutex::new(child),
+            dir,
+            grace,
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.try_wait().ok().flatten()
+    }
+
+    /// Stops the whole group, waits for it to be gone, and removes the directory. Idempotent.
+    pub fn terminate(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        self.lifeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        stop_group(&mut child, self.grace);
+        // Also here, not only when the directory's handle drops: a process stopped from an exit
+        // hook (a `static` handle) is never dropped.
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

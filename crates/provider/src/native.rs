@@ -67,15 +67,7 @@ pub(crate) async fn start(
     }
     .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     ensure_free(https_port)?;
-    let java = crate::java::find(args.java.as_deref())?;
-    let install = {
-        let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::distribution::built_install(&args, &java, progress.as_ref())
-        })
-        .await
-        .expect("the build task does not panic")?
-    };
+    let (java, install) = built(args, progress).await?;
     crate::class_archive::remove_stale(&install);
     let launcher = Launcher {
         install: &install,
@@ -126,15 +118,7 @@ pub(crate) async fn start_cluster(
     database: &crate::postgres::DatabaseAccess,
     nodes: usize,
 ) -> Result<(Vec<(NativeKeycloak, Url)>, AdminCredentials), ProviderError> {
-    let java = crate::java::find(args.java.as_deref())?;
-    let install = {
-        let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::distribution::built_install(&args, &java, progress.as_ref())
-        })
-        .await
-        .expect("the build task does not panic")?
-    };
+    let (java, install) = built(args, progress).await?;
     let launcher = Launcher {
         install: &install,
         java: &java,
@@ -165,6 +149,24 @@ pub(crate) async fn start_cluster(
         started.push((keycloak, base_url(https_port)));
     }
     Ok((started, admin))
+}
+
+/// The Java to run Keycloak on, and the install built for `args` (fetched and built if need
+/// be, off the async runtime).
+async fn built(
+    args: &ProviderConfig,
+    progress: &Arc<dyn Progress>,
+) -> Result<(crate::java::Java, PathBuf), ProviderError> {
+    let java = crate::java::find(args.java.as_deref())?;
+    let install = {
+        let (args, java, progress) = (args.clone(), java.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::distribution::built_install(&args, &java, progress.as_ref())
+        })
+        .await
+        .expect("the build task does not panic")?
+    };
+    Ok((java, install))
 }
 
 fn base_url(https_port: u16) -> Url {

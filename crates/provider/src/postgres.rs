@@ -7,8 +7,7 @@
 //! it as the `postgres` account the package creates, in a directory handed over to it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use playbook_keycloak::Secret;
@@ -35,11 +34,8 @@ pub struct DatabaseAccess {
 
 /// A running PostgreSQL; dropping it stops it and removes its data.
 pub struct Postgres {
-    child: Mutex<Child>,
-    /// Kept open only to keep the watchdog waiting; closing it stops PostgreSQL.
-    lifeline: Mutex<Option<ChildStdin>>,
-    /// The data directory's parent; removed when dropped, on every path.
-    dir: tempfile::TempDir,
+    /// PostgreSQL and the data directory's parent, removed with it.
+    process: playbook_process::Owned,
     port: u16,
     password: Secret,
 }
@@ -93,12 +89,9 @@ impl Postgres {
         }
         let port = playbook_process::free_port()
             .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-        let mut child = spawn(&runner, &bin, &dir, port, &log)?;
-        let lifeline = child.stdin.take();
+        let child = spawn(&runner, &bin, &dir, port, &log)?;
         let postgres = Self {
-            child: Mutex::new(child),
-            lifeline: Mutex::new(lifeline),
-            dir: guard,
+            process: playbook_process::Owned::new(child, guard, Duration::from_secs(10)),
             port,
             password,
         };
@@ -119,14 +112,7 @@ impl Postgres {
     fn create_database(&self, bin: &Path, log: &Path) -> Result<(), ProviderError> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let exited = self
-                .child
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_wait()
-                .ok()
-                .flatten();
-            if let Some(status) = exited {
+            if let Some(status) = self.process.exited() {
                 return Err(ProviderError::PostgresFailed {
                     reason: format!("postgres exited ({status})"),
                     tail: tail(log, 15),
@@ -163,21 +149,7 @@ impl Postgres {
 
     /// Stops PostgreSQL and removes its data. Idempotent.
     pub fn terminate(&self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        self.lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        playbook_process::stop_group(&mut child, Duration::from_secs(10));
-        // Also here, not only when the guard drops: a cluster stopped from an exit hook (a
-        // `static` handle) is never dropped.
-        let _ = std::fs::remove_dir_all(self.dir.path());
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.terminate();
+        self.process.terminate();
     }
 }
 
@@ -261,31 +233,23 @@ fn spawn(
     port: u16,
     log: &Path,
 ) -> Result<Child, ProviderError> {
-    use std::os::unix::process::CommandExt;
     let log_file = std::fs::File::create(log).map_err(ProviderError::io("create", log))?;
     runner.hand_over(log)?;
     // The watchdog runs as PostgreSQL's user too: it only ever signals its own group.
-    let mut command = Command::new("/bin/sh");
+    let mut command = playbook_process::watched("postgres-watchdog", bin.join("postgres"));
     runner.apply(&mut command);
     command
-        .arg("-c")
-        .arg(playbook_process::WATCHDOG)
-        .arg("postgres-watchdog")
-        .arg(bin.join("postgres"))
         .arg("-D")
         .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .arg("-k")
         .arg(dir)
-        .stdin(Stdio::piped())
         .stdout(
             log_file
                 .try_clone()
                 .map_err(ProviderError::io("open", log))?,
         )
         .stderr(log_file)
-        .process_group(0);
-    command
         .spawn()
         .map_err(ProviderError::io("run", bin.join("postgres")))
 }

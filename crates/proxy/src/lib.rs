@@ -20,8 +20,6 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use playbook_certs::CertSet;
@@ -287,12 +285,9 @@ fn servers(upstream: &Upstream, ca: &str, own_certificate: &str) -> (String, Str
 pub struct ReverseProxy {
     /// The backend's name in the configuration and in the statistics.
     name: &'static str,
-    child: Mutex<Child>,
-    /// Kept open only to keep the watchdog waiting; closing it stops the proxy.
-    lifeline: Mutex<Option<ChildStdin>>,
-    /// The configuration and the log, nothing secret: the proxy's key stays in the certificate
-    /// directory.
-    dir: tempfile::TempDir,
+    /// HAProxy, and its directory: the configuration, the log and the statistics socket, nothing
+    /// secret (the proxy's key stays in the certificate directory).
+    process: process::Owned,
     url: Url,
 }
 
@@ -338,12 +333,10 @@ impl ReverseProxy {
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(&config, render(&upstream, &files)).map_err(io("write", &config))?;
         let log = dir.path().join("haproxy.log");
-        let mut child = spawn(&program, &config, &log)?;
+        let child = spawn(&program, &config, &log)?;
         let proxy = Self {
             name: upstream.name,
-            lifeline: Mutex::new(child.stdin.take()),
-            child: Mutex::new(child),
-            dir,
+            process: process::Owned::new(child, dir, Duration::from_secs(5)),
             url: playbook_https::local_url(upstream.listen),
         };
         if let Err(reason) = proxy.wait_listening(upstream.listen).await {
@@ -368,7 +361,7 @@ impl ReverseProxy {
 
     /// The generated configuration, there while the proxy runs.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("haproxy.cfg")
+        self.process.dir().join("haproxy.cfg")
     }
 
     /// Whether the load balancer sends requests to each replica now (its health checks'
@@ -376,7 +369,7 @@ impl ReverseProxy {
     /// statistics socket (`show stat`), where HAProxy reports each server `UP` or `DOWN`.
     pub fn replicas_up(&self) -> Vec<bool> {
         use std::io::{Read, Write};
-        let socket = self.dir.path().join("stats.sock");
+        let socket = self.process.dir().join("stats.sock");
         let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&socket) else {
             return Vec::new();
         };
@@ -393,10 +386,7 @@ impl ReverseProxy {
     /// (a connection to another program that took the port meanwhile would not keep it alive).
     async fn wait_listening(&self, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let exited = || {
-            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-            child.try_wait().ok().flatten()
-        };
+        let exited = || self.process.exited();
         loop {
             if let Some(status) = exited() {
                 return Err(format!("{PROGRAM} exited ({status})"));
@@ -424,21 +414,7 @@ impl ReverseProxy {
     /// Stops the proxy's whole process group, waits for it to be gone, and removes its files.
     /// Idempotent.
     pub fn terminate(&self) {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        self.lifeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        process::stop_group(&mut child, Duration::from_secs(5));
-        // Also here, not only when the directory's handle drops: a proxy stopped from an exit
-        // hook (a `static` handle) is never dropped.
-        let _ = std::fs::remove_dir_all(self.dir.path());
-    }
-}
-
-impl Drop for ReverseProxy {
-    fn drop(&mut self) {
-        self.terminate();
+        self.process.terminate();
     }
 }
 
@@ -474,21 +450,14 @@ fn replicas_up(csv: &str, name: &str) -> Vec<bool> {
     replicas.into_iter().map(|(_, up)| up).collect()
 }
 
-fn spawn(program: &Path, config: &Path, log: &Path) -> Result<Child, ProxyError> {
-    use std::os::unix::process::CommandExt;
+fn spawn(program: &Path, config: &Path, log: &Path) -> Result<std::process::Child, ProxyError> {
     let log_file = std::fs::File::create(log).map_err(io("create", log))?;
-    Command::new("/bin/sh")
-        .arg("-c")
-        .arg(process::WATCHDOG)
-        .arg("proxy-watchdog")
-        .arg(program)
+    process::watched("proxy-watchdog", program)
         // -db: stay in the foreground, one process, so the watchdog's group holds all of it.
         .args(["-db", "-f"])
         .arg(config)
-        .stdin(Stdio::piped())
         .stdout(log_file.try_clone().map_err(io("open", log))?)
         .stderr(log_file)
-        .process_group(0)
         .spawn()
         .map_err(io("run", program))
 }

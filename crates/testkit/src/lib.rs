@@ -145,13 +145,30 @@ pub async fn keycloak_behind_proxy(test: &str) -> Option<&'static Keycloak> {
     if !extras::PROXY.available(test) {
         return None;
     }
-    let started = KEYCLOAK_BEHIND_PROXY
+    Some(
+        started_once(
+            &KEYCLOAK_BEHIND_PROXY,
+            playbook_provider::Topology::Proxy,
+            test,
+        )
+        .await,
+    )
+}
+
+/// The run's one Keycloak of `topology`, started natively on first use into `cell`: the
+/// topologies other than direct are native-only, and never kept across runs.
+async fn started_once(
+    cell: &'static tokio::sync::OnceCell<Result<Keycloak, String>>,
+    topology: playbook_provider::Topology,
+    test: &str,
+) -> &'static Keycloak {
+    let started = cell
         .get_or_init(|| async {
             let args = ProviderConfig {
                 backend: playbook_provider::BackendChoice::Native,
                 url: None,
                 https_port: 0,
-                topology: playbook_provider::Topology::Proxy,
+                topology,
                 ..provider_config()
             };
             let progress: Arc<dyn Progress> = Arc::new(TestProgress);
@@ -163,8 +180,11 @@ pub async fn keycloak_behind_proxy(test: &str) -> Option<&'static Keycloak> {
         })
         .await;
     match started {
-        Ok(keycloak) => Some(keycloak),
-        Err(reason) => panic!("no Keycloak behind the proxy for {test}: {reason}"),
+        Ok(keycloak) => keycloak,
+        Err(reason) => panic!(
+            "no Keycloak of the {} topology for {test}: {reason}",
+            topology.name()
+        ),
     }
 }
 
@@ -193,27 +213,14 @@ pub async fn keycloak_in_cluster(test: &str) -> Option<&'static Keycloak> {
     if !extras::PROXY.available(test) || !extras::POSTGRES.available(test) {
         return None;
     }
-    let started = KEYCLOAK_IN_CLUSTER
-        .get_or_init(|| async {
-            let args = ProviderConfig {
-                backend: playbook_provider::BackendChoice::Native,
-                url: None,
-                https_port: 0,
-                topology: playbook_provider::Topology::Cluster,
-                ..provider_config()
-            };
-            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
-            let started = playbook_provider::start(&args, certs(), progress).await;
-            if started.is_ok() {
-                STOP_AT_EXIT.get_or_init(register_exit_hook);
-            }
-            started.map_err(|e| e.to_string())
-        })
-        .await;
-    match started {
-        Ok(keycloak) => Some(keycloak),
-        Err(reason) => panic!("no Keycloak cluster for {test}: {reason}"),
-    }
+    Some(
+        started_once(
+            &KEYCLOAK_IN_CLUSTER,
+            playbook_provider::Topology::Cluster,
+            test,
+        )
+        .await,
+    )
 }
 
 /// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two

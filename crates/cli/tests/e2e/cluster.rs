@@ -7,8 +7,6 @@ use playbook_lab::{Answer, ClusterControl, Lab, Verdict, scenario};
 use playbook_provider::Keycloak;
 use playbook_trace::{Party, Trace};
 
-use super::{playbook_with, stderr};
-
 /// Each attempt's answer in a few words: the status, or the introspection's verdict.
 fn answers(verdict: &Verdict) -> Vec<String> {
     verdict
@@ -45,39 +43,10 @@ fn the_demo_runs_through_the_load_balancers_of_the_cluster() {
         return;
     };
     let _shared = playbook_testkit::cluster_shared();
-    let realm = playbook_testkit::unique_realm("cluster-demo");
-    let admin = keycloak.admin_credentials();
-    let output = playbook_with(
-        playbook_testkit::certs().files.dir(),
-        &["demo", "--topology", "cluster", "--api-port", "0"],
-        &[
-            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
-            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm),
-            ("NO_COLOR", "1"),
-        ],
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{}\n{text}", stderr(&output));
-    let answers: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("ResourceServer ──▶ Client"))
-        .map(str::trim)
-        .collect();
-    assert_eq!(answers.len(), 3, "{text}");
-    assert!(answers[0].starts_with("403 insufficient_scope"), "{text}");
-    assert!(answers[1].starts_with("200 OK"), "{text}");
-    assert!(answers[2].starts_with("401 invalid_token"), "{text}");
+    let text = super::demo_through(keycloak, "cluster");
     assert!(
         text.contains("balancing 2 replicas of the resource server"),
         "{text}"
-    );
-    assert_eq!(
-        text.matches("via          Proxy").count() * 2,
-        text.matches(" ──▶ ").count(),
-        "every exchange passes a load balancer:\n{text}"
     );
 }
 

@@ -46,3 +46,39 @@ fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// `playbook demo --topology TOPOLOGY` against `keycloak` (the run's Keycloak of that topology)
+/// as an external one, as people read it (no colour): its text, after checking that it exited 0
+/// with the resource server's three answers in order (403, 200, 401), every exchange through
+/// the proxy.
+fn demo_through(keycloak: &playbook_provider::Keycloak, topology: &str) -> String {
+    let realm = playbook_testkit::unique_realm(&format!("{topology}-demo"));
+    let admin = keycloak.admin_credentials();
+    let output = playbook_with(
+        playbook_testkit::certs().files.dir(),
+        &["demo", "--topology", topology, "--api-port", "0"],
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{}\n{text}", stderr(&output));
+    let answers: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ResourceServer ──▶ Client"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(answers.len(), 3, "{text}");
+    assert!(answers[0].starts_with("403 insufficient_scope"), "{text}");
+    assert!(answers[1].starts_with("200 OK"), "{text}");
+    assert!(answers[2].starts_with("401 invalid_token"), "{text}");
+    let arrows = text.matches(" ──▶ ").count();
+    let via = text.matches("via          Proxy").count();
+    assert_eq!(via * 2, arrows, "every exchange passes the proxy:\n{text}");
+    text
+}

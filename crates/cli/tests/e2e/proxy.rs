@@ -6,8 +6,6 @@
 use playbook_lab::{Answer, Lab, Verdict, scenario};
 use playbook_trace::{Party, Trace};
 
-use super::{playbook_with, stderr};
-
 /// Runs one scenario behind the proxy on the run's proxied Keycloak.
 fn run(test: &str, name: &str) -> Option<(Verdict, Trace)> {
     playbook_testkit::run(async {
@@ -56,36 +54,7 @@ fn the_demo_runs_its_steps_and_lessons_through_the_proxy_and_leaves_nothing_runn
     else {
         return;
     };
-    let realm = playbook_testkit::unique_realm("proxy-demo");
-    let admin = keycloak.admin_credentials();
-    let certs_dir = playbook_testkit::certs().files.dir();
-    let output = playbook_with(
-        certs_dir,
-        &["demo", "--topology", "proxy", "--api-port", "0"],
-        &[
-            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
-            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm),
-            ("NO_COLOR", "1"),
-        ],
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{}\n{text}", stderr(&output));
-    // The resource server's three answers, in order, each through the proxy.
-    let answers: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("ResourceServer ──▶ Client"))
-        .map(str::trim)
-        .collect();
-    assert_eq!(answers.len(), 3, "{text}");
-    assert!(answers[0].starts_with("403 insufficient_scope"), "{text}");
-    assert!(answers[1].starts_with("200 OK"), "{text}");
-    assert!(answers[2].starts_with("401 invalid_token"), "{text}");
-    let arrows = text.matches(" ──▶ ").count();
-    let via = text.matches("via          Proxy").count();
-    assert_eq!(via * 2, arrows, "every exchange passes the proxy:\n{text}");
+    let text = super::demo_through(keycloak, "proxy");
     // Keycloak bound both tokens to the certificate the proxy forwarded.
     let thumbprint = playbook_testkit::certs().client.thumbprint_s256();
     assert_eq!(
