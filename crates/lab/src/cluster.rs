@@ -43,8 +43,10 @@ pub(crate) async fn keycloak_node_down(arena: &Arena<'_>) -> Attempts {
     // Node 2, not the first node: Keycloak 26.7's readiness check reports a survivor not ready
     // when the node that died was the cluster's coordinator (its row stays in the database's
     // discovery table), and docs/production.md tells that story; this scenario tells this one.
-    tokio::task::block_in_place(|| (control.kill_keycloak_node)(KILLED));
+    // Timed from the kill's start: killing waits until the node's processes are gone, and the
+    // load balancer may notice meanwhile.
     let killed = Instant::now();
+    tokio::task::block_in_place(|| (control.kill_keycloak_node)(KILLED));
     let (mut issued, mut failed) = (0u32, 0u32);
     let mut noticed = None;
     {
