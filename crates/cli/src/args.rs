@@ -121,8 +121,16 @@ pub struct LaunchArgs {
 
     /// A file holding the external database's password (a flag would show it in `ps`; the
     /// PLAYBOOK_DB_PASSWORD variable works too).
-    #[arg(long = "db-password-file")]
-    pub db_password_file: Option<PathBuf>,
+    #[arg(long = "db-password-file", value_parser = secret_file)]
+    pub db_password_file: Option<Secret>,
+}
+
+/// The secret a file holds (its last line break dropped), read when the flags are parsed, so
+/// an unreadable file is one line before anything starts.
+fn secret_file(path: &str) -> Result<Secret, String> {
+    std::fs::read_to_string(path)
+        .map(|text| Secret::new(text.trim_end_matches(['\n', '\r'])))
+        .map_err(|e| format!("cannot read {path}: {e}"))
 }
 
 /// Where the client's TLS ends: `demo`, `lab`, `provider` and `resource-server` take it.
@@ -205,9 +213,7 @@ fn provider_config(
         db_user: launch.db_user.clone(),
         db_password: launch
             .db_password_file
-            .as_ref()
-            .and_then(|file| std::fs::read_to_string(file).ok())
-            .map(|password| Secret::new(password.trim_end()))
+            .clone()
             .or_else(|| std::env::var(env::DB_PASSWORD).ok().map(Secret::new)),
     }
 }
