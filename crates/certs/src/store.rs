@@ -67,6 +67,10 @@ impl Files {
     pub fn assertion_key(&self) -> PathBuf {
         self.dir.join("client-assertion-key.pem")
     }
+    /// The client's DPoP proof key (0600).
+    pub fn dpop_key(&self) -> PathBuf {
+        self.dir.join("client-dpop-key.pem")
+    }
     /// The reverse proxy's certificate and key in one file (0600), the form HAProxy's `crt`
     /// reads: its TLS server identity towards clients, and the client certificate it presents
     /// upstream, by which the resource server knows it is the proxy.
@@ -162,13 +166,13 @@ impl CertSet {
     /// The `private_key_jwt` signing key (PKCS#8 PEM), made on first use: sets generated before
     /// it existed stay valid.
     pub fn assertion_key(&self) -> Result<String, CertsError> {
-        let path = self.files.assertion_key();
-        if let Ok(pem) = fs::read_to_string(&path) {
-            return Ok(pem);
-        }
-        let pem = crate::signing_key_pem()?;
-        write_file(&path, &pem, true)?;
-        Ok(pem)
+        key_made_once(&self.files.assertion_key())
+    }
+
+    /// The client's DPoP key (PKCS#8 PEM, P-256), made on first use like the assertion key: the
+    /// key its DPoP proofs are signed with and its DPoP-bound tokens name (RFC 9449).
+    pub fn dpop_key(&self) -> Result<String, CertsError> {
+        key_made_once(&self.files.dpop_key())
     }
 
     /// The reverse proxy's certificate and key (server and client use), made on first use like
@@ -274,6 +278,16 @@ fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<(
         .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(contents)
+}
+
+/// A signing key kept at `path`, made there (0600) the first time it is asked for.
+fn key_made_once(path: &Path) -> Result<String, CertsError> {
+    if let Ok(pem) = fs::read_to_string(path) {
+        return Ok(pem);
+    }
+    let pem = crate::signing_key_pem()?;
+    write_file(path, &pem, true)?;
+    Ok(pem)
 }
 
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
