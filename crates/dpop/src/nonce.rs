@@ -35,9 +35,13 @@ impl Nonces {
     /// Whether `nonce` was handed out by this server in this period or the one before.
     pub fn accepts(&self, nonce: &str, now: i64) -> bool {
         let period = now.max(0) as u64 / NONCE_LIFETIME.as_secs();
-        [period, period.saturating_sub(1)]
-            .iter()
-            .any(|p| aws_lc_rs::constant_time::verify_slices_are_equal(nonce.as_bytes(), self.of_period(*p).as_bytes()).is_ok())
+        [period, period.saturating_sub(1)].iter().any(|p| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                nonce.as_bytes(),
+                self.of_period(*p).as_bytes(),
+            )
+            .is_ok()
+        })
     }
 
     fn of_period(&self, period: u64) -> String {
@@ -61,6 +65,9 @@ mod tests {
         assert!(nonces.accepts(&nonce, now + 60));
         assert!(!nonces.accepts(&nonce, now + 180));
         assert!(!nonces.accepts("made-up", now));
-        assert!(!Nonces::default().accepts(&nonce, now), "another server's key");
+        assert!(
+            !Nonces::default().accepts(&nonce, now),
+            "another server's key"
+        );
     }
 }

@@ -86,8 +86,12 @@ impl ProofAlgorithm {
     /// so each refusal names its reason.
     fn fits(self, jwk: &Jwk) -> bool {
         match (&jwk.algorithm, self) {
-            (AlgorithmParameters::EllipticCurve(ec), Self::ES256) => ec.curve == EllipticCurve::P256,
-            (AlgorithmParameters::EllipticCurve(ec), Self::ES384) => ec.curve == EllipticCurve::P384,
+            (AlgorithmParameters::EllipticCurve(ec), Self::ES256) => {
+                ec.curve == EllipticCurve::P256
+            }
+            (AlgorithmParameters::EllipticCurve(ec), Self::ES384) => {
+                ec.curve == EllipticCurve::P384
+            }
             (AlgorithmParameters::OctetKeyPair(okp), Self::EdDSA) => {
                 okp.curve == EllipticCurve::Ed25519
             }
@@ -463,16 +467,19 @@ mod tests {
                 .unwrap();
         edit(&mut header);
         let header = URL_SAFE_NO_PAD.encode(header.to_string());
-        format!("{header}.{}.{}", parts.next().unwrap(), parts.next().unwrap())
+        format!(
+            "{header}.{}.{}",
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        )
     }
 
     #[test]
     fn a_header_that_is_not_a_proofs_is_refused() {
         let key = ProofKey::generate().unwrap();
         let api = url("https://localhost:8443/api/users");
-        let check = |proof: &str| {
-            ProofRules::default().verify(proof, "GET", &api, None, unix_now())
-        };
+        let check =
+            |proof: &str| ProofRules::default().verify(proof, "GET", &api, None, unix_now());
         let jwt = with_header(&key, |h| h["typ"] = "JWT".into());
         assert_eq!(check(&jwt), Err(ProofError::Type));
         let none = with_header(&key, |h| h["alg"] = "none".into());

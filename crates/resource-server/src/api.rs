@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,7 +14,8 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::policy::{Auth, Authorized, Policy};
+use crate::BindingMode;
+use crate::policy::{Auth, Authorized, Policy, resource_of};
 use playbook_keycloak::{READ_USER, READONLY_ROLE, USERS_ADMIN, USERS_READ, WRITE_USER};
 
 /// Request bodies are small JSON objects; anything bigger is refused before it is read.
@@ -80,12 +82,16 @@ pub const GET_USER: Route = Route::guarded::<ReadUser>("GET", "/api/user/{id}");
 pub const CREATE_USER: Route = Route::guarded::<WriteUser>("POST", "/api/user");
 /// Every protected route.
 pub const ROUTES: [Route; 3] = [LIST_USERS, GET_USER, CREATE_USER];
-/// The routes anyone may call: liveness, and readiness (200 once signing keys are loaded).
-pub const OPEN_ROUTES: [&str; 2] = [HEALTH, READY];
+/// The routes anyone may call: liveness, readiness (200 once signing keys are loaded), and the
+/// resource's metadata.
+pub const OPEN_ROUTES: [&str; 3] = [HEALTH, READY, METADATA];
 /// Liveness: answers 200 while the process serves.
 pub const HEALTH: &str = "/healthz";
 /// Readiness: 200 once the realm's signing keys are loaded, 503 until then.
 pub const READY: &str = "/readyz";
+/// RFC 9728 protected-resource metadata: which authorization server issues tokens for this
+/// API, and which sender constraints it checks, for clients to discover instead of being told.
+pub const METADATA: &str = "/.well-known/oauth-protected-resource";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
@@ -129,7 +135,8 @@ impl AppState {
     }
 }
 
-/// The API routes plus `/healthz` (liveness, no auth) and `/readyz` (signing keys loaded).
+/// The API routes plus `/healthz` (liveness, no auth), `/readyz` (signing keys loaded) and the
+/// resource's metadata.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(LIST_USERS.path, get(list_users))
@@ -140,6 +147,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route(READY, get(ready))
+        .route(METADATA, get(metadata))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -234,6 +242,37 @@ async fn ready(State(state): State<AppState>) -> Response {
         Json(serde_json::json!({ "ready": loaded, "signing_keys_loaded": loaded })),
     )
         .into_response()
+}
+
+/// RFC 9728 section 2 and 3.2, from the running configuration: the document cannot say
+/// something the server does not do.
+async fn metadata(State(state): State<AppState>, parts: Parts) -> Response {
+    let auth = &state.auth;
+    let resource = match resource_of(auth, &parts) {
+        Ok(resource) => resource,
+        Err(_) => {
+            return ApiError::BadRequest("the request names no host".into()).into_response();
+        }
+    };
+    let mut scopes: Vec<&str> = ROUTES
+        .iter()
+        .flat_map(|r| r.any_scope.iter().copied())
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let mut document = serde_json::json!({
+        "resource": resource,
+        "authorization_servers": [auth.validator.issuer()],
+        "scopes_supported": scopes,
+        "bearer_methods_supported": ["header"],
+        "tls_client_certificate_bound_access_tokens": auth.binding.checks_certificates(),
+        "dpop_bound_access_tokens_required": auth.binding == BindingMode::RequiredDpop,
+    });
+    if let Some(dpop) = &auth.dpop {
+        let algs: Vec<&str> = dpop.rules.algorithms.iter().map(|a| a.name()).collect();
+        document["dpop_signing_alg_values_supported"] = algs.into();
+    }
+    Json(document).into_response()
 }
 
 fn truncate(text: &str) -> String {

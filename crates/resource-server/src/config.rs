@@ -61,20 +61,34 @@ impl Algorithm {
     }
 }
 
-/// When a token must be bound to the client certificate of its connection (RFC 8705).
+/// What this server demands of a token's sender constraint: a certificate binding (RFC 8705,
+/// `cnf.x5t#S256`, checked against the request's client certificate) or a DPoP binding (RFC
+/// 9449, `cnf.jkt`, checked against the request's proof). A binding a token carries is always
+/// checked, except under `Off`; the modes differ in what they require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BindingMode {
-    /// Ignore `cnf` (not recommended; for comparison in the tutorial).
+    /// Ignore `cnf` (not recommended; for comparison in the tutorial and the lab): a stolen
+    /// bound token is accepted as a bearer token.
     Off,
-    /// A token carrying `cnf.x5t#S256` must arrive with that certificate.
+    /// A bound token must arrive with what it is bound to; a bearer token is accepted.
     #[default]
     WhenPresent,
-    /// Every token must be certificate-bound and arrive with its certificate.
+    /// Every token must be bound, by certificate or by DPoP, and arrive with it.
     Required,
+    /// Every token must be certificate-bound (DPoP is not accepted).
+    RequiredMtls,
+    /// Every token must be DPoP-bound (the `Bearer` scheme is not accepted).
+    RequiredDpop,
 }
 
 impl BindingMode {
-    pub const ALL: [Self; 3] = [Self::Off, Self::WhenPresent, Self::Required];
+    pub const ALL: [Self; 5] = [
+        Self::Off,
+        Self::WhenPresent,
+        Self::Required,
+        Self::RequiredMtls,
+        Self::RequiredDpop,
+    ];
 
     /// The one name of each mode: what the flag and the variable take.
     pub fn name(self) -> &'static str {
@@ -82,8 +96,37 @@ impl BindingMode {
             Self::Off => "off",
             Self::WhenPresent => "when-present",
             Self::Required => "required",
+            Self::RequiredMtls => "required-mtls",
+            Self::RequiredDpop => "required-dpop",
         }
     }
+
+    /// Whether the `DPoP` scheme is accepted at all.
+    pub fn accepts_dpop(self) -> bool {
+        self != Self::RequiredMtls
+    }
+
+    /// Whether the `Bearer` scheme is accepted (for bearer and certificate-bound tokens).
+    pub fn accepts_bearer_scheme(self) -> bool {
+        self != Self::RequiredDpop
+    }
+
+    /// Whether certificate-bound tokens are checked against the client certificate: RFC 9728's
+    /// `tls_client_certificate_bound_access_tokens`.
+    pub fn checks_certificates(self) -> bool {
+        matches!(
+            self,
+            Self::WhenPresent | Self::Required | Self::RequiredMtls
+        )
+    }
+}
+
+/// The DPoP side of the server (RFC 9449): what proofs it accepts, and whether it hands out
+/// nonces (section 9) so that a proof cannot be made before the server asked for it.
+#[derive(Debug, Clone, Default)]
+pub struct DpopConfig {
+    pub rules: playbook_dpop::ProofRules,
+    pub nonce: bool,
 }
 
 /// The flags' possible values, from the names above (the CLI enables the `clap` feature).

@@ -9,7 +9,8 @@
 //!   unknown `kid` at most once per interval, kept when Keycloak is down.
 //! - [`token`]: the validation rules of docs/resource-server.md, in order, failing closed.
 //! - [`introspect`]: optionally, Keycloak asked whether a locally valid token is still active.
-//! - [`policy`]: the [`Authorized`] extractor. A handler states its requirement in its signature
+//! - [`policy`]: the [`Authorized`] extractor, which also checks a DPoP proof (RFC 9449) where
+//!   the token came with the `DPoP` scheme. A handler states its requirement in its signature
 //!   (`Authorized<ReadUsers>`), like the seed's `@ScopesAllowed`, but scopes match whole tokens.
 //! - [`api`]: the seed's endpoints over an in-memory store.
 
@@ -24,10 +25,11 @@ pub mod tls;
 pub mod token;
 
 pub use api::{AppState, router};
-pub use config::{Algorithm, BindingMode, ClientCertSource, ProxyTrust};
+pub use config::{Algorithm, BindingMode, ClientCertSource, DpopConfig, ProxyTrust};
 pub use introspect::IntrospectionConfig;
 pub use jwks::JwksCache;
-pub use policy::{AuthError, Authorized, Policy};
+pub use playbook_dpop::{ProofAlgorithm, ProofRules};
+pub use policy::{AuthError, Authorized, Policy, Refusal, Scheme};
 pub use server::{
     DEFAULT_LEEWAY, DEFAULT_LISTEN, RETRY_INTERVAL, RunningServer, ServerConfig, ServerError,
 };

@@ -20,6 +20,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 
+use playbook_dpop::{Nonces, ProofRules, REPLAY_CACHE_CAPACITY, Replay, ReplayCache};
+use url::Url;
+
+use crate::config::DpopConfig;
 use crate::introspect::{IntrospectionError, Introspector};
 use crate::token::{TokenError, Validator, VerifiedToken};
 use crate::{BindingMode, ClientCertSource, ProxyTrust};
@@ -41,6 +45,29 @@ pub struct Auth {
     pub client_cert: ClientCertSource,
     /// The CA a forwarded client certificate must chain to, checked again behind the proxy.
     pub ca_pem: String,
+    /// DPoP proofs: how they are checked, the proofs already seen, the nonces handed out.
+    /// `None` where the binding mode refuses the `DPoP` scheme.
+    pub dpop: Option<Dpop>,
+    /// The URL clients call this server at, when it is not the one their requests name (a
+    /// proxy that rewrites `Host`): the base of a proof's `htu` and of the metadata's `resource`.
+    pub public_url: Option<Url>,
+}
+
+/// The DPoP checks' state (RFC 9449 section 4.3 and 11.1).
+pub struct Dpop {
+    pub rules: ProofRules,
+    pub replay: ReplayCache,
+    pub nonces: Option<Nonces>,
+}
+
+impl Dpop {
+    pub fn new(config: &DpopConfig) -> Self {
+        Self {
+            replay: ReplayCache::new(config.rules.replay_window(), REPLAY_CACHE_CAPACITY),
+            rules: config.rules.clone(),
+            nonces: config.nonce.then(Nonces::default),
+        }
+    }
 }
 
 /// A request whose token is valid, bound as required, and satisfies `P`.
@@ -49,44 +76,72 @@ pub struct Authorized<P> {
     policy: PhantomData<P>,
 }
 
+/// How the token came: `Authorization: Bearer` (RFC 6750) or `Authorization: DPoP` with a
+/// `DPoP` proof header (RFC 9449 section 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
+}
+
 impl<S, P> FromRequestParts<S> for Authorized<P>
 where
     P: Policy,
     Arc<Auth>: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = AuthError;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
         let auth = Arc::<Auth>::from_ref(state);
-        // A forged certificate header is refused before anything else is looked at.
-        let certificate = client_certificate(&auth, parts)?;
-        let presented = bearer_token(parts)?;
-        let token = auth.validator.validate(presented).await.map_err(|error| {
-            // Debug, not Display: kid, alg and iss come from the token and are escaped this way.
-            tracing::info!(?error, "rejected access token");
-            AuthError::InvalidToken(error.summary())
-        })?;
-        check_binding(auth.binding, &token, certificate.as_deref())?;
-        if let Some(introspector) = &auth.introspector {
-            introspector
-                .check(presented, token.expires_at)
-                .await
-                .map_err(|error| match error {
-                    IntrospectionError::Inactive => AuthError::InvalidToken("token is not active"),
-                    IntrospectionError::Unavailable(_) => AuthError::Unavailable,
-                })?;
+        let mut scheme = None;
+        let verdict = authorize::<P>(&auth, parts, &mut scheme).await;
+        match verdict {
+            Ok(token) => Ok(Self {
+                token,
+                policy: PhantomData,
+            }),
+            Err(error) => Err(Refusal::new(error, scheme, &auth, parts)),
         }
-        check_policy::<P>(&token)?;
-        Ok(Self {
-            token,
-            policy: PhantomData,
-        })
     }
 }
 
-/// The token of an `Authorization: Bearer` header. No header, or another scheme, is "no token".
-fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
+/// Every check, in the order a refusal is best explained; `scheme` says how the token came once
+/// that is known, so the refusal's challenge names the scheme the client used.
+async fn authorize<P: Policy>(
+    auth: &Auth,
+    parts: &Parts,
+    scheme: &mut Option<Scheme>,
+) -> Result<Arc<VerifiedToken>, AuthError> {
+    // A forged certificate header is refused before anything else is looked at.
+    let certificate = client_certificate(auth, parts)?;
+    let (used, presented) = presented_token(auth, parts)?;
+    *scheme = Some(used);
+    let token = auth.validator.validate(presented).await.map_err(|error| {
+        // Debug, not Display: kid, alg and iss come from the token and are escaped this way.
+        tracing::info!(?error, "rejected access token");
+        AuthError::InvalidToken(error.summary())
+    })?;
+    if used == Scheme::Dpop {
+        check_proof(auth, parts, presented, &token)?;
+    }
+    check_binding(auth.binding, &token, certificate.as_deref(), used)?;
+    if let Some(introspector) = &auth.introspector {
+        introspector
+            .check(presented, token.expires_at)
+            .await
+            .map_err(|error| match error {
+                IntrospectionError::Inactive => AuthError::InvalidToken("token is not active"),
+                IntrospectionError::Unavailable(_) => AuthError::Unavailable,
+            })?;
+    }
+    check_policy::<P>(&token)?;
+    Ok(token)
+}
+
+/// The token of the `Authorization` header and its scheme. No header, or a scheme this server
+/// does not accept, is "no token" (RFC 6750 section 3.1: the answer then carries no error).
+fn presented_token<'a>(auth: &Auth, parts: &'a Parts) -> Result<(Scheme, &'a str), AuthError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::NoToken);
@@ -102,14 +157,102 @@ fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
     let Some((scheme, token)) = value.split_once(' ') else {
         return Err(AuthError::NoToken);
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(playbook_dpop::SCHEME) && auth.dpop.is_some() {
+        Scheme::Dpop
+    } else {
         return Err(AuthError::NoToken);
-    }
+    };
     let token = token.trim();
     if token.is_empty() || token.contains(' ') {
-        return Err(AuthError::InvalidRequest("malformed bearer token"));
+        return Err(AuthError::InvalidRequest("malformed access token"));
     }
-    Ok(token)
+    Ok((scheme, token))
+}
+
+/// RFC 9449 section 4.3 and 7.1: the request's one `DPoP` proof, made for this request and this
+/// token by the key the token is bound to, never seen before.
+fn check_proof(
+    auth: &Auth,
+    parts: &Parts,
+    token: &str,
+    verified: &VerifiedToken,
+) -> Result<(), AuthError> {
+    let dpop = auth
+        .dpop
+        .as_ref()
+        .expect("the DPoP scheme is only read when accepted");
+    let mut proofs = parts.headers.get_all(playbook_dpop::HEADER).iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err(AuthError::InvalidDpopProof(
+            "exactly one DPoP proof header is required",
+        ));
+    };
+    let proof = proof
+        .to_str()
+        .map_err(|_| AuthError::InvalidDpopProof("malformed proof"))?;
+    let url = request_url(auth, parts)?;
+    let now = playbook_keycloak::unix_now();
+    let proof = (dpop.rules)
+        .verify(proof, parts.method.as_str(), &url, Some(token), now)
+        .map_err(|error| {
+            tracing::info!(?error, "rejected DPoP proof");
+            AuthError::InvalidDpopProof(error.summary())
+        })?;
+    if let Some(nonces) = &dpop.nonces
+        && !proof
+            .nonce
+            .as_deref()
+            .is_some_and(|n| nonces.accepts(n, now))
+    {
+        return Err(AuthError::UseDpopNonce(nonces.current(now)));
+    }
+    match &verified.jkt {
+        None => {
+            return Err(AuthError::InvalidToken(
+                "token is not DPoP-bound but was presented with the DPoP scheme",
+            ));
+        }
+        Some(bound) if *bound != proof.jkt => {
+            tracing::info!(kid = %verified.kid, "rejected DPoP proof by another key than the token's");
+            return Err(AuthError::InvalidDpopProof(
+                "proof is signed by another key than the token is bound to",
+            ));
+        }
+        Some(_) => {}
+    }
+    match dpop.replay.check(&proof.jkt, &proof.jti) {
+        Replay::Fresh => Ok(()),
+        Replay::Replayed => {
+            tracing::info!(kid = %verified.kid, "rejected a replayed DPoP proof");
+            Err(AuthError::InvalidDpopProof("proof was used before"))
+        }
+        Replay::Full => Err(AuthError::ReplayCacheFull),
+    }
+}
+
+/// The URL of the request as its client named it, the `htu` a proof must carry: under this
+/// server's public URL when it has one, else under the `Host` the request was sent to.
+fn request_url(auth: &Auth, parts: &Parts) -> Result<Url, AuthError> {
+    let origin = resource_of(auth, parts)?;
+    Url::parse(&format!("{origin}{}", parts.uri.path()))
+        .map_err(|_| AuthError::InvalidRequest("request path not usable in a URL"))
+}
+
+/// Where clients call this server (RFC 9728's resource identifier, no trailing slash): its
+/// public URL when it has one, else `https://` and the `Host` the request was sent to.
+pub fn resource_of(auth: &Auth, parts: &Parts) -> Result<String, AuthError> {
+    if let Some(public) = &auth.public_url {
+        return Ok(public.as_str().trim_end_matches('/').to_owned());
+    }
+    let host = (parts.headers.get(header::HOST))
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .ok_or(AuthError::InvalidRequest("request names no host"))?;
+    let url = Url::parse(&format!("https://{host}/"))
+        .map_err(|_| AuthError::InvalidRequest("request host not usable in a URL"))?;
+    Ok(url.origin().ascii_serialization())
 }
 
 /// The client certificate of a request, from where this server reads it: its TLS connection, or
@@ -165,25 +308,43 @@ fn client_certificate<'a>(
     Ok(Some(Cow::Owned(der)))
 }
 
-/// RFC 8705 section 3: a bound token is only valid with the certificate it is bound to.
+/// A bound token is only valid with what it is bound to: the certificate it names (RFC 8705
+/// section 3), checked here against the request's; the DPoP key it names (RFC 9449 section 7),
+/// proved by the request's proof ([`check_proof`]), so a DPoP-bound token under the `Bearer`
+/// scheme is a downgrade (section 7.2). Then what the mode requires of every token.
 pub fn check_binding(
     mode: BindingMode,
     token: &VerifiedToken,
     certificate: Option<&[u8]>,
+    scheme: Scheme,
 ) -> Result<(), AuthError> {
     let reject = |why: &'static str| {
         tracing::info!(kid = %token.kid, why, "rejected access token");
         Err(AuthError::InvalidToken(why))
     };
-    match (mode, &token.x5t_s256, certificate) {
-        (BindingMode::Off, _, _) => Ok(()),
-        (_, Some(bound), Some(der)) if *bound == playbook_certs::thumbprint_s256(der) => Ok(()),
-        (_, Some(_), Some(_)) => reject("token is bound to another client certificate"),
-        (_, Some(_), None) => {
-            reject("token is certificate-bound but no client certificate was presented")
+    if mode == BindingMode::Off {
+        return Ok(());
+    }
+    match (&token.x5t_s256, certificate) {
+        (Some(bound), Some(der)) if *bound == playbook_certs::thumbprint_s256(der) => {}
+        (Some(_), Some(_)) => return reject("token is bound to another client certificate"),
+        (Some(_), None) => {
+            return reject("token is certificate-bound but no client certificate was presented");
         }
-        (BindingMode::Required, None, _) => reject("token is not certificate-bound"),
-        (BindingMode::WhenPresent, None, _) => Ok(()),
+        (None, _) => {}
+    }
+    if token.jkt.is_some() && scheme == Scheme::Bearer {
+        return reject("token is DPoP-bound but was presented as a bearer token");
+    }
+    match mode {
+        BindingMode::Required if token.x5t_s256.is_none() && token.jkt.is_none() => {
+            reject("token is not sender-constrained (neither certificate- nor DPoP-bound)")
+        }
+        BindingMode::RequiredMtls if token.x5t_s256.is_none() => {
+            reject("token is not certificate-bound")
+        }
+        BindingMode::RequiredDpop if token.jkt.is_none() => reject("token is not DPoP-bound"),
+        _ => Ok(()),
     }
 }
 
@@ -205,15 +366,19 @@ fn check_policy<P: Policy>(token: &VerifiedToken) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// The RFC 6750 section 3 answers.
+/// Why a request is refused: RFC 6750 section 3's answers and RFC 9449 section 7.1's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
-    /// No credentials: 401 with a bare `Bearer` challenge.
+    /// No credentials: 401 with bare challenges.
     NoToken,
     /// 400 `invalid_request`.
     InvalidRequest(&'static str),
     /// 401 `invalid_token`, with a fixed description (never text from the token).
     InvalidToken(&'static str),
+    /// 401 `invalid_dpop_proof`, with a fixed description (never text from the proof).
+    InvalidDpopProof(&'static str),
+    /// 401 `use_dpop_nonce`, with the nonce to put in the next proof.
+    UseDpopNonce(String),
     /// 403 `insufficient_scope`, naming the scopes the route accepts.
     InsufficientScope {
         scope: String,
@@ -221,83 +386,158 @@ pub enum AuthError {
     },
     /// 503: introspection mode cannot ask Keycloak, so the token is neither good nor bad yet.
     Unavailable,
+    /// 503: the DPoP replay cache is full, so no proof can be accepted until it makes room.
+    ReplayCacheFull,
     /// 401: a client certificate header from someone other than the trusted reverse proxy.
     UntrustedForwarding,
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        if self == Self::Unavailable {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                axum::Json(serde_json::json!({
-                    "error": "temporarily_unavailable",
-                    "message": "cannot ask the authorization server whether the token is active; retry shortly",
-                })),
-            )
-                .into_response();
-        }
-        let (status, challenge, message) = match &self {
-            Self::Unavailable => unreachable!("answered above"),
-            Self::NoToken => (
-                StatusCode::UNAUTHORIZED,
-                r#"Bearer realm="oauth2-playbook""#.to_owned(),
-                "an access token is required".to_owned(),
-            ),
-            Self::InvalidRequest(why) => (
-                StatusCode::BAD_REQUEST,
-                format!(
-                    r#"Bearer realm="oauth2-playbook", error="invalid_request", error_description="{why}""#
-                ),
-                why.to_string(),
+impl AuthError {
+    /// The OAuth error code and the fixed words the answer's body and challenge carry.
+    fn code_and_words(&self) -> (&'static str, String) {
+        match self {
+            Self::NoToken => ("unauthorized", "an access token is required".into()),
+            Self::InvalidRequest(why) => ("invalid_request", why.to_string()),
+            Self::InvalidToken(why) => ("invalid_token", why.to_string()),
+            Self::InvalidDpopProof(why) => (playbook_dpop::INVALID_DPOP_PROOF, why.to_string()),
+            Self::UseDpopNonce(_) => (
+                playbook_dpop::USE_DPOP_NONCE,
+                "the DPoP proof must carry this server's nonce (DPoP-Nonce)".into(),
             ),
             Self::UntrustedForwarding => (
-                StatusCode::UNAUTHORIZED,
-                r#"Bearer realm="oauth2-playbook", error="invalid_token", error_description="client certificate header not from the trusted proxy""#.to_owned(),
-                "client certificate header not from the trusted proxy".to_owned(),
-            ),
-            Self::InvalidToken(why) => (
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    r#"Bearer realm="oauth2-playbook", error="invalid_token", error_description="{why}""#
-                ),
-                why.to_string(),
+                "invalid_token",
+                "client certificate header not from the trusted proxy".into(),
             ),
             Self::InsufficientScope {
                 scope,
                 missing_role,
-            } => {
-                let why = match missing_role {
+            } => (
+                "insufficient_scope",
+                match missing_role {
                     Some(role) => format!("requires realm role {role}"),
                     None => format!("requires one of the scopes: {scope}"),
-                };
-                (
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        r#"Bearer realm="oauth2-playbook", error="insufficient_scope", scope="{scope}", error_description="{why}""#
-                    ),
-                    why,
-                )
+                },
+            ),
+            Self::Unavailable => (
+                "temporarily_unavailable",
+                "cannot ask the authorization server whether the token is active; retry shortly"
+                    .into(),
+            ),
+            Self::ReplayCacheFull => (
+                "temporarily_unavailable",
+                "too many DPoP proofs to remember right now; retry shortly".into(),
+            ),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable | Self::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// A refused request's answer: the error, and a challenge for every scheme this server accepts
+/// (RFC 9110 section 11.6.1), the error on the one the client used, each pointing at the
+/// resource's metadata (RFC 9728 section 5.1).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: AuthError,
+    scheme: Option<Scheme>,
+    bearer: bool,
+    dpop_algs: Option<String>,
+    resource_metadata: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(error: AuthError, scheme: Option<Scheme>, auth: &Auth, parts: &Parts) -> Self {
+        let bearer = auth.binding.accepts_bearer_scheme();
+        Self {
+            error,
+            // A server that takes only DPoP answers a Bearer attempt on DPoP's challenge.
+            scheme: scheme.map(|s| if bearer { s } else { Scheme::Dpop }),
+            bearer,
+            dpop_algs: auth.dpop.as_ref().map(|d| d.rules.algs()),
+            resource_metadata: resource_of(auth, parts)
+                .ok()
+                .map(|origin| format!("{origin}{}", crate::api::METADATA)),
+        }
+    }
+
+    /// The challenge of `scheme`, with the error when the client used it.
+    fn challenge(&self, scheme: Scheme, extra: Option<String>) -> String {
+        let mut params = Vec::new();
+        if scheme == Scheme::Bearer {
+            params.push(format!(r#"realm="{REALM}""#));
+        }
+        if let Some(extra) = extra {
+            params.push(extra);
+        }
+        let used = self.scheme.unwrap_or(match self.bearer {
+            true => Scheme::Bearer,
+            false => Scheme::Dpop,
+        });
+        if used == scheme && self.error != AuthError::NoToken {
+            let (code, words) = self.error.code_and_words();
+            params.push(format!(r#"error="{code}""#));
+            if let AuthError::InsufficientScope { scope, .. } = &self.error {
+                params.push(format!(r#"scope="{scope}""#));
             }
+            params.push(format!(r#"error_description="{words}""#));
+        }
+        if let Some(metadata) = &self.resource_metadata {
+            params.push(format!(r#"resource_metadata="{metadata}""#));
+        }
+        let name = match scheme {
+            Scheme::Bearer => "Bearer",
+            Scheme::Dpop => playbook_dpop::SCHEME,
         };
-        let error = match &self {
-            Self::NoToken => "unauthorized",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidToken(_) | Self::UntrustedForwarding => "invalid_token",
-            Self::InsufficientScope { .. } => "insufficient_scope",
-            Self::Unavailable => "temporarily_unavailable",
-        };
+        match params.is_empty() {
+            true => name.to_owned(),
+            false => format!("{name} {}", params.join(", ")),
+        }
+    }
+}
+
+/// The `realm` of the `Bearer` challenge.
+const REALM: &str = "oauth2-playbook";
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (error, message) = self.error.code_and_words();
         let mut response = (
-            status,
+            self.error.status(),
             axum::Json(serde_json::json!({ "error": error, "message": message })),
         )
             .into_response();
-        let value = HeaderValue::from_str(&challenge)
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
+        let headers = response.headers_mut();
+        if matches!(
+            self.error,
+            AuthError::Unavailable | AuthError::ReplayCacheFull
+        ) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return response;
+        }
+        let mut challenges = Vec::new();
+        if self.bearer {
+            challenges.push(self.challenge(Scheme::Bearer, None));
+        }
+        if let Some(algs) = &self.dpop_algs {
+            challenges.push(self.challenge(Scheme::Dpop, Some(format!(r#"algs="{algs}""#))));
+        }
+        for challenge in challenges {
+            let value = HeaderValue::from_str(&challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+            headers.append(header::WWW_AUTHENTICATE, value);
+        }
+        if let AuthError::UseDpopNonce(nonce) = &self.error
+            && let Ok(value) = HeaderValue::from_str(nonce)
+        {
+            headers.insert(playbook_dpop::NONCE_HEADER, value);
+        }
         response
     }
 }

@@ -12,9 +12,9 @@ use url::Url;
 
 use crate::introspect::{IntrospectionConfig, Introspector};
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
-use crate::policy::Auth;
+use crate::policy::{Auth, Dpop};
 use crate::token::{Validator, ValidatorConfig};
-use crate::{Algorithm, AppState, BindingMode, ClientCertSource};
+use crate::{Algorithm, AppState, BindingMode, ClientCertSource, DpopConfig};
 
 /// The seed's resource-server address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -56,6 +56,11 @@ pub struct ServerConfig {
     /// Where a request's client certificate comes from: its TLS connection, or a header from a
     /// trusted reverse proxy.
     pub client_cert: ClientCertSource,
+    /// What DPoP proofs are accepted, and whether nonces are handed out.
+    pub dpop: DpopConfig,
+    /// The URL clients call this server at, when requests do not name it (a proxy rewriting
+    /// `Host`): DPoP proofs' `htu` and the metadata's `resource` are under it.
+    pub public_url: Option<Url>,
 }
 
 impl ServerConfig {
@@ -78,6 +83,8 @@ impl ServerConfig {
             trace: Trace::off(),
             party: Party::ResourceServer,
             client_cert: ClientCertSource::Tls,
+            dpop: DpopConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -227,6 +234,11 @@ pub fn serve(
         introspector,
         client_cert: config.client_cert.clone(),
         ca_pem: config.ca_pem.clone(),
+        dpop: config
+            .binding
+            .accepts_dpop()
+            .then(|| Dpop::new(&config.dpop)),
+        public_url: config.public_url.clone(),
     }));
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {

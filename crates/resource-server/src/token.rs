@@ -76,6 +76,8 @@ pub struct VerifiedToken {
     pub realm_roles: Vec<String>,
     /// RFC 8705 `cnf.x5t#S256`, when the token is certificate-bound.
     pub x5t_s256: Option<String>,
+    /// RFC 9449 `cnf.jkt`, when the token is DPoP-bound: the thumbprint of the proof key.
+    pub jkt: Option<String>,
     pub expires_at: i64,
 }
 
@@ -134,6 +136,11 @@ impl Validator {
 
     pub fn keys(&self) -> &JwksCache {
         &self.keys
+    }
+
+    /// The issuer whose tokens are accepted.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
     }
 
     /// Validates a token. A token that passed is remembered by its exact bytes for the current
@@ -250,7 +257,8 @@ impl Validator {
                 .realm_access
                 .and_then(|a| a.roles)
                 .unwrap_or_default(),
-            x5t_s256: claims.cnf.and_then(|c| c.x5t_s256),
+            x5t_s256: claims.cnf.as_ref().and_then(|c| c.x5t_s256.clone()),
+            jkt: claims.cnf.and_then(|c| c.jkt),
             expires_at: exp,
         })
     }
@@ -292,11 +300,13 @@ struct RealmAccess {
     roles: Option<Vec<String>>,
 }
 
-/// RFC 8705 section 3.1: the certificate thumbprint a bound token carries.
+/// What a bound token is bound to: a certificate's thumbprint (RFC 8705 section 3.1) or a DPoP
+/// key's (RFC 9449 section 6.1).
 #[derive(Deserialize)]
 struct Confirmation {
     #[serde(rename = "x5t#S256")]
     x5t_s256: Option<String>,
+    jkt: Option<String>,
 }
 
 impl Validator {
@@ -372,6 +382,7 @@ mod tests {
             scopes: Vec::new(),
             realm_roles: Vec::new(),
             x5t_s256: None,
+            jkt: None,
             expires_at: 0,
         })
     }

@@ -5,6 +5,7 @@ mod support;
 
 mod binding;
 mod claims;
+mod dpop;
 mod forwarded;
 mod header;
 mod introspection;

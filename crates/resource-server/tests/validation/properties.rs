@@ -1,7 +1,8 @@
 //! Whatever arrives as a bearer token, the extractor never panics, never lets it through, and
 //! answers 401 `invalid_token`: random text, random JOSE headers and claims around a random
-//! signature, and every truncation of a valid token. A bounded number of cases keeps this in the
-//! normal test run.
+//! signature, and every truncation of a valid token. Whatever arrives as a DPoP proof beside a
+//! valid DPoP-bound token is refused too, with 401 or 400 and never a 5xx. A bounded number of
+//! cases keeps this in the normal test run.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -9,11 +10,12 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::Request;
 use axum::response::IntoResponse;
+use playbook_dpop::ProofKey;
 use playbook_forge::{b64_json, keycloak_like_claims};
 use playbook_resource_server::api::ReadUsers;
-use playbook_resource_server::policy::{Auth, AuthError};
+use playbook_resource_server::policy::{Auth, Dpop, Refusal};
 use playbook_resource_server::{
-    Algorithm, Authorized, BindingMode, JwksCache, Validator, ValidatorConfig,
+    Algorithm, Authorized, BindingMode, DpopConfig, JwksCache, Validator, ValidatorConfig,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -22,6 +24,8 @@ use url::Url;
 use crate::support::{KEY, KID};
 
 const ISSUER: &str = "https://localhost:9443/realms/properties";
+/// The request every case makes, with a `Host` so that a proof's `htu` can match it.
+const API: &str = "https://localhost:8443/api/users";
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
@@ -53,16 +57,26 @@ static AUTH: LazyLock<Arc<Auth>> = LazyLock::new(|| {
         introspector: None,
         client_cert: Default::default(),
         ca_pem: String::new(),
+        dpop: Some(Dpop::new(&DpopConfig::default())),
+        public_url: None,
     })
 });
 
 /// The extractor's verdict on `Authorization: Bearer <token>` for `GET /api/users`.
-fn extract(token: &str) -> Result<Authorized<ReadUsers>, AuthError> {
-    let request = Request::get("/api/users")
-        .header("authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap();
-    let (mut parts, ()) = request.into_parts();
+fn extract(token: &str) -> Result<Authorized<ReadUsers>, Refusal> {
+    extract_with(&format!("Bearer {token}"), None)
+}
+
+/// The extractor's verdict on `Authorization: <authorization>` with a `DPoP` header, if any.
+fn extract_with(
+    authorization: &str,
+    proof: Option<&str>,
+) -> Result<Authorized<ReadUsers>, Refusal> {
+    let mut request = Request::get(API).header("authorization", authorization);
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let (mut parts, ()) = request.body(()).unwrap().into_parts();
     RUNTIME.block_on(Authorized::<ReadUsers>::from_request_parts(
         &mut parts,
         &AUTH.clone(),
@@ -196,8 +210,66 @@ proptest! {
     }
 }
 
-/// The property tests are only worth something if the same path accepts a real token.
+/// The client's proof key, and a valid token bound to it.
+static DPOP: LazyLock<(ProofKey, String)> = LazyLock::new(|| {
+    let key = ProofKey::generate().unwrap();
+    let mut claims = keycloak_like_claims(ISSUER);
+    claims["cnf"] = json!({ "jkt": key.thumbprint() });
+    let token = KEY.sign(&claims);
+    (key, token)
+});
+
+/// A proof made by the client's key with these claims, some replaced by arbitrary values.
+fn proof_claims() -> impl Strategy<Value = Value> {
+    let names = prop::sample::subsequence(vec!["jti", "htm", "htu", "iat", "ath", "nonce"], 0..3);
+    (names, prop::collection::vec(json_value(), 3)).prop_map(|(names, values)| {
+        let url = Url::parse(API).unwrap();
+        let fresh = playbook_dpop::ProofClaims::new("GET", &url, Some(&DPOP.1), None);
+        let mut claims = serde_json::to_value(fresh).unwrap();
+        for (name, value) in names.into_iter().zip(values) {
+            claims[name] = value;
+        }
+        claims
+    })
+}
+
+fn assert_proof_refused(proof: &str) {
+    let (_, token) = &*DPOP;
+    let Err(refusal) = extract_with(&format!("DPoP {token}"), Some(proof)) else {
+        panic!("a made-up proof was accepted: {proof}");
+    };
+    let status = refusal.into_response().status().as_u16();
+    assert!(status == 401 || status == 400, "{status} for {proof}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_proof_text_is_refused(proof in "[A-Za-z0-9._~+/=-]{0,400}") {
+        assert_proof_refused(&proof);
+    }
+
+    #[test]
+    fn random_proof_headers_and_claims_are_refused(
+        header in header(),
+        claims in proof_claims(),
+        signature in prop::collection::vec(any::<u8>(), 0..100),
+    ) {
+        use base64::Engine;
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
+        assert_proof_refused(&format!("{}.{}.{signature}", b64_json(&header), b64_json(&claims)));
+    }
+}
+
+/// The property tests are only worth something if the same path accepts a real token, and a
+/// real proof.
 #[test]
 fn the_same_path_accepts_a_valid_token() {
     assert!(extract(&KEY.sign(&keycloak_like_claims(ISSUER))).is_ok());
+    let (key, token) = &*DPOP;
+    let proof = key
+        .proof("GET", &Url::parse(API).unwrap(), Some(token), None)
+        .unwrap();
+    assert!(extract_with(&format!("DPoP {token}"), Some(&proof)).is_ok());
 }

@@ -178,6 +178,42 @@ impl Fixture {
         (response.status().as_u16(), challenge)
     }
 
+    /// `method path` with `Authorization: <authorization>` and a `DPoP` header per proof, over a
+    /// connection presenting no certificate: every challenge and the nonce of the answer.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        proofs: &[&str],
+    ) -> Answered {
+        let http = playbook_https::https_client(&self.certs.ca_pem).unwrap();
+        let mut request = http.request(method, self.url(path));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        for proof in proofs {
+            request = request.header("dpop", *proof);
+        }
+        let response = request.send().await.expect("the server answers");
+        let headers = response.headers();
+        Answered {
+            status: response.status().as_u16(),
+            challenges: (headers.get_all("www-authenticate").iter())
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect(),
+            nonce: (headers.get("dpop-nonce")).map(|v| v.to_str().unwrap().to_owned()),
+            body: String::new(),
+        }
+        .with_body(response)
+        .await
+    }
+
+    /// The URL of `path` on the server, as a client names it (and a proof's `htu` must).
+    pub fn url(&self, path: &str) -> Url {
+        self.server.base_url().join(path).unwrap()
+    }
+
     pub fn jwks_fetches(&self) -> u64 {
         self.issuer_state.fetches.load(Ordering::SeqCst)
     }
@@ -252,6 +288,29 @@ fn serve_issuer(listener: std::net::TcpListener, certs: &CertSet, state: Arc<Iss
     )
     .unwrap();
     tokio::spawn(server.serve(app.into_make_service()));
+}
+
+/// What [`Fixture::send`] got back.
+#[derive(Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub challenges: Vec<String>,
+    pub nonce: Option<String>,
+    pub body: String,
+}
+
+impl Answered {
+    async fn with_body(mut self, response: reqwest::Response) -> Self {
+        self.body = response.text().await.unwrap_or_default();
+        self
+    }
+
+    /// The challenge of `scheme` (`Bearer`, `DPoP`).
+    pub fn challenge(&self, scheme: &str) -> Option<&str> {
+        (self.challenges.iter())
+            .find(|c| c.starts_with(&format!("{scheme} ")) || *c == scheme)
+            .map(String::as_str)
+    }
 }
 
 pub use playbook_keycloak::unix_now as now;
