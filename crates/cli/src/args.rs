@@ -11,7 +11,9 @@ use std::time::Duration;
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
 use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM, TokenBinding};
 use playbook_provider::{BackendChoice, ProviderConfig, Topology, env};
-use playbook_resource_server::{Algorithm, BindingMode, ClientCertSource, IntrospectionConfig};
+use playbook_resource_server::{
+    Algorithm, BindingMode, ClientCertSource, IntrospectionConfig, ProofAlgorithm,
+};
 use playbook_resource_server::{ProxyTrust, ServerConfig};
 use url::Url;
 
@@ -285,8 +287,9 @@ pub struct AuthArgs {
 
     /// Bind the tokens to a key the client holds, apart from how it authenticates: certificate
     /// (the TLS client certificate is presented on the token request and Keycloak puts its
-    /// thumbprint in cnf.x5t#S256, RFC 8705) or none (a bearer token) [default: certificate for
-    /// mtls, none for the others].
+    /// thumbprint in cnf.x5t#S256, RFC 8705), dpop (every request carries a DPoP proof signed
+    /// with the key in certs/client-dpop-key.pem, whose thumbprint Keycloak puts in cnf.jkt, RFC
+    /// 9449) or none (a bearer token) [default: certificate for mtls, none for the others].
     #[arg(long = "bind", env = "PLAYBOOK_BIND", value_parser = token_binding())]
     pub binding: Option<TokenBinding>,
 }
@@ -300,7 +303,7 @@ impl AuthArgs {
             .unwrap_or(TokenBinding::default_for(self.method));
         if self.method == AuthMethod::Mtls && binding != TokenBinding::Certificate {
             anyhow::bail!(
-                "--auth mtls always binds its tokens to the certificate; for a bearer token pick another --auth (e.g. secret)"
+                "--auth mtls always binds its tokens to the certificate; for a bearer or DPoP-bound token pick another --auth (e.g. private-key-jwt: no secret, no certificate)"
             );
         }
         Ok(binding)
@@ -312,6 +315,13 @@ fn token_binding() -> impl clap::builder::TypedValueParser<Value = TokenBinding>
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(TokenBinding::ALL.map(TokenBinding::name))
         .try_map(|name| TokenBinding::from_name(&name).ok_or("not a binding"))
+}
+
+/// `--dpop-algorithms`' possible values, from the algorithms' one list of names.
+fn proof_algorithm() -> impl clap::builder::TypedValueParser<Value = ProofAlgorithm> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ProofAlgorithm::ALL.map(ProofAlgorithm::name))
+        .try_map(|name| ProofAlgorithm::from_name(&name).ok_or("not an algorithm"))
 }
 
 /// `--auth`'s possible values, from the methods' one list of names.
@@ -356,9 +366,34 @@ pub struct ServerArgs {
     #[arg(long, env = "PLAYBOOK_LISTEN", default_value_t = playbook_resource_server::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Certificate binding of tokens (RFC 8705) [default: when-present].
+    /// Sender-constrained tokens: a bound token is always checked against its certificate
+    /// (RFC 8705) or DPoP proof (RFC 9449); required takes either and refuses bearer tokens,
+    /// required-mtls and required-dpop name one; off ignores bindings (for comparison only)
+    /// [default: when-present].
     #[arg(long, env = "PLAYBOOK_BINDING", value_enum)]
     pub binding: Option<BindingMode>,
+
+    /// Hand out DPoP nonces (RFC 9449 section 9): a proof must carry this server's current
+    /// nonce, so it cannot have been made in advance; a proof without one gets 401
+    /// use_dpop_nonce and the nonce in DPoP-Nonce.
+    #[arg(long, env = "PLAYBOOK_DPOP_NONCE")]
+    pub dpop_nonce: bool,
+
+    /// Algorithms a DPoP proof may be signed with, comma-separated [default: all asymmetric
+    /// ones: ES256, ES384, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512].
+    #[arg(
+        long,
+        env = "PLAYBOOK_DPOP_ALGORITHMS",
+        value_delimiter = ',',
+        value_parser = proof_algorithm()
+    )]
+    pub dpop_algorithms: Vec<ProofAlgorithm>,
+
+    /// The URL clients call this server at, when a proxy in front rewrites the Host header:
+    /// DPoP proofs' htu and the metadata's resource are under it [default: https:// and the
+    /// Host of each request].
+    #[arg(long, env = "PLAYBOOK_PUBLIC_URL")]
+    pub public_url: Option<Url>,
 
     /// Accepted clock difference with Keycloak, in seconds, for `exp` and `nbf` [default: 30].
     #[arg(long, env = "PLAYBOOK_LEEWAY_SECS")]
@@ -455,6 +490,13 @@ impl ServerArgs {
         }
         if let Some(secs) = self.jwks_refresh_secs {
             config.jwks_refresh = Duration::from_secs(secs);
+        }
+        config.dpop.nonce = self.dpop_nonce;
+        if !self.dpop_algorithms.is_empty() {
+            config.dpop.rules.algorithms = self.dpop_algorithms.clone();
+        }
+        if let Some(url) = &self.public_url {
+            config.public_url = Some(url.clone());
         }
     }
 

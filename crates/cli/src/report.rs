@@ -222,6 +222,21 @@ impl Report {
         if let Some(sent) = &exchange.sent {
             self.show_sent(sent, exchange.client_certificate.as_ref());
         }
+        if let Some(proof) = &exchange.proof {
+            self.detail("dpop header", &proof.header.to_string());
+            self.detail("dpop claims", &proof.claims.to_string());
+            self.detail("proof key", &format!("jkt {}", proof.thumbprint));
+        }
+        if let Some(bound) = exchange.token.as_ref().and_then(|t| t.jkt())
+            && exchange.to != Party::Keycloak
+        {
+            let verdict = match exchange.dpop_binding_holds() {
+                Some(true) => "equal: the proof is signed by the key the token is bound to",
+                _ if exchange.proof.is_none() => "no proof: the token must be refused",
+                _ => "not equal: the proof is not by the key the token is bound to",
+            };
+            self.detail("cnf.jkt", &format!("{bound} ({verdict})"));
+        }
         let issued = exchange.to == Party::Keycloak && exchange.path().ends_with("/token");
         if let (true, Some(token)) = (issued, &exchange.token) {
             let claims = &token.claims;
@@ -243,7 +258,10 @@ impl Report {
                 let left = exp - playbook_keycloak::unix_now();
                 self.detail("exp", &format!("{exp} (in {left} s)"));
             }
-            self.detail("cnf.x5t#S256", token.x5t_s256().unwrap_or("(not bound)"));
+            match token.jkt() {
+                Some(jkt) => self.detail("cnf.jkt", jkt),
+                None => self.detail("cnf.x5t#S256", token.x5t_s256().unwrap_or("(not bound)")),
+            }
         }
     }
 

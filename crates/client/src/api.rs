@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use playbook_dpop::ProofKey;
 use playbook_https::{Answer, send_recorded};
 use playbook_keycloak::{READONLY_ROLE, USERS_READ};
-use playbook_trace::{Exchange, Party, TokenView};
+use playbook_trace::{Exchange, Party, ProofView, TokenView};
 use url::Url;
 
 use crate::{ClientError, TokenClient};
@@ -63,6 +64,20 @@ pub struct ResourceApi {
     server: Party,
     /// Headers sent on every call beside the token: the attack lab's forged ones.
     headers: Vec<(String, String)>,
+    /// The key of the DPoP proofs sent with each call (`Authorization: DPoP`); `None` sends the
+    /// token as a bearer token.
+    dpop: Option<ProofKey>,
+    /// The server's last DPoP nonce, once it asked for one.
+    nonce: std::sync::Mutex<Option<String>>,
+}
+
+/// How one call presents its token, for [`ResourceApi::get_presenting`].
+#[derive(Debug, Clone)]
+pub enum Presenting {
+    /// `Authorization: Bearer`, no proof.
+    Bearer,
+    /// `Authorization: DPoP` with exactly these proofs (none, one, or a replayed one twice).
+    Dpop(Vec<String>),
 }
 
 impl ResourceApi {
@@ -75,10 +90,19 @@ impl ResourceApi {
             http,
             base_url,
             with_certificate: tokens.config().presents_certificate(),
+            dpop: tokens.config().dpop.clone(),
             tokens,
             server: Party::ResourceServer,
             headers: Vec::new(),
+            nonce: Default::default(),
         }
+    }
+
+    /// Signs the proofs with `key` instead of the token client's: a thief holding a stolen
+    /// DPoP-bound token and a key of its own.
+    pub fn with_dpop_key(mut self, key: Option<ProofKey>) -> Self {
+        self.dpop = key;
+        self
     }
 
     /// Draws the server called as `server` in the trace: the lab tells its resource servers
@@ -104,10 +128,12 @@ impl ResourceApi {
         Ok(Self {
             http: playbook_https::https_client(&tokens.config().ca_pem)?,
             base_url,
+            dpop: tokens.config().dpop.clone(),
             tokens,
             with_certificate: false,
             server: Party::ResourceServer,
             headers: Vec::new(),
+            nonce: Default::default(),
         })
     }
 
@@ -124,29 +150,102 @@ impl ResourceApi {
         self.send(path, renewed.expose()).await
     }
 
-    /// `GET path` with exactly this token (no cache, no retry): for demos and tests.
+    /// `GET path` with exactly this token (no cache, no retry): for demos and tests. With a
+    /// DPoP key, a fresh proof goes with it.
     pub async fn get_with(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
         self.send(path, token).await
     }
 
-    async fn send(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
-        let url = self
-            .base_url
+    /// `GET path` with this token, presented exactly as `presenting` says (the attack lab's
+    /// replayed, bent and missing proofs, a DPoP token downgraded to Bearer).
+    pub async fn get_presenting(
+        &self,
+        path: &str,
+        token: &str,
+        presenting: Presenting,
+    ) -> Result<ApiResponse, ClientError> {
+        let url = self.url(path)?;
+        let answer = self.call(&url, token, presenting, None).await?;
+        Ok(ApiResponse::from(&answer))
+    }
+
+    /// The URL of `path` on this API: what a proof's `htu` names.
+    pub fn url(&self, path: &str) -> Result<Url, ClientError> {
+        self.base_url
             .join(path)
             .map_err(|e| ClientError::BadResponse {
                 url: self.base_url.to_string(),
                 reason: format!("bad path {path}: {e}"),
-            })?;
+            })
+    }
+
+    async fn send(&self, path: &str, token: &str) -> Result<ApiResponse, ClientError> {
+        let url = self.url(path)?;
+        let Some(key) = &self.dpop else {
+            let answer = self.call(&url, token, Presenting::Bearer, None).await?;
+            return Ok(ApiResponse::from(&answer));
+        };
+        // A server that hands out nonces answers the first proof without one with
+        // `use_dpop_nonce`; the next proof carries it (RFC 9449 section 9).
+        let mut answer = None;
+        for _ in 0..2 {
+            let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let proof = key.proof("GET", &url, Some(token), nonce.as_deref())?;
+            let this = self
+                .call(&url, token, Presenting::Dpop(vec![proof]), Some(key))
+                .await?;
+            let asked = crate::token::asked_nonce(&this, true);
+            answer = Some(this);
+            match asked {
+                Some(nonce) => *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce),
+                None => break,
+            }
+        }
+        Ok(ApiResponse::from(&answer.expect("one call at least")))
+    }
+
+    /// One call, recorded: the token as `presenting` says, the proof's key shown (when known)
+    /// next to the token's `cnf.jkt`.
+    async fn call(
+        &self,
+        url: &Url,
+        token: &str,
+        presenting: Presenting,
+        key: Option<&ProofKey>,
+    ) -> Result<Answer, ClientError> {
         let config = self.tokens.config();
         let mut exchange = Exchange::new(config.party, self.server, "GET", url.as_str());
         exchange.token = TokenView::decode(token);
         exchange.client_certificate = config.certificate_view().filter(|_| self.with_certificate);
-        exchange.purpose = if self.with_certificate {
-            "Bearer token, same client certificate".into()
-        } else {
-            "Bearer token, no client certificate".into()
+        let connection = match self.with_certificate {
+            true => "same client certificate",
+            false => "no client certificate",
         };
-        let mut request = self.http.get(url.clone()).bearer_auth(token);
+        let mut request = self.http.get(url.clone());
+        exchange.purpose = match &presenting {
+            Presenting::Bearer => {
+                request = request.bearer_auth(token);
+                format!("Bearer token, {connection}")
+            }
+            Presenting::Dpop(proofs) => {
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("{} {token}", playbook_dpop::SCHEME),
+                );
+                for proof in proofs {
+                    request = request.header(playbook_dpop::HEADER, proof);
+                }
+                let thumbprint = match key {
+                    Some(key) => key.thumbprint().to_owned(),
+                    None => proof_thumbprint(proofs.first()),
+                };
+                exchange.proof = proofs.first().and_then(|p| ProofView::new(p, &thumbprint));
+                match proofs.len() {
+                    1 => format!("DPoP token and proof, {connection}"),
+                    n => format!("DPoP token with {n} proofs, {connection}"),
+                }
+            }
+        };
         for (name, value) in &self.headers {
             exchange
                 .purpose
@@ -158,10 +257,23 @@ impl ResourceApi {
         })
         .await;
         match answer {
-            Ok(answer) => Ok(ApiResponse::from(&answer)),
-            Err(error) => Err(config.transport_error(&url, &error).await),
+            Ok(answer) => Ok(answer),
+            Err(error) => Err(config.transport_error(url, &error).await),
         }
     }
+}
+
+/// The thumbprint of the key a proof carries, for showing a proof made elsewhere (the lab's
+/// bent ones): read from its header's `jwk`, unchecked.
+fn proof_thumbprint(proof: Option<&String>) -> String {
+    let header = proof.and_then(|p| TokenView::decode(p)).map(|v| v.header);
+    header
+        .and_then(|h| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(h["jwk"].clone()).ok())
+        .and_then(|jwk| {
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 impl From<&Answer> for ApiResponse {

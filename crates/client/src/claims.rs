@@ -74,4 +74,9 @@ impl Claims {
     pub fn x5t_s256(&self) -> Option<String> {
         self.cnf["x5t#S256"].as_str().map(String::from)
     }
+
+    /// The RFC 9449 DPoP key thumbprint the token is bound to, if any.
+    pub fn jkt(&self) -> Option<String> {
+        self.cnf["jkt"].as_str().map(String::from)
+    }
 }

@@ -276,8 +276,9 @@ pub async fn enrol(
 /// then on); the `private_key_jwt` client gets the public half of `key_pem` as a JWKS (the
 /// private key never leaves the client). Keycloak could also fetch a JWKS URL or take a
 /// certificate; a JWKS set once needs no server of the client's and no certificate for a key
-/// that is not a TLS identity. Each of these clients is also told whether to bind its tokens to
-/// the certificate (`binding`); the certificate client always does, as the realm sets it.
+/// that is not a TLS identity. Each of these clients is also told how to bind its tokens
+/// (`binding`: to the certificate, to a DPoP key, or not at all); the certificate client always
+/// binds to its certificate, as the realm sets it.
 pub async fn register(
     provisioner: &Provisioner<'_>,
     method: AuthMethod,
@@ -288,8 +289,7 @@ pub async fn register(
         return Ok(Credential::Certificate);
     }
     let client_id = method.client_id();
-    let binds = (binding == TokenBinding::Certificate).to_string();
-    let mut attributes = vec![(TokenBinding::CERTIFICATE_ATTRIBUTE, binds)];
+    let mut attributes = binding.client_attributes().to_vec();
     let credential = if method.uses_secret() {
         let secret = provisioner.rotate_secret(client_id).await?;
         Credential::with_secret(method, secret).expect("a secret-based method")

@@ -41,6 +41,15 @@ pub enum ClientError {
     BadResponse { url: String, reason: String },
 }
 
+impl From<playbook_dpop::ProofError> for ClientError {
+    /// Making a proof fails only for an unusable key.
+    fn from(error: playbook_dpop::ProofError) -> Self {
+        Self::BadCredential(format!(
+            "cannot sign a DPoP proof: {error}; delete certs/client-dpop-key.pem and the next run makes a new key"
+        ))
+    }
+}
+
 impl ClientError {
     /// Whether the other side answered "no" (as opposed to not answering at all).
     pub fn is_refusal(&self) -> bool {

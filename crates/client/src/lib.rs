@@ -5,7 +5,7 @@
 //! 3. [`TokenClient`] gets a client-credentials token, authenticating with the TLS client
 //!    certificate (RFC 8705) or, for comparison, a [`Credential`] of another method, and caches it;
 //! 4. [`ResourceApi`] calls the resource server over the same mutual-TLS identity, so
-//!    certificate-bound tokens are accepted.
+//!    certificate-bound tokens are accepted, or with a DPoP proof per call for DPoP-bound ones.
 
 mod api;
 mod claims;
@@ -14,7 +14,7 @@ mod error;
 mod handshake;
 mod token;
 
-pub use api::{ApiResponse, ResourceApi};
+pub use api::{ApiResponse, Presenting, ResourceApi};
 pub use claims::Claims;
 pub use credential::{
     ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, enrol, provision, register,

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
+use playbook_dpop::ProofKey;
 use playbook_https::{Answer, send_recorded};
 use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmUrl, TokenBinding, USERS_READ};
-use playbook_trace::{CertView, Exchange, Party, SentView, TokenView, Trace};
+use playbook_trace::{CertView, Exchange, Party, ProofView, SentView, TokenView, Trace};
 
 use crate::{Claims, ClientError, Credential};
 
@@ -31,9 +32,12 @@ pub struct TokenClientConfig {
     pub identity: Leaf,
     /// How the client authenticates at the token endpoint.
     pub credential: Credential,
-    /// Whether the token requests present the certificate so that Keycloak binds the tokens
-    /// (a client whose Keycloak setting binds refuses requests without one).
+    /// How the tokens are bound: to the certificate (the token requests present it), to the
+    /// DPoP key (every request carries a proof), or not at all. It must match the client's
+    /// setting in Keycloak, which refuses a request without what it binds to.
     pub binding: TokenBinding,
+    /// The key DPoP proofs are signed with, for [`TokenBinding::Dpop`].
+    pub dpop: Option<ProofKey>,
     /// The audience of client assertions: the issuer identifier (unused by the other methods).
     pub audience: String,
     /// Where each token request is recorded.
@@ -70,10 +74,28 @@ impl TokenClientConfig {
     }
 
     /// Tokens bound as `binding` says, as the client in Keycloak was set up by
-    /// [`crate::provision`].
+    /// [`crate::provision`]; DPoP needs [`Self::with_dpop_key`] too.
     pub fn with_binding(mut self, binding: TokenBinding) -> Self {
         self.binding = binding;
         self
+    }
+
+    /// DPoP-bound tokens (RFC 9449), proofs signed with `key`.
+    pub fn with_dpop_key(mut self, key: ProofKey) -> Self {
+        self.binding = TokenBinding::Dpop;
+        self.dpop = Some(key);
+        self
+    }
+
+    /// The DPoP key, when the tokens are DPoP-bound.
+    pub fn dpop_key(&self) -> Result<Option<&ProofKey>, ClientError> {
+        match (self.binding, &self.dpop) {
+            (TokenBinding::Dpop, None) => Err(ClientError::BadCredential(
+                "DPoP-bound tokens need a DPoP key (TokenClientConfig::with_dpop_key)".into(),
+            )),
+            (TokenBinding::Dpop, Some(key)) => Ok(Some(key)),
+            _ => Ok(None),
+        }
     }
 
     /// Whether this client's connections present the certificate: to authenticate, or to
@@ -97,6 +119,7 @@ impl TokenClientConfig {
             identity: identity.clone(),
             credential: Credential::Certificate,
             binding: TokenBinding::Certificate,
+            dpop: None,
             audience: String::new(),
             trace: Trace::off(),
             party: Party::Client,
@@ -114,6 +137,7 @@ impl TokenClientConfig {
             scope: String::new(),
             credential: Credential::Certificate,
             binding: TokenBinding::None,
+            dpop: None,
             audience: String::new(),
             authority: Party::Platform,
             ..self.clone()
@@ -176,12 +200,16 @@ pub struct TokenClient {
     platform: Option<Box<TokenClient>>,
     cached: Mutex<Option<AccessToken>>,
     requests: AtomicU64,
+    /// The token endpoint's last DPoP nonce, once it asked for one (RFC 9449 section 8).
+    nonce: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     expires_in: u64,
+    #[serde(default)]
+    token_type: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -207,6 +235,7 @@ impl TokenClient {
             config,
             cached: Mutex::new(None),
             requests: AtomicU64::new(0),
+            nonce: Default::default(),
         })
     }
 
@@ -311,8 +340,58 @@ impl TokenClient {
         }
     }
 
-    /// One token request, no cache; recorded in the configuration's trace once answered.
+    /// One token request, no cache; recorded in the configuration's trace once answered. A
+    /// token endpoint that asks for a DPoP nonce (`use_dpop_nonce`) is asked once more with it.
     pub async fn request(&self) -> Result<AccessToken, ClientError> {
+        let url = &self.config.token_endpoint;
+        let mut attempt = self.attempt().await?;
+        if let Some(nonce) = asked_nonce(&attempt.0, false) {
+            tracing::info!("the token endpoint asked for a DPoP nonce; asking again with it");
+            *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce);
+            attempt = self.attempt().await?;
+        }
+        let (answer, issued) = attempt;
+        if !answer.is_success() {
+            return Err(token_refused(&answer, &self.config));
+        }
+        let bad = |reason: &str| ClientError::BadResponse {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        let body = issued.ok_or_else(|| bad("the answer is not a token response"))?;
+        let claims =
+            Claims::peek(&body.access_token).ok_or_else(|| bad("the access token is not a JWT"))?;
+        if let Some(key) = self.config.dpop_key()? {
+            // RFC 9449 section 5: a DPoP-bound token says so, and names the proof's key.
+            let bound = body
+                .token_type
+                .eq_ignore_ascii_case(playbook_dpop::TOKEN_TYPE)
+                && claims.jkt().as_deref() == Some(key.thumbprint());
+            if !bound {
+                return Err(bad(&format!(
+                    "asked for a DPoP-bound token, got token_type {:?} and cnf.jkt {:?} (the proof's key is {}): is {} set to require DPoP in Keycloak? `cargo playbook client --auth {} --bind dpop` sets it",
+                    body.token_type,
+                    claims.jkt(),
+                    key.thumbprint(),
+                    self.config.client_id,
+                    self.config.credential.method().name()
+                )));
+            }
+        }
+        let expires_in = Duration::from_secs(body.expires_in);
+        let margin = RENEW_MARGIN.min(expires_in / 2);
+        tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");
+        Ok(AccessToken {
+            secret: Secret::new(body.access_token),
+            renew_at: Instant::now() + expires_in - margin,
+            claims,
+            expires_in,
+        })
+    }
+
+    /// One token request as it goes on the wire, recorded; the answer, and the token response
+    /// when it is one.
+    async fn attempt(&self) -> Result<(Answer, Option<TokenResponse>), ClientError> {
         let url = &self.config.token_endpoint;
         // The assertion first: its own exchange comes before this one's.
         let form = self.form().await?;
@@ -339,6 +418,7 @@ impl TokenClient {
                 self.config.client_id,
                 match self.config.binding {
                     TokenBinding::Certificate => ", certificate presented to bind the token",
+                    TokenBinding::Dpop => ", a DPoP proof to bind the token to its key",
                     TokenBinding::None => "",
                 }
             ),
@@ -351,13 +431,25 @@ impl TokenClient {
             request = request.basic_auth(id, Some(secret));
             sent = sent.with_basic_auth();
         }
+        if let Some(key) = self.config.dpop_key()? {
+            let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let proof = key.proof("POST", url, None, nonce.as_deref())?;
+            exchange.proof = ProofView::new(&proof, key.thumbprint());
+            request = request.header(playbook_dpop::HEADER, proof);
+        }
         exchange.sent = Some(sent);
         let mut issued: Option<TokenResponse> = None;
         let answer = send_recorded(&self.config.trace, exchange, request, |answer, exchange| {
             if !answer.is_success() {
                 exchange.answer = refusal(answer).error;
             } else if let Ok(body) = answer.json::<TokenResponse>() {
-                exchange.answer = format!("access token, {} s", body.expires_in);
+                exchange.answer = match body
+                    .token_type
+                    .eq_ignore_ascii_case(playbook_dpop::TOKEN_TYPE)
+                {
+                    true => format!("DPoP-bound access token, {} s", body.expires_in),
+                    false => format!("access token, {} s", body.expires_in),
+                };
                 exchange.token = TokenView::decode(&body.access_token);
                 issued = Some(body);
             } else {
@@ -365,30 +457,29 @@ impl TokenClient {
             }
         })
         .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(error) => return Err(self.config.transport_error(url, &error).await),
-        };
-        if !answer.is_success() {
-            return Err(token_refused(&answer, &self.config));
+        match answer {
+            Ok(answer) => Ok((answer, issued)),
+            Err(error) => Err(self.config.transport_error(url, &error).await),
         }
-        let bad = |reason: &str| ClientError::BadResponse {
-            url: url.to_string(),
-            reason: reason.into(),
-        };
-        let body = issued.ok_or_else(|| bad("the answer is not a token response"))?;
-        let claims =
-            Claims::peek(&body.access_token).ok_or_else(|| bad("the access token is not a JWT"))?;
-        let expires_in = Duration::from_secs(body.expires_in);
-        let margin = RENEW_MARGIN.min(expires_in / 2);
-        tracing::debug!(client_id = %self.config.client_id, expires_in = body.expires_in, "got an access token");
-        Ok(AccessToken {
-            secret: Secret::new(body.access_token),
-            renew_at: Instant::now() + expires_in - margin,
-            claims,
-            expires_in,
-        })
     }
+}
+
+/// The nonce a server asked for with `use_dpop_nonce` (RFC 9449 section 8 and 9): a token
+/// endpoint says so in its error body, a resource server in its challenge; either sends the
+/// nonce in `DPoP-Nonce`.
+pub(crate) fn asked_nonce(answer: &Answer, resource_server: bool) -> Option<String> {
+    let asked = match resource_server {
+        true => (answer.www_authenticate.as_deref())
+            .is_some_and(|c| c.contains(playbook_dpop::USE_DPOP_NONCE)),
+        false => refusal(answer).error == playbook_dpop::USE_DPOP_NONCE,
+    };
+    asked
+        .then(|| {
+            answer
+                .header(playbook_dpop::NONCE_HEADER)
+                .map(str::to_owned)
+        })
+        .flatten()
 }
 
 /// Keycloak's OAuth error answer (RFC 6749 §5.2); empty fields when the body is not one.

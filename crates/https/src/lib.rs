@@ -105,14 +105,14 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A response header as text, when present and readable: what the parties record of an answer
-/// (`Content-Type`, `WWW-Authenticate`).
+/// (`Content-Type`, `WWW-Authenticate`). A header sent several times (a challenge per scheme)
+/// reads as one list, as RFC 9110 section 5.3 allows.
 pub(crate) fn header(
     response: &reqwest::Response,
     name: reqwest::header::HeaderName,
 ) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
+    let values: Vec<&str> = (response.headers().get_all(name).iter())
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }

@@ -13,6 +13,8 @@ pub struct Answer {
     /// The `WWW-Authenticate` challenge of a refusal (RFC 6750 §3).
     pub www_authenticate: Option<String>,
     pub content_type: Option<String>,
+    /// Every header of the answer, for what only one party reads (a DPoP nonce).
+    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -29,6 +31,11 @@ impl Answer {
     /// The body as text (lossy), for error messages.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header of the answer as text, when present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The status's reason phrase (`Not Found`), the arrow's words for an unexpected answer.
@@ -68,12 +75,14 @@ async fn read(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error
     let url = response.url().clone();
     let www_authenticate = crate::header(&response, reqwest::header::WWW_AUTHENTICATE);
     let content_type = crate::header(&response, reqwest::header::CONTENT_TYPE);
+    let headers = response.headers().clone();
     let body = response.bytes().await?.to_vec();
     Ok(Answer {
         status,
         url,
         www_authenticate,
         content_type,
+        headers,
         body,
     })
 }

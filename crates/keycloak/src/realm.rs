@@ -127,16 +127,19 @@ pub enum TokenBinding {
     None,
     /// Bound to the TLS client certificate (RFC 8705).
     Certificate,
+    /// Bound to a key the client proves it holds on every request (RFC 9449, DPoP).
+    Dpop,
 }
 
 impl TokenBinding {
-    pub const ALL: [Self; 2] = [Self::None, Self::Certificate];
+    pub const ALL: [Self; 3] = [Self::None, Self::Certificate, Self::Dpop];
 
     /// The one name of each binding: what `--bind` takes.
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Certificate => "certificate",
+            Self::Dpop => "dpop",
         }
     }
 
@@ -153,9 +156,26 @@ impl TokenBinding {
         }
     }
 
+    /// The client attributes that set this binding up in Keycloak, each on or off: the
+    /// certificate one binds tokens to the certificate presented (and refuses a token request
+    /// without one), the DPoP one requires a DPoP proof on every token request and puts its
+    /// key's thumbprint in `cnf.jkt` (Keycloak 26.4 and later).
+    pub fn client_attributes(self) -> [(&'static str, String); 2] {
+        [
+            (
+                Self::CERTIFICATE_ATTRIBUTE,
+                (self == Self::Certificate).to_string(),
+            ),
+            (Self::DPOP_ATTRIBUTE, (self == Self::Dpop).to_string()),
+        ]
+    }
+
     /// The client attribute that makes Keycloak bind tokens to the certificate presented, and
     /// refuse a token request that presents none.
     pub const CERTIFICATE_ATTRIBUTE: &str = "tls.client.certificate.bound.access.tokens";
+
+    /// The client attribute that makes Keycloak require a DPoP proof and bind tokens to its key.
+    pub const DPOP_ATTRIBUTE: &str = "dpop.bound.access.tokens";
 }
 
 /// The workload platform of the federated method: a realm of its own beside the tutorial's,
@@ -389,6 +409,12 @@ mod tests {
                 method.keycloak_authenticator()
             );
             assert_eq!(client["serviceAccountsEnabled"], true);
+            assert_eq!(
+                client["attributes"][TokenBinding::DPOP_ATTRIBUTE],
+                "false",
+                "{}: DPoP is set up when asked (--bind dpop)",
+                method.name()
+            );
             let binds = client["attributes"][TokenBinding::CERTIFICATE_ATTRIBUTE] == "true";
             assert_eq!(
                 binds,

@@ -53,7 +53,7 @@ pub enum TokenError {
     Issuer,
     #[error("audience does not include ours")]
     Audience,
-    #[error("token typ `{0}` is not `Bearer`")]
+    #[error("token typ `{0}` is not `Bearer` (or `DPoP` with cnf.jkt)")]
     Type(String),
 }
 
@@ -239,8 +239,11 @@ impl Validator {
         if !ours {
             return Err(TokenError::Audience);
         }
+        // Keycloak types a DPoP-bound token `DPoP`; one that says so must carry its binding.
         let typ = claims.typ.ok_or(TokenError::Missing("typ"))?;
-        if typ != "Bearer" {
+        let jkt = claims.cnf.as_ref().and_then(|c| c.jkt.clone());
+        let dpop = typ == playbook_dpop::TOKEN_TYPE && jkt.is_some();
+        if typ != "Bearer" && !dpop {
             return Err(TokenError::Type(typ.into_owned()));
         }
         Ok(VerifiedToken {
@@ -257,8 +260,8 @@ impl Validator {
                 .realm_access
                 .and_then(|a| a.roles)
                 .unwrap_or_default(),
-            x5t_s256: claims.cnf.as_ref().and_then(|c| c.x5t_s256.clone()),
-            jkt: claims.cnf.and_then(|c| c.jkt),
+            x5t_s256: claims.cnf.and_then(|c| c.x5t_s256),
+            jkt,
             expires_at: exp,
         })
     }

@@ -400,6 +400,7 @@ fn detail(exchange: &Exchange, n: usize) -> String {
         out.push_str(&sent_view(sent));
     }
     out.push_str(&binding(exchange));
+    out.push_str(&dpop_binding(exchange));
     match &exchange.token {
         Some(token) => {
             let _ = write!(
@@ -471,6 +472,45 @@ fn binding(exchange: &Exchange) -> String {
         }
         Some(false) => {
             r#"<p class="binding differ">✗ Not equal: this certificate is not the one the token is bound to.</p>"#
+        }
+        None => "",
+    });
+    out
+}
+
+/// The DPoP proof, decoded, and its key's thumbprint next to the token's `cnf.jkt`, with the
+/// verdict: the DPoP counterpart of [`binding`].
+fn dpop_binding(exchange: &Exchange) -> String {
+    let bound = exchange.token.as_ref().and_then(|t| t.jkt());
+    let Some(proof) = &exchange.proof else {
+        return match (bound, exchange.to) {
+            (Some(bound), Party::ResourceServer | Party::ResourceServerReplica) => format!(
+                r#"<h3>DPoP proof</h3><dl><dt>Proof</dt><dd>none sent</dd><dt>Token cnf.jkt</dt><dd class="mono thumbprint">{}</dd></dl><p class="binding differ">✗ No proof: a DPoP-bound token without one is refused (RFC 9449 section 7.2).</p>"#,
+                escape(bound)
+            ),
+            _ => String::new(),
+        };
+    };
+    let mut out = format!(
+        r#"<h3>DPoP proof, decoded</h3><p class="hint">Header (with the public key) and claims; the signature is never shown.</p><h4>Header</h4><pre>{}</pre><h4>Claims</h4><pre>{}</pre><dl><dt>Proof key thumbprint (RFC 7638)</dt><dd class="mono thumbprint">{}</dd>"#,
+        escape(&pretty(&proof.header)),
+        escape(&pretty(&proof.claims)),
+        escape(&proof.thumbprint)
+    );
+    if let Some(bound) = bound {
+        let _ = write!(
+            out,
+            r#"<dt>Token cnf.jkt</dt><dd class="mono thumbprint">{}</dd>"#,
+            escape(bound)
+        );
+    }
+    out.push_str("</dl>");
+    out.push_str(match exchange.dpop_binding_holds() {
+        Some(true) => {
+            r#"<p class="binding equal">✓ Equal: the proof is signed by the key the token is bound to (RFC 9449).</p>"#
+        }
+        Some(false) => {
+            r#"<p class="binding differ">✗ Not equal: the proof is signed by another key than the one the token is bound to.</p>"#
         }
         None => "",
     });

@@ -23,5 +23,5 @@
 mod model;
 mod recorder;
 
-pub use model::{CertView, Event, Exchange, Party, SentView, TokenView};
+pub use model::{CertView, Event, Exchange, Party, ProofView, SentView, TokenView};
 pub use recorder::{Quiet, Run, Trace};

@@ -150,6 +150,8 @@ pub struct Exchange {
     /// The party the request passed through on its way (the proxy topology's reverse proxy,
     /// where the client's TLS ended); `None` when it went straight to `to`.
     pub via: Option<Party>,
+    /// The DPoP proof the request carried (RFC 9449), decoded; `None` when it carried none.
+    pub proof: Option<ProofView>,
 }
 
 impl Exchange {
@@ -170,6 +172,7 @@ impl Exchange {
             client_certificate: None,
             sent: None,
             via: None,
+            proof: None,
         }
     }
 
@@ -204,6 +207,38 @@ impl Exchange {
                 .is_some_and(|cert| cert.thumbprint == bound_to),
         )
     }
+
+    /// Whether the proof's key is the one the token is bound to (RFC 9449 section 7): `None`
+    /// when the token is not DPoP-bound (or there is no token).
+    pub fn dpop_binding_holds(&self) -> Option<bool> {
+        let bound_to = self.token.as_ref()?.jkt()?;
+        Some(
+            self.proof
+                .as_ref()
+                .is_some_and(|proof| proof.thumbprint == bound_to),
+        )
+    }
+}
+
+/// A DPoP proof as the diagram shows it: its header (with the public key) and claims, decoded,
+/// never its signature, and the RFC 7638 thumbprint of its key, comparable with `cnf.jkt`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofView {
+    pub header: Value,
+    pub claims: Value,
+    pub thumbprint: String,
+}
+
+impl ProofView {
+    /// The view of `proof`, made by the key of `thumbprint`; `None` when it is not a JWT.
+    pub fn new(proof: &str, thumbprint: &str) -> Option<Self> {
+        let TokenView { header, claims } = TokenView::decode(proof)?;
+        Some(Self {
+            header,
+            claims,
+            thumbprint: thumbprint.into(),
+        })
+    }
 }
 
 /// A JWT as a learner may see it: the decoded header and claims, nothing that can be replayed.
@@ -233,6 +268,11 @@ impl TokenView {
     /// The certificate thumbprint the token is bound to (`cnf.x5t#S256`).
     pub fn x5t_s256(&self) -> Option<&str> {
         self.claims["cnf"]["x5t#S256"].as_str()
+    }
+
+    /// The DPoP key thumbprint the token is bound to (`cnf.jkt`).
+    pub fn jkt(&self) -> Option<&str> {
+        self.claims["cnf"]["jkt"].as_str()
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
+use playbook_dpop::ProofKey;
 use playbook_keycloak::{AuthMethod, TokenBinding, platform};
 
 use crate::args::{AuthArgs, KeycloakArgs, RealmArgs};
@@ -141,6 +142,11 @@ pub async fn token_client(
                 "{} binds its tokens: the token request presents the client certificate too (--bind certificate)",
                 method.client_id()
             ),
+            TokenBinding::Dpop => format!(
+                "{} gets DPoP-bound tokens: every request carries a proof signed with the key in {} (--bind dpop), and Keycloak names that key in cnf.jkt",
+                method.client_id(),
+                certs.files.dpop_key().display()
+            ),
             TokenBinding::None => format!(
                 "{} gets bearer tokens: no certificate on the token request (--bind none)",
                 method.client_id()
@@ -148,11 +154,24 @@ pub async fn token_client(
         });
     }
     let realm_url = admin.keycloak().realm(realm);
-    let mut config = TokenClientConfig::playbook(realm_url.token(), &certs.ca_pem, &certs.client)
-        .with_credential(credential, &realm_url)
-        .with_binding(binding);
+    let config = TokenClientConfig::playbook(realm_url.token(), &certs.ca_pem, &certs.client)
+        .with_credential(credential, &realm_url);
+    let mut config = bound(config, binding, certs)?;
     config.trace = trace.clone();
     Ok(Arc::new(TokenClient::new(config)?))
+}
+
+/// `config` with its tokens bound as `binding` says: DPoP proofs signed with the certificate
+/// directory's DPoP key (made on first use, 0600).
+pub fn bound(
+    config: TokenClientConfig,
+    binding: TokenBinding,
+    certs: &CertSet,
+) -> anyhow::Result<TokenClientConfig> {
+    Ok(match binding {
+        TokenBinding::Dpop => config.with_dpop_key(ProofKey::from_pem(&certs.dpop_key()?)?),
+        other => config.with_binding(other),
+    })
 }
 
 /// Steps 1–4; a refused API call is an error (exit code "refused").

@@ -190,6 +190,9 @@ async fn demo(
             "Client credentials, {}, bound to the certificate",
             method.oauth_name()
         ),
+        (_, TokenBinding::Dpop) => {
+            format!("Client credentials, {}, DPoP-bound", method.oauth_name())
+        }
         (_, TokenBinding::None) => format!("Client credentials, {}", method.oauth_name()),
     });
     let flow = Flow {
@@ -232,25 +235,38 @@ async fn demo(
         answer.status
     );
 
+    // The thief holds the token and nothing else: not the certificate, not the DPoP key (it
+    // signs its proofs with a key of its own).
+    let (without, thief_key) = match binding {
+        TokenBinding::Dpop => ("the DPoP key", Some(playbook_dpop::ProofKey::generate()?)),
+        _ => ("the client certificate", None),
+    };
     report
-        .step("Lesson 2: the same token replayed without the client certificate")
+        .step(&format!(
+            "Lesson 2: the same token replayed without {without}"
+        ))
         .await;
     let token = tokens.token().await?;
     if args.predict {
         report
             .predict(
-                "The same token, sent by someone without the client certificate: what will the resource server answer?",
+                &format!("The same token, sent by someone without {without}: what will the resource server answer?"),
                 &PREDICTED_ANSWERS,
             )
             .await;
     }
-    let thief = ResourceApi::without_certificate(server.url(), tokens.clone())?;
+    let thief =
+        ResourceApi::without_certificate(server.url(), tokens.clone())?.with_dpop_key(thief_key);
     let replay = thief.get_with(LIST_USERS.path, token.expose()).await?;
     // Only a token bound to the certificate is refused without it; the others are bearer tokens.
     let (expected, lesson) = match tokens.config().binding {
         TokenBinding::Certificate => (
             401,
             "401 invalid_token: the token is bound to the client certificate (cnf.x5t#S256, RFC 8705), so a stolen token is useless without the certificate's private key.".to_owned(),
+        ),
+        TokenBinding::Dpop => (
+            401,
+            "401 invalid_dpop_proof: the token is bound to the client's DPoP key (cnf.jkt, RFC 9449), and the thief's proof is signed by a key of its own, whose thumbprint is not the token's cnf.jkt. Without the private key no valid proof can be made; a captured proof is single-use and names one request, so it cannot be reused either.".to_owned(),
         ),
         TokenBinding::None => (
             200,

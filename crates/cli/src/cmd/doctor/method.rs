@@ -50,14 +50,25 @@ pub async fn client_method(
         let fix = "re-import oauth2-provider/realm.json, which sets each client's authenticator";
         return (fail(Misconfigured, said, fix), None);
     }
-    let binds = client["attributes"][TokenBinding::CERTIFICATE_ATTRIBUTE] == "true";
-    if binds != (binding == TokenBinding::Certificate) {
+    let set = |attribute: &str| client["attributes"][attribute] == "true";
+    let binds = match (
+        set(TokenBinding::CERTIFICATE_ATTRIBUTE),
+        set(TokenBinding::DPOP_ATTRIBUTE),
+    ) {
+        (true, _) => TokenBinding::Certificate,
+        (false, true) => TokenBinding::Dpop,
+        (false, false) => TokenBinding::None,
+    };
+    if binds != binding {
         let said = match binds {
-            true => format!(
-                "Keycloak binds the tokens of {client_id}, so it refuses token requests without a certificate (--bind none)"
+            TokenBinding::Certificate => format!(
+                "Keycloak binds the tokens of {client_id} to the certificate, so it refuses token requests without one (--bind certificate)"
             ),
-            false => format!(
-                "Keycloak issues bearer tokens to {client_id}, not certificate-bound ones (--bind certificate)"
+            TokenBinding::Dpop => format!(
+                "Keycloak binds the tokens of {client_id} to a DPoP key, so it refuses token requests without a DPoP proof (--bind dpop)"
+            ),
+            TokenBinding::None => format!(
+                "Keycloak issues bearer tokens to {client_id}, not bound ones (--bind none)"
             ),
         };
         let fix = format!(

@@ -88,13 +88,14 @@ impl Parties {
         credential: Credential,
         binding: TokenBinding,
         realm: &RealmUrl,
+        certs: &CertSet,
     ) -> anyhow::Result<()> {
         let config = self
             .tokens
             .config()
             .clone()
-            .with_credential(credential, realm)
-            .with_binding(binding);
+            .with_credential(credential, realm);
+        let config = crate::cmd::client::bound(config, binding, certs)?;
         self.tokens = Arc::new(TokenClient::new(config)?);
         Ok(())
     }
@@ -203,7 +204,9 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 method::client_method(admin, &args.realm.realm, method, binding, &certs).await;
             report.record(client_check, verdict);
             match credential {
-                Some(credential) => parties.authenticate_with(credential, binding, &realm)?,
+                Some(credential) => {
+                    parties.authenticate_with(credential, binding, &realm, &certs)?
+                }
                 None => can_ask = false,
             }
         }
@@ -256,10 +259,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         issuer(&token, expected.issuer(), discovered_issuer.as_deref()),
     );
     report.record("audience", audience(&token));
-    report.record(
-        "certificate binding",
-        token_binding(&token, binding, &certs),
-    );
+    report.record("token binding", token_binding(&token, binding, &certs));
     report.record("role", role(&token));
     report.record("clock", clock(&token));
     let verdict = resource_server(&parties, &api_url, args.api_url.is_some(), &token).await;
@@ -271,7 +271,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
 const NEED_TOKEN: [&str; 6] = [
     "issuer",
     "audience",
-    "certificate binding",
+    "token binding",
     "role",
     "clock",
     "resource server",

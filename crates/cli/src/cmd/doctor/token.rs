@@ -3,6 +3,7 @@
 
 use playbook_certs::CertSet;
 use playbook_client::AccessToken;
+use playbook_dpop::ProofKey;
 use playbook_keycloak::{READONLY_ROLE, TokenBinding};
 use url::Url;
 
@@ -51,19 +52,26 @@ pub fn audience(token: &AccessToken) -> Verdict {
     }
 }
 
-/// The token is bound as asked: to our certificate, or (`--bind none`) not at all.
+/// The token is bound as asked: to our certificate, to our DPoP key, or (`--bind none`) not at
+/// all.
 pub fn binding(token: &AccessToken, asked: TokenBinding, certs: &CertSet) -> Verdict {
     let ours = certs.client.thumbprint_s256();
-    match (asked, token.claims.x5t_s256()) {
-        (TokenBinding::Certificate, Some(bound)) if bound == ours => Verdict::Pass(format!(
+    let (x5t, jkt) = (token.claims.x5t_s256(), token.claims.jkt());
+    let our_key = || {
+        (certs.dpop_key().ok())
+            .and_then(|pem| ProofKey::from_pem(&pem).ok())
+            .map(|key| key.thumbprint().to_owned())
+    };
+    match (asked, x5t, jkt) {
+        (TokenBinding::Certificate, Some(bound), _) if bound == ours => Verdict::Pass(format!(
             "cnf.x5t#S256 = {ours}, the client certificate's thumbprint"
         )),
-        (TokenBinding::Certificate, Some(bound)) => fail(
+        (TokenBinding::Certificate, Some(bound), _) => fail(
             Misconfigured,
             format!("the token is bound to {bound}, not to our certificate {ours}"),
             "request tokens with certs/client.pem",
         ),
-        (TokenBinding::Certificate, None) => fail(
+        (TokenBinding::Certificate, None, _) => fail(
             Misconfigured,
             "the token carries no cnf.x5t#S256",
             format!(
@@ -71,15 +79,35 @@ pub fn binding(token: &AccessToken, asked: TokenBinding, certs: &CertSet) -> Ver
                 TokenBinding::CERTIFICATE_ATTRIBUTE
             ),
         ),
-        (TokenBinding::None, None) => Verdict::Pass(
+        (TokenBinding::Dpop, _, Some(bound)) if Some(&bound) == our_key().as_ref() => {
+            Verdict::Pass(format!(
+                "cnf.jkt = {bound}, the thumbprint of the DPoP key in {}",
+                certs.files.dpop_key().display()
+            ))
+        }
+        (TokenBinding::Dpop, _, Some(bound)) => fail(
+            Misconfigured,
+            format!("the token is bound to the DPoP key {bound}, not to ours"),
+            format!("sign the proofs with {}", certs.files.dpop_key().display()),
+        ),
+        (TokenBinding::Dpop, _, None) => fail(
+            Misconfigured,
+            "the token carries no cnf.jkt",
+            format!(
+                "turn on {} for the client (`cargo playbook client --bind dpop` does)",
+                TokenBinding::DPOP_ATTRIBUTE
+            ),
+        ),
+        (TokenBinding::None, None, None) => Verdict::Pass(
             "none asked (--bind none): a bearer token, which a resource server with --binding required refuses".into(),
         ),
-        (TokenBinding::None, Some(bound)) => fail(
+        (TokenBinding::None, _, _) => fail(
             Misconfigured,
-            format!("the token is bound to {bound}, though --bind none asked for a bearer token"),
+            "the token is bound, though --bind none asked for a bearer token",
             format!(
-                "turn off {} for the client (`cargo playbook client --bind none` does)",
-                TokenBinding::CERTIFICATE_ATTRIBUTE
+                "turn off {} and {} for the client (`cargo playbook client --bind none` does)",
+                TokenBinding::CERTIFICATE_ATTRIBUTE,
+                TokenBinding::DPOP_ATTRIBUTE
             ),
         ),
     }
