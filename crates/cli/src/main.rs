@@ -46,6 +46,8 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// The attack lab: classic attacks and mistakes run for real, each with the defence's answer.
     Lab(cmd::lab::Args),
+    /// One DPoP proof (RFC 9449) signed with the client's DPoP key, for a request sent by hand.
+    Proof(cmd::proof::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => cmd::doctor::run(&cli.certs_dir, args).await,
             Command::Lab(args) => cmd::lab::run(&cli.certs_dir, args).await,
             Command::Certs(args) => cmd::certs::run(&cli.certs_dir, args),
+            Command::Proof(args) => cmd::proof::run(&cli.certs_dir, args),
             Command::Provider(args) => cmd::provider::run(&cli.certs_dir, args).await,
             Command::ResourceServer(args) => cmd::resource_server::run(&cli.certs_dir, args).await,
         }

@@ -4,7 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use playbook_certs::{CertSet, Leaf, LeafSpec};
-use playbook_client::{ClientError, Credential, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_client::{
+    ClientError, Credential, Presenting, ResourceApi, TokenClient, TokenClientConfig,
+};
+use playbook_dpop::ProofKey;
 use playbook_keycloak::platform;
 use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
 use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
@@ -275,6 +278,56 @@ impl<'a> Arena<'a> {
         let client =
             self.authenticating(Party::Client, credential.clone(), &self.lab.certs.client)?;
         Ok((client, credential))
+    }
+
+    /// The DPoP client: the `private_key_jwt` client of the realm (the FAPI 2.0 pairing: no
+    /// secret, no certificate) with the read-only role, its tokens DPoP-bound to a key made for
+    /// the scenario, returned beside it so the scenario can bend proofs of its own.
+    pub async fn dpop_client(&self) -> Result<(Arc<TokenClient>, ProofKey), LabError> {
+        let method = AuthMethod::PrivateKeyJwt;
+        let credential = {
+            let _housekeeping = self.lab.trace.quiet();
+            playbook_client::enrol(&self.provisioner(), method, TokenBinding::Dpop).await?
+        };
+        let key = ProofKey::generate().map_err(ClientError::from)?;
+        let mut config = TokenClientConfig::playbook(
+            self.urls.token(),
+            &self.lab.certs.ca_pem,
+            &self.lab.certs.client,
+        )
+        .with_credential(credential, &self.urls)
+        .with_dpop_key(key.clone());
+        config.party = Party::Client;
+        Ok((Self::token_client(self.lab, config)?, key))
+    }
+
+    /// `GET /api/users` at `server` with `token` presented exactly as `presenting` says, over
+    /// `caller`'s connection: the DPoP scenarios' bent, replayed and missing proofs.
+    pub async fn call_presenting(
+        &self,
+        server: &Server,
+        caller: &Arc<TokenClient>,
+        token: &str,
+        presenting: Presenting,
+        tried: impl Into<String>,
+        expected: Expect,
+    ) -> Result<Attempt, LabError> {
+        let api = ResourceApi::new(server.base_url(), caller.clone()).drawn_as(server.party);
+        let answer = api
+            .get_presenting(
+                playbook_resource_server::api::LIST_USERS.path,
+                token,
+                presenting,
+            )
+            .await?;
+        Ok(Attempt {
+            tried: tried.into(),
+            expected,
+            answer: Answer::Status {
+                status: answer.status,
+                www_authenticate: answer.www_authenticate,
+            },
+        })
     }
 
     /// A token client authenticating with `credential` as its method's client, drawn as

@@ -18,6 +18,7 @@
 mod arena;
 mod client_auth;
 mod cluster;
+mod dpop;
 pub mod front;
 mod proxy;
 mod scenarios;
@@ -54,7 +55,7 @@ impl std::fmt::Debug for Scenario {
 }
 
 /// Every scenario, in the order `--all` runs them (the one home of their names).
-pub const SCENARIOS: [Scenario; 23] = [
+pub const SCENARIOS: [Scenario; 28] = [
     Scenario {
         name: "stolen-token",
         title: "A stolen token presented with another certificate",
@@ -142,6 +143,46 @@ pub const SCENARIOS: [Scenario; 23] = [
         rfc: "RFC 6749 §2.3.1; RFC 9700 §2.5",
         needs: Needs::Nothing,
         run: |arena| Box::pin(client_auth::secret_rotation(arena)),
+    },
+    Scenario {
+        name: "dpop-stolen-token",
+        title: "A stolen DPoP-bound token, without the key it is bound to",
+        lesson: "The token names its key (cnf.jkt), and every request must carry a proof signed by that key: a thief with the token and a key of its own makes valid proofs of the wrong key and gets 401 invalid_dpop_proof. The same token sent as a bearer token to a resource server that ignores bindings (--binding off) is served, so the binding is only as good as the server that checks it.",
+        rfc: "RFC 9449 §4.3 (check 12), §7.1",
+        needs: Needs::Nothing,
+        run: |arena| Box::pin(dpop::stolen_token(arena)),
+    },
+    Scenario {
+        name: "dpop-replayed-proof",
+        title: "A DPoP proof captured and sent again",
+        lesson: "A proof is single-use: the resource server remembers each proof's jti for as long as its iat is acceptable, so the same token and proof replayed seconds later get 401. The client is unaffected: it signs a fresh proof for every request.",
+        rfc: "RFC 9449 §11.1, §4.3 (check 11)",
+        needs: Needs::Nothing,
+        run: |arena| Box::pin(dpop::replayed_proof(arena)),
+    },
+    Scenario {
+        name: "dpop-proof-for-another-request",
+        title: "A valid proof made for another method, another URL, or the token endpoint",
+        lesson: "A proof names the one request it was made for (htm, htu) and, at the API, the token it accompanies (ath): a proof of the right key for POST, for another path or for Keycloak's token endpoint is refused. So a proof that leaks with one request cannot authorize a different one.",
+        rfc: "RFC 9449 §4.3 (checks 8, 9, 12), §4.2",
+        needs: Needs::Nothing,
+        run: |arena| Box::pin(dpop::proof_for_another_request(arena)),
+    },
+    Scenario {
+        name: "dpop-downgrade",
+        title: "A DPoP token sent as Bearer, and a bearer token sent as DPoP",
+        lesson: "A resource server that accepts both schemes must not let a DPoP-bound token through as a bearer token (that would drop the proof), nor take a bearer token under the DPoP scheme for bound. With --binding required-dpop it refuses bearer tokens altogether.",
+        rfc: "RFC 9449 §7.2, §7.1",
+        needs: Needs::Nothing,
+        run: |arena| Box::pin(dpop::downgrade(arena)),
+    },
+    Scenario {
+        name: "dpop-stale-proof",
+        title: "A proof made long ago, or dated in the future",
+        lesson: "A proof is accepted only while its iat is recent (here within 60 s, 5 s ahead for clock skew): one made in advance or held back is refused even though its signature is valid. The window is also how long the server must remember jti values, so it stays short.",
+        rfc: "RFC 9449 §4.3 (check 11), §11.1",
+        needs: Needs::Nothing,
+        run: |arena| Box::pin(dpop::stale_proof(arena)),
     },
     Scenario {
         name: "stolen-platform-token",

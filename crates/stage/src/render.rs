@@ -484,7 +484,7 @@ fn dpop_binding(exchange: &Exchange) -> String {
     let bound = exchange.token.as_ref().and_then(|t| t.jkt());
     let Some(proof) = &exchange.proof else {
         return match (bound, exchange.to) {
-            (Some(bound), Party::ResourceServer | Party::ResourceServerReplica) => format!(
+            (Some(bound), to) if to != Party::Keycloak && to != Party::Platform => format!(
                 r#"<h3>DPoP proof</h3><dl><dt>Proof</dt><dd>none sent</dd><dt>Token cnf.jkt</dt><dd class="mono thumbprint">{}</dd></dl><p class="binding differ">✗ No proof: a DPoP-bound token without one is refused (RFC 9449 section 7.2).</p>"#,
                 escape(bound)
             ),

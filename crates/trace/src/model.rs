@@ -25,11 +25,13 @@ pub enum Party {
     UnboundResourceServer,
     /// A resource server that also introspects every token (RFC 7662).
     IntrospectingResourceServer,
+    /// A resource server run with `--binding required-dpop`: DPoP-bound tokens only.
+    DpopOnlyResourceServer,
 }
 
 impl Party {
     /// Every lifeline, in the order of the diagram's columns.
-    pub const ALL: [Party; 9] = [
+    pub const ALL: [Party; 10] = [
         Party::Client,
         Party::Intruder,
         Party::Platform,
@@ -39,6 +41,7 @@ impl Party {
         Party::ResourceServerReplica,
         Party::UnboundResourceServer,
         Party::IntrospectingResourceServer,
+        Party::DpopOnlyResourceServer,
     ];
 
     /// The flow's own lifelines, drawn in every run.
@@ -57,6 +60,7 @@ impl Party {
             Self::ResourceServerReplica => "ResourceServer (replica 2)",
             Self::UnboundResourceServer => "ResourceServer (binding off)",
             Self::IntrospectingResourceServer => "ResourceServer (introspection)",
+            Self::DpopOnlyResourceServer => "ResourceServer (DPoP only)",
         }
     }
 
@@ -72,6 +76,7 @@ impl Party {
             Self::ResourceServerReplica => "R2",
             Self::UnboundResourceServer => "RB",
             Self::IntrospectingResourceServer => "RI",
+            Self::DpopOnlyResourceServer => "RD",
         }
     }
 }

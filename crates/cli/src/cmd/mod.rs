@@ -5,6 +5,7 @@ pub mod client;
 pub mod demo;
 pub mod doctor;
 pub mod lab;
+pub mod proof;
 pub mod provider;
 pub mod resource_server;
 
