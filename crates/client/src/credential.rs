@@ -315,7 +315,14 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
         method.name()
     );
     let said = |words: &str| description.contains(words);
-    if said("client_assertion_type is missing") || said("Invalid method used") {
+    if said("DPoP proof is missing") {
+        format!(
+            "{client_id} in Keycloak requires DPoP-bound tokens (dpop.bound.access.tokens): ask with --bind dpop, or `cargo playbook client --auth {} --bind none` sets it back",
+            method.name()
+        )
+    } else if said("DPoP proof") {
+        "Keycloak refused the DPoP proof: each proof is single-use, made just before its request, for the token endpoint's exact URL".into()
+    } else if said("client_assertion_type is missing") || said("Invalid method used") {
         format!(
             "{client_id} in Keycloak is set up for another method than {}; use its own --auth",
             method.oauth_name()
@@ -464,6 +471,12 @@ mod tests {
                 AuthMethod::Mtls,
                 "Invalid client or Invalid client credentials",
                 "x509.subjectdn",
+            ),
+            (AuthMethod::Secret, "DPoP proof is missing", "--bind dpop"),
+            (
+                AuthMethod::Secret,
+                "DPoP proof has already been used",
+                "single-use",
             ),
         ];
         for (method, description, expected) in cases {

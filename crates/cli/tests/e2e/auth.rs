@@ -97,7 +97,11 @@ fn a_rotated_secret_is_refused_at_once() {
 }
 
 /// The CLI against `realm` on the run's Keycloak, as its administrator, certificates in `dir`.
-fn playbook_in(realm: &TestRealm, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub(super) fn playbook_in(
+    realm: &TestRealm,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
     let admin = realm.keycloak.admin_credentials();
     playbook_with(
         dir,

@@ -10,6 +10,7 @@ mod cluster;
 mod demo;
 mod docs;
 mod doctor;
+mod dpop;
 mod lab;
 mod proxy;
 mod resource_server;
