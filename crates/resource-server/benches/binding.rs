@@ -127,6 +127,9 @@ fn binding(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("making a proof (the client's side)", |b| {
+        b.iter(fresh_proof)
+    });
     // The floor of a proof check: one ES256 verification with the key parsed once.
     let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,

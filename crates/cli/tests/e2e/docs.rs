@@ -1,5 +1,5 @@
-//! The executed docs: every shell block README.md, docs/tutorial.md and the client-authentication
-//! pages tell a learner to paste,
+//! The executed docs: every shell block README.md, docs/tutorial.md, the client-authentication
+//! and DPoP pages tell a learner to paste,
 //! run as written (see `playbook_testkit::docs` for the few things the runner stands in for),
 //! so a page whose commands or promised output drifted from the program turns the suite red, and
 //! the test's name says which page.
@@ -32,6 +32,11 @@ fn tutorial_every_block_a_learner_pastes_runs_as_shown() {
 #[test]
 fn client_authentication_every_block_a_learner_pastes_runs_as_shown() {
     run_page("docs/client-authentication.md");
+}
+
+#[test]
+fn dpop_every_block_a_learner_pastes_runs_as_shown() {
+    run_page("docs/dpop.md");
 }
 
 #[test]

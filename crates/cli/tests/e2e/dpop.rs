@@ -350,3 +350,52 @@ fn the_labs_dpop_scenarios_hold_with_the_answers_they_teach() {
         assert!(verdict.scenario.rfc.starts_with("RFC 9449"), "{name}");
     }
 }
+
+#[test]
+fn a_server_that_hands_out_nonces_gets_one_retry_with_its_nonce() {
+    run(async {
+        let realm = TestRealm::new().await;
+        let server = realm
+            .resource_server_with(|config| config.dpop.nonce = true)
+            .await;
+        let credential = playbook_client::enrol(
+            &realm.provisioner(),
+            AuthMethod::SecretJwt,
+            TokenBinding::Dpop,
+        )
+        .await
+        .unwrap();
+        let trace = Trace::new();
+        let mut config =
+            TokenClientConfig::playbook(realm.token_endpoint(), &certs().ca_pem, &certs().client)
+                .with_credential(credential, &realm.urls())
+                .with_dpop_key(ProofKey::generate().unwrap());
+        config.trace = trace.clone();
+        let api = ResourceApi::new(
+            server.base_url(),
+            Arc::new(TokenClient::new(config).unwrap()),
+        );
+        let first = api.get("/api/users").await.unwrap();
+        assert_eq!(first.status, 200, "{first:?}");
+        // The nonce is kept: the next call needs no second round.
+        let second = api.get("/api/users").await.unwrap();
+        assert_eq!(second.status, 200, "{second:?}");
+        let run = trace.snapshot();
+        let answers: Vec<(u16, bool)> = (run.exchanges())
+            .filter(|e| e.path() == "/api/users")
+            .map(|e| {
+                let nonce = e
+                    .proof
+                    .as_ref()
+                    .is_some_and(|p| p.claims["nonce"].is_string());
+                (e.status.unwrap_or(0), nonce)
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [(401, false), (200, true), (200, true)],
+            "{answers:?}"
+        );
+        server.shutdown().await;
+    })
+}
