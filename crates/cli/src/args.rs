@@ -269,6 +269,45 @@ pub struct RealmArgs {
     pub realm: String,
 }
 
+/// A security profile a run follows end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// FAPI 2.0 Security Profile.
+    Fapi2,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProfileArgs {
+    /// Follow a security profile end to end: fapi2 (FAPI 2.0 Security Profile) turns on
+    /// Keycloak's FAPI 2.0 client policy for the realm (fapi-2-security-profile, or
+    /// fapi-2-dpop-security-profile with --bind dpop; tokens signed PS256) and the resource
+    /// server's FAPI 2.0 checks (sender-constrained tokens only; PS256 or ES256 signatures).
+    #[arg(long, env = "PLAYBOOK_PROFILE", value_enum)]
+    pub profile: Option<Profile>,
+}
+
+impl ProfileArgs {
+    pub fn fapi2(&self) -> bool {
+        self.profile == Some(Profile::Fapi2)
+    }
+
+    /// FAPI 2.0 lets a client authenticate with mTLS or private_key_jwt only, and bind its
+    /// tokens to its certificate or a DPoP key: anything else is said before anything starts.
+    pub fn check(&self, auth: &AuthArgs) -> anyhow::Result<()> {
+        let binding = auth.binding()?;
+        let allowed = matches!(auth.method, AuthMethod::Mtls | AuthMethod::PrivateKeyJwt)
+            && matches!(binding, TokenBinding::Certificate | TokenBinding::Dpop);
+        if self.fapi2() && !allowed {
+            anyhow::bail!(
+                "--profile fapi2 allows --auth mtls or private-key-jwt, with --bind certificate or dpop (FAPI 2.0 §5.3.2); got --auth {} --bind {}",
+                auth.method.name(),
+                binding.name()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// How the client proves who it is at the token endpoint.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
@@ -389,6 +428,9 @@ pub struct ServerArgs {
     )]
     pub dpop_algorithms: Vec<ProofAlgorithm>,
 
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+
     /// The URL clients call this server at, when a proxy in front rewrites the Host header:
     /// DPoP proofs' htu and the metadata's resource are under it [default: https:// and the
     /// Host of each request].
@@ -498,6 +540,25 @@ impl ServerArgs {
         if let Some(url) = &self.public_url {
             config.public_url = Some(url.clone());
         }
+        if self.profile.fapi2() {
+            config.fapi2();
+        }
+    }
+
+    /// Flags that contradict each other, said before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let chosen = !self.algorithms.is_empty() || !self.dpop_algorithms.is_empty();
+        if self.profile.fapi2() && chosen {
+            anyhow::bail!(
+                "--profile fapi2 sets the accepted algorithms itself (PS256, ES256; EdDSA for DPoP proofs); drop --algorithms and --dpop-algorithms"
+            );
+        }
+        if self.profile.fapi2() && self.binding == Some(BindingMode::Off) {
+            anyhow::bail!(
+                "--profile fapi2 requires sender-constrained tokens; --binding off contradicts it"
+            );
+        }
+        Ok(())
     }
 
     /// The issuer given, else the tutorial's realm on this machine's Keycloak.

@@ -23,6 +23,7 @@
 
 mod admin;
 mod error;
+pub mod fapi2;
 mod federation;
 mod provision;
 pub mod realm;

@@ -14,7 +14,7 @@ use crate::introspect::{IntrospectionConfig, Introspector};
 use crate::jwks::{JwksCache, MIN_REFRESH_INTERVAL};
 use crate::policy::{Auth, Dpop};
 use crate::token::{Validator, ValidatorConfig};
-use crate::{Algorithm, AppState, BindingMode, ClientCertSource, DpopConfig};
+use crate::{Algorithm, AppState, BindingMode, ClientCertSource, DpopConfig, ProofAlgorithm};
 
 /// The seed's resource-server address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -86,6 +86,25 @@ impl ServerConfig {
             dpop: DpopConfig::default(),
             public_url: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The FAPI 2.0 Security Profile's resource server (§5.3.4): only sender-constrained tokens
+    /// (certificate or DPoP; a mode that names one keeps it), and only the signature algorithms
+    /// §5.4 allows, for tokens (PS256, ES256: the realm signs PS256 under the profile) and for
+    /// DPoP proofs (PS256, ES256, EdDSA). Tokens are read from the `Authorization` header only,
+    /// never from a query parameter, under any profile.
+    pub fn fapi2(&mut self) {
+        if matches!(self.binding, BindingMode::Off | BindingMode::WhenPresent) {
+            self.binding = BindingMode::Required;
+        }
+        self.algorithms = vec![Algorithm::PS256, Algorithm::ES256];
+        self.dpop.rules.algorithms = vec![
+            ProofAlgorithm::PS256,
+            ProofAlgorithm::ES256,
+            ProofAlgorithm::EdDSA,
+        ];
     }
 }
 

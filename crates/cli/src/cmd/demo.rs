@@ -5,8 +5,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use playbook_certs::{CertSet, Ensured};
-use playbook_client::{AccessToken, ResourceApi};
-use playbook_keycloak::{AuthMethod, CLIENT_ID, RealmTemplate, TokenBinding, USERS_READ};
+use std::sync::Arc;
+
+use playbook_client::{AccessToken, ClientError, ResourceApi, TokenClient, TokenClientConfig};
+use playbook_keycloak::{
+    Admin, AuthMethod, CLIENT_ID, Provisioner, RealmTemplate, TokenBinding, USERS_READ, fapi2,
+};
 use playbook_lab::ServedApi;
 use playbook_provider::Keycloak;
 use playbook_resource_server::api::LIST_USERS;
@@ -14,7 +18,7 @@ use playbook_resource_server::server::ServerConfig;
 use playbook_trace::Trace;
 use serde_json::json;
 
-use crate::args::{ApiPortArgs, AuthArgs, RealmArgs, StartArgs, TopologyArgs};
+use crate::args::{ApiPortArgs, AuthArgs, ProfileArgs, RealmArgs, StartArgs, TopologyArgs};
 use crate::cmd::client::{OutputArgs, four_steps, token_client};
 use crate::flow::Flow;
 use crate::presenter::{ExportArgs, StageArgs};
@@ -36,6 +40,9 @@ pub struct Args {
 
     #[command(flatten)]
     topology: TopologyArgs,
+
+    #[command(flatten)]
+    profile: ProfileArgs,
 
     /// Leave Keycloak and the resource server running, and print commands to explore them.
     #[arg(long)]
@@ -59,6 +66,7 @@ pub struct Args {
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // A combination that cannot work is said before anything starts.
     args.auth.binding()?;
+    args.profile.check(&args.auth)?;
     let trace = Trace::new();
     let output = &args.output;
     let pace = crate::presenter::terminal_pace(output.step, args.predict, output.json);
@@ -159,11 +167,16 @@ async fn demo(
     // A rerun against a kept Keycloak starts from the same place as a fresh one.
     let method = args.auth.method;
     crate::flow::reset(&admin, realm, method.client_id()).await?;
+    // FAPI 2.0 left on by an earlier run is undone: this run sets it up again if it asks.
+    Provisioner::new(&admin, realm).relax_fapi2().await?;
     // From here on, every exchange is part of the story the stage tells.
     let admin = admin.traced(trace.clone());
     let listen = format!("127.0.0.1:{api_port}").parse()?;
     let mut config = ServerConfig::new(keycloak.realm(realm).issuer().clone(), listen, certs);
     config.trace = trace.clone();
+    if args.profile.fapi2() {
+        config.fapi2();
+    }
     let server = ServedApi::start(config, args.topology.topology, certs).await?;
     report.note(&format!(
         "Keycloak ({}) at {} with realm {realm}",
@@ -179,6 +192,18 @@ async fn demo(
         server.proxy.as_ref(),
     );
 
+    if args.profile.fapi2() {
+        fapi2_lessons(
+            &admin,
+            realm,
+            args.auth.binding()?,
+            &server,
+            certs,
+            trace,
+            report,
+        )
+        .await?;
+    }
     let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
     trace.context("realm", realm);
     trace.context("client", method.oauth_name());
@@ -283,6 +308,61 @@ async fn demo(
     );
     report.lesson(&lesson);
     Ok((server, token))
+}
+
+/// FAPI 2.0 turned on for the realm, and the two things it refuses that the default setup
+/// accepts: a client that authenticates with a shared secret (at Keycloak), and a bearer token
+/// (at the resource server), shown with a secret client and a token it got just before.
+async fn fapi2_lessons(
+    admin: &Admin,
+    realm: &str,
+    binding: TokenBinding,
+    server: &ServedApi,
+    certs: &CertSet,
+    trace: &Trace,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    report
+        .step("FAPI 2.0: the realm's profile, and what it refuses")
+        .await;
+    let provisioner = Provisioner::new(admin, realm);
+    provisioner.sign_for_fapi2().await?;
+    let realm_url = admin.keycloak().realm(realm);
+    let method = AuthMethod::Secret;
+    let credential = playbook_client::enrol(&provisioner, method, TokenBinding::None).await?;
+    let mut config = TokenClientConfig::playbook(realm_url.token(), &certs.ca_pem, &certs.client)
+        .with_credential(credential, &realm_url);
+    config.trace = trace.clone();
+    let secret_client = Arc::new(TokenClient::new(config)?);
+    let bearer = secret_client.request().await?;
+    provisioner.enforce_fapi2(binding).await?;
+    report.note(&format!(
+        "realm {realm}: tokens signed {}; client policy {} applies Keycloak's {} to every client",
+        fapi2::SIGNATURE_ALGORITHM,
+        fapi2::POLICY,
+        fapi2::client_profile(binding)
+    ));
+    let refused = secret_client.request().await;
+    anyhow::ensure!(
+        matches!(&refused, Err(ClientError::TokenRefused { .. })),
+        "expected Keycloak to refuse {} under FAPI 2.0, got {refused:?}",
+        method.client_id()
+    );
+    report.lesson(&format!(
+        "Keycloak refuses {}: under FAPI 2.0 a client authenticates with mTLS or private_key_jwt only, never a shared secret (FAPI 2.0 Security Profile §5.3.2).",
+        method.oauth_name()
+    ));
+    let api = ResourceApi::new(server.url(), secret_client);
+    let answer = api.get_with(LIST_USERS.path, bearer.expose()).await?;
+    anyhow::ensure!(
+        answer.status == 401,
+        "expected 401 for a bearer token at the FAPI 2.0 resource server, got {}",
+        answer.status
+    );
+    report.lesson(
+        "401 invalid_token: a bearer token issued a moment before is refused by the FAPI 2.0 resource server, which accepts sender-constrained tokens only (FAPI 2.0 Security Profile §5.3.4): a token bound to a certificate or a DPoP key, presented with it.",
+    );
+    Ok(())
 }
 
 async fn keep_running(keycloak: &Keycloak, realm: &str, server: &ServedApi, certs: &CertSet) {

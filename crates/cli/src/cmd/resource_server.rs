@@ -31,6 +31,7 @@ pub fn config(certs: &CertSet, args: ServerArgs) -> anyhow::Result<ServerConfig>
             None => Ok(default.to_owned()),
         }
     };
+    args.check()?;
     let mut config = ServerConfig::new(args.issuer(), args.listen, certs);
     config.ca_pem = read(args.ca.as_deref(), &certs.ca_pem)?;
     config.cert_pem = read(args.cert.as_deref(), certs.resource_server.cert_pem())?;

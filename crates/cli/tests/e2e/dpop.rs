@@ -399,3 +399,85 @@ fn a_server_that_hands_out_nonces_gets_one_retry_with_its_nonce() {
         server.shutdown().await;
     })
 }
+
+/// `demo --profile fapi2 ARGS` against the run's Keycloak in a realm of its own: its output.
+fn fapi2_demo(args: &[&str]) -> std::process::Output {
+    let realm = playbook_testkit::unique_realm("fapi2");
+    let keycloak = run(playbook_testkit::keycloak());
+    let admin = keycloak.admin_credentials();
+    let mut all = vec!["demo", "--profile", "fapi2", "--json", "--api-port", "0"];
+    all.extend_from_slice(args);
+    super::playbook_with(
+        certs().files.dir(),
+        &all,
+        &[
+            ("PLAYBOOK_KEYCLOAK_BACKEND", "external"),
+            ("PLAYBOOK_KEYCLOAK_URL", keycloak.base_url().as_str()),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+            ("PLAYBOOK_REALM", &realm),
+        ],
+    )
+}
+
+#[test]
+fn the_fapi2_profile_refuses_a_secret_client_and_a_bearer_token_then_runs_with_either_binding() {
+    for (args, issued) in [
+        (
+            &["--auth", "private-key-jwt", "--bind", "dpop"][..],
+            "DPoP-bound access token",
+        ),
+        (&[][..], "access token"),
+    ] {
+        let output = fapi2_demo(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            super::stderr(&output)
+        );
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let events = document["events"].as_array().unwrap();
+        let exchanges: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["kind"] == "exchange").collect();
+        // Keycloak refused the secret client's token request, the API the bearer token.
+        assert!(
+            exchanges.iter().any(|e| e["to"] == "Keycloak"
+                && e["status"] == 400
+                && e["purpose"]
+                    .as_str()
+                    .unwrap()
+                    .contains("client_secret_basic")),
+            "{args:?}"
+        );
+        let api: Vec<i64> = (exchanges.iter())
+            .filter(|e| e["to"] == "ResourceServer")
+            .map(|e| e["status"].as_i64().unwrap())
+            .collect();
+        assert_eq!(api, [401, 403, 200, 401], "{args:?}");
+        // The flow's tokens are signed PS256 and bound, as the profile demands.
+        let token = (exchanges.iter())
+            .find(|e| {
+                e["answer"].as_str().unwrap_or("").starts_with(issued)
+                    && e["to"] == "Keycloak"
+                    && !e["purpose"]
+                        .as_str()
+                        .unwrap()
+                        .contains("client_secret_basic")
+            })
+            .expect("a token issued");
+        assert_eq!(token["token"]["header"]["alg"], "PS256", "{args:?}");
+        assert!(token["token"]["claims"]["cnf"].is_object(), "{args:?}");
+        let lessons: Vec<&str> = (events.iter())
+            .filter(|e| e["kind"] == "lesson")
+            .map(|e| e["text"].as_str().unwrap())
+            .collect();
+        assert!(lessons.iter().any(|l| l.contains("§5.3.2")), "{lessons:?}");
+        assert!(lessons.iter().any(|l| l.contains("§5.3.4")), "{lessons:?}");
+    }
+    let refused = fapi2_demo(&["--auth", "secret"]);
+    assert_ne!(refused.status.code(), Some(0));
+    let said = super::stderr(&refused);
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(said.contains("--profile fapi2 allows"), "{said}");
+}

@@ -317,3 +317,44 @@ async fn the_metadata_says_what_the_running_configuration_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_fapi2_profile_takes_no_rs256_token_and_no_token_from_the_query() {
+    let fx = Fixture::with(|config| config.fapi2()).await;
+    // FAPI 2.0 §5.4: PS256, ES256 (EdDSA) only; the fixture's issuer signs RS256.
+    let (key, token) = bound(&fx);
+    let proof = proof(&fx, &key, "/api/users", &token);
+    let answer = fx
+        .send(Method::GET, "/api/users", Some(&dpop(&token)), &[&proof])
+        .await;
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer
+            .challenge("DPoP")
+            .unwrap()
+            .contains("signature algorithm not accepted"),
+        "{answer:?}"
+    );
+    // §5.3.4: a token in the query is no token at all (bare challenges, no error).
+    let path = format!("/api/users?access_token={}", sign(&fx.bound_claims()));
+    let answer = fx.send(Method::GET, &path, None, &[]).await;
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.challenges.iter().all(|c| !c.contains("error=")),
+        "{answer:?}"
+    );
+    // The metadata says what the profile demands.
+    let metadata = fx
+        .send(
+            Method::GET,
+            playbook_resource_server::api::METADATA,
+            None,
+            &[],
+        )
+        .await;
+    let document: Value = serde_json::from_str(&metadata.body).unwrap();
+    assert_eq!(
+        document["dpop_signing_alg_values_supported"],
+        json!(["PS256", "ES256", "EdDSA"])
+    );
+}
