@@ -41,10 +41,31 @@ pub fn client_profile(binding: TokenBinding) -> &'static str {
 impl Provisioner<'_> {
     /// Tokens of this realm signed with [`SIGNATURE_ALGORITHM`] from now on (one read, one
     /// write of the realm).
+    /// A key for it is made now unless the realm has one: Keycloak would otherwise make one at
+    /// the first token it signs, after a resource server started has fetched the realm's keys,
+    /// and that server would spend its refetch on it.
     pub async fn sign_for_fapi2(&self) -> Result<(), KeycloakError> {
         let mut realm: serde_json::Value = self.admin.get(&self.realm).await?.unwrap_or_default();
         realm["defaultSignatureAlgorithm"] = SIGNATURE_ALGORITHM.into();
-        self.admin.put(&self.realm, &realm).await
+        self.admin.put(&self.realm, &realm).await?;
+        let keys: serde_json::Value = (self.admin)
+            .get(&format!("{}/keys", self.realm))
+            .await?
+            .unwrap_or_default();
+        let has_key = (keys["keys"].as_array().into_iter().flatten())
+            .any(|key| key["algorithm"] == SIGNATURE_ALGORITHM && key["status"] == "ACTIVE");
+        if has_key {
+            return Ok(());
+        }
+        let component = json!({
+            "name": "fapi2-ps256", "providerId": "rsa-generated",
+            "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
+            "config": { "priority": ["100"], "algorithm": [SIGNATURE_ALGORITHM], "keySize": ["2048"],
+                        "active": ["true"], "enabled": ["true"] }
+        });
+        self.admin
+            .post(&format!("{}/components", self.realm), &component)
+            .await
     }
 
     /// Every client of the realm under Keycloak's FAPI 2.0 profile for `binding`, from the next

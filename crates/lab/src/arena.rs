@@ -34,6 +34,8 @@ pub enum LabError {
     Setup(String),
     #[error("the scenario {0} needs what {1} sets up: run it with {1}")]
     NeedsTopology(&'static str, &'static str),
+    #[error("the scenario {0} does not run under --profile fapi2: {1}")]
+    ForbiddenByFapi2(&'static str, &'static str),
 }
 
 /// The lab: a Keycloak (through its Admin API session), the playbook's certificates, and the
@@ -50,6 +52,8 @@ pub struct Lab<'a> {
     keycloak_past_proxy: Option<Url>,
     /// The cluster topology's controls; `None` elsewhere.
     cluster: Option<ClusterControl<'a>>,
+    /// Every scenario's realm and resource server under the FAPI 2.0 Security Profile.
+    fapi2: bool,
 }
 
 /// What the lab needs of a cluster beyond its addresses, from whoever started it: killing a
@@ -72,7 +76,16 @@ impl<'a> Lab<'a> {
             api_port: 0,
             keycloak_past_proxy: None,
             cluster: None,
+            fapi2: false,
         }
+    }
+
+    /// Every scenario under the FAPI 2.0 Security Profile: its realm signs PS256 under the
+    /// scenario's FAPI 2.0 client profile ([`crate::UnderFapi2`]), and its resource server makes
+    /// the profile's checks. Scenarios the profile forbids are refused.
+    pub fn under_fapi2(mut self) -> Self {
+        self.fapi2 = true;
+        self
     }
 
     /// The parts run as the cluster topology: `admin`'s Keycloak is the load balancer's address,
@@ -114,6 +127,9 @@ impl<'a> Lab<'a> {
                 scenario.needs.flag(),
             ));
         }
+        if let (true, crate::UnderFapi2::Forbidden(why)) = (self.fapi2, scenario.fapi2) {
+            return Err(LabError::ForbiddenByFapi2(scenario.name, why));
+        }
         let arena = Arena::open(self, scenario).await?;
         let attempts = (scenario.run)(&arena).await;
         arena.close().await;
@@ -134,6 +150,8 @@ pub(crate) struct Arena<'a> {
     /// Every resource server the scenario started, stopped when the arena closes whatever
     /// the scenario returned.
     servers: Mutex<Vec<Arc<Server>>>,
+    /// Under FAPI 2.0, the binding the realm's client profile makes every client use.
+    fapi2_binding: Option<TokenBinding>,
 }
 
 /// A resource server of the scenario (behind its proxy in the proxy topology) and the
@@ -164,12 +182,17 @@ impl<'a> Arena<'a> {
             realm,
             urls,
             servers: Mutex::new(Vec::new()),
+            fapi2_binding: scenario.fapi2.binding().filter(|_| lab.fapi2),
         };
         let provisioner = arena.provisioner();
         let (account, role) = provisioner
             .account_and_role(CLIENT_ID, READONLY_ROLE)
             .await?;
         provisioner.assign(&account, &role).await?;
+        if let Some(binding) = arena.fapi2_binding {
+            provisioner.sign_for_fapi2().await?;
+            provisioner.enforce_fapi2(binding).await?;
+        }
         Ok(arena)
     }
 
@@ -273,7 +296,7 @@ impl<'a> Arena<'a> {
         method: AuthMethod,
     ) -> Result<(Arc<TokenClient>, Credential), LabError> {
         let _housekeeping = self.lab.trace.quiet();
-        let binding = TokenBinding::default_for(method);
+        let binding = self.binding_of(method);
         let credential = playbook_client::enrol(&self.provisioner(), method, binding).await?;
         let client =
             self.authenticating(Party::Client, credential.clone(), &self.lab.certs.client)?;
@@ -338,11 +361,23 @@ impl<'a> Arena<'a> {
         credential: Credential,
         identity: &Leaf,
     ) -> Result<Arc<TokenClient>, LabError> {
+        let method = credential.method();
         let mut config =
             TokenClientConfig::playbook(self.urls.token(), &self.lab.certs.ca_pem, identity)
-                .with_credential(credential, &self.urls);
+                .with_credential(credential, &self.urls)
+                .with_binding(self.binding_of(method));
         config.party = party;
         Self::token_client(self.lab, config)
+    }
+
+    /// How `method`'s client binds its tokens here: as the realm sets the method up, or, under
+    /// FAPI 2.0's certificate profile, to the certificate (its executors make every client it
+    /// reconfigures require one).
+    fn binding_of(&self, method: AuthMethod) -> TokenBinding {
+        match self.fapi2_binding {
+            Some(TokenBinding::Certificate) => TokenBinding::Certificate,
+            _ => TokenBinding::default_for(method),
+        }
     }
 
     /// The client `workload` of the workload platform `realm` (the one [`Self::method_client`]
@@ -398,13 +433,17 @@ impl<'a> Arena<'a> {
     pub async fn add_signing_key(&self) -> Result<(), LabError> {
         let admin = self.admin();
         let realm: serde_json::Value = admin.get(&self.realm).await?.unwrap_or_default();
+        // The algorithm the realm signs with (PS256 under FAPI 2.0), or the new key signs nothing.
+        let algorithm = realm["defaultSignatureAlgorithm"]
+            .as_str()
+            .unwrap_or("RS256");
         admin
             .post(
                 &format!("{}/components", self.realm),
                 &serde_json::json!({
                     "name": "rotated-rsa", "providerId": "rsa-generated",
                     "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
-                    "config": { "priority": ["1000"], "algorithm": ["RS256"], "keySize": ["2048"],
+                    "config": { "priority": ["1000"], "algorithm": [algorithm], "keySize": ["2048"],
                                 "active": ["true"], "enabled": ["true"] }
                 }),
             )
@@ -466,6 +505,10 @@ impl<'a> Arena<'a> {
         let mut config = ServerConfig::new(self.urls.issuer().clone(), listen, self.lab.certs);
         config.trace = self.lab.trace.clone();
         config.party = party;
+        // The profile first: a comparison server's own mode (`--binding off`) still wins.
+        if self.lab.fapi2 {
+            config.fapi2();
+        }
         adjust(&mut config);
         let server = Arc::new(Server {
             running: ServedApi::start(config, self.lab.topology(), self.lab.certs).await?,

@@ -42,9 +42,40 @@ pub struct Scenario {
     /// What topology it needs: the proxy's scenarios attack the forwarded header (a proxy or a
     /// cluster has one), the cluster's kill and compare its nodes and replicas.
     pub needs: Needs,
+    /// How it runs under `--profile fapi2`.
+    pub fapi2: UnderFapi2,
     #[serde(skip)]
     run: scenarios::Run,
 }
+
+/// How a scenario fares under the FAPI 2.0 Security Profile (`--profile fapi2`): with its realm
+/// under one of Keycloak's two FAPI 2.0 client profiles, and its resource server under the
+/// profile's checks (but for the comparison servers a scenario runs with a mode of their own,
+/// such as `--binding off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderFapi2 {
+    /// Runs under `fapi-2-security-profile` (certificate-bound tokens).
+    Certificate,
+    /// Runs under `fapi-2-dpop-security-profile` (DPoP-bound tokens).
+    Dpop,
+    /// Not run: the profile forbids what the scenario sets up, for this reason.
+    Forbidden(&'static str),
+}
+
+impl UnderFapi2 {
+    /// The binding of the realm's FAPI 2.0 client profile, when the scenario runs at all.
+    pub fn binding(self) -> Option<playbook_keycloak::TokenBinding> {
+        match self {
+            Self::Certificate => Some(playbook_keycloak::TokenBinding::Certificate),
+            Self::Dpop => Some(playbook_keycloak::TokenBinding::Dpop),
+            Self::Forbidden(_) => None,
+        }
+    }
+}
+
+/// Why the federated scenarios do not run under FAPI 2.0.
+const FEDERATED_UNDER_FAPI2: &str = "federated-jwt is not among the client authentication methods FAPI 2.0 allows (mTLS, private_key_jwt)";
 
 impl std::fmt::Debug for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +93,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A second client of the same CA replays the first client's token: the resource server compares the certificate on the connection with the token's cnf.x5t#S256 and refuses it. The same replay is accepted by a resource server run with --binding off, which is why binding matters.",
         rfc: "RFC 8705 §3",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::stolen_token(arena)),
     },
     Scenario {
@@ -70,6 +102,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A token is only as good as the key that verifies it, and that key must be the realm's, chosen by the server: not none, not an HMAC secret made of the public key, not a key the token itself points at (jwk, jku, x5c). Each forgery is refused with 401 invalid_token.",
         rfc: "RFC 8725 §2.1, §3.1; RFC 7515 §4.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::forged_tokens(arena)),
     },
     Scenario {
@@ -78,6 +111,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Keycloak signed it and it arrives with its own certificate, but it was issued for another audience (the intruder's token names account, not this API). A resource server accepts only tokens whose aud names it, so a token meant for one API cannot be spent at another.",
         rfc: "RFC 9068 §4; RFC 7519 §4.1.3",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::wrong_audience(arena)),
     },
     Scenario {
@@ -86,6 +120,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "With the client's token lifespan cut to a few seconds through the Admin API, a token used after its exp gets 401 token expired. The client's cache renews at half-life, so its own calls never meet the expiry.",
         rfc: "RFC 7519 §4.1.4; RFC 6749 §4.4",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::expiry(arena)),
     },
     Scenario {
@@ -94,6 +129,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A JWT is self-contained: after the role is revoked, the token issued before keeps working until it expires, and only a new token gets 403. The token's lifetime is the revocation delay, unless the resource server introspects.",
         rfc: "RFC 9068 §2.2.3; RFC 6750 §3.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::role_removed(arena)),
     },
     Scenario {
@@ -102,6 +138,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The client revokes its token at Keycloak (authenticated by its certificate): a resource server that only checks signatures still accepts it, one in introspection mode asks Keycloak and refuses it at once. Introspection buys immediate revocation for one call to Keycloak per token and TTL.",
         rfc: "RFC 7009 §2; RFC 7662 §2",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::revocation(arena)),
     },
     Scenario {
@@ -110,6 +147,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "New tokens carry the new key's kid; the resource server fetches the JWKS once on the unknown kid and accepts old and new tokens alike. Once the old key is removed from the realm, tokens it signed are refused at the resource server's next JWKS fetch: its periodic refresh, or one asked for after a rotation, as here.",
         rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::key_rotation(arena)),
     },
     Scenario {
@@ -118,6 +156,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Keycloak trusts only the playbook's CA for client certificates, so a certificate from any other CA, even with the right subject, gets no token. The client says so in one line instead of a stack trace.",
         rfc: "RFC 8705 §2.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(scenarios::foreign_ca(arena)),
     },
     Scenario {
@@ -126,6 +165,9 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A shared secret is all it takes: a thief who copied it gets tokens from anywhere, and a resource server that accepts bearer tokens (--binding when-present) serves them. The same theft gets nothing from private_key_jwt, whose config holds only a public key Keycloak publishes anyway, nor from tls_client_auth, whose certificate is useless without the private key that signs the handshake.",
         rfc: "RFC 9700 §2.5; RFC 7523 §3; RFC 8705 §2",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(
+            "its client authenticates with a shared secret, which FAPI 2.0 refuses: there is no secret to steal",
+        ),
         run: |arena| Box::pin(client_auth::stolen_secret(arena)),
     },
     Scenario {
@@ -134,6 +176,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Keycloak remembers each assertion's jti, so a captured one is refused the second time. It also refuses one made for another audience, one past its exp and one whose signature does not verify with the key it holds: an assertion proves the key's holder, once, recently, to this server.",
         rfc: "RFC 7523 §3; RFC 10070",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(client_auth::replayed_assertion(arena)),
     },
     Scenario {
@@ -142,6 +185,9 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "After the rotation the old secret gets no token, at once, and the new one does. A token issued before stays valid until it expires: Keycloak signed it with the realm's key, which the rotation leaves alone, and nothing in it refers to the secret, so only revocation with introspection ends it sooner.",
         rfc: "RFC 6749 §2.3.1; RFC 9700 §2.5",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(
+            "its client authenticates with a shared secret, which FAPI 2.0 refuses",
+        ),
         run: |arena| Box::pin(client_auth::secret_rotation(arena)),
     },
     Scenario {
@@ -150,6 +196,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The federated client's assertion is a token its platform issued, and Keycloak accepts each one once (its jti), so a copy is refused. Its short life is the point: a platform token lives a minute here (an hour at most for Kubernetes, whose tokens Keycloak accepts more than once), so a stolen one is worth little and the workload keeps no secret worth stealing.",
         rfc: "RFC 7523 §3; RFC 7521 §5.2",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(FEDERATED_UNDER_FAPI2),
         run: |arena| Box::pin(workload::stolen_platform_token(arena)),
     },
     Scenario {
@@ -158,6 +205,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The workload's platform token for another service is genuine, but its aud names that service, not this realm's issuer, so Keycloak refuses it. Without the audience check, any service the workload talks to could log in as the workload here.",
         rfc: "RFC 7523 §3 (aud); RFC 10070",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(FEDERATED_UNDER_FAPI2),
         run: |arena| Box::pin(workload::token_for_another_audience(arena)),
     },
     Scenario {
@@ -166,6 +214,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A token from the trusted platform proves only which workload it names: the realm maps the issuer and sub pair to one client, so another workload's token gets nothing for this client while the workload's own gets a token. Trusting a platform is not trusting everything on it.",
         rfc: "RFC 7523 §3 (sub)",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(FEDERATED_UNDER_FAPI2),
         run: |arena| Box::pin(workload::wrong_workload(arena)),
     },
     Scenario {
@@ -174,6 +223,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Keycloak accepts a federated assertion only from an issuer it has a trust relationship with (an identity provider accepting client assertions), checked against that issuer's key. A genuine token of another platform is refused, even one naming the right workload and audience.",
         rfc: "RFC 7523 §3 (iss); RFC 7521 §5.2",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden(FEDERATED_UNDER_FAPI2),
         run: |arena| Box::pin(workload::untrusted_issuer(arena)),
     },
     Scenario {
@@ -182,6 +232,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The token names its key (cnf.jkt), and every request must carry a proof signed by that key: a thief with the token and a key of its own makes valid proofs of the wrong key and gets 401 invalid_dpop_proof. The same token sent as a bearer token to a resource server that ignores bindings (--binding off) is served, so the binding is only as good as the server that checks it.",
         rfc: "RFC 9449 §4.3 (check 12), §7.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Dpop,
         run: |arena| Box::pin(dpop::stolen_token(arena)),
     },
     Scenario {
@@ -190,6 +241,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A proof is single-use: the resource server remembers each proof's jti for as long as its iat is acceptable, so the same token and proof replayed seconds later get 401. The client is unaffected: it signs a fresh proof for every request.",
         rfc: "RFC 9449 §11.1, §4.3 (check 11)",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Dpop,
         run: |arena| Box::pin(dpop::replayed_proof(arena)),
     },
     Scenario {
@@ -198,6 +250,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A proof names the one request it was made for (htm, htu) and, at the API, the token it accompanies (ath): a proof of the right key for POST, for another path or for Keycloak's token endpoint is refused. So a proof that leaks with one request cannot authorize a different one.",
         rfc: "RFC 9449 §4.3 (checks 8, 9, 12), §4.2",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Dpop,
         run: |arena| Box::pin(dpop::proof_for_another_request(arena)),
     },
     Scenario {
@@ -206,6 +259,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A resource server that accepts both schemes must not let a DPoP-bound token through as a bearer token (that would drop the proof), nor take a bearer token under the DPoP scheme for bound. With --binding required-dpop it refuses bearer tokens altogether.",
         rfc: "RFC 9449 §7.2, §7.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Forbidden("it needs a bearer token, which no FAPI 2.0 client gets"),
         run: |arena| Box::pin(dpop::downgrade(arena)),
     },
     Scenario {
@@ -214,6 +268,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "A proof is accepted only while its iat is recent (here within 60 s, 5 s ahead for clock skew): one made in advance or held back is refused even though its signature is valid. The window is also how long the server must remember jti values, so it stays short.",
         rfc: "RFC 9449 §4.3 (check 11), §11.1",
         needs: Needs::Nothing,
+        fapi2: UnderFapi2::Dpop,
         run: |arena| Box::pin(dpop::stale_proof(arena)),
     },
     Scenario {
@@ -222,6 +277,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Behind the proxy, the resource server takes the client certificate from the proxy's Client-Cert header, so the header is a credential: it believes it only from the peer presenting the proxy's own certificate. The intruder who goes around the proxy with the client's token and a header naming the client's certificate is refused with 401, and the server logs who tried.",
         rfc: "RFC 9440 §3, §6; RFC 9700 §4.13",
         needs: Needs::Proxy,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(proxy::forged_header_to_api(arena)),
     },
     Scenario {
@@ -230,6 +286,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The proxy strips any Client-Cert a client sends and sets it only from the certificate it verified itself, so the header the upstream reads names the intruder's certificate, or none. The client's token stays bound to the client's certificate, and Keycloak gives the intruder no token as the client.",
         rfc: "RFC 9440 §3; RFC 9700 §4.13; RFC 8705 §3",
         needs: Needs::Proxy,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(proxy::forged_header_through_proxy(arena)),
     },
     Scenario {
@@ -238,6 +295,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Keycloak reads the client certificate from the proxy's header only when the request comes from the proxy's address (proxy-trusted-addresses): the intruder who reaches Keycloak's own port with a header naming the client's certificate gets no token. Keycloak long believed the header from anyone who could reach it (CVE-2024-10039, checked against proxy-trusted-addresses only since 2025), and it still believes anyone who connects from the proxy's address, which is why the resource server knows its proxy by certificate instead.",
         rfc: "RFC 9440 §6; CVE-2024-10039",
         needs: Needs::Proxy,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(proxy::forged_header_to_keycloak(arena)),
     },
     Scenario {
@@ -246,6 +304,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The binding holds end to end: Keycloak bound the token to the certificate the proxy forwarded, and the resource server compares it with the certificate the proxy forwards on each call. A replay with another certificate, or with none, is refused with 401 as it is without a proxy.",
         rfc: "RFC 8705 §3; RFC 9440",
         needs: Needs::Proxy,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(proxy::stolen_token_behind_proxy(arena)),
     },
     Scenario {
@@ -254,6 +313,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The client revokes its token at node 1 and the resource server's client asks node 2: inactive, at once. The nodes share what a revocation changes through their database and their Infinispan cluster, so a load balancer may send each request to any node.",
         rfc: "RFC 7009 §2; RFC 7662 §2",
         needs: Needs::Cluster,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(cluster::revocation_across_nodes(arena)),
     },
     Scenario {
@@ -262,6 +322,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Each replica keeps its own JWKS cache and fetches the realm's keys itself: a token signed by a new key is accepted by both (each fetches once on the unknown kid), and once the old key is removed, its tokens are refused by both. Replicas share nothing, so nothing has to be shared.",
         rfc: "RFC 7517 §4.5; OpenID Connect Core §10.1.1",
         needs: Needs::Cluster,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(cluster::key_rotation_across_replicas(arena)),
     },
     Scenario {
@@ -270,6 +331,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "The load balancer retries a refused connection on the other replica and its health check takes the dead one out of rotation, so API calls keep getting 200. A resource server holds nothing but its JWKS cache, so losing one loses nothing.",
         rfc: "RFC 6750 §2.1 (any replica can check any token)",
         needs: Needs::Cluster,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(cluster::replica_down(arena)),
     },
     Scenario {
@@ -278,6 +340,7 @@ pub const SCENARIOS: [Scenario; 28] = [
         lesson: "Token requests keep succeeding through the load balancer: it retries a refused connection on the other node, and its health check (/health/ready each second) takes the dead node out of rotation within seconds. The surviving node serves from the shared database, so clients notice nothing. It leaves one node running, so the lab runs it last.",
         rfc: "RFC 6749 §4.4 (the client simply asks again)",
         needs: Needs::Cluster,
+        fapi2: UnderFapi2::Certificate,
         run: |arena| Box::pin(cluster::keycloak_node_down(arena)),
     },
 ];

@@ -10,7 +10,7 @@ use playbook_lab::{Lab, SCENARIOS, Scenario, Verdict};
 use playbook_trace::Trace;
 use serde_json::{Value, json};
 
-use crate::args::{ApiPortArgs, StartArgs, TopologyArgs};
+use crate::args::{ApiPortArgs, ProfileArgs, StartArgs, TopologyArgs};
 use crate::presenter::{ExportArgs, StageArgs};
 use crate::report::Report;
 use playbook_provider::Topology;
@@ -33,6 +33,9 @@ pub struct Args {
 
     #[command(flatten)]
     topology: TopologyArgs,
+
+    #[command(flatten)]
+    profile: ProfileArgs,
 
     /// Behind the proxy, Keycloak's own address past its proxy, where the lab's intruder sends
     /// a forged certificate header [default: known when the lab starts Keycloak itself;
@@ -67,13 +70,18 @@ const PREDICTED_ANSWERS: [&str; 4] = [
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let topology = args.topology.topology;
     let behind_proxy = topology != Topology::Direct;
+    let fapi2 = args.profile.fapi2();
+    if fapi2 && behind_proxy {
+        anyhow::bail!(
+            "--profile fapi2 runs the lab in the direct topology: the proxy's and the cluster's scenarios are about the topology, not the profile"
+        );
+    }
+    let runs = |s: &&Scenario| s.needs.met_by(topology) && (!fapi2 || s.fapi2.binding().is_some());
     let chosen: Vec<&'static Scenario> = match (&args.name, args.all) {
         (Some(name), _) => SCENARIOS.iter().filter(|s| s.name == name).collect(),
-        // Scenarios that need a topology run in it; the others run in every one.
-        (None, true) => SCENARIOS
-            .iter()
-            .filter(|s| s.needs.met_by(topology))
-            .collect(),
+        // Scenarios that need a topology run in it; the others run in every one. Under FAPI
+        // 2.0, those the profile forbids are left out.
+        (None, true) => SCENARIOS.iter().filter(runs).collect(),
         (None, false) => {
             list(args.json);
             return Ok(ExitCode::SUCCESS);
@@ -85,12 +93,23 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
             scenario.needs.flag()
         ));
     }
+    if let (true, Some(scenario)) = (fapi2, chosen.first())
+        && let playbook_lab::UnderFapi2::Forbidden(why) = scenario.fapi2
+    {
+        anyhow::bail!(playbook_lab::LabError::ForbiddenByFapi2(scenario.name, why));
+    }
     if args.all && !args.json {
-        let skipped: Vec<String> = (SCENARIOS.iter().filter(|s| !s.needs.met_by(topology)))
-            .map(|s| format!("{} ({})", s.name, s.needs.flag()))
+        let skipped: Vec<String> = (SCENARIOS.iter().filter(|s| !runs(s)))
+            .map(|s| match (s.needs.met_by(topology), s.fapi2) {
+                (false, _) => format!("{} ({})", s.name, s.needs.flag()),
+                (true, playbook_lab::UnderFapi2::Forbidden(why)) => {
+                    format!("{} (under FAPI 2.0: {why})", s.name)
+                }
+                (true, _) => s.name.to_owned(),
+            })
             .collect();
         if !skipped.is_empty() {
-            eprintln!("not run here: {}", skipped.join(", "));
+            eprintln!("not run here: {}", skipped.join("; "));
         }
     }
     let trace = Trace::new();
@@ -133,6 +152,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         certs: &certs,
         api_port,
         topology,
+        fapi2,
     };
     let outcome = tokio::select! {
         outcome = lab(parts, &chosen, args.predict, &trace, &mut report) => outcome,
@@ -208,6 +228,7 @@ struct Parts<'a> {
     certs: &'a CertSet,
     api_port: u16,
     topology: Topology,
+    fapi2: bool,
 }
 
 async fn lab(
@@ -223,9 +244,13 @@ async fn lab(
         certs,
         api_port,
         topology,
+        fapi2,
     } = parts;
     let admin = keycloak.admin()?.traced(trace.clone());
     let mut lab = Lab::new(&admin, certs, trace.clone()).api_port(api_port);
+    if fapi2 {
+        lab = lab.under_fapi2();
+    }
     let kill = |node: usize| keycloak.kill_node(node);
     let nodes_up = || {
         keycloak

@@ -481,3 +481,35 @@ fn the_fapi2_profile_refuses_a_secret_client_and_a_bearer_token_then_runs_with_e
     assert_eq!(said.trim().lines().count(), 1, "{said}");
     assert!(said.contains("--profile fapi2 allows"), "{said}");
 }
+
+#[test]
+fn the_lab_under_fapi2_holds_and_refuses_what_the_profile_forbids() {
+    for name in [
+        "stolen-token",
+        "key-rotation",
+        "replayed-assertion",
+        "dpop-stolen-token",
+    ] {
+        let verdict = run(async {
+            let admin = playbook_testkit::admin().await;
+            Lab::new(admin, certs(), Trace::new())
+                .under_fapi2()
+                .run(scenario(name).unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("{name} could not run under FAPI 2.0: {e}"))
+        });
+        assert!(verdict.held(), "{name}: {:?}", verdict.attempts);
+    }
+    let forbidden = run(async {
+        let admin = playbook_testkit::admin().await;
+        Lab::new(admin, certs(), Trace::new())
+            .under_fapi2()
+            .run(scenario("stolen-secret").unwrap())
+            .await
+    });
+    let said = forbidden.unwrap_err().to_string();
+    assert!(
+        said.contains("--profile fapi2") && said.contains("shared secret"),
+        "{said}"
+    );
+}
