@@ -36,7 +36,7 @@ fn answers(verdict: &Verdict) -> Vec<String> {
                 let why = www_authenticate
                     .as_deref()
                     .and_then(|c| c.split("error_description=\"").nth(1))
-                    .map(|d| d.trim_end_matches('"'))
+                    .and_then(|d| d.split('"').next())
                     .unwrap_or_default();
                 format!("{status} {why}").trim().to_owned()
             }
