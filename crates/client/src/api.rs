@@ -141,7 +141,10 @@ impl ResourceApi {
     pub async fn get(&self, path: &str) -> Result<ApiResponse, ClientError> {
         let token = self.tokens.token().await?;
         let first = self.send(path, token.expose()).await?;
-        if first.status != 401 {
+        // A nonce the server still wants is not the token's fault: renewing would not help.
+        let nonce_wanted = (first.www_authenticate.as_deref())
+            .is_some_and(|c| c.contains(playbook_dpop::USE_DPOP_NONCE));
+        if first.status != 401 || nonce_wanted {
             return Ok(first);
         }
         tracing::info!("the API answered 401; renewing the token once");
@@ -194,11 +197,14 @@ impl ResourceApi {
             let this = self
                 .call(&url, token, Presenting::Dpop(vec![proof]), Some(key))
                 .await?;
-            let asked = crate::token::asked_nonce(&this, true);
+            // A server may hand out its next nonce on any answer (section 9); keep the latest.
+            if let Some(nonce) = this.header(playbook_dpop::NONCE_HEADER) {
+                *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce.to_owned());
+            }
+            let asked = crate::token::asked_nonce(&this, true).is_some();
             answer = Some(this);
-            match asked {
-                Some(nonce) => *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce),
-                None => break,
+            if !asked {
+                break;
             }
         }
         Ok(ApiResponse::from(&answer.expect("one call at least")))

@@ -315,7 +315,12 @@ pub fn refusal_hint(method: AuthMethod, client_id: &str, description: &str) -> S
         method.name()
     );
     let said = |words: &str| description.contains(words);
-    if said("DPoP proof is missing") {
+    if said("Configured client authentication method not allowed") {
+        format!(
+            "the realm enforces a client policy that refuses {} for {client_id} (FAPI 2.0 allows mTLS and private_key_jwt only): use one of those, or, if `cargo demo --profile fapi2` left its policy on, run `cargo demo` once without --profile to undo it",
+            method.oauth_name()
+        )
+    } else if said("DPoP proof is missing") {
         format!(
             "{client_id} in Keycloak requires DPoP-bound tokens (dpop.bound.access.tokens): ask with --bind dpop, or `cargo playbook client --auth {} --bind none` sets it back",
             method.name()

@@ -105,8 +105,9 @@ impl ProofKey {
         self.sign(&ProofClaims::new(htm, url, access_token, nonce))
     }
 
-    /// A proof with exactly these claims.
-    pub fn sign(&self, claims: &ProofClaims) -> Result<String, ProofError> {
+    /// A proof with exactly these claims (any serializable claims: the tests and the lab bend
+    /// them).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, ProofError> {
         let header = Header {
             typ: Some(PROOF_TYPE.into()),
             jwk: Some(self.jwk.clone()),

@@ -18,6 +18,8 @@ use crate::{PROOF_TYPE, ath};
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 /// A `jti` is a UUID or similar; a long one would only cost the replay cache.
 const MAX_JTI_BYTES: usize = 256;
+/// The largest `iat` accepted as a number of seconds (2^53: exact in a JSON number).
+const MAX_SAFE_SECONDS: f64 = 9_007_199_254_740_992.0;
 
 /// The asymmetric algorithms a proof may be signed with (section 4.3, check 5): never `none`,
 /// never an HMAC, whose key would have to be shared with the server.
@@ -296,7 +298,11 @@ impl ProofRules {
             Ok(claimed) if htu_of(&claimed) == htu_of(url) => {}
             _ => return Err(ProofError::Url(htu_claimed)),
         }
-        let iat = claims.iat.ok_or(ProofError::Claim("iat"))? as i64;
+        // A NumericDate a clock can hold: anything else (negative, huge, not finite) would
+        // only overflow the window's arithmetic.
+        let iat = (claims.iat)
+            .filter(|iat| iat.is_finite() && (0.0..=MAX_SAFE_SECONDS).contains(iat))
+            .ok_or(ProofError::Claim("iat"))? as i64;
         if now - iat > self.max_age.as_secs() as i64 {
             return Err(ProofError::Stale(now - iat));
         }
@@ -321,9 +327,10 @@ impl ProofRules {
     }
 }
 
-/// A URL as `htu` compares it (section 4.3, check 9): scheme, host, port and path, normalised
-/// as RFC 3986 section 6.2.2 and 6.2.3 say (case, default port, dot segments: the url crate
-/// does all three when it parses), query and fragment left out.
+/// A URL as `htu` compares it (section 4.3, check 9): scheme, host, port and path, with what the
+/// url crate normalises when it parses (scheme and host case, the default port, dot segments),
+/// query and fragment left out. Percent-encoding is compared as sent (`%75` is not `u`): that
+/// can only refuse an oddly encoded proof, never accept a wrong one.
 pub fn htu_of(url: &Url) -> String {
     let mut url = url.clone();
     url.set_query(None);
@@ -455,6 +462,15 @@ mod tests {
             }),
             Err(ProofError::Claim("jti"))
         );
+        // An iat no clock holds is malformed, not a panic in the window's arithmetic.
+        let with_iat = |iat: serde_json::Value| {
+            let mut claims = serde_json::to_value(fresh()).unwrap();
+            claims["iat"] = iat;
+            rules.verify(&key.sign(&claims).unwrap(), "GET", &api, Some("tok"), now)
+        };
+        for iat in [(-1e300).into(), 1e300.into(), (-5).into()] {
+            assert_eq!(with_iat(iat), Err(ProofError::Claim("iat")));
+        }
     }
 
     /// A header rewritten as `edit` says, re-signed with `key` so only the header is wrong.

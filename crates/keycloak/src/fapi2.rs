@@ -14,6 +14,12 @@ use crate::{KeycloakError, Provisioner, TokenBinding};
 /// The name of the playbook's client policy in the realm.
 pub const POLICY: &str = "oauth2-playbook-fapi2";
 
+/// The name of the PS256 key provider the playbook adds (how it finds its own key again).
+const KEY_NAME: &str = "oauth2-playbook-fapi2-ps256";
+
+/// The prefix of the playbook's clients: the only ones it reconfigures back.
+const CLIENTS: &str = "oauth2-playbook-";
+
 /// The realm's token signature algorithm under FAPI 2.0 (§5.4: PS256, ES256 or EdDSA; Keycloak's
 /// profiles default to PS256, which the realm's RSA keys can sign).
 pub const SIGNATURE_ALGORITHM: &str = "PS256";
@@ -58,7 +64,7 @@ impl Provisioner<'_> {
             return Ok(());
         }
         let component = json!({
-            "name": "fapi2-ps256", "providerId": "rsa-generated",
+            "name": KEY_NAME, "providerId": "rsa-generated",
             "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
             "config": { "priority": ["100"], "algorithm": [SIGNATURE_ALGORITHM], "keySize": ["2048"],
                         "active": ["true"], "enabled": ["true"] }
@@ -69,42 +75,62 @@ impl Provisioner<'_> {
     }
 
     /// Every client of the realm under Keycloak's FAPI 2.0 profile for `binding`, from the next
-    /// request on (replacing the realm's client policies with the playbook's one).
+    /// request on: the playbook's policy added to (or replacing its earlier self among) the
+    /// realm's client policies; the others are kept.
     pub async fn enforce_fapi2(&self, binding: TokenBinding) -> Result<(), KeycloakError> {
-        let policies = json!({ "policies": [{
+        let mut policies = self.other_client_policies().await?;
+        policies.push(json!({
             "name": POLICY,
             "description": "FAPI 2.0 Security Profile for every client (oauth2-playbook --profile fapi2)",
             "enabled": true,
             "conditions": [{ "condition": "any-client", "configuration": {} }],
             "profiles": [client_profile(binding)],
-        }]});
+        }));
         let path = format!("{}/client-policies/policies", self.realm);
-        self.admin.put(&path, &policies).await
+        self.admin
+            .put(&path, &json!({ "policies": policies }))
+            .await
     }
 
     /// Undoes [`Self::enforce_fapi2`] and [`Self::sign_for_fapi2`] where an earlier run left
-    /// them (a kept Keycloak): the realm back to its own client policies (none) and RS256.
-    /// Whether there was anything to undo.
+    /// them (a kept Keycloak, or a run interrupted between the two): the playbook's policy and
+    /// key removed, the realm back to RS256, and the playbook's clients the profile's executors
+    /// reconfigured back to the realm's defaults. Policies, keys and clients of anyone else
+    /// are left alone. Whether there was anything to undo.
     pub async fn relax_fapi2(&self) -> Result<bool, KeycloakError> {
         let path = format!("{}/client-policies/policies", self.realm);
         let current: serde_json::Value = self.admin.get(&path).await?.unwrap_or_default();
-        let ours = (current["policies"].as_array().into_iter().flatten())
+        let policy = (current["policies"].as_array().into_iter().flatten())
             .any(|policy| policy["name"] == POLICY);
-        if !ours {
+        let components: Vec<serde_json::Value> = (self.admin)
+            .get(&format!("{}/components?name={KEY_NAME}", self.realm))
+            .await?
+            .unwrap_or_default();
+        if !policy && components.is_empty() {
             return Ok(false);
         }
-        self.admin.put(&path, &json!({ "policies": [] })).await?;
+        let others = self.other_client_policies().await?;
+        self.admin
+            .put(&path, &json!({ "policies": others }))
+            .await?;
+        for component in &components {
+            let id = component["id"].as_str().unwrap_or_default();
+            (self.admin)
+                .remove(&format!("{}/components/{id}", self.realm))
+                .await?;
+        }
         let mut realm: serde_json::Value = self.admin.get(&self.realm).await?.unwrap_or_default();
         realm["defaultSignatureAlgorithm"] = "RS256".into();
         self.admin.put(&self.realm, &realm).await?;
-        // The profile's executors reconfigured every client updated under it; back to the
-        // realm's defaults (an empty algorithm is "the realm's").
+        // The profile's executors reconfigured every client updated under it; the playbook's
+        // go back to the realm's defaults (an empty algorithm is "the realm's").
         let clients: Vec<serde_json::Value> = (self.admin)
             .get(&format!("{}/clients", self.realm))
             .await?
             .unwrap_or_default();
         for mut client in clients {
-            if client["attributes"][CONFIGURED_MARK] != SIGNATURE_ALGORITHM {
+            let ours = (client["clientId"].as_str()).is_some_and(|id| id.starts_with(CLIENTS));
+            if !ours || client["attributes"][CONFIGURED_MARK] != SIGNATURE_ALGORITHM {
                 continue;
             }
             for attribute in CONFIGURED_ATTRIBUTES {
@@ -118,5 +144,15 @@ impl Provisioner<'_> {
                 .await?;
         }
         Ok(true)
+    }
+
+    /// The realm's client policies but the playbook's.
+    async fn other_client_policies(&self) -> Result<Vec<serde_json::Value>, KeycloakError> {
+        let path = format!("{}/client-policies/policies", self.realm);
+        let current: serde_json::Value = self.admin.get(&path).await?.unwrap_or_default();
+        Ok((current["policies"].as_array().into_iter().flatten())
+            .filter(|policy| policy["name"] != POLICY)
+            .cloned()
+            .collect())
     }
 }

@@ -335,7 +335,12 @@ impl<'a> Arena<'a> {
         tried: impl Into<String>,
         expected: Expect,
     ) -> Result<Attempt, LabError> {
-        let api = ResourceApi::new(server.base_url(), caller.clone()).drawn_as(server.party);
+        let mut api = ResourceApi::new(server.base_url(), caller.clone()).drawn_as(server.party);
+        // Each replica remembers the proofs it accepted, not its sibling's: in the cluster a
+        // scenario's presentations all go to the first, as sticky routing would send them.
+        if self.lab.topology() == Topology::Cluster {
+            api = api.with_header(playbook_proxy::PIN_HEADER, "1");
+        }
         let answer = api
             .get_presenting(
                 playbook_resource_server::api::LIST_USERS.path,

@@ -43,11 +43,17 @@ pub(crate) fn ensure(
     progress: &dyn Progress,
 ) -> Result<String, ProviderError> {
     let image = name(args);
-    if let Some(env) = environment(&image) {
-        return baked_in(&image, &env).map(|()| image);
-    }
-    if args.image.is_some() {
-        return Err(ProviderError::ImageMissing { image });
+    let found = environment(&image).map(|env| baked_in(&image, &env));
+    match (found, args.image.is_some()) {
+        (Some(Ok(())), _) => return Ok(image),
+        // An image the user named is theirs to rebuild; ours is rebuilt when it predates a
+        // build option (the playbook's own upgrade).
+        (Some(Err(error)), true) => return Err(error),
+        (None, true) => return Err(ProviderError::ImageMissing { image }),
+        (Some(Err(error)), false) => {
+            progress.stage(&format!("{error}; building it again"));
+        }
+        (None, false) => {}
     }
     let tarball = crate::distribution::tarball(args, progress)?;
     progress.stage(&format!(
@@ -162,9 +168,13 @@ mod tests {
 
     #[test]
     fn an_image_without_the_build_options_is_refused_with_what_it_lacks() {
-        let ours =
-            "PATH=/usr/bin\nKC_HEALTH_ENABLED=true\nKC_HTTPS_CLIENT_AUTH=request\nKC_DB=dev-mem\n";
+        let ours = "PATH=/usr/bin\nKC_HEALTH_ENABLED=true\nKC_HTTPS_CLIENT_AUTH=request\nKC_DB=dev-mem\nKC_FEATURES=spiffe\n";
         assert!(baked_in("ours", ours).is_ok());
+        // An image of ours from before a build option: what it lacks is named (and
+        // `ensure` builds it again).
+        let older = "KC_HEALTH_ENABLED=true\nKC_HTTPS_CLIENT_AUTH=request\nKC_DB=dev-mem\n";
+        let said = baked_in("ours", older).unwrap_err().to_string();
+        assert!(said.contains("KC_FEATURES=spiffe"), "{said}");
         let official = "PATH=/usr/bin\nKC_RUN_IN_CONTAINER=true\n";
         let refused = baked_in("quay.io/keycloak/keycloak:26.7.3", official).unwrap_err();
         let said = refused.to_string();

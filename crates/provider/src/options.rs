@@ -58,6 +58,9 @@ pub(crate) fn build_options(database: Database) -> Vec<KcOption> {
         // browsers and the admin CLI do not.
         KcOption::new("https-client-auth", "request"),
         KcOption::new("db", db),
+        // SPIFFE identity providers (federated client authentication with a JWT-SVID) are a
+        // preview feature in Keycloak 26.7; the workload-identity lesson needs them.
+        KcOption::new("features", "spiffe"),
     ]
 }
 

@@ -250,8 +250,25 @@ pub fn resource_of(auth: &Auth, parts: &Parts) -> Result<String, AuthError> {
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .ok_or(AuthError::InvalidRequest("request names no host"))?;
+    // It goes into a quoted challenge parameter: nothing that could end or extend it.
+    if host.contains(['"', '\\', ',', ' ']) {
+        return Err(AuthError::InvalidRequest(
+            "request host not usable in a URL",
+        ));
+    }
     let url = Url::parse(&format!("https://{host}/"))
         .map_err(|_| AuthError::InvalidRequest("request host not usable in a URL"))?;
+    // The client says which host it called twice, in TLS (SNI) and in `Host`; a proof's `htu`
+    // is only as good as the origin it is compared with, so the two must agree where both
+    // exist (a client calling an IP address sends no SNI). `--public-url` fixes the origin.
+    let sni = (parts.extensions.get::<Arc<TlsInfo>>()).and_then(|tls| tls.server_name.as_deref());
+    if let (Some(sni), Some(named)) = (sni, url.host_str())
+        && !sni.eq_ignore_ascii_case(named)
+    {
+        return Err(AuthError::InvalidRequest(
+            "the Host header names another server than TLS did",
+        ));
+    }
     Ok(url.origin().ascii_serialization())
 }
 
@@ -450,12 +467,19 @@ pub struct Refusal {
     bearer: bool,
     dpop_algs: Option<String>,
     resource_metadata: Option<String>,
+    /// For a 503, when to try again, in seconds: Keycloak asked again shortly, or room in a
+    /// full replay cache, which forgets its oldest generation once per replay window.
+    retry_after: u64,
 }
 
 impl Refusal {
     pub fn new(error: AuthError, scheme: Option<Scheme>, auth: &Auth, parts: &Parts) -> Self {
         let bearer = auth.binding.accepts_bearer_scheme();
         Self {
+            retry_after: match (&error, &auth.dpop) {
+                (AuthError::ReplayCacheFull, Some(dpop)) => dpop.rules.replay_window().as_secs(),
+                _ => 5,
+            },
             error,
             // A server that takes only DPoP answers a Bearer attempt on DPoP's challenge.
             scheme: scheme.map(|s| if bearer { s } else { Scheme::Dpop }),
@@ -518,7 +542,7 @@ impl IntoResponse for Refusal {
             self.error,
             AuthError::Unavailable | AuthError::ReplayCacheFull
         ) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after));
             return response;
         }
         let mut challenges = Vec::new();
@@ -529,7 +553,9 @@ impl IntoResponse for Refusal {
             challenges.push(self.challenge(Scheme::Dpop, Some(format!(r#"algs="{algs}""#))));
         }
         for challenge in challenges {
+            let scheme = challenge.split(' ').next().unwrap_or("Bearer").to_owned();
             let value = HeaderValue::from_str(&challenge)
+                .or_else(|_| HeaderValue::from_str(&scheme))
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
             headers.append(header::WWW_AUTHENTICATE, value);
         }

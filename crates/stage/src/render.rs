@@ -485,8 +485,14 @@ fn dpop_binding(exchange: &Exchange) -> String {
     let Some(proof) = &exchange.proof else {
         return match (bound, exchange.to) {
             (Some(bound), to) if to != Party::Keycloak && to != Party::Platform => format!(
-                r#"<h3>DPoP proof</h3><dl><dt>Proof</dt><dd>none sent</dd><dt>Token cnf.jkt</dt><dd class="mono thumbprint">{}</dd></dl><p class="binding differ">✗ No proof: a DPoP-bound token without one is refused (RFC 9449 section 7.2).</p>"#,
-                escape(bound)
+                r#"<h3>DPoP proof</h3><dl><dt>Proof</dt><dd>none sent</dd><dt>Token cnf.jkt</dt><dd class="mono thumbprint">{}</dd></dl><p class="binding differ">{}</p>"#,
+                escape(bound),
+                match exchange.status {
+                    Some(200) =>
+                        "✗ No proof, yet served: this resource server does not check bindings, so the DPoP-bound token worked as a bearer token.",
+                    _ =>
+                        "✗ No proof: a DPoP-bound token without one is refused (RFC 9449 section 7.2).",
+                }
             ),
             _ => String::new(),
         };

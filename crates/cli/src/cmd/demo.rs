@@ -176,6 +176,8 @@ async fn demo(
     config.trace = trace.clone();
     if args.profile.fapi2() {
         config.fapi2();
+        // Its PS256 key exists before the resource server first fetches the realm's keys.
+        Provisioner::new(&admin, realm).sign_for_fapi2().await?;
     }
     let server = ServedApi::start(config, args.topology.topology, certs).await?;
     report.note(&format!(
@@ -326,7 +328,6 @@ async fn fapi2_lessons(
         .step("FAPI 2.0: the realm's profile, and what it refuses")
         .await;
     let provisioner = Provisioner::new(admin, realm);
-    provisioner.sign_for_fapi2().await?;
     let realm_url = admin.keycloak().realm(realm);
     let method = AuthMethod::Secret;
     let credential = playbook_client::enrol(&provisioner, method, TokenBinding::None).await?;
@@ -354,10 +355,13 @@ async fn fapi2_lessons(
     ));
     let api = ResourceApi::new(server.url(), secret_client);
     let answer = api.get_with(LIST_USERS.path, bearer.expose()).await?;
+    let unbound =
+        (answer.www_authenticate.as_deref()).is_some_and(|c| c.contains("not sender-constrained"));
     anyhow::ensure!(
-        answer.status == 401,
-        "expected 401 for a bearer token at the FAPI 2.0 resource server, got {}",
-        answer.status
+        answer.status == 401 && unbound,
+        "expected 401 (not sender-constrained) for a bearer token at the FAPI 2.0 resource server, got {} {:?}",
+        answer.status,
+        answer.www_authenticate
     );
     report.lesson(
         "401 invalid_token: a bearer token issued a moment before is refused by the FAPI 2.0 resource server, which accepts sender-constrained tokens only (FAPI 2.0 Security Profile §5.3.4): a token bound to a certificate or a DPoP key, presented with it.",

@@ -358,3 +358,26 @@ async fn the_fapi2_profile_takes_no_rs256_token_and_no_token_from_the_query() {
         json!(["PS256", "ES256", "EdDSA"])
     );
 }
+
+#[tokio::test]
+async fn a_host_header_that_tls_did_not_name_cannot_choose_the_proofs_origin() {
+    let fx = Fixture::new().await;
+    let (key, token) = bound(&fx);
+    // A proof made for another server, sent here with that server's name in Host: the TLS
+    // handshake named localhost (SNI), so the request is malformed, not a match.
+    let elsewhere = url::Url::parse("https://api.elsewhere.example/api/users").unwrap();
+    let proof = key.proof("GET", &elsewhere, Some(&token), None).unwrap();
+    let (status, _) = fx
+        .request_as(
+            "/api/users",
+            None,
+            None,
+            &[
+                ("host", "api.elsewhere.example"),
+                ("authorization", &dpop(&token)),
+                ("dpop", &proof),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+}
