@@ -331,11 +331,42 @@ pub struct AuthArgs {
     /// 9449) or none (a bearer token) [default: certificate for mtls, none for the others].
     #[arg(long = "bind", env = "PLAYBOOK_BIND", value_parser = token_binding())]
     pub binding: Option<TokenBinding>,
+
+    /// The workload platform that vouches for the federated client: oidc (a realm of the same
+    /// Keycloak, an OpenID Connect issuer) or spiffe (a SPIRE server and agent the playbook
+    /// runs, its JWT-SVID the assertion; needs scripts/install-spire.sh once).
+    #[arg(long, env = "PLAYBOOK_PLATFORM", value_enum, default_value = "oidc")]
+    pub platform: Platform,
+}
+
+/// Who issues the federated client's assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    /// The realm's workload platform: another realm of the same Keycloak.
+    Oidc,
+    /// SPIRE: a real SPIFFE issuer.
+    Spiffe,
 }
 
 impl AuthArgs {
     /// The binding asked for, else the method's own; mtls always binds, since its certificate
     /// is on every token request and its client in the realm is set to bind.
+    /// SPIRE, started for this run, when the federated client's platform is SPIFFE.
+    pub async fn spire(
+        &self,
+        certs: &playbook_certs::CertSet,
+    ) -> anyhow::Result<Option<playbook_spire::Spire>> {
+        if self.platform != Platform::Spiffe {
+            return Ok(None);
+        }
+        if self.method != AuthMethod::Federated {
+            anyhow::bail!(
+                "--platform spiffe is the federated client's platform: add --auth federated"
+            );
+        }
+        Ok(Some(playbook_spire::Spire::start(certs).await?))
+    }
+
     pub fn binding(&self) -> anyhow::Result<TokenBinding> {
         let binding = self
             .binding

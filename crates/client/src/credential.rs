@@ -13,7 +13,8 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{EncodingKey, Header};
 use playbook_certs::CertSet;
 use playbook_keycloak::{
-    AuthMethod, Provisioner, READONLY_ROLE, RealmUrl, Secret, TokenBinding, platform, unix_now,
+    AuthMethod, Provisioner, READONLY_ROLE, RealmUrl, Secret, TokenBinding, platform, spiffe,
+    unix_now,
 };
 use serde::Serialize;
 use url::Url;
@@ -54,6 +55,9 @@ pub enum Credential {
     /// token endpoint, asked as `workload` with the TLS client certificate), sent as the
     /// assertion. Nothing is kept between requests.
     Federated { platform: Url, workload: String },
+    /// Federated through SPIFFE: before every token request, a fresh JWT-SVID from the SPIRE
+    /// agent, sent as a `jwt-spiffe` assertion by the realm's SPIFFE client.
+    Spiffe(crate::SpiffeSource),
 }
 
 impl std::fmt::Debug for Credential {
@@ -98,7 +102,15 @@ impl Credential {
             Self::SecretJwt(_) => AuthMethod::SecretJwt,
             Self::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
             Self::Assertion { method, .. } => *method,
-            Self::Federated { .. } => AuthMethod::Federated,
+            Self::Federated { .. } | Self::Spiffe(_) => AuthMethod::Federated,
+        }
+    }
+
+    /// The realm's client this credential authenticates: its method's, but for SPIFFE's own.
+    pub fn client_id(&self) -> &'static str {
+        match self {
+            Self::Spiffe(_) => spiffe::CLIENT_ID,
+            _ => self.method().client_id(),
         }
     }
 
@@ -183,7 +195,7 @@ impl Credential {
             Self::Assertion {
                 assertion: made, ..
             } => assertion(made.expose().into()),
-            Self::Federated { .. } => {
+            Self::Federated { .. } | Self::Spiffe(_) => {
                 return Err(ClientError::BadCredential(
                     "the federated assertion is the platform's token, asked for first".into(),
                 ));
@@ -223,10 +235,32 @@ impl Credential {
 /// names the client, and for the federated method it names the workload, which Keycloak maps to
 /// the client (a `client_id` beside it must equal its `sub`).
 pub fn assertion_fields(assertion: String) -> Vec<(&'static str, String)> {
+    typed_assertion_fields(ASSERTION_TYPE_PARAMETER, assertion)
+}
+
+/// The form fields of an assertion of another type (a JWT-SVID is `jwt-spiffe`).
+pub(crate) fn typed_assertion_fields(
+    assertion_type: &str,
+    assertion: String,
+) -> Vec<(&'static str, String)> {
     vec![
-        ("client_assertion_type", ASSERTION_TYPE_PARAMETER.into()),
+        ("client_assertion_type", assertion_type.into()),
         ("client_assertion", assertion),
     ]
+}
+
+/// Step 0 of the SPIFFE client: the realm trusts the SPIRE server's bundle endpoint, and the
+/// client is told how to bind its tokens; its credential is where its JWT-SVIDs come from.
+pub async fn register_spiffe(
+    provisioner: &Provisioner<'_>,
+    binding: TokenBinding,
+    source: crate::SpiffeSource,
+) -> Result<Credential, ClientError> {
+    provisioner.trust_spiffe(&source.bundle_endpoint).await?;
+    provisioner
+        .set_client_attributes(spiffe::CLIENT_ID, &binding.client_attributes())
+        .await?;
+    Ok(Credential::Spiffe(source))
 }
 
 /// Step 2's other half for the methods Keycloak must learn something for, through the Admin

@@ -12,13 +12,16 @@ mod claims;
 mod credential;
 mod error;
 mod handshake;
+mod svid;
 mod token;
 
 pub use api::{ApiResponse, Presenting, ResourceApi};
 pub use claims::Claims;
 pub use credential::{
     ASSERTION_LIFETIME, ASSERTION_TYPE, AssertionClaims, Credential, enrol, provision, register,
+    register_spiffe,
 };
 pub use error::ClientError;
 pub use handshake::mtls_config;
+pub use svid::SpiffeSource;
 pub use token::{AccessToken, TokenClient, TokenClientConfig};

@@ -66,7 +66,7 @@ impl TokenClientConfig {
     /// as the realm sets that client up: call [`Self::with_binding`] after it for another
     /// binding.
     pub fn with_credential(mut self, credential: Credential, realm: &RealmUrl) -> Self {
-        self.client_id = credential.method().client_id().into();
+        self.client_id = credential.client_id().into();
         self.audience = realm.issuer().as_str().into();
         self.binding = TokenBinding::default_for(credential.method());
         self.credential = credential;
@@ -290,13 +290,22 @@ impl TokenClient {
         if !self.config.scope.is_empty() {
             form.push(("scope", self.config.scope.clone()));
         }
-        match &self.platform {
+        match (&self.platform, &self.config.credential) {
             // A platform token is single-use at Keycloak (its `jti`), so a new one every time.
             // Boxed: a platform's request is the same function, one level down.
-            Some(platform) => form.extend(crate::credential::assertion_fields(
+            (Some(platform), _) => form.extend(crate::credential::assertion_fields(
                 Box::pin(platform.request()).await?.expose().to_owned(),
             )),
-            None => form.extend(
+            (None, Credential::Spiffe(source)) => {
+                let svid = (source)
+                    .jwt_svid(&self.config.audience, &self.config.trace, self.config.party)
+                    .await?;
+                form.extend(crate::credential::typed_assertion_fields(
+                    playbook_keycloak::spiffe::ASSERTION_TYPE,
+                    svid.expose().to_owned(),
+                ));
+            }
+            (None, _) => form.extend(
                 self.config
                     .credential
                     .form_fields(&self.config.client_id, &self.config.audience)?,

@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use crate::realm::platform;
+use crate::realm::{platform, spiffe};
 use crate::{KeycloakError, Provisioner, RealmTemplate, RealmUrl};
 
 impl Provisioner<'_> {
@@ -89,6 +89,29 @@ impl Provisioner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Has this realm trust a SPIRE server, by its SPIFFE bundle endpoint (its JWT-SVID keys,
+    /// fetched and refreshed by Keycloak over HTTPS), as identity provider
+    /// [`spiffe::IDENTITY_PROVIDER`].
+    pub async fn trust_spiffe(&self, bundle_endpoint: &url::Url) -> Result<(), KeycloakError> {
+        let provider = json!({
+            "alias": spiffe::IDENTITY_PROVIDER,
+            "displayName": "SPIRE (trust domain oauth2-playbook.test)",
+            "providerId": "spiffe",
+            "enabled": true,
+            "config": {
+                "trustDomain": spiffe::trust_domain_id(),
+                "bundleEndpoint": bundle_endpoint.as_str(),
+            },
+        });
+        let instances = format!("{}/identity-provider/instances", self.realm);
+        let existing = format!("{instances}/{}", spiffe::IDENTITY_PROVIDER);
+        if self.admin.get::<Value>(&existing).await?.is_some() {
+            self.admin.put(&existing, &provider).await
+        } else {
+            self.admin.post(&instances, &provider).await
+        }
     }
 
     /// The trust as Keycloak holds it now: the identity provider's configuration, `None` when

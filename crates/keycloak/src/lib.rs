@@ -44,6 +44,6 @@ pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use realm::{
     ADMIN_CLI, AuthMethod, CLIENT_ID, DEFAULT_HTTPS_PORT, INTRUDER_CLIENT_ID, KeycloakUrl,
     MASTER_REALM, READ_USER, READONLY_ROLE, REALM, RESOURCE_SERVER_CLIENT_ID, RealmTemplate,
-    RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform,
+    RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform, spiffe,
 };
 pub use realm_key::RealmKey;

@@ -216,6 +216,36 @@ pub mod platform {
     pub(crate) const AUDIENCE_PLACEHOLDER: &str = "${TUTORIAL_REALM_ISSUER}";
 }
 
+/// The SPIFFE platform of the federated method: a SPIRE server and agent the playbook runs
+/// (`playbook-spire`), whose JWT-SVIDs are the SPIFFE client's assertions. The realm trusts
+/// the SPIRE server's bundle endpoint as a `spiffe` identity provider (a preview feature in
+/// Keycloak 26.7: the provider's builds turn it on).
+pub mod spiffe {
+    /// The SPIFFE trust domain SPIRE issues identities in.
+    pub const TRUST_DOMAIN: &str = "oauth2-playbook.test";
+
+    /// The trust domain as Keycloak's identity provider names it.
+    pub fn trust_domain_id() -> String {
+        format!("spiffe://{TRUST_DOMAIN}")
+    }
+
+    /// The workload's SPIFFE ID: the `sub` of its JWT-SVIDs, which the SPIFFE client names in
+    /// its `jwt.credential.sub`.
+    pub fn workload_id() -> String {
+        format!("{}/workload", trust_domain_id())
+    }
+
+    /// The alias under which the realm trusts SPIRE; the SPIFFE client names it in its
+    /// `jwt.credential.issuer`.
+    pub const IDENTITY_PROVIDER: &str = "oauth2-playbook-spiffe";
+
+    /// The realm's client that authenticates with the workload's JWT-SVID.
+    pub const CLIENT_ID: &str = "oauth2-playbook-client-spiffe";
+
+    /// The `client_assertion_type` of a JWT-SVID (draft-schwenkschuster-oauth-spiffe-client-auth).
+    pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
+}
+
 /// The client standing for the resource server: the audience tokens must name, and who the
 /// resource server authenticates as (by its TLS certificate) to introspect tokens.
 pub const RESOURCE_SERVER_CLIENT_ID: &str = "oauth2-playbook-resource-server";

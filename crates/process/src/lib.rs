@@ -91,6 +91,21 @@ pub fn remove_stale_dirs(prefix: &str) {
     }
 }
 
+/// The per-user cache of what the playbook downloads and builds once (Keycloak, SPIRE):
+/// `$XDG_CACHE_HOME/oauth2-playbook`, else `~/.cache/oauth2-playbook` (`PLAYBOOK_CACHE_DIR`
+/// overrides it, as the flag of that name does).
+pub fn user_cache_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("PLAYBOOK_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("oauth2-playbook")
+}
+
 /// `/bin/sh` running [`WATCHDOG`] around `program` (named `name` in `ps`), in a process group of
 /// its own, its stdin the lifeline: add the program's arguments and outputs, spawn, and hand the
 /// child to [`Owned::new`].

@@ -249,11 +249,7 @@ impl ProviderConfig {
         if let Some(dir) = &self.cache_dir {
             return dir.clone();
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("oauth2-playbook")
+        playbook_process::user_cache_dir()
     }
 }
 

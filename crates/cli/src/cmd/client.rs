@@ -7,7 +7,7 @@ use std::sync::Arc;
 use playbook_certs::CertSet;
 use playbook_client::{ResourceApi, TokenClient, TokenClientConfig};
 use playbook_dpop::ProofKey;
-use playbook_keycloak::{AuthMethod, TokenBinding, platform};
+use playbook_keycloak::{AuthMethod, TokenBinding, platform, spiffe};
 
 use crate::args::{AuthArgs, KeycloakArgs, RealmArgs};
 use playbook_trace::Trace;
@@ -67,11 +67,13 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .admin(certs_dir, args.keycloak.url(), &certs.ca_pem)?
         .traced(trace.clone());
     let mut report = Report::new(args.output.json, trace.clone()).paced(args.output.pace());
+    let spire = args.auth.spire(&certs).await?;
     let tokens = token_client(
         &admin,
         &args.realm.realm,
         &args.auth,
         &certs,
+        spire.as_ref(),
         &trace,
         &mut report,
     )
@@ -101,6 +103,7 @@ pub async fn token_client(
     realm: &str,
     auth: &AuthArgs,
     certs: &CertSet,
+    spire: Option<&playbook_spire::Spire>,
     trace: &Trace,
     report: &mut Report,
 ) -> anyhow::Result<Arc<TokenClient>> {
@@ -114,12 +117,31 @@ pub async fn token_client(
             .await;
     }
     let provisioner = playbook_keycloak::Provisioner::new(admin, realm);
-    let credential = playbook_client::provision(&provisioner, method, binding, certs).await?;
+    let credential = match spire {
+        Some(spire) => {
+            let source = playbook_client::SpiffeSource {
+                agent: spire.agent_program(),
+                socket: spire.workload_socket(),
+                bundle_endpoint: spire.bundle_endpoint().clone(),
+            };
+            playbook_client::register_spiffe(&provisioner, binding, source).await?
+        }
+        None => playbook_client::provision(&provisioner, method, binding, certs).await?,
+    };
     if method.uses_secret() {
         report.note(&format!(
             "Keycloak generated a new secret for {} (the old one is refused from now on); kept 0600 in {}",
             method.client_id(),
             certs.files.client_secret(method.name()).display()
+        ));
+    } else if let Some(spire) = spire {
+        report.note(&format!(
+            "realm {realm} trusts SPIRE (trust domain {}) as identity provider {}, by its bundle endpoint {}; {} keeps nothing: each token request carries a fresh JWT-SVID of {}",
+            spiffe::TRUST_DOMAIN,
+            spiffe::IDENTITY_PROVIDER,
+            spire.bundle_endpoint(),
+            spiffe::CLIENT_ID,
+            spiffe::workload_id()
         ));
     } else if method == AuthMethod::Federated {
         report.note(&format!(

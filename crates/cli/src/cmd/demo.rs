@@ -206,7 +206,17 @@ async fn demo(
         )
         .await?;
     }
-    let tokens = token_client(&admin, realm, &args.auth, certs, trace, report).await?;
+    let spire = args.auth.spire(certs).await?;
+    let tokens = token_client(
+        &admin,
+        realm,
+        &args.auth,
+        certs,
+        spire.as_ref(),
+        trace,
+        report,
+    )
+    .await?;
     trace.context("realm", realm);
     trace.context("client", method.oauth_name());
     let binding = tokens.config().binding;
