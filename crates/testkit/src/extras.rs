@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub const REQUIRE_ALL_VARIABLE: &str = "PLAYBOOK_REQUIRE_EXTRAS";
 
 /// A program some tests need, where to find it, and how to get it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Extra {
     /// How a test names it (the executed docs' `needs NAME`).
     pub name: &'static str,
@@ -36,7 +36,18 @@ pub struct Extra {
     pub require_variable: &'static str,
     /// Each program the extra consists of, as the paths where it may be installed.
     pub programs: &'static [&'static [&'static str]],
+    /// Where it is found instead, for an extra the playbook builds itself into its cache.
+    pub locate: Option<fn() -> Option<Vec<PathBuf>>>,
 }
+
+/// Extras are told apart by name (their one home).
+impl PartialEq for Extra {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Extra {}
 
 /// Headless Chromium and chromedriver: the instructor's stage drawn in a real browser.
 pub const BROWSER: Extra = Extra {
@@ -48,6 +59,7 @@ pub const BROWSER: Extra = Extra {
         &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
         &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
     ],
+    locate: None,
 };
 
 /// curl and jq: the tutorial's "explore by hand" commands, which the executed docs run.
@@ -60,6 +72,7 @@ pub const CURL_JQ: Extra = Extra {
         &["/usr/bin/curl", "/usr/local/bin/curl", "/bin/curl"],
         &["/usr/bin/jq", "/usr/local/bin/jq", "/bin/jq"],
     ],
+    locate: None,
 };
 
 /// HAProxy: the proxy topology's reverse proxy, in front of Keycloak and the resource server.
@@ -73,6 +86,7 @@ pub const PROXY: Extra = Extra {
         "/usr/bin/haproxy",
         "/usr/local/sbin/haproxy",
     ]],
+    locate: None,
 };
 
 /// PostgreSQL's server: the cluster topology's database, under its two Keycloak nodes.
@@ -90,10 +104,25 @@ pub const POSTGRES: Extra = Extra {
         "/usr/lib/postgresql/14/bin/postgres",
         "/usr/lib/postgresql/13/bin/postgres",
     ]],
+    locate: None,
+};
+
+/// SPIRE's server and agent: a real SPIFFE issuer for the workload-identity lesson, built once
+/// with Go by `scripts/install-spire.sh` (found where `playbook_spire::installed` looks).
+pub const SPIRE: Extra = Extra {
+    name: "spire",
+    needs: "SPIRE (spire-server and spire-agent)",
+    install: "scripts/install-spire.sh",
+    require_variable: "PLAYBOOK_REQUIRE_SPIRE",
+    programs: &[],
+    locate: Some(|| {
+        playbook_spire::installed()
+            .map(|dir| vec![dir.join("spire-server"), dir.join("spire-agent")])
+    }),
 };
 
 /// Every extra, for the docs and for a test that keeps their variables apart.
-pub const ALL: [&Extra; 4] = [&BROWSER, &CURL_JQ, &PROXY, &POSTGRES];
+pub const ALL: [&Extra; 5] = [&BROWSER, &CURL_JQ, &PROXY, &POSTGRES, &SPIRE];
 
 /// The extra of that name.
 pub fn named(name: &str) -> Option<&'static Extra> {
@@ -104,6 +133,9 @@ impl Extra {
     /// The installed path of each program, in the order of [`Extra::programs`]; `None` when any
     /// is missing.
     pub fn paths(&self) -> Option<Vec<PathBuf>> {
+        if let Some(locate) = self.locate {
+            return locate();
+        }
         self.programs
             .iter()
             .map(|candidates| {
@@ -161,6 +193,7 @@ mod tests {
         install: "apt-get install nothing",
         require_variable: "PLAYBOOK_REQUIRE_NOTHING_THAT_EXISTS",
         programs: &[&["/bin/sh"], &["/nonexistent/playbook-extra"]],
+        locate: None,
     };
 
     #[test]

@@ -439,3 +439,72 @@ fn a_client_set_up_for_another_method_is_one_line_and_exit_3() {
         errors[0]
     );
 }
+
+/// Workload identity through a real SPIFFE issuer: SPIRE's server and agent, started by the
+/// client command, the JWT-SVID fetched from the agent's Workload API as the assertion; Keycloak
+/// trusts SPIRE's bundle endpoint. Nothing of SPIRE outlives the command, and no SVID or token
+/// reaches the output whole.
+#[test]
+fn the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire() {
+    const TEST: &str = "auth::the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire";
+    if !playbook_testkit::extras::SPIRE.available(TEST) {
+        return;
+    }
+    let realm = run(TestRealm::new());
+    if realm.keycloak.backend_name() == "container" {
+        eprintln!(
+            "skipped: {TEST} needs Keycloak outside a container (it fetches SPIRE's bundle endpoint on this machine's loopback)"
+        );
+        return;
+    }
+    let server = run(realm.resource_server());
+    let api = server.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    playbook_testkit::copy_certs(dir.path());
+    for json in [false, true] {
+        let mut args = vec![
+            "client",
+            "--auth",
+            "federated",
+            "--platform",
+            "spiffe",
+            "--api-url",
+            api.as_str(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let output = playbook_in(&realm, dir.path(), &args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        for shown in [
+            playbook_keycloak::spiffe::ASSERTION_TYPE.to_owned(),
+            playbook_keycloak::spiffe::workload_id(),
+            playbook_keycloak::spiffe::CLIENT_ID.to_owned(),
+        ] {
+            assert!(
+                stdout.contains(&shown),
+                "--json={json}: {shown} not in {stdout}"
+            );
+        }
+        if !json {
+            assert!(stdout.contains("200 OK"), "{stdout}");
+        }
+        for (what, text) in [("stdout", &stdout), ("stderr", &stderr(&output))] {
+            assert!(
+                !compact_jwt().is_match(text),
+                "--json={json}: a whole JWT in {what}"
+            );
+        }
+    }
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", "oauth2-playbook-spire-"])
+        .output()
+        .expect("pgrep runs");
+    assert!(
+        running.stdout.is_empty(),
+        "SPIRE outlived the command: {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+    run(server.shutdown());
+}
