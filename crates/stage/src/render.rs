@@ -866,6 +866,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_details_show_each_dpop_proof_and_its_key_beside_the_tokens_cnf_jkt() {
+        let trace = Trace::new();
+        let token = TokenView::decode(&jwt(serde_json::json!({"cnf": {"jkt": "K1"}}))).unwrap();
+        let proof = |thumbprint: &str| {
+            playbook_trace::ProofView::new(
+                &jwt(serde_json::json!({"htm": "GET", "htu": "https://localhost:8443/api/users"})),
+                thumbprint,
+            )
+        };
+        for (thumbprint, status) in [
+            (Some("K1"), 200),
+            (Some("K2"), 401),
+            (None, 401),
+            (None, 200),
+        ] {
+            let mut call = Exchange::new(
+                Party::Client,
+                Party::ResourceServer,
+                "GET",
+                "https://localhost:8443/api/users",
+            );
+            call.token = Some(token.clone());
+            call.proof = thumbprint.and_then(proof);
+            call.answered(status, "");
+            trace.record(call);
+        }
+        let details = details(&trace.snapshot());
+        assert!(details.contains("DPoP proof, decoded"));
+        assert!(details.contains("htu") && details.contains("https://localhost:8443/api/users"));
+        assert_eq!(
+            details
+                .matches("✓ Equal: the proof is signed by the key")
+                .count(),
+            1
+        );
+        assert_eq!(
+            details
+                .matches("✗ Not equal: the proof is signed by another key")
+                .count(),
+            1
+        );
+        assert_eq!(
+            details
+                .matches("✗ No proof: a DPoP-bound token without one is refused")
+                .count(),
+            1
+        );
+        assert_eq!(details.matches("✗ No proof, yet served").count(), 1);
+        assert!(
+            !details.contains("c2lnbmF0dXJl"),
+            "never a proof's signature"
+        );
+    }
+
+    #[test]
     fn the_details_show_how_the_client_authenticated_with_its_secret_masked() {
         let trace = Trace::new();
         let mut exchange = Exchange::new(
