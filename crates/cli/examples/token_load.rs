@@ -22,6 +22,8 @@
 //!    (aws-lc-rs), on CPU 0 like the server: the yardstick of the uncached path.
 //! 5. The same and the distinct tokens again at one offered rate both sustain easily, to compare
 //!    their tails (at saturation, a closed loop's latency is its connections × a request's cost).
+//! 6. Beside them, a DPoP-bound token of the private_key_jwt client with a fresh proof on every
+//!    request, signed here: what the resource server pays for a proof it must check each time.
 //!
 //! oha, which `scripts/load-test.sh` uses, sends the same headers on every request, so it can
 //! only measure the cache's hit path; hence this generator, on hyper's HTTP/1.1 client
@@ -92,15 +94,19 @@ enum Path {
     IntrospectedSame,
     /// Every request asks Keycloak: a new token is never in the answers' cache.
     IntrospectedDistinct,
+    /// One DPoP-bound token, with a fresh proof on every request (made here, on the load's CPU):
+    /// a proof is single-use, so every request pays its check.
+    DpopSameToken,
 }
 
 impl Path {
-    const ALL: [Path; 5] = [
+    const ALL: [Path; 6] = [
         Path::NoAuth,
         Path::SameToken,
         Path::DistinctTokens,
         Path::IntrospectedSame,
         Path::IntrospectedDistinct,
+        Path::DpopSameToken,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -109,6 +115,7 @@ impl Path {
             Path::DistinctTokens => "a different token every request",
             Path::IntrospectedSame => "introspection mode, same token",
             Path::IntrospectedDistinct => "introspection mode, a different token every request",
+            Path::DpopSameToken => "DPoP: same token, a fresh proof every request",
         }
     }
 }
@@ -141,6 +148,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let (realm, tokens, jwks) = playbook_testkit::run(mint(pool))?;
+    let (dpop_token, dpop_key) = playbook_testkit::run(mint_dpop(&realm))?;
     eprintln!("[load] {} tokens from realm {}", tokens.len(), realm.name);
     let headers: Vec<HeaderValue> = tokens
         .iter()
@@ -162,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         ),
         perf: None,
         rate: None,
+        dpop: None,
         cursor: Arc::default(),
     };
     let (fillers, measured) = headers.split_at(VERIFIED_CACHE_CAPACITY);
@@ -175,12 +184,22 @@ fn main() -> anyhow::Result<()> {
         cursor: Arc::default(),
         ..load.clone()
     };
+    let dpop = Load {
+        dpop: Some(dpop_key),
+        cursor: Arc::default(),
+        ..load.clone()
+    };
+    let dpop_one = Arc::new(vec![HeaderValue::from_str(&format!(
+        "{} {dpop_token}",
+        playbook_dpop::SCHEME
+    ))?]);
     let load_for = |path| match path {
         Path::NoAuth => (&load, NO_AUTH, none.clone()),
         Path::SameToken => (&load, LIST_USERS, one.clone()),
         Path::DistinctTokens => (&load, LIST_USERS, all.clone()),
         Path::IntrospectedSame => (&introspection, LIST_USERS, one.clone()),
         Path::IntrospectedDistinct => (&introspection, LIST_USERS, all.clone()),
+        Path::DpopSameToken => (&dpop, LIST_USERS, dpop_one.clone()),
     };
 
     // The fillers, once each, to both targets: a cache's worth of tokens never sent again.
@@ -348,6 +367,28 @@ async fn mint(pool: usize) -> anyhow::Result<(TestRealm, Vec<String>, serde_json
     Ok((realm, tokens, jwks))
 }
 
+/// A DPoP-bound token of the realm's private_key_jwt client (the FAPI 2.0 pairing), long-lived
+/// like the pool, and the key its proofs must be signed with.
+async fn mint_dpop(realm: &TestRealm) -> anyhow::Result<(String, playbook_dpop::ProofKey)> {
+    use playbook_keycloak::{AuthMethod, TokenBinding};
+    let method = AuthMethod::PrivateKeyJwt;
+    let provisioner = realm.provisioner();
+    let credential = playbook_client::enrol(&provisioner, method, TokenBinding::Dpop).await?;
+    provisioner
+        .set_access_token_lifespan(method.client_id(), LIFESPAN)
+        .await?;
+    let key = playbook_dpop::ProofKey::generate()?;
+    let config = playbook_client::TokenClientConfig::playbook(
+        realm.token_endpoint(),
+        &certs().ca_pem,
+        &certs().client,
+    )
+    .with_credential(credential, &realm.urls())
+    .with_dpop_key(key.clone());
+    let token = playbook_client::TokenClient::new(config)?.request().await?;
+    Ok((token.expose().to_owned(), key))
+}
+
 /// The load target process, killed when dropped.
 struct Target {
     _child: tokio::process::Child,
@@ -442,6 +483,8 @@ struct Load {
     perf: Option<PathBuf>,
     /// Requests/s offered over all connections; `None` sends each as soon as the last returned.
     rate: Option<f64>,
+    /// With a DPoP key, the token goes with a fresh proof by it on every request.
+    dpop: Option<playbook_dpop::ProofKey>,
     /// Where the round robin over the tokens is, kept across windows: starting every window at
     /// the first token would send a slow path's first tokens again while the cache still
     /// remembers seeing them, and it would admit them.
@@ -617,6 +660,11 @@ impl Load {
             if !headers.is_empty() {
                 let i = next.fetch_add(1, Ordering::Relaxed) % headers.len();
                 request = request.header(AUTHORIZATION, headers[i].clone());
+                if let Some(key) = &self.dpop {
+                    let token = headers[i].to_str()?.split_once(' ').context("a scheme")?.1;
+                    let proof = key.proof("GET", &Url::parse(uri)?, Some(token), None)?;
+                    request = request.header(playbook_dpop::HEADER, proof);
+                }
             }
             let response = sender
                 .send_request(request.body(Empty::<Bytes>::new())?)
@@ -767,17 +815,21 @@ fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize) {
     let floor = of(Path::NoAuth, |w| w.cpu_us_per_request);
     let same = of(Path::SameToken, |w| w.cpu_us_per_request);
     let distinct = of(Path::DistinctTokens, |w| w.cpu_us_per_request);
+    let dpop = of(Path::DpopSameToken, |w| w.cpu_us_per_request);
     let raw = median(raw_us.to_vec());
     let requests: u64 = results.iter().map(|(_, w)| w.requests).sum();
     println!(
         "\nraw RS256 verify (key parsed once): {raw:.1} µs\n\
          CPU per request: distinct / same {:.2}, distinct / no auth {:.2}, same / no auth {:.2}\n\
          a new token costs the floor + {:.2} × raw verify (target ≤ 1.3): distinct − no auth = {:.1} µs\n\
+         a DPoP request (a fresh proof, same token) costs {:.2} × a bearer one with the same token: dpop − same = {:.1} µs\n\
          {requests} requests measured",
         distinct / same,
         distinct / floor,
         same / floor,
         (distinct - floor) / raw,
         distinct - floor,
+        dpop / same,
+        dpop - same,
     );
 }
