@@ -103,6 +103,11 @@ impl Parties {
 
 pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (method, binding) = (args.auth.method, args.auth.binding()?);
+    if args.auth.platform == crate::args::Platform::Spiffe {
+        anyhow::bail!(
+            "doctor checks the OpenID Connect platform's trust; SPIRE runs only while `cargo playbook client --auth federated --platform spiffe` does, which checks it end to end"
+        );
+    }
     // The certificate client's own check is its subject; another method's is its setup.
     let client_check = match method {
         AuthMethod::Mtls => "client subject",
