@@ -348,14 +348,7 @@ impl<'a> Arena<'a> {
                 presenting,
             )
             .await?;
-        Ok(Attempt {
-            tried: tried.into(),
-            expected,
-            answer: Answer::Status {
-                status: answer.status,
-                www_authenticate: answer.www_authenticate,
-            },
-        })
+        Ok(Attempt::of_api(tried, expected, answer))
     }
 
     /// A token client authenticating with `credential` as its method's client, drawn as
@@ -552,14 +545,7 @@ impl<'a> Arena<'a> {
         let answer = api
             .get_with(playbook_resource_server::api::LIST_USERS.path, token)
             .await?;
-        Ok(Attempt {
-            tried: tried.into(),
-            expected,
-            answer: Answer::Status {
-                status: answer.status,
-                www_authenticate: answer.www_authenticate,
-            },
-        })
+        Ok(Attempt::of_api(tried, expected, answer))
     }
 
     /// [`Self::call`] as the victim, the tutorial's client: most attempts are its own token.

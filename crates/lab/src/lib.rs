@@ -425,6 +425,22 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The attempt the resource server answered.
+    pub(crate) fn of_api(
+        tried: impl Into<String>,
+        expected: Expect,
+        answer: playbook_client::ApiResponse,
+    ) -> Self {
+        Self {
+            tried: tried.into(),
+            expected,
+            answer: Answer::Status {
+                status: answer.status,
+                www_authenticate: answer.www_authenticate,
+            },
+        }
+    }
+
     pub fn held(&self) -> bool {
         match (&self.expected, &self.answer) {
             (Expect::Status(want), Answer::Status { status, .. }) => want == status,

@@ -45,11 +45,16 @@ pub(crate) fn built_install(
     fs::create_dir_all(&version_dir).map_err(ProviderError::io("create", &version_dir))?;
     let source = source(args, &version_dir, progress)?;
 
-    let staging = version_dir.join(format!("staging-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
+    // One staging directory per build, not per process: a test run builds the proxy's and the
+    // cluster's Keycloak at once, and each must not clear the other's.
+    let staging_dir = tempfile::Builder::new()
+        .prefix("staging-")
+        .tempdir_in(&version_dir)
+        .map_err(ProviderError::io("create a directory in", &version_dir))?;
+    let staging = staging_dir.path();
     progress.stage(&format!("unpacking Keycloak {KEYCLOAK_VERSION}"));
     let unpacked = match &source {
-        Source::Tarball(tarball) => unpack(tarball, &staging)?,
+        Source::Tarball(tarball) => unpack(tarball, staging)?,
         Source::Directory(dir) => {
             let copy = staging.join("keycloak");
             copy_dir(dir, &copy)?;
@@ -62,7 +67,7 @@ pub(crate) fn built_install(
     let built = build(
         &unpacked,
         java,
-        &version_dir.join("build.log"),
+        &version_dir.join(format!("build-{}.log", build_key(args.topology))),
         args.topology,
     );
     let marked = built.and_then(|()| {
@@ -74,7 +79,6 @@ pub(crate) fn built_install(
     if marked.is_ok() {
         let _ = fs::rename(&unpacked, &home);
     }
-    let _ = fs::remove_dir_all(&staging);
     marked?;
     progress.finished(&format!(
         "Keycloak {KEYCLOAK_VERSION} built in {}",
