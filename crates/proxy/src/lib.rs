@@ -230,6 +230,8 @@ frontend {name}
     http-request set-header {FORWARDED_CERT_HEADER} :%[ssl_c_der,base64]: if {{ ssl_c_used }} {{ ssl_c_verify 0 }}
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
     default_backend {name}
 
 backend {name}
