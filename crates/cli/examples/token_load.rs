@@ -65,9 +65,12 @@ struct Args {
     warmup: f64,
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// Tokens in the pool [default: three times the verified-token cache].
+    /// Tokens in the pool [default: three times the verified-token cache, at least 30,000].
     #[arg(long)]
     pool: Option<usize>,
+    /// The target's verified-token cache capacity (`--verified-cache-capacity`).
+    #[arg(long, default_value_t = VERIFIED_CACHE_CAPACITY)]
+    capacity: usize,
     /// The offered rate of the equal-load phase [default: a quarter of what distinct tokens
     /// reach at saturation, so that neither path queues much].
     #[arg(long)]
@@ -76,6 +79,13 @@ struct Args {
     /// distinct tokens (`perf report -i FILE --no-children` shows where a new token's time goes).
     #[arg(long)]
     perf: Option<PathBuf>,
+    /// Only these paths at saturation [default: all].
+    #[arg(long, value_delimiter = ',')]
+    paths: Vec<String>,
+    /// Let the load's thread sleep between answers, as an ordinary client does, instead of
+    /// polling. Over loopback the server's CPU then also pays for waking it (see `Load::busy`).
+    #[arg(long)]
+    idle_generator: bool,
 }
 
 /// Long enough for minting and every round; the realm is the run's own.
@@ -108,6 +118,20 @@ impl Path {
         Path::IntrospectedDistinct,
         Path::DpopSameToken,
     ];
+    /// Whether every request may wait on Keycloak, which shares the load's CPU.
+    fn asks_keycloak(self) -> bool {
+        matches!(self, Path::IntrospectedSame | Path::IntrospectedDistinct)
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Path::NoAuth => "noauth",
+            Path::SameToken => "same",
+            Path::DistinctTokens => "distinct",
+            Path::IntrospectedSame => "isame",
+            Path::IntrospectedDistinct => "idistinct",
+            Path::DpopSameToken => "dpop",
+        }
+    }
     fn label(self) -> &'static str {
         match self {
             Path::NoAuth => "no authentication (same handler)",
@@ -140,11 +164,11 @@ struct Window {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let pool = args.pool.unwrap_or(3 * VERIFIED_CACHE_CAPACITY);
-    if pool < 2 * VERIFIED_CACHE_CAPACITY || args.rounds == 0 {
+    let pool = (args.pool).unwrap_or((3 * args.capacity).max(30_000));
+    if pool < 2 * args.capacity || args.rounds == 0 {
         bail!(
             "--pool must be at least {} (a cache's worth to fill it, as much again to measure) and --rounds at least 1",
-            2 * VERIFIED_CACHE_CAPACITY
+            2 * args.capacity
         );
     }
     let (realm, tokens, jwks) = playbook_testkit::run(mint(pool))?;
@@ -156,8 +180,10 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let raw = RawVerify::new(&tokens, &jwks)?;
 
-    let server = playbook_testkit::run(Target::start(&args.target, &realm, pinned, false))?;
-    let introspecting = playbook_testkit::run(Target::start(&args.target, &realm, pinned, true))?;
+    let start =
+        |introspection| Target::start(&args.target, &realm, pinned, introspection, args.capacity);
+    let server = playbook_testkit::run(start(false))?;
+    let introspecting = playbook_testkit::run(start(true))?;
     let load = Load {
         base: server.url.clone(),
         pid: server.pid,
@@ -169,11 +195,12 @@ fn main() -> anyhow::Result<()> {
                 .context("the client certificate is not usable")?,
         ),
         perf: None,
+        busy: false,
         rate: None,
         dpop: None,
         cursor: Arc::default(),
     };
-    let (fillers, measured) = headers.split_at(VERIFIED_CACHE_CAPACITY);
+    let (fillers, measured) = headers.split_at(args.capacity);
     let (fillers, all) = (Arc::new(fillers.to_vec()), Arc::new(measured.to_vec()));
     let one = Arc::new(vec![all[0].clone()]);
     let none = Arc::new(Vec::new());
@@ -220,16 +247,22 @@ fn main() -> anyhow::Result<()> {
     let mut raw_us = Vec::new();
     println!("{}", Window::HEADER);
     for round in 1..=args.rounds {
-        let mut order = Path::ALL;
+        let mut order = Path::ALL.to_vec();
+        if !args.paths.is_empty() {
+            order.retain(|p| args.paths.iter().any(|n| n == p.name()));
+        }
         if round % 2 == 0 {
             order.reverse();
         }
         for path in order {
             let (load, route, headers) = load_for(path);
             let mut load = load.clone();
-            if path == Path::DistinctTokens && round == 1 {
-                load.perf = args.perf.clone();
+            if round == 1
+                && let Some(dir) = &args.perf
+            {
+                load.perf = Some(dir.join(format!("{}.perf", path.name())));
             }
+            load.busy = !args.idle_generator && !path.asks_keycloak();
             let window = on_cpu(pinned.then_some(1), move || load.run(route, headers))??;
             println!("| {round} | {} | {} |", path.label(), window.row());
             if matches!(path, Path::DistinctTokens | Path::IntrospectedDistinct)
@@ -262,6 +295,7 @@ fn main() -> anyhow::Result<()> {
     let rate = args.rate.unwrap_or((distinct / 4.0).round());
     let paced = Load {
         rate: Some(rate),
+        busy: !args.idle_generator,
         ..load.clone()
     };
     println!(
@@ -306,6 +340,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -402,12 +439,15 @@ impl Target {
         realm: &TestRealm,
         pinned: bool,
         introspection: bool,
+        capacity: usize,
     ) -> anyhow::Result<Self> {
         let mut command = tokio::process::Command::new(binary);
         command
             .arg("--certs-dir")
             .arg(certs().files.dir())
             .args(["--port", "0", "--issuer", realm.issuer().as_str()])
+            .arg("--verified-cache-capacity")
+            .arg(capacity.to_string())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         if introspection {
@@ -481,6 +521,13 @@ struct Load {
     window: Duration,
     tls: Arc<rustls::ClientConfig>,
     perf: Option<PathBuf>,
+    /// Poll for answers instead of sleeping until one arrives. Over loopback, the kernel delivers
+    /// a response to the client's socket on the server's CPU, and wakes the client there: an idle
+    /// client's wake-up (an inter-processor interrupt, dear on a VM) was billed to the server,
+    /// ~7 µs a request at 28 k requests/s and less at higher rates, which made a slower path look
+    /// dearer than its own work (docs/benchmarks.md). A client on another machine costs the
+    /// server nothing of the kind. Not for paths that wait on Keycloak, which needs this CPU.
+    busy: bool,
     /// Requests/s offered over all connections; `None` sends each as soon as the last returned.
     rate: Option<f64>,
     /// With a DPoP key, the token goes with a fresh proof by it on every request.
@@ -519,12 +566,19 @@ impl Load {
                         .await
                 }));
             }
+            let spinner = self.busy.then(|| {
+                tokio::spawn(async {
+                    loop {
+                        tokio::task::yield_now().await
+                    }
+                })
+            });
             tokio::time::sleep_until(from).await;
             let counts_before = self.cache_counts().await?;
             let perf = match &self.perf {
                 Some(output) => Some(
                     tokio::process::Command::new("perf")
-                        .args(["record", "--quiet", "-F", "2999", "-p"])
+                        .args(["record", "--quiet", "-g", "-F", "2999", "-p"])
                         .arg(self.pid.to_string())
                         .arg("-o")
                         .arg(output)
@@ -541,6 +595,9 @@ impl Load {
             let counts_after = self.cache_counts().await?;
             if let Some(mut perf) = perf {
                 perf.wait().await?;
+            }
+            if let Some(spinner) = spinner {
+                spinner.abort();
             }
             let mut latencies = Vec::new();
             let mut failures = 0;

@@ -509,6 +509,12 @@ pub struct ServerArgs {
     )]
     pub introspection_ttl_secs: Option<u64>,
 
+    /// How many verified tokens are remembered, so that a client reusing its token skips the
+    /// signature check; a bigger cache holds more clients' tokens and costs every new token
+    /// more [default: 1000, about 2 MiB].
+    #[arg(long, env = "PLAYBOOK_VERIFIED_CACHE_CAPACITY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub verified_cache_capacity: Option<u32>,
+
     /// How often the realm's keys are fetched again unasked, in seconds, so that a key removed
     /// from Keycloak stops verifying tokens [default: 300].
     #[arg(long, env = "PLAYBOOK_JWKS_REFRESH_SECS")]
@@ -560,6 +566,9 @@ impl ServerArgs {
                 introspection.ttl = Duration::from_secs(secs);
             }
             config.introspection = Some(introspection);
+        }
+        if let Some(capacity) = self.verified_cache_capacity {
+            config.verified_cache_capacity = capacity as usize;
         }
         if let Some(secs) = self.jwks_refresh_secs {
             config.jwks_refresh = Duration::from_secs(secs);

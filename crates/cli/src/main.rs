@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The resource server allocates for every token it has not seen (its claims, its cache entry)
+/// and frees the entry it evicts; glibc's allocator cost ~2 µs of such a request, mimalloc about
+/// a third of that (docs/benchmarks.md, "A token not seen before").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "playbook", version, about, long_about = None)]
 struct Cli {

@@ -45,6 +45,7 @@ fn binding(c: &mut Criterion) {
             audience: playbook_resource_server::AUDIENCE.into(),
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(30),
+            verified_cache_capacity: playbook_resource_server::VERIFIED_CACHE_CAPACITY,
         },
         Arc::new(keys),
     );
@@ -56,6 +57,7 @@ fn binding(c: &mut Criterion) {
         ca_pem: String::new(),
         dpop: Some(Dpop::new(&DpopConfig::default())),
         public_url: None,
+        thumbprints: Default::default(),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

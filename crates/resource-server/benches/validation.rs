@@ -39,6 +39,7 @@ fn validation(c: &mut Criterion) {
             audience: playbook_resource_server::AUDIENCE.into(),
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(30),
+            verified_cache_capacity: playbook_resource_server::VERIFIED_CACHE_CAPACITY,
         },
         Arc::new(keys),
     );

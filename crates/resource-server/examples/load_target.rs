@@ -32,6 +32,10 @@ use playbook_resource_server::{Algorithm, AppState, IntrospectionConfig, JwksCac
 use tokio::signal::unix::{SignalKind, signal};
 use url::Url;
 
+/// The allocator of the `playbook` binary, so that the figures are the resource server's own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(group = clap::ArgGroup::new("keys").required(true).args(["token_file", "issuer"]))]
 struct Args {
@@ -50,6 +54,10 @@ struct Args {
     /// cached for the default TTL, as `playbook resource-server --introspection` does.
     #[arg(long, requires = "issuer")]
     introspection: bool,
+    /// How many verified tokens are remembered, as `playbook resource-server
+    /// --verified-cache-capacity` sets it.
+    #[arg(long, default_value_t = playbook_resource_server::VERIFIED_CACHE_CAPACITY)]
+    verified_cache_capacity: usize,
 }
 
 /// The production router plus the unauthenticated twin of its list handler, and the caches'
@@ -87,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let running = match (&args.issuer, &args.token_file) {
         (Some(issuer), _) => {
             let mut config = server::ServerConfig::new(issuer.clone(), listen, &certs);
+            config.verified_cache_capacity = args.verified_cache_capacity;
             if args.introspection {
                 config.introspection = Some(IntrospectionConfig::default());
             }
@@ -107,7 +116,8 @@ async fn main() -> anyhow::Result<()> {
                     .as_bytes(),
             )
             .map_err(anyhow::Error::msg)?;
-            let config = server::ServerConfig::new(issuer.clone(), listen, &certs);
+            let mut config = server::ServerConfig::new(issuer.clone(), listen, &certs);
+            config.verified_cache_capacity = args.verified_cache_capacity;
             let running = server::serve(config, Arc::new(keys), with_baseline)?;
             let mut claims = keycloak_like_claims(issuer.as_str().trim_end_matches('/'));
             claims["exp"] = serde_json::json!(claims["exp"].as_i64().unwrap_or(0) + 3600);

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub audience: String,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// How many verified tokens are remembered, so a reused token skips its signature check.
+    pub verified_cache_capacity: usize,
     pub binding: BindingMode,
     pub min_refresh_interval: Duration,
     /// How often a server without keys (Keycloak down at start) tries again.
@@ -72,6 +74,7 @@ impl ServerConfig {
             audience: crate::AUDIENCE.into(),
             algorithms: vec![Algorithm::RS256],
             leeway: DEFAULT_LEEWAY,
+            verified_cache_capacity: crate::VERIFIED_CACHE_CAPACITY,
             binding: BindingMode::WhenPresent,
             min_refresh_interval: MIN_REFRESH_INTERVAL,
             retry_interval: RETRY_INTERVAL,
@@ -216,6 +219,7 @@ pub fn serve(
             audience: config.audience.clone(),
             algorithms: config.algorithms.clone(),
             leeway: config.leeway,
+            verified_cache_capacity: config.verified_cache_capacity,
         },
         keys.clone(),
     );
@@ -258,6 +262,7 @@ pub fn serve(
             .accepts_dpop()
             .then(|| Dpop::new(&config.dpop)),
         public_url: config.public_url.clone(),
+        thumbprints: Default::default(),
     }));
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {

@@ -5,7 +5,9 @@
 
 use playbook_keycloak::unix_now;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -64,6 +66,9 @@ pub struct ValidatorConfig {
     pub audience: String,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// How many verified tokens are remembered ([`VERIFIED_CACHE_CAPACITY`] by default): enough
+    /// for every client that calls within a token's lifetime keeps their tokens verified once.
+    pub verified_cache_capacity: usize,
 }
 
 /// A token that passed every check, reduced to what policy and binding need.
@@ -94,6 +99,7 @@ pub struct Validator {
     config: ValidatorConfig,
     keys: Arc<JwksCache>,
     verified: VerifiedCache,
+    headers: HeaderMemo,
 }
 
 /// How often a cache answered from memory, since the server started.
@@ -128,9 +134,10 @@ impl Validator {
 
     pub fn new(config: ValidatorConfig, keys: Arc<JwksCache>) -> Self {
         Self {
+            verified: VerifiedCache::new(config.verified_cache_capacity),
             config,
             keys,
-            verified: VerifiedCache::default(),
+            headers: HeaderMemo::default(),
         }
     }
 
@@ -185,17 +192,11 @@ impl Validator {
         ) else {
             return Err(TokenError::Segments(token.split('.').count()));
         };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Header(e.to_string()))?;
-        let alg = (self.config.algorithms.iter().copied())
-            .find(|a| a.jwt() == header.alg)
-            .ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
-        // We implement no JWS extension, so any `crit` is unknown.
-        if let Some(crit) = &header.crit {
-            return Err(TokenError::Critical(format!("{crit:?}")));
-        }
-        // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from the issuer's JWKS.
-        let kid = header.kid.ok_or(TokenError::MissingKid)?;
+        let remembered = self.headers.get(header_b64);
+        let Header { alg, kid } = match &remembered {
+            Some(header) => header.clone(),
+            None => self.read_header(token)?,
+        };
         let key = self
             .keys
             .key(&kid)
@@ -212,11 +213,36 @@ impl Validator {
         if verifier.verify_sig(signed.as_bytes(), &signature).is_err() {
             return Err(TokenError::Signature(kid));
         }
+        if remembered.is_none() {
+            self.headers.remember(
+                header_b64,
+                Header {
+                    alg,
+                    kid: kid.clone(),
+                },
+            );
+        }
         let json = URL_SAFE_NO_PAD
             .decode(payload_b64)
             .map_err(|_| TokenError::Claims)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Claims)?;
         self.check_claims(claims, kid)
+    }
+
+    /// The JWS header's checks (RFC 7515 section 4.1, RFC 8725 section 3.1).
+    fn read_header(&self, token: &str) -> Result<Header, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Header(e.to_string()))?;
+        let alg = (self.config.algorithms.iter().copied())
+            .find(|a| a.jwt() == header.alg)
+            .ok_or_else(|| TokenError::Algorithm(format!("{:?}", header.alg)))?;
+        // We implement no JWS extension, so any `crit` is unknown.
+        if let Some(crit) = &header.crit {
+            return Err(TokenError::Critical(format!("{crit:?}")));
+        }
+        // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from the issuer's JWKS.
+        let kid = header.kid.ok_or(TokenError::MissingKid)?;
+        Ok(Header { alg, kid })
     }
 
     /// RFC 7519 section 4.1 and RFC 9068 section 4, in the order a 401 is best explained.
@@ -323,6 +349,40 @@ impl Validator {
     }
 }
 
+/// What a JWS header that passed [`Validator::read_header`] says.
+#[derive(Clone)]
+struct Header {
+    alg: Algorithm,
+    kid: String,
+}
+
+/// The header segments of tokens that verified, read once. Every token one key signs starts with
+/// the same header bytes, so a new token's header costs a lookup instead of a base64 and JSON
+/// decoding (~0.5 µs, docs/benchmarks.md). The answer depends on those bytes and the fixed
+/// allow-list alone, and only a header whose token verified gets in, so nobody else can fill it.
+#[derive(Default)]
+struct HeaderMemo {
+    entries: RwLock<HashMap<Box<str>, Header>>,
+}
+
+/// An issuer signs with a handful of keys (Keycloak: one per algorithm, two during a rotation).
+const HEADERS_REMEMBERED: usize = 16;
+
+impl HeaderMemo {
+    fn get(&self, segment: &str) -> Option<Header> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.get(segment).cloned()
+    }
+
+    fn remember(&self, segment: &str, header: Header) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= HEADERS_REMEMBERED {
+            entries.clear();
+        }
+        entries.insert(segment.into(), header);
+    }
+}
+
 /// Tokens that passed every check, keyed by their exact bytes.
 ///
 /// A client reuses one token for its whole lifetime (the playbook's client does), so verifying
@@ -340,36 +400,78 @@ impl Validator {
 /// emptying it all at once, which the clear-when-full map before it did (a p99.9 of 16–20 ms
 /// under such a flood, docs/benchmarks.md).
 struct VerifiedCache {
-    entries: quick_cache::sync::Cache<Box<str>, Verified>,
+    entries: quick_cache::sync::Cache<TokenKey, Verified>,
+}
+
+/// A token as the cache's key: equal only byte for byte, hashed by its last bytes alone. Those
+/// are its signature's, which differ between any two tokens the issuer signed, so a 1 KiB token
+/// is not hashed whole at every lookup and insertion (~0.3 µs, docs/benchmarks.md). Tokens that
+/// share an ending only share a bucket: they are still told apart by their bytes, and only
+/// verified tokens are ever inserted.
+#[derive(PartialEq, Eq)]
+struct TokenKey(Box<str>);
+
+/// A token being looked up, hashed as its [`TokenKey`] would be.
+struct TokenRef<'a>(&'a str);
+
+/// How many of a token's last bytes pick its bucket: 192 bits of an RS256 or ES256 signature.
+const HASHED_SUFFIX: usize = 32;
+
+fn hash_suffix<H: Hasher>(token: &str, state: &mut H) {
+    token.as_bytes()[token.len().saturating_sub(HASHED_SUFFIX)..].hash(state);
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_suffix(&self.0, state)
+    }
+}
+
+impl Hash for TokenRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_suffix(self.0, state)
+    }
+}
+
+impl quick_cache::Equivalent<TokenKey> for TokenRef<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *key.0 == *self.0
+    }
 }
 
 /// A verified token and the JWKS generation it was verified under.
 type Verified = (u64, Arc<VerifiedToken>);
 
-/// How many verified tokens are remembered (about 2 KiB each with their claims, as the
-/// server's memory measures it).
-pub const VERIFIED_CACHE_CAPACITY: usize = 10_000;
+/// How many verified tokens are remembered by default: about 2 KiB each with their claims, so
+/// ~2 MiB, which stays in the CPU's caches. A new token's insertion and the eviction it causes
+/// touch that memory; at 10,000 (~20 MiB, which no CPU cache holds) they cost a new token ~3 µs
+/// more (docs/benchmarks.md). Envoy's JWT filter remembers 100 per worker thread by default.
+pub const VERIFIED_CACHE_CAPACITY: usize = 1_000;
 
 impl Default for VerifiedCache {
     fn default() -> Self {
-        Self {
-            entries: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
-        }
+        Self::new(VERIFIED_CACHE_CAPACITY)
     }
 }
 
 impl VerifiedCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
     /// Shared, not copied: a hit costs a hash, a comparison and a reference count.
     fn get(&self, token: &str, generation: u64) -> Option<Arc<VerifiedToken>> {
         self.entries
-            .get(token)
+            .get(&TokenRef(token))
             .filter(|(seen, _)| *seen == generation)
             .map(|(_, verified)| verified)
     }
 
     fn insert(&self, token: &str, generation: u64, verified: &Arc<VerifiedToken>) {
         self.entries
-            .insert(token.into(), (generation, verified.clone()));
+            .insert(TokenKey(token.into()), (generation, verified.clone()));
     }
 }
 
@@ -411,6 +513,16 @@ mod tests {
                 .get(&format!("token-{}", 3 * VERIFIED_CACHE_CAPACITY), 1)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_token_that_ends_like_a_remembered_one_is_not_it() {
+        let cache = VerifiedCache::default();
+        let ending = "x".repeat(2 * HASHED_SUFFIX);
+        cache.insert(&format!("remembered.{ending}"), 1, &verified(1));
+        assert!(cache.get(&format!("remembered.{ending}"), 1).is_some());
+        assert!(cache.get(&format!("forged.{ending}"), 1).is_none());
+        assert!(cache.get(&ending[..HASHED_SUFFIX], 1).is_none());
     }
 
     #[test]

@@ -50,6 +50,7 @@ static AUTH: LazyLock<Arc<Auth>> = LazyLock::new(|| {
         audience: playbook_resource_server::AUDIENCE.into(),
         algorithms: vec![Algorithm::RS256],
         leeway: Duration::from_secs(5),
+        verified_cache_capacity: playbook_resource_server::VERIFIED_CACHE_CAPACITY,
     };
     Arc::new(Auth {
         validator: Validator::new(config, Arc::new(keys)),
@@ -59,6 +60,7 @@ static AUTH: LazyLock<Arc<Auth>> = LazyLock::new(|| {
         ca_pem: String::new(),
         dpop: Some(Dpop::new(&DpopConfig::default())),
         public_url: None,
+        thumbprints: Default::default(),
     })
 });
 
