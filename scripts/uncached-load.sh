@@ -5,7 +5,11 @@
 # server's memory. Starts its own Keycloak (as `cargo test` does: PLAYBOOK_KEYCLOAK_* apply).
 #
 #   scripts/uncached-load.sh                    # 3 rounds of 10 s per path, 32 connections
-#   scripts/uncached-load.sh --rounds 5 --seconds 5 --pool 30000
+#   scripts/uncached-load.sh --rounds 5 --seconds 5 --paths noauth,same,distinct
+#   scripts/uncached-load.sh --perf /tmp/profiles  # and a profiled round first: DIR/<path>.perf
+#   scripts/uncached-load.sh --capacity 10000      # the target's --verified-cache-capacity
+# To measure an older server with today's load, build its load_target (e.g. in a git worktree)
+# and run target/release/examples/token_load --target THAT_BINARY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,14 +5,16 @@
 //! 1. A realm of its own on a real Keycloak (the test kit starts one, as `cargo test` does): the
 //!    read-only role granted, the client's token lifespan raised through the Admin API so the
 //!    pool outlives the run, then a pool of tokens got with client credentials over mTLS: three
-//!    times the resource server's verified-token cache. The first third is sent once, before
-//!    any measurement, to fill the cache (quick_cache keeps what filled it, in its hot part);
-//!    the distinct-token windows then go round the other two thirds, and the server's own hit
-//!    counts (`/bench/cache`) prove they were all misses: a window with more than 1 % hits is
-//!    refused, since its figures would not be a new token's.
+//!    times the larger of the resource server's caches (introspection answers: 10,000). The
+//!    first third is sent once, before any measurement, to fill the caches (quick_cache keeps
+//!    what filled it, in its hot part); the distinct-token windows then go round the other two
+//!    thirds, and the server's own hit counts (`/bench/cache`) prove they were all misses: a
+//!    window with more than 1 % hits in either cache is refused, since its figures would not
+//!    be a new token's.
 //! 2. The load target (the resource server's `examples/load_target.rs`, `--issuer` mode) pinned
 //!    to CPU 0 and this generator's load thread pinned to CPU 1, so the server's own cost per
-//!    request decides its throughput.
+//!    request decides its throughput. The load thread polls instead of sleeping (see
+//!    `Load::busy`), except on the paths that wait on Keycloak.
 //! 3. Per round, in alternating order: no authentication, the same token on every request, a
 //!    different token on every request, and both again on a second target in introspection
 //!    mode; each a warm-up, then a measured window. The server's CPU per request is its
@@ -45,7 +47,7 @@ use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
 use hyper_util::rt::TokioIo;
 use playbook_keycloak::CLIENT_ID;
-use playbook_resource_server::VERIFIED_CACHE_CAPACITY;
+use playbook_resource_server::{INTROSPECTION_CACHE_CAPACITY, VERIFIED_CACHE_CAPACITY};
 use playbook_testkit::{TestRealm, certs};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
@@ -65,23 +67,26 @@ struct Args {
     warmup: f64,
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// Tokens in the pool [default: three times the verified-token cache, at least 30,000].
+    /// Tokens in the pool [default: three times the larger of the target's caches].
     #[arg(long)]
     pool: Option<usize>,
-    /// The target's verified-token cache capacity (`--verified-cache-capacity`).
-    #[arg(long, default_value_t = VERIFIED_CACHE_CAPACITY)]
-    capacity: usize,
+    /// The target's verified-token cache capacity (`--verified-cache-capacity`) [default: the
+    /// target's own; without this flag, a target built before the flag existed works too].
+    #[arg(long)]
+    capacity: Option<usize>,
     /// The offered rate of the equal-load phase [default: a quarter of what distinct tokens
     /// reach at saturation, so that neither path queues much].
     #[arg(long)]
     rate: Option<f64>,
-    /// Record the server with `perf record` into this file during the first window of
-    /// distinct tokens (`perf report -i FILE --no-children` shows where a new token's time goes).
-    #[arg(long)]
+    /// Record the server with `perf record -g` into DIR/<path>.perf, one window per path in a
+    /// round of its own before the measured ones, so the profiler's cost is in no figure
+    /// (`perf report -i DIR/distinct.perf --no-children` shows where a new token's time goes).
+    #[arg(long, value_name = "DIR")]
     perf: Option<PathBuf>,
-    /// Only these paths at saturation [default: all].
-    #[arg(long, value_delimiter = ',')]
-    paths: Vec<String>,
+    /// Only these paths at saturation [default: all]; the equal-load phase needs `distinct`
+    /// (or `--rate`).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    paths: Vec<Path>,
     /// Let the load's thread sleep between answers, as an ordinary client does, instead of
     /// polling. Over loopback the server's CPU then also pays for waking it (see `Load::busy`).
     #[arg(long)]
@@ -95,17 +100,23 @@ const MINT_CONCURRENCY: usize = 8;
 const LIST_USERS: &str = "/api/users";
 const NO_AUTH: &str = "/bench/users-noauth";
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Path {
+    #[value(name = "noauth")]
     NoAuth,
+    #[value(name = "same")]
     SameToken,
+    #[value(name = "distinct")]
     DistinctTokens,
     /// The same, on a second target in introspection mode (answers cached 10 s).
+    #[value(name = "introspection-same")]
     IntrospectedSame,
     /// Every request asks Keycloak: a new token is never in the answers' cache.
+    #[value(name = "introspection-distinct")]
     IntrospectedDistinct,
     /// One DPoP-bound token, with a fresh proof on every request (made here, on the load's CPU):
     /// a proof is single-use, so every request pays its check.
+    #[value(name = "dpop")]
     DpopSameToken,
 }
 
@@ -122,15 +133,9 @@ impl Path {
     fn asks_keycloak(self) -> bool {
         matches!(self, Path::IntrospectedSame | Path::IntrospectedDistinct)
     }
-    fn name(self) -> &'static str {
-        match self {
-            Path::NoAuth => "noauth",
-            Path::SameToken => "same",
-            Path::DistinctTokens => "distinct",
-            Path::IntrospectedSame => "isame",
-            Path::IntrospectedDistinct => "idistinct",
-            Path::DpopSameToken => "dpop",
-        }
+    fn name(self) -> String {
+        use clap::ValueEnum;
+        (self.to_possible_value()).map_or_else(String::new, |v| v.get_name().to_owned())
     }
     fn label(self) -> &'static str {
         match self {
@@ -164,11 +169,15 @@ struct Window {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let pool = (args.pool).unwrap_or((3 * args.capacity).max(30_000));
-    if pool < 2 * args.capacity || args.rounds == 0 {
+    // Enough fillers for the larger of the two caches a target keeps.
+    let capacity = (args.capacity)
+        .unwrap_or(VERIFIED_CACHE_CAPACITY)
+        .max(INTROSPECTION_CACHE_CAPACITY);
+    let pool = args.pool.unwrap_or(3 * capacity);
+    if pool < 2 * capacity || args.rounds == 0 {
         bail!(
             "--pool must be at least {} (a cache's worth to fill it, as much again to measure) and --rounds at least 1",
-            2 * args.capacity
+            2 * capacity
         );
     }
     let (realm, tokens, jwks) = playbook_testkit::run(mint(pool))?;
@@ -200,7 +209,7 @@ fn main() -> anyhow::Result<()> {
         dpop: None,
         cursor: Arc::default(),
     };
-    let (fillers, measured) = headers.split_at(args.capacity);
+    let (fillers, measured) = headers.split_at(capacity);
     let (fillers, all) = (Arc::new(fillers.to_vec()), Arc::new(measured.to_vec()));
     let one = Arc::new(vec![all[0].clone()]);
     let none = Arc::new(Vec::new());
@@ -245,44 +254,55 @@ fn main() -> anyhow::Result<()> {
     // Saturation: each path as fast as the server answers it.
     let mut results: Vec<(Path, Window)> = Vec::new();
     let mut raw_us = Vec::new();
+    let paths: Vec<Path> = (Path::ALL.into_iter())
+        .filter(|p| args.paths.is_empty() || args.paths.contains(p))
+        .collect();
+    if let Some(dir) = &args.perf {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     println!("{}", Window::HEADER);
-    for round in 1..=args.rounds {
-        let mut order = Path::ALL.to_vec();
-        if !args.paths.is_empty() {
-            order.retain(|p| args.paths.iter().any(|n| n == p.name()));
-        }
+    // Round 0 is the profiled one, when there is one: not counted.
+    let first = if args.perf.is_some() { 0 } else { 1 };
+    for round in first..=args.rounds {
+        let mut order = paths.clone();
         if round % 2 == 0 {
             order.reverse();
         }
-        for path in order {
+        for &path in &order {
             let (load, route, headers) = load_for(path);
             let mut load = load.clone();
-            if round == 1
+            if round == 0
                 && let Some(dir) = &args.perf
             {
                 load.perf = Some(dir.join(format!("{}.perf", path.name())));
             }
             load.busy = !args.idle_generator && !path.asks_keycloak();
             let window = on_cpu(pinned.then_some(1), move || load.run(route, headers))??;
-            println!("| {round} | {} | {} |", path.label(), window.row());
+            let label = if round == 0 { "profiled" } else { "" };
+            println!("| {round}{label} | {} | {} |", path.label(), window.row());
+            let hits = [window.verified_hits, window.introspection_hits];
             if matches!(path, Path::DistinctTokens | Path::IntrospectedDistinct)
-                && let Some(hits) = window.verified_hits
-                && hits > 0.01
+                && let Some(hits) = hits.into_iter().flatten().find(|&h| h > 0.01)
             {
                 bail!(
-                    "{:.1} % of the distinct tokens were answered from the verified-token cache: \
-                     these are not a new token's figures (a bigger --pool helps)",
+                    "{:.1} % of the distinct tokens were answered from a cache: these are not a \
+                     new token's figures (a bigger --pool helps)",
                     hits * 100.0
                 );
             }
-            results.push((path, window));
+            if round > 0 {
+                results.push((path, window));
+            }
+        }
+        if round == 0 {
+            continue;
         }
         let raw = raw.clone();
         raw_us.push(on_cpu(pinned.then_some(0), move || {
             raw.cpu_us_per_verify()
         })??);
     }
-    summarize(&results, &raw_us, args.connections);
+    summarize(&results, &raw_us, args.connections, !args.idle_generator);
 
     // Equal offered load: at saturation a closed loop's latency is its connections times the
     // cost of a request, so the tails are compared at one rate both paths sustain easily.
@@ -292,7 +312,13 @@ fn main() -> anyhow::Result<()> {
             .map(|(_, w)| w.per_second)
             .collect(),
     );
-    let rate = args.rate.unwrap_or((distinct / 4.0).round());
+    let Some(rate) = (args.rate)
+        .or((!distinct.is_nan()).then(|| (distinct / 4.0).round()))
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+    else {
+        println!("\nno equal-load phase: it needs the distinct path measured, or --rate");
+        return Ok(());
+    };
     let paced = Load {
         rate: Some(rate),
         busy: !args.idle_generator,
@@ -439,19 +465,20 @@ impl Target {
         realm: &TestRealm,
         pinned: bool,
         introspection: bool,
-        capacity: usize,
+        capacity: Option<usize>,
     ) -> anyhow::Result<Self> {
         let mut command = tokio::process::Command::new(binary);
         command
             .arg("--certs-dir")
             .arg(certs().files.dir())
             .args(["--port", "0", "--issuer", realm.issuer().as_str()])
-            .arg("--verified-cache-capacity")
-            .arg(capacity.to_string())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         if introspection {
             command.arg("--introspection");
+        }
+        if let Some(capacity) = capacity {
+            command.args(["--verified-cache-capacity", &capacity.to_string()]);
         }
         if pinned {
             // SAFETY: only an affinity syscall between fork and exec.
@@ -566,6 +593,8 @@ impl Load {
                         .await
                 }));
             }
+            // A task that is always ready keeps this runtime from parking: it polls its sockets
+            // between turns (tokio polls the I/O driver before running a yielded task again).
             let spinner = self.busy.then(|| {
                 tokio::spawn(async {
                     loop {
@@ -593,8 +622,10 @@ impl Load {
             tokio::time::sleep_until(until).await;
             let cpu_after = cpu_seconds(self.pid)?;
             let counts_after = self.cache_counts().await?;
-            if let Some(mut perf) = perf {
-                perf.wait().await?;
+            if let Some(mut perf) = perf
+                && !perf.wait().await?.success()
+            {
+                bail!("perf record failed: no profile was written");
             }
             if let Some(spinner) = spinner {
                 spinner.abort();
@@ -842,7 +873,7 @@ impl RawVerify {
 }
 
 /// The medians of the rounds, and the ratios the resource server is held to.
-fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize) {
+fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize, busy: bool) {
     let of = |path: Path, field: fn(&Window) -> f64| {
         median(
             (results.iter())
@@ -855,6 +886,9 @@ fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize) {
         "\nmedians of the rounds ({connections} connections, as fast as answered):\n\n| path | server CPU µs/request | requests/s | p50 ms | p99 ms | p99.9 ms | server RSS MiB (max) |\n|---|---|---|---|---|---|---|"
     );
     for path in Path::ALL {
+        if !results.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
         let rss = (results.iter().filter(|(p, _)| *p == path))
             .map(|(_, w)| w.rss_mib)
             .fold(0.0, f64::max);
@@ -875,18 +909,34 @@ fn summarize(results: &[(Path, Window)], raw_us: &[f64], connections: usize) {
     let dpop = of(Path::DpopSameToken, |w| w.cpu_us_per_request);
     let raw = median(raw_us.to_vec());
     let requests: u64 = results.iter().map(|(_, w)| w.requests).sum();
-    println!(
-        "\nraw RS256 verify (key parsed once): {raw:.1} µs\n\
-         CPU per request: distinct / same {:.2}, distinct / no auth {:.2}, same / no auth {:.2}\n\
-         a new token costs the floor + {:.2} × raw verify (target ≤ 1.3): distinct − no auth = {:.1} µs\n\
-         a DPoP request (a fresh proof, same token) costs {:.2} × a bearer one with the same token: dpop − same = {:.1} µs\n\
-         {requests} requests measured",
-        distinct / same,
-        distinct / floor,
-        same / floor,
-        (distinct - floor) / raw,
-        distinct - floor,
-        dpop / same,
-        dpop - same,
-    );
+    println!("\nraw RS256 verify (key parsed once): {raw:.1} µs");
+    if [floor, same, distinct].iter().all(|v| v.is_finite()) {
+        println!(
+            "CPU per request: distinct / same {:.2}, distinct / no auth {:.2}, same / no auth {:.2}",
+            distinct / same,
+            distinct / floor,
+            same / floor,
+        );
+    }
+    if [floor, distinct].iter().all(|v| v.is_finite()) {
+        println!(
+            "a new token costs the floor + {:.2} × raw verify (target ≤ 1.3): distinct − no auth = {:.1} µs",
+            (distinct - floor) / raw,
+            distinct - floor,
+        );
+    }
+    if [same, dpop].iter().all(|v| v.is_finite()) {
+        println!(
+            "a DPoP request (a fresh proof, same token) costs {:.2} × a bearer one with the same token: dpop − same = {:.1} µs",
+            dpop / same,
+            dpop - same,
+        );
+    }
+    if busy && results.iter().any(|(p, _)| p.asks_keycloak()) {
+        println!(
+            "the introspection rows were loaded by a thread that sleeps between answers \
+             (Keycloak needs its CPU), so they include its wake-ups, billed to the server"
+        );
+    }
+    println!("{requests} requests measured");
 }

@@ -21,7 +21,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// Answers remembered at most; a full cache makes room one entry at a time, as the
 /// verified-token cache does, so no request pays for emptying it.
-const CACHE_CAPACITY: usize = 10_000;
+pub const INTROSPECTION_CACHE_CAPACITY: usize = 10_000;
 
 /// Whom to ask and as whom.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ impl Introspector {
             endpoint,
             client_id: config.client_id.clone(),
             ttl: config.ttl,
-            answers: quick_cache::sync::Cache::new(CACHE_CAPACITY),
+            answers: quick_cache::sync::Cache::new(INTROSPECTION_CACHE_CAPACITY),
             trace,
             party,
         }

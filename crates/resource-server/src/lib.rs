@@ -21,12 +21,13 @@ pub mod jwk;
 pub mod jwks;
 pub mod policy;
 pub mod server;
+mod signed;
 pub mod tls;
 pub mod token;
 
 pub use api::{AppState, router};
 pub use config::{Algorithm, BindingMode, ClientCertSource, DpopConfig, ProxyTrust};
-pub use introspect::IntrospectionConfig;
+pub use introspect::{INTROSPECTION_CACHE_CAPACITY, IntrospectionConfig};
 pub use jwks::JwksCache;
 pub use playbook_dpop::{ProofAlgorithm, ProofRules};
 pub use policy::{AuthError, Authorized, Policy, Refusal, Scheme};

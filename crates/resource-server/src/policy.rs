@@ -8,10 +8,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 
@@ -26,6 +25,7 @@ use url::Url;
 
 use crate::config::DpopConfig;
 use crate::introspect::{IntrospectionError, Introspector};
+use crate::signed::{SignedKey, SignedRef};
 use crate::token::{TokenError, Validator, VerifiedToken};
 use crate::{BindingMode, ClientCertSource, ProxyTrust};
 
@@ -57,41 +57,33 @@ pub struct Auth {
 }
 
 /// RFC 8705 thumbprints of client certificates, remembered by the certificate. A client
-/// presents the same certificate on every request of its connection, and its SHA-256 and base64
-/// cost every bound request ~0.3 µs (docs/benchmarks.md); finding it here costs a tenth of that.
-/// Only certificates the TLS handshake (or the CA check of a forwarded one) accepted are looked
-/// up, and a full memo is emptied, so it stays small.
-#[derive(Default)]
+/// presents the same certificate on every request of its connection: computing its SHA-256 and
+/// base64 each time made a bound request cost 0.50 µs more than a bearer one in criterion's
+/// binding benchmark, the lookup 0.13 µs (docs/dpop.md, "What it costs"). Only certificates the TLS handshake (or the CA check of a forwarded
+/// one, or the proxy's own) accepted are looked up; a full memo makes room one entry at a time.
 pub struct Thumbprints {
-    /// By the certificate's last bytes (its issuer's signature), with the whole certificate
-    /// compared before a thumbprint is answered.
-    entries: RwLock<HashMap<[u8; 32], Remembered>>,
+    entries: quick_cache::sync::Cache<SignedKey, Arc<str>>,
 }
 
-/// A certificate (DER) and its thumbprint.
-type Remembered = (Box<[u8]>, Arc<str>);
+/// Clients whose certificates are remembered: a playbook has a handful, a busy gateway's
+/// resource server hundreds.
+const THUMBPRINTS_REMEMBERED: usize = 1024;
 
-/// A playbook has a handful of clients; a busy gateway's resource server a few hundred.
-const THUMBPRINTS_REMEMBERED: usize = 256;
+impl Default for Thumbprints {
+    fn default() -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(THUMBPRINTS_REMEMBERED),
+        }
+    }
+}
 
 impl Thumbprints {
     pub fn of(&self, der: &[u8]) -> Arc<str> {
-        let mut ending = [0u8; 32];
-        let tail = &der[der.len().saturating_sub(ending.len())..];
-        ending[..tail.len()].copy_from_slice(tail);
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, thumbprint)) = entries.get(&ending)
-            && **seen == *der
-        {
-            return thumbprint.clone();
+        if let Some(thumbprint) = self.entries.get(&SignedRef(der)) {
+            return thumbprint;
         }
-        drop(entries);
         let thumbprint: Arc<str> = playbook_certs::thumbprint_s256(der).into();
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= THUMBPRINTS_REMEMBERED {
-            entries.clear();
-        }
-        entries.insert(ending, (der.into(), thumbprint.clone()));
+        (self.entries).insert(SignedKey::new(der), thumbprint.clone());
         thumbprint
     }
 }
@@ -168,7 +160,10 @@ async fn authorize<P: Policy>(
     if used == Scheme::Dpop {
         check_proof(auth, parts, presented, &token)?;
     }
-    let thumbprint = certificate.map(|der| auth.thumbprints.of(&der));
+    // Only a certificate-bound token needs its certificate's thumbprint.
+    let thumbprint = (certificate)
+        .filter(|_| token.x5t_s256.is_some() && auth.binding != BindingMode::Off)
+        .map(|der| auth.thumbprints.of(&der));
     check_binding(auth.binding, &token, thumbprint.as_deref(), used)?;
     if let Some(introspector) = &auth.introspector {
         introspector
@@ -340,7 +335,7 @@ fn client_certificate<'a>(
         .map(|ConnectInfo(address)| address.ip());
     let from_proxy = match trust {
         ProxyTrust::Certificate { thumbprint } => {
-            peer.is_some_and(|der| playbook_certs::thumbprint_s256(der) == *thumbprint)
+            peer.is_some_and(|der| *auth.thumbprints.of(der) == **thumbprint)
         }
         // Canonical on both sides: a dual-stack listener sees 127.0.0.2 as ::ffff:127.0.0.2.
         ProxyTrust::Addresses(allowed) => address.is_some_and(|ip| {

@@ -6,7 +6,6 @@
 use playbook_keycloak::unix_now;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use serde::Deserialize;
 
 use crate::Algorithm;
 use crate::jwks::JwksCache;
+use crate::signed::{SignedKey, SignedRef};
 
 /// Keycloak access tokens are 1–2 KiB; anything far larger is not one of ours.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -358,7 +358,7 @@ struct Header {
 
 /// The header segments of tokens that verified, read once. Every token one key signs starts with
 /// the same header bytes, so a new token's header costs a lookup instead of a base64 and JSON
-/// decoding (~0.5 µs, docs/benchmarks.md). The answer depends on those bytes and the fixed
+/// decoding (docs/benchmarks.md, "Where a new token's time goes"). The answer depends on those bytes and the fixed
 /// allow-list alone, and only a header whose token verified gets in, so nobody else can fill it.
 #[derive(Default)]
 struct HeaderMemo {
@@ -399,60 +399,21 @@ impl HeaderMemo {
 /// flood of distinct valid tokens costs verifications, not memory, and no request pays for
 /// emptying it all at once, which the clear-when-full map before it did (a p99.9 of 16–20 ms
 /// under such a flood, docs/benchmarks.md).
+///
+/// Tokens are found by the last bytes of their signature and compared whole ([`SignedKey`]).
 struct VerifiedCache {
-    entries: quick_cache::sync::Cache<TokenKey, Verified>,
-}
-
-/// A token as the cache's key: equal only byte for byte, hashed by its last bytes alone. Those
-/// are its signature's, which differ between any two tokens the issuer signed, so a 1 KiB token
-/// is not hashed whole at every lookup and insertion (~0.3 µs, docs/benchmarks.md). Tokens that
-/// share an ending only share a bucket: they are still told apart by their bytes, and only
-/// verified tokens are ever inserted.
-#[derive(PartialEq, Eq)]
-struct TokenKey(Box<str>);
-
-/// A token being looked up, hashed as its [`TokenKey`] would be.
-struct TokenRef<'a>(&'a str);
-
-/// How many of a token's last bytes pick its bucket: 192 bits of an RS256 or ES256 signature.
-const HASHED_SUFFIX: usize = 32;
-
-fn hash_suffix<H: Hasher>(token: &str, state: &mut H) {
-    token.as_bytes()[token.len().saturating_sub(HASHED_SUFFIX)..].hash(state);
-}
-
-impl Hash for TokenKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_suffix(&self.0, state)
-    }
-}
-
-impl Hash for TokenRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_suffix(self.0, state)
-    }
-}
-
-impl quick_cache::Equivalent<TokenKey> for TokenRef<'_> {
-    fn equivalent(&self, key: &TokenKey) -> bool {
-        *key.0 == *self.0
-    }
+    entries: quick_cache::sync::Cache<SignedKey, Verified>,
 }
 
 /// A verified token and the JWKS generation it was verified under.
 type Verified = (u64, Arc<VerifiedToken>);
 
 /// How many verified tokens are remembered by default: about 2 KiB each with their claims, so
-/// ~2 MiB, which stays in the CPU's caches. A new token's insertion and the eviction it causes
-/// touch that memory; at 10,000 (~20 MiB, which no CPU cache holds) they cost a new token ~3 µs
-/// more (docs/benchmarks.md). Envoy's JWT filter remembers 100 per worker thread by default.
+/// ~2 MiB, which stays in the CPU's caches; a new token's insertion and the eviction it causes
+/// touch that memory. 10,000 measured a new token at 1.32 raw verifications against 1.28, within
+/// the machine's noise, with twice the server's memory (docs/benchmarks.md). Envoy's JWT filter
+/// remembers 100 per worker thread by default.
 pub const VERIFIED_CACHE_CAPACITY: usize = 1_000;
-
-impl Default for VerifiedCache {
-    fn default() -> Self {
-        Self::new(VERIFIED_CACHE_CAPACITY)
-    }
-}
 
 impl VerifiedCache {
     fn new(capacity: usize) -> Self {
@@ -464,14 +425,16 @@ impl VerifiedCache {
     /// Shared, not copied: a hit costs a hash, a comparison and a reference count.
     fn get(&self, token: &str, generation: u64) -> Option<Arc<VerifiedToken>> {
         self.entries
-            .get(&TokenRef(token))
+            .get(&SignedRef(token.as_bytes()))
             .filter(|(seen, _)| *seen == generation)
             .map(|(_, verified)| verified)
     }
 
     fn insert(&self, token: &str, generation: u64, verified: &Arc<VerifiedToken>) {
-        self.entries
-            .insert(TokenKey(token.into()), (generation, verified.clone()));
+        self.entries.insert(
+            SignedKey::new(token.as_bytes()),
+            (generation, verified.clone()),
+        );
     }
 }
 
@@ -494,7 +457,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_new_tokens_stays_bounded_and_spares_the_token_in_use() {
-        let cache = VerifiedCache::default();
+        let cache = VerifiedCache::new(VERIFIED_CACHE_CAPACITY);
         let in_use = "the token a client keeps using";
         cache.insert(in_use, 1, &verified(0));
         for n in 1..=3 * VERIFIED_CACHE_CAPACITY {
@@ -516,18 +479,8 @@ mod tests {
     }
 
     #[test]
-    fn a_token_that_ends_like_a_remembered_one_is_not_it() {
-        let cache = VerifiedCache::default();
-        let ending = "x".repeat(2 * HASHED_SUFFIX);
-        cache.insert(&format!("remembered.{ending}"), 1, &verified(1));
-        assert!(cache.get(&format!("remembered.{ending}"), 1).is_some());
-        assert!(cache.get(&format!("forged.{ending}"), 1).is_none());
-        assert!(cache.get(&ending[..HASHED_SUFFIX], 1).is_none());
-    }
-
-    #[test]
     fn an_entry_counts_only_for_its_key_generation() {
-        let cache = VerifiedCache::default();
+        let cache = VerifiedCache::new(VERIFIED_CACHE_CAPACITY);
         cache.insert("token", 1, &verified(1));
         assert!(cache.get("token", 1).is_some());
         assert!(cache.get("token", 2).is_none());
