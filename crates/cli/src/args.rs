@@ -511,7 +511,7 @@ pub struct ServerArgs {
 
     /// How many verified tokens are remembered, so that a client reusing its token skips the
     /// signature check; a bigger cache holds more clients' tokens and costs every new token
-    /// more [default: 1000, about 2 MiB].
+    /// more [default: 1000, about 2.6 MiB].
     #[arg(long, env = "PLAYBOOK_VERIFIED_CACHE_CAPACITY", value_parser = clap::value_parser!(u32).range(1..))]
     pub verified_cache_capacity: Option<u32>,
 
