@@ -25,6 +25,8 @@ pub mod env {
     pub const DB_URL: &str = "PLAYBOOK_DB_URL";
     pub const DB_USER: &str = "PLAYBOOK_DB_USER";
     pub const DB_PASSWORD: &str = "PLAYBOOK_DB_PASSWORD";
+    pub const SNAPSHOTS: &str = "PLAYBOOK_KEYCLOAK_SNAPSHOTS";
+    pub const CRIU: &str = "PLAYBOOK_CRIU";
 }
 
 /// The master-realm admin a started Keycloak is bootstrapped with.
@@ -130,6 +132,12 @@ pub struct ProviderConfig {
     /// The external database's user.
     pub db_user: String,
     pub db_password: Option<Secret>,
+    /// Native backend: restore a configuration started before from its snapshot instead of
+    /// starting it, and snapshot the first start of one (needs root and CRIU 4; see
+    /// `snapshot.rs`). Without CRIU this changes nothing.
+    pub snapshots: bool,
+    /// The `criu` binary; unset, the one `scripts/install-criu.sh` built, else `criu` on PATH.
+    pub criu: Option<PathBuf>,
 }
 
 impl Default for ProviderConfig {
@@ -151,6 +159,8 @@ impl Default for ProviderConfig {
             db_url: None,
             db_user: crate::postgres::USER.to_owned(),
             db_password: None,
+            snapshots: true,
+            criu: None,
         }
     }
 }
@@ -196,6 +206,8 @@ impl ProviderConfig {
             db_url: var(env::DB_URL),
             db_user: var(env::DB_USER).unwrap_or(defaults.db_user),
             db_password: var(env::DB_PASSWORD).map(Secret::new),
+            snapshots: parsed(env::SNAPSHOTS)?.unwrap_or(defaults.snapshots),
+            criu: var(env::CRIU).map(PathBuf::from),
         })
     }
 

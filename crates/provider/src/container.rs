@@ -99,7 +99,7 @@ impl ContainerKeycloak {
         let pipe = crate::reuse::take(&self.lifeline)?;
         std::mem::forget(self.container);
         Some(crate::reuse::Lifeline {
-            pipe,
+            pipe: pipe.into(),
             leftovers: Vec::new(),
         })
     }

@@ -22,6 +22,7 @@ mod options;
 pub mod postgres;
 mod progress;
 mod reuse;
+mod snapshot;
 
 pub use config::{
     Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD, env,

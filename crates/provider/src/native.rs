@@ -1,8 +1,9 @@
 //! Keycloak as a local process: `kc.sh start --optimized` from the cached build.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
+use crate::snapshot::{Snapshot, Snapshots};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
 use playbook_process::free_port;
@@ -24,9 +26,9 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// A running native Keycloak; dropping it stops the whole process group.
 pub(crate) struct NativeKeycloak {
-    child: Mutex<Child>,
+    child: Mutex<Process>,
     /// Kept open only to keep the watchdog waiting; closing it stops Keycloak.
-    lifeline: Mutex<Option<ChildStdin>>,
+    lifeline: Mutex<Option<OwnedFd>>,
     /// This instance's own database, removed once Keycloak has stopped.
     database: Mutex<Option<InstanceDatabase>>,
     /// Keycloak's output, removed after a clean stop (kept when it failed to start).
@@ -36,6 +38,79 @@ pub(crate) struct NativeKeycloak {
     detached: std::sync::atomic::AtomicBool,
     /// Where its health is served (`/health/ready`): a load balancer checks it there.
     pub(crate) management_port: u16,
+}
+
+/// The process that is Keycloak.
+enum Process {
+    /// Started here: `kc.sh` under the watchdog in a process group of its own; `namespaced`:
+    /// under `unshare`, the watchdog the init of a PID namespace, to be snapshotted.
+    Spawned { child: Child, namespaced: bool },
+    /// Restored from a snapshot: the init of its PID namespace, our child. Its death ends every
+    /// process in the namespace, so it is the one signalled.
+    Restored { pid: i32, status: Option<i32> },
+}
+
+impl Process {
+    /// How it ended, if it has (reaping it).
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Self::Spawned { child, .. } => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Self::Restored { pid, status } => {
+                if status.is_none() {
+                    let mut raw = 0;
+                    // SAFETY: waitpid(2) on our own child, without blocking.
+                    if unsafe { libc::waitpid(*pid, &mut raw, libc::WNOHANG) } == *pid {
+                        *status = Some(raw);
+                    }
+                }
+                use std::os::unix::process::ExitStatusExt;
+                status.map(|raw| std::process::ExitStatus::from_raw(raw).to_string())
+            }
+        }
+    }
+
+    /// Sends `signal` to all of Keycloak's processes. A namespace's init takes only SIGKILL from
+    /// outside (it has no handlers), which then ends the rest of the namespace.
+    fn signal(&self, signal: i32) {
+        match self {
+            Self::Spawned { child, namespaced } => {
+                let init = namespaced.then(|| crate::snapshot::first_child(child.id()));
+                if let Some(init) = init.flatten() {
+                    playbook_process::signal(init, libc::SIGKILL);
+                }
+                playbook_process::signal(-(child.id() as i32), signal);
+            }
+            Self::Restored { pid, .. } => playbook_process::signal(*pid, libc::SIGKILL),
+        }
+    }
+
+    /// Whether any of Keycloak's processes is left.
+    fn alive(&mut self) -> bool {
+        match self {
+            // `unshare` outlives every process of its namespace.
+            Self::Spawned { child, .. } => {
+                let _ = child.try_wait();
+                playbook_process::group_alive(-(child.id() as i32))
+            }
+            Self::Restored { .. } => self.exited().is_none(),
+        }
+    }
+
+    fn wait(&mut self) {
+        match self {
+            Self::Spawned { child, .. } => {
+                let _ = child.wait();
+            }
+            Self::Restored { pid, status } => {
+                if status.is_none() {
+                    let mut raw = 0;
+                    // SAFETY: waitpid(2) on our own child.
+                    unsafe { libc::waitpid(*pid, &mut raw, 0) };
+                    *status = Some(raw);
+                }
+            }
+        }
+    }
 }
 
 /// Where a Keycloak keeps its data.
@@ -100,10 +175,89 @@ pub(crate) async fn start(
             template.instantiate()?
         }
     };
-    let archive = ClassArchive::existing(&install, java.major);
+    let archive = || ClassArchive::existing(&install, java.major);
+    // A configuration started before is restored from its snapshot, and the first start of one
+    // is snapshotted once ready (see `snapshot.rs`). Not with an admin of the user's (a fresh
+    // database, not the template a snapshot starts from), nor behind the proxy (whose port, part
+    // of Keycloak's hostname, changes every run).
+    let snapshots = (args.snapshots && !custom_admin && public_port.is_none())
+        .then(|| crate::snapshot::Criu::find(args))
+        .flatten()
+        .map(|criu| Snapshots::new(&install, criu));
+    let Some(snapshots) = snapshots else {
+        let keycloak = launcher
+            .launch(
+                https_port,
+                Store::File(database),
+                &admin,
+                archive(),
+                "",
+                false,
+            )
+            .await?;
+        return Ok((keycloak, base_url(https_port), admin));
+    };
+    let identity = launcher.identity(&snapshots, &admin, &archive());
+    let mut database = Some(database);
+    if let Some(snapshot) = snapshots.find(&identity) {
+        let meta = &snapshot.meta;
+        let fits = (args.https_port == 0 || args.https_port == meta.https_port)
+            && ensure_free(meta.https_port).is_ok()
+            && ensure_free(meta.management_port).is_ok();
+        if fits {
+            let database = database.take().expect("not used yet");
+            match launcher
+                .restore(&snapshots, &snapshot, database, archive(), true)
+                .await
+            {
+                Ok(keycloak) => return Ok((keycloak, base_url(meta.https_port), admin)),
+                Err(reason) => {
+                    tracing::warn!(%reason, "Keycloak's snapshot did not restore: removed; starting Keycloak instead");
+                    snapshots.discard(snapshot);
+                }
+            }
+        }
+    }
+    let database = match database {
+        Some(database) => database,
+        None => template.instantiate()?.0,
+    };
     let keycloak = launcher
-        .launch(https_port, Store::File(database), &admin, archive, "")
+        .launch(
+            https_port,
+            Store::File(database),
+            &admin,
+            archive(),
+            "",
+            true,
+        )
         .await?;
+    let snapshot = match launcher.freeze(&snapshots, &identity, keycloak, https_port) {
+        Ok(snapshot) => snapshot,
+        Err(running) => return Ok((*running, base_url(https_port), admin)),
+    };
+    let database = template.instantiate()?.0;
+    let keycloak = match launcher
+        .restore(&snapshots, &snapshot, database, archive(), false)
+        .await
+    {
+        Ok(keycloak) => keycloak,
+        Err(reason) => {
+            tracing::warn!(%reason, "the snapshot just made did not restore: removed; starting Keycloak again");
+            snapshots.discard(snapshot);
+            let database = template.instantiate()?.0;
+            launcher
+                .launch(
+                    https_port,
+                    Store::File(database),
+                    &admin,
+                    archive(),
+                    "",
+                    false,
+                )
+                .await?
+        }
+    };
     Ok((keycloak, base_url(https_port), admin))
 }
 
@@ -144,7 +298,14 @@ pub(crate) async fn start_cluster(
         };
         let purpose = format!(" (cluster node {node} of {nodes})");
         let keycloak = launcher
-            .launch(https_port, store, &admin, ClassArchive::Absent, &purpose)
+            .launch(
+                https_port,
+                store,
+                &admin,
+                ClassArchive::Absent,
+                &purpose,
+                false,
+            )
             .await?;
         started.push((keycloak, base_url(https_port)));
     }
@@ -188,7 +349,8 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
-    /// Starts Keycloak on `https_port` with `database` and waits until it is ready.
+    /// Starts Keycloak on `https_port` with `database` and waits until it is ready;
+    /// `namespaced`: in a PID namespace of its own, to be snapshotted.
     async fn launch(
         &self,
         https_port: u16,
@@ -196,6 +358,7 @@ impl Launcher<'_> {
         admin: &AdminCredentials,
         archive: ClassArchive,
         purpose: &str,
+        namespaced: bool,
     ) -> Result<NativeKeycloak, ProviderError> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
@@ -224,7 +387,7 @@ impl Launcher<'_> {
                 (None, vec![password.env()])
             }
         };
-        let log = std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"));
+        let log = log_path(https_port);
         let shown = format!(
             "{} start --optimized {}",
             self.install.join("bin/kc.sh").display(),
@@ -245,21 +408,9 @@ impl Launcher<'_> {
             database,
             archive,
             management_port,
+            namespaced,
         )?;
-        let health = playbook_https::local_url(management_port)
-            .join("health/ready")
-            .expect("a static path")
-            .to_string();
-        let waited = wait_ready(&health, &self.certs.ca_pem, self.timeout, || {
-            let mut child = keycloak.child.lock().expect("not poisoned");
-            child
-                .try_wait()
-                .ok()
-                .flatten()
-                .map(|status| format!("Keycloak exited ({status})"))
-        })
-        .await;
-        match waited {
+        match self.ready(&keycloak).await {
             Ok(took) => {
                 self.progress.finished(&format!(
                     "Keycloak ready at {url} in {:.1} s{purpose}",
@@ -281,6 +432,125 @@ impl Launcher<'_> {
         }
     }
 
+    /// Waits until `keycloak` answers on its health endpoint.
+    async fn ready(&self, keycloak: &NativeKeycloak) -> Result<Duration, NotReady> {
+        let health = playbook_https::local_url(keycloak.management_port)
+            .join("health/ready")
+            .expect("a static path")
+            .to_string();
+        wait_ready(&health, &self.certs.ca_pem, self.timeout, || {
+            let mut child = keycloak.child.lock().expect("not poisoned");
+            child
+                .exited()
+                .map(|status| format!("Keycloak exited ({status})"))
+        })
+        .await
+    }
+
+    /// What a snapshot of a Keycloak started here is tied to (see `snapshot.rs`): its options
+    /// but the ports, its certificates, Java and admin.
+    fn identity(
+        &self,
+        snapshots: &Snapshots,
+        admin: &AdminCredentials,
+        archive: &ClassArchive,
+    ) -> String {
+        let options = start_options(self.certs, 0, 0, None).join(" ");
+        let install = self.install.display().to_string();
+        let java = self.java.path.display().to_string();
+        let files = &self.certs.files;
+        snapshots.identity(
+            &[
+                &install,
+                &java,
+                &java_opts_append(archive, true),
+                &options,
+                &admin.username,
+                admin.password.expose(),
+            ],
+            &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
+        )
+    }
+
+    /// Dumps `keycloak` (started `namespaced`) as the snapshot of `identity`, which stops it;
+    /// hands it back, still running, when that fails.
+    fn freeze(
+        &self,
+        snapshots: &Snapshots,
+        identity: &str,
+        keycloak: NativeKeycloak,
+        https_port: u16,
+    ) -> Result<Snapshot, Box<NativeKeycloak>> {
+        let Some((init, meta)) = keycloak.describe(https_port) else {
+            tracing::warn!("could not find Keycloak's processes to snapshot; it runs on");
+            return Err(Box::new(keycloak));
+        };
+        match snapshots.make(identity, init, meta) {
+            Ok(snapshot) => {
+                // The dump stopped it; its log stays, for the restored Keycloak to write on.
+                crate::reuse::take(&keycloak.log);
+                drop(keycloak);
+                Ok(snapshot)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "could not snapshot Keycloak; it runs on (PLAYBOOK_KEYCLOAK_SNAPSHOTS=false stops trying)");
+                Err(Box::new(keycloak))
+            }
+        }
+    }
+
+    /// Restores `snapshot` on `database` and waits until it is ready; `fresh_log`: a new log
+    /// (else the one the snapshotted start wrote goes on).
+    async fn restore(
+        &self,
+        snapshots: &Snapshots,
+        snapshot: &Snapshot,
+        database: InstanceDatabase,
+        archive: ClassArchive,
+        fresh_log: bool,
+    ) -> Result<NativeKeycloak, String> {
+        let meta = &snapshot.meta;
+        let url = base_url(meta.https_port);
+        self.progress.stage(&format!(
+            "restoring Keycloak {KEYCLOAK_VERSION} (native, Java {}) on {url} from its snapshot",
+            self.java.major
+        ));
+        let started = Instant::now();
+        let log = log_path(meta.https_port);
+        if fresh_log {
+            fs::File::create(&log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
+        }
+        let restored = match snapshots.restore(snapshot, &database, &log) {
+            Ok(restored) => restored,
+            Err(reason) => {
+                database.remove();
+                return Err(reason);
+            }
+        };
+        let keycloak = NativeKeycloak {
+            child: Mutex::new(Process::Restored {
+                pid: restored.pid,
+                status: None,
+            }),
+            lifeline: Mutex::new(Some(restored.lifeline)),
+            database: Mutex::new(Some(database)),
+            log: Mutex::new(Some(log)),
+            archive,
+            detached: false.into(),
+            management_port: meta.management_port,
+        };
+        match self.ready(&keycloak).await {
+            Ok(_) => {
+                self.progress.finished(&format!(
+                    "Keycloak ready at {url} in {:.1} s (restored from its snapshot)",
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok(keycloak)
+            }
+            Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => Err(reason),
+        }
+    }
+
     /// Bootstraps a fresh database once (master realm, random admin), stops Keycloak cleanly
     /// and keeps the database as the template for every later start of this install, and the
     /// classes it loaded as the install's class archive.
@@ -298,6 +568,7 @@ impl Launcher<'_> {
                 &admin,
                 ClassArchive::to_write(self.install, self.java.major),
                 " (once: preparing a reusable database and class archive)",
+                false,
             )
             .await?;
         let template = template.clone();
@@ -341,6 +612,11 @@ fn start_options(
         .collect()
 }
 
+/// Where a Keycloak on `https_port` writes its output.
+fn log_path(https_port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     install: &Path,
@@ -352,11 +628,20 @@ fn spawn(
     database: Option<InstanceDatabase>,
     archive: ClassArchive,
     management_port: u16,
+    namespaced: bool,
 ) -> Result<NativeKeycloak, ProviderError> {
     use std::os::unix::process::CommandExt;
     let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
-    let mut command = Command::new("/bin/sh");
-    command.env("JAVA_OPTS_APPEND", java_opts_append(&archive));
+    // In a PID namespace, its init (the watchdog) a session leader: CRIU dumps a tree whole.
+    let mut command = match namespaced {
+        true => {
+            let mut command = Command::new("unshare");
+            command.args(["--pid", "--fork", "setsid", "/bin/sh"]);
+            command
+        }
+        false => Command::new("/bin/sh"),
+    };
+    command.env("JAVA_OPTS_APPEND", java_opts_append(&archive, namespaced));
     let mut child = command
         .arg("-c")
         .arg(playbook_process::WATCHDOG)
@@ -377,9 +662,9 @@ fn spawn(
         .process_group(0)
         .spawn()
         .map_err(ProviderError::io("run", install.join("bin/kc.sh")))?;
-    let lifeline = child.stdin.take();
+    let lifeline = child.stdin.take().map(OwnedFd::from);
     Ok(NativeKeycloak {
-        child: Mutex::new(child),
+        child: Mutex::new(Process::Spawned { child, namespaced }),
         lifeline: Mutex::new(lifeline),
         database: Mutex::new(database),
         log: Mutex::new(Some(log.to_path_buf())),
@@ -389,10 +674,12 @@ fn spawn(
     })
 }
 
-/// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours.
-fn java_opts_append(archive: &ClassArchive) -> String {
+/// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours. `namespaced`: no
+/// `/tmp/hsperfdata_<user>/<pid>` file, whose pid would be the namespace's, the same in every one.
+fn java_opts_append(archive: &ClassArchive, namespaced: bool) -> String {
     let theirs = std::env::var("JAVA_OPTS_APPEND").unwrap_or_default();
-    [theirs.trim(), crate::options::COLLECTOR]
+    let perf_data = if namespaced { "-XX:-UsePerfData" } else { "" };
+    [theirs.trim(), crate::options::COLLECTOR, perf_data]
         .into_iter()
         .map(str::to_owned)
         .chain(archive.java_options())
@@ -402,6 +689,23 @@ fn java_opts_append(archive: &ClassArchive) -> String {
 }
 
 impl NativeKeycloak {
+    /// The init of its PID namespace (started `namespaced`) and what a restore must know.
+    fn describe(&self, https_port: u16) -> Option<(i32, crate::snapshot::Meta)> {
+        let child = self.child.lock().ok()?;
+        let Process::Spawned {
+            child,
+            namespaced: true,
+        } = &*child
+        else {
+            return None;
+        };
+        let init = crate::snapshot::first_child(child.id())?;
+        let (database, log) = (self.database.lock().ok()?, self.log.lock().ok()?);
+        let ports = (https_port, self.management_port);
+        let meta = crate::snapshot::describe(init, ports, log.as_ref()?, database.as_ref()?)?;
+        Some((init, meta))
+    }
+
     /// Stops the whole group (see `stop_processes`); returns when no member is left.
     /// Idempotent, so a shared handle can be stopped from an exit hook and dropped later.
     pub(crate) fn terminate(&self) {
@@ -448,27 +752,25 @@ impl NativeKeycloak {
     fn stop_processes(&self, abandon: bool) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         crate::reuse::take(&self.lifeline);
-        // Stopped before (a cluster node the lab killed): its group id may belong to another
-        // process by now, so it is not signalled again.
-        if matches!(child.try_wait(), Ok(Some(_))) {
+        // Stopped before (a cluster node the lab killed, a snapshotted one): its group id may
+        // belong to another process by now, so it is not signalled again.
+        if child.exited().is_some() {
+            if let Some(log) = crate::reuse::take(&self.log) {
+                let _ = fs::remove_file(log);
+            }
             return;
         }
-        let group = -(child.id() as i32);
         let mut killed = abandon || !self.archive.needs_clean_exit();
-        playbook_process::signal(group, if killed { libc::SIGKILL } else { libc::SIGTERM });
+        child.signal(if killed { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
-        loop {
-            let _ = child.try_wait();
-            if !playbook_process::group_alive(group) {
-                break;
-            }
+        while child.alive() {
             if Instant::now() > deadline {
-                playbook_process::signal(group, libc::SIGKILL);
+                child.signal(libc::SIGKILL);
                 killed = true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = child.wait();
+        child.wait();
         self.archive.finish(!killed);
         if let Some(log) = crate::reuse::take(&self.log) {
             let _ = fs::remove_file(log);

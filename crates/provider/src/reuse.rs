@@ -8,8 +8,9 @@
 //! that guards every start stops Keycloak. Nothing but the keeper's pid needs trusting, and it
 //! is checked to still be our `sleep` before it is signalled.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,7 @@ pub(crate) fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
 
 /// The write end of a lifeline and what remains to clean up once Keycloak has stopped.
 pub(crate) struct Lifeline {
-    pub(crate) pipe: ChildStdin,
+    pub(crate) pipe: OwnedFd,
     pub(crate) leftovers: Vec<PathBuf>,
 }
 

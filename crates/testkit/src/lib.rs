@@ -54,21 +54,18 @@ fn reuse() -> bool {
     std::env::var(REUSE_VARIABLE).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The run's certificates: fresh ones in a temporary directory, or under reuse the ones the
-/// kept Keycloak serves.
-static CERTS: LazyLock<(Option<tempfile::TempDir>, CertSet)> = LazyLock::new(|| {
-    let (temporary, dir) = if reuse() {
-        (
-            None,
-            playbook_provider::reuse_dir(&provider_config()).join("certs"),
-        )
+/// The runs' certificates, made once in the cache and kept (regenerated when they expire): under
+/// reuse the ones the kept Keycloak serves; else the ones a Keycloak snapshot is tied to, so
+/// that the next run restores the shared Keycloak instead of starting it (see docs/testing.md).
+static CERTS: LazyLock<CertSet> = LazyLock::new(|| {
+    let config = provider_config();
+    let dir = if reuse() {
+        playbook_provider::reuse_dir(&config).join("certs")
     } else {
-        let temporary = tempfile::tempdir().expect("a temporary directory");
-        let dir = temporary.path().to_owned();
-        (Some(temporary), dir)
+        config.resolved_cache_dir().join("test-certs")
     };
     let (set, _) = CertSet::ensure(&dir, false).expect("test certificates");
-    (temporary, set)
+    set
 });
 
 static KEYCLOAK: tokio::sync::OnceCell<Result<Keycloak, String>> =
@@ -85,9 +82,9 @@ pub fn run<F: Future>(test: F) -> F::Output {
     RUNTIME.block_on(test)
 }
 
-/// The certificates of this test run (a fresh CA in a temporary directory).
+/// The certificates of this test run (a CA of the tests' own, kept in the cache).
 pub fn certs() -> &'static CertSet {
-    &CERTS.1
+    &CERTS
 }
 
 /// Copies the run's certificate files into `dir` (created), keys staying 0600: a certificates

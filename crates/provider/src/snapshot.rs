@@ -1,0 +1,406 @@
+//! A ready Keycloak frozen to disk and thawed instead of started: ~0.4 s instead of ~5 s here.
+//!
+//! Most of a start is the JVM's: Quarkus booting, Keycloak's bootstrap, the master realm read and
+//! cached, the hot code compiled. CRIU (Checkpoint/Restore In Userspace) saves a process tree
+//! with all of that done and puts it back later, memory, threads, open files and listening
+//! sockets included. It works with any JDK, which is why it is used here instead of CRaC (which
+//! needs a CRaC build of the JDK; none is installed on the machines this project targets).
+//!
+//! The first start of a configuration runs Keycloak in a PID namespace of its own (`unshare
+//! --pid`), so that its ~100 thread ids can be given back without colliding with the host's.
+//! Once it is ready it is dumped (which stops it), its database file saved beside the images, and
+//! restored at once. Every later start of the same configuration restores it: the same ports,
+//! certificate files and admin, a private copy of the saved database, and a new log and lifeline
+//! handed in with `--inherit-fd`.
+//!
+//! What ties a snapshot to its configuration (its identity): Keycloak's options but the ports,
+//! the certificate files' contents, the admin, the Java and its options, CRIU itself, and the
+//! boot (CLOCK_MONOTONIC restarts at boot: a JVM restored after a reboot would see its clock run
+//! backwards). CRIU needs root (CAP_SYS_ADMIN, CAP_CHECKPOINT_RESTORE) and version 4 on the
+//! kernels here (`scripts/install-criu.sh`); without either, every start is a plain start.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ProviderConfig;
+use crate::database::InstanceDatabase;
+
+/// Snapshots kept per install, the most recently used ones: each is ~300 MB.
+const KEPT: usize = 2;
+
+/// Whatever CRIU's version, where `scripts/install-criu.sh` puts it.
+const INSTALLED_VERSION: &str = "4.1.1";
+
+/// A CRIU that can dump and restore here.
+#[derive(Debug, Clone)]
+pub(crate) struct Criu {
+    path: PathBuf,
+    version: String,
+}
+
+impl Criu {
+    /// The CRIU `config` names, else the one `scripts/install-criu.sh` built, else `criu` on the
+    /// PATH; none unless it is version 4 or later and we are root.
+    pub(crate) fn find(config: &ProviderConfig) -> Option<Self> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            tracing::debug!("Keycloak snapshots need root (CRIU): starting Keycloak plainly");
+            return None;
+        }
+        let installed = config
+            .resolved_cache_dir()
+            .join("criu")
+            .join(INSTALLED_VERSION)
+            .join("bin/criu");
+        let candidates = config
+            .criu
+            .clone()
+            .into_iter()
+            .chain([installed, PathBuf::from("criu")]);
+        candidates.into_iter().find_map(|path| {
+            let output = Command::new(&path).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            let version = text.lines().find_map(|l| l.strip_prefix("Version: "))?;
+            let major: u32 = version.split('.').next()?.trim().parse().ok()?;
+            (major >= 4).then(|| Self {
+                path,
+                version: version.trim().to_owned(),
+            })
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.path);
+        command.args(args);
+        command
+    }
+}
+
+/// What a restore needs to know about the Keycloak that was dumped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub(crate) https_port: u16,
+    pub(crate) management_port: u16,
+    /// The paths and the pipe the dumped process had open, which a restore hands new files for.
+    log: PathBuf,
+    database: PathBuf,
+    lifeline_pipe: String,
+}
+
+/// The snapshots of one built install.
+pub(crate) struct Snapshots {
+    dir: PathBuf,
+    criu: Criu,
+}
+
+/// One snapshot: CRIU's images, the database as it was, and [`Meta`].
+pub(crate) struct Snapshot {
+    dir: PathBuf,
+    pub(crate) meta: Meta,
+}
+
+/// A Keycloak restored from a snapshot: the init of its PID namespace (our child, so that its
+/// exit can be waited for) and the write end of its new lifeline.
+pub(crate) struct Restored {
+    pub(crate) pid: i32,
+    pub(crate) lifeline: OwnedFd,
+}
+
+impl Snapshots {
+    pub(crate) fn new(install: &Path, criu: Criu) -> Self {
+        let dir = install.join(".playbook-snapshots");
+        remove_partial(&dir);
+        Self { dir, criu }
+    }
+
+    /// The identity of a configuration: `parts` (options, Java options, admin), the certificate
+    /// files, CRIU's version and the boot.
+    pub(crate) fn identity(&self, parts: &[&str], files: &[PathBuf]) -> String {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        for part in parts
+            .iter()
+            .copied()
+            .chain([self.criu.version.as_str(), boot.trim()])
+        {
+            context.update(part.as_bytes());
+            context.update(&[0]);
+        }
+        for file in files {
+            context.update(&fs::read(file).unwrap_or_default());
+            context.update(&[0]);
+        }
+        let digest = context.finish();
+        digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The snapshot of `identity`, if one was made.
+    pub(crate) fn find(&self, identity: &str) -> Option<Snapshot> {
+        let dir = self.dir.join(identity);
+        let text = fs::read_to_string(dir.join("meta.json")).ok()?;
+        let meta = serde_json::from_str(&text).ok()?;
+        Some(Snapshot { dir, meta })
+    }
+
+    /// Dumps the Keycloak whose PID namespace init is `init` (it stops), with `meta`, as the
+    /// snapshot of `identity`. On failure CRIU leaves Keycloak running, and says why.
+    pub(crate) fn make(&self, identity: &str, init: i32, meta: Meta) -> Result<Snapshot, String> {
+        let staging = self
+            .dir
+            .join(format!("{identity}.partial-{}", std::process::id()));
+        let images = staging.join("images");
+        fs::create_dir_all(&images).map_err(|e| format!("cannot create {images:?}: {e}"))?;
+        private(&self.dir);
+        let dumped = self
+            .criu
+            .run(&[
+                "dump",
+                "--tcp-close",
+                "--file-locks",
+                "-v2",
+                "-o",
+                "dump.log",
+            ])
+            .arg("-t")
+            .arg(init.to_string())
+            .arg("-D")
+            .arg(&images)
+            .output();
+        let result = match dumped {
+            Ok(output) if output.status.success() => {
+                fs::copy(&meta.database, staging.join("keycloakdb.mv.db"))
+                    .map_err(|e| format!("cannot keep the database: {e}"))
+                    .and_then(|_| {
+                        let text = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+                        fs::write(staging.join("meta.json"), text)
+                            .map_err(|e| format!("cannot write the snapshot: {e}"))
+                    })
+            }
+            Ok(_) => Err(criu_error(&images.join("dump.log"))),
+            Err(e) => Err(format!("cannot run {}: {e}", self.criu.path.display())),
+        };
+        if let Err(reason) = result {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(reason);
+        }
+        let dir = self.dir.join(identity);
+        let _ = fs::remove_dir_all(&dir);
+        fs::rename(&staging, &dir).map_err(|e| format!("cannot keep the snapshot: {e}"))?;
+        self.evict();
+        Ok(Snapshot { dir, meta })
+    }
+
+    /// Restores `snapshot` on a private copy of its database in `database`, its output
+    /// appended to `log`.
+    pub(crate) fn restore(
+        &self,
+        snapshot: &Snapshot,
+        database: &InstanceDatabase,
+        log: &Path,
+    ) -> Result<Restored, String> {
+        let saved = snapshot.dir.join("keycloakdb.mv.db");
+        fs::copy(&saved, database.file()).map_err(|e| format!("cannot copy {saved:?}: {e}"))?;
+        let _ = touch(&snapshot.dir);
+        let open = |path: &Path, append: bool| {
+            fs::OpenOptions::new()
+                .read(!append)
+                .write(true)
+                .append(append)
+                .create(true)
+                .open(path)
+                .map_err(|e| format!("cannot open {path:?}: {e}"))
+        };
+        let log_file = open(log, true)?;
+        let database_file = open(&database.file(), false)?;
+        let (reader, writer) = pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+        let pidfile = database.file().with_file_name("keycloak.pid");
+        let restore_log = database.file().with_file_name("restore.log");
+        // CRIU names a regular file by its path without the leading slash.
+        let key = |path: &Path| {
+            path.display()
+                .to_string()
+                .trim_start_matches('/')
+                .to_owned()
+        };
+        // The three files land on these numbers in CRIU's process (see `pre_exec` below).
+        let handed = [
+            (log_file.as_raw_fd(), 100, key(&snapshot.meta.log)),
+            (database_file.as_raw_fd(), 101, key(&snapshot.meta.database)),
+            (reader.as_raw_fd(), 102, snapshot.meta.lifeline_pipe.clone()),
+        ];
+        let mut command = self.criu.run(&[
+            "restore",
+            "--tcp-close",
+            "--file-locks",
+            "--restore-detached",
+            "--restore-sibling",
+            "-v2",
+        ]);
+        command
+            .arg("-D")
+            .arg(snapshot.dir.join("images"))
+            .arg("-o")
+            .arg(&restore_log)
+            .arg("--pidfile")
+            .arg(&pidfile);
+        for (_, number, key) in &handed {
+            command
+                .arg("--inherit-fd")
+                .arg(format!("fd[{number}]:{key}"));
+        }
+        let numbers: Vec<(i32, i32)> = handed.iter().map(|(fd, n, _)| (*fd, *n)).collect();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: dup2(2) is async-signal-safe; it clears close-on-exec on the new number.
+        unsafe {
+            command.pre_exec(move || {
+                for (fd, number) in &numbers {
+                    if libc::dup2(*fd, *number) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let status = command
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", self.criu.path.display()))?;
+        if !status.success() {
+            return Err(criu_error(&restore_log));
+        }
+        let pid = fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or("CRIU restored Keycloak but wrote no pid file")?;
+        let _ = fs::remove_file(&restore_log);
+        Ok(Restored {
+            pid,
+            lifeline: writer,
+        })
+    }
+
+    /// Removes a snapshot that failed to restore, so the next start makes a new one.
+    pub(crate) fn discard(&self, snapshot: Snapshot) {
+        let _ = fs::remove_dir_all(snapshot.dir);
+    }
+
+    /// Keeps the [`KEPT`] most recently used snapshots.
+    fn evict(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut snapshots: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|entry| entry.path().join("meta.json").is_file())
+            .map(|entry| {
+                let used = entry.metadata().and_then(|m| m.modified());
+                (used.unwrap_or(std::time::UNIX_EPOCH), entry.path())
+            })
+            .collect();
+        snapshots.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+        for (_, dir) in snapshots.into_iter().skip(KEPT) {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// What a restore of the Keycloak whose namespace init is `init` needs: its ports, and the pipe
+/// and files it has open. The pipe is the lifeline, the only one the watchdog holds (not always
+/// as fd 0: while it runs a command with redirections, the shell keeps it at fd 10 and up).
+pub(crate) fn describe(
+    init: i32,
+    (https_port, management_port): (u16, u16),
+    log: &Path,
+    database: &InstanceDatabase,
+) -> Option<Meta> {
+    let lifeline = fs::read_dir(format!("/proc/{init}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .find(|target| target.to_string_lossy().starts_with("pipe:["))?;
+    Some(Meta {
+        https_port,
+        management_port,
+        log: log.to_owned(),
+        database: database.file(),
+        lifeline_pipe: lifeline.display().to_string(),
+    })
+}
+
+/// The first child of `pid` (the init `unshare --fork` made), from `/proc`.
+pub(crate) fn first_child(pid: u32) -> Option<i32> {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Snapshots hold the admin password and private keys in their memory images: root only.
+fn private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+}
+
+/// A dump interrupted midway leaves a `.partial-<pid>` directory; the next start removes it.
+fn remove_partial(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split_once(".partial-"))
+            .map(|(_, p)| p)
+        else {
+            continue;
+        };
+        let running = pid
+            .parse::<i32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !running || pid == std::process::id().to_string() {
+            tracing::info!(dir = %entry.path().display(), "removing a snapshot an interrupted start left half-written");
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Marks a snapshot used (for [`Snapshots::evict`]): its directory's modification time.
+fn touch(dir: &Path) -> std::io::Result<()> {
+    let marker = dir.join("used");
+    fs::write(&marker, b"")?;
+    fs::remove_file(marker)
+}
+
+/// The last error lines of a CRIU log, for a one-line warning.
+fn criu_error(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("Error") && !line.contains("RLIMIT_NOFILE"))
+        .collect();
+    let last = errors
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .copied()
+        .collect::<Vec<_>>();
+    format!("CRIU failed ({}): {}", log.display(), last.join(" / "))
+}
+
+/// A pipe whose write end closes on exec (it stays ours), the read end handed to CRIU.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
