@@ -37,11 +37,17 @@ git ls-files -z --cached --others --exclude-standard |
 # One Keycloak distribution for both, already fetched by earlier runs (or fetched here, once).
 dist=$(ls "${PLAYBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-playbook}"/keycloak/*/keycloak-*.tar.gz 2>/dev/null | head -1 || true)
 
+# CRIU, where it can run (root): a side that knows Keycloak snapshots uses it; one that does not,
+# ignores the variable. The per-side caches would otherwise hide the one built into the cache.
+criu=""
+[ "$(id -u)" = 0 ] && criu=$(scripts/install-criu.sh 2>/dev/null || true)
+
 in_side() { # $1 = base|tree, then a command run in that side's checkout with its own caches
   local side=$1; shift
   (cd "$work/$side" &&
     env CARGO_TARGET_DIR="$work/$side/target" PLAYBOOK_CACHE_DIR="$work/$side-cache" \
-      PLAYBOOK_KEYCLOAK_BACKEND=native ${dist:+PLAYBOOK_KEYCLOAK_DIST="$dist"} "$@")
+      PLAYBOOK_KEYCLOAK_BACKEND=native ${dist:+PLAYBOOK_KEYCLOAK_DIST="$dist"} \
+      ${criu:+PLAYBOOK_CRIU="$criu"} "$@")
 }
 
 # Figures taken beside a forgotten Keycloak are worth nothing: none may run before or between.

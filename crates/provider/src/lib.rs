@@ -23,6 +23,7 @@ pub mod postgres;
 mod progress;
 mod reuse;
 mod snapshot;
+mod warmup;
 
 pub use config::{
     Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD, env,
@@ -32,6 +33,12 @@ pub use error::ProviderError;
 pub use playbook_proxy::{self as proxy, ReverseProxy, Topology};
 pub use progress::{LogProgress, Progress};
 pub use reuse::{Lease, reuse_dir, stop_leased};
+
+/// The CRIU that native starts under `config` snapshot and restore Keycloak with, if there is a
+/// usable one (version 4 or later, and we are root).
+pub fn snapshot_criu(config: &ProviderConfig) -> Option<std::path::PathBuf> {
+    snapshot::Criu::find(config).map(|criu| criu.path().to_owned())
+}
 
 use std::sync::Arc;
 
@@ -155,6 +162,12 @@ impl Keycloak {
             Running::External => "external",
             Running::Reused => "reused",
         }
+    }
+
+    /// Whether this Keycloak was restored from a snapshot instead of started (see
+    /// [`snapshot_criu`]): what a run with CRIU, as root, gets every time.
+    pub fn restored_from_snapshot(&self) -> bool {
+        matches!(&self.backend, Running::Native(native) if native.restored())
     }
 
     /// Whether this handle started Keycloak and stops it: false for an external or kept one.

@@ -232,6 +232,12 @@ pub(crate) async fn start(
             true,
         )
         .await?;
+    progress.stage("working Keycloak through a run's requests, then keeping its snapshot (once)");
+    let exercised = crate::warmup::exercise(&base_url(https_port), &admin, certs).await;
+    if let Err(reason) = exercised {
+        tracing::warn!(%reason, "Keycloak failed its warm-up: not snapshotted");
+        return Ok((keycloak, base_url(https_port), admin));
+    }
     let snapshot = match launcher.freeze(&snapshots, &identity, keycloak, https_port) {
         Ok(snapshot) => snapshot,
         Err(running) => return Ok((*running, base_url(https_port), admin)),
@@ -689,6 +695,11 @@ fn java_opts_append(archive: &ClassArchive, namespaced: bool) -> String {
 }
 
 impl NativeKeycloak {
+    pub(crate) fn restored(&self) -> bool {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(*child, Process::Restored { .. })
+    }
+
     /// The init of its PID namespace (started `namespaced`) and what a restore must know.
     fn describe(&self, https_port: u16) -> Option<(i32, crate::snapshot::Meta)> {
         let child = self.child.lock().ok()?;

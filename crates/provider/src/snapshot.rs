@@ -29,8 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::ProviderConfig;
 use crate::database::InstanceDatabase;
 
-/// Snapshots kept per install, the most recently used ones: each is ~300 MB.
-const KEPT: usize = 2;
+/// Snapshots kept per install, the most recently used ones (the tests', the tutorial's, …):
+/// each is ~300 MB.
+const KEPT: usize = 3;
+
+/// What a snapshot holds besides a ready Keycloak: part of its identity, so that a change here
+/// makes new snapshots.
+const FORMAT: &str = "exercised by warmup.rs";
 
 /// Whatever CRIU's version, where `scripts/install-criu.sh` puts it.
 const INSTALLED_VERSION: &str = "4.1.1";
@@ -71,6 +76,10 @@ impl Criu {
                 version: version.trim().to_owned(),
             })
         })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     fn run(&self, args: &[&str]) -> Command {
@@ -125,7 +134,7 @@ impl Snapshots {
         for part in parts
             .iter()
             .copied()
-            .chain([self.criu.version.as_str(), boot.trim()])
+            .chain([FORMAT, self.criu.version.as_str(), boot.trim()])
         {
             context.update(part.as_bytes());
             context.update(&[0]);
@@ -403,4 +412,65 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both descriptors were just created and are owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshots(install: &Path) -> Snapshots {
+        let criu = Criu {
+            path: PathBuf::from("criu"),
+            version: "4.1.1".into(),
+        };
+        Snapshots::new(install, criu)
+    }
+
+    #[test]
+    fn a_changed_certificate_or_option_is_another_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("keycloak.pem");
+        fs::write(&cert, "one").unwrap();
+        let snapshots = snapshots(dir.path());
+        let first = snapshots.identity(&["--https-port=0"], std::slice::from_ref(&cert));
+        assert_eq!(
+            first,
+            snapshots.identity(&["--https-port=0"], std::slice::from_ref(&cert))
+        );
+        assert_ne!(
+            first,
+            snapshots.identity(&["--cache=ispn"], std::slice::from_ref(&cert))
+        );
+        fs::write(&cert, "another").unwrap();
+        assert_ne!(first, snapshots.identity(&["--https-port=0"], &[cert]));
+    }
+
+    #[test]
+    fn a_half_written_snapshot_of_a_process_gone_is_removed_and_the_oldest_are_evicted() {
+        let install = tempfile::tempdir().unwrap();
+        let dir = install.path().join(".playbook-snapshots");
+        // No process has pid 0 in /proc; every Linux system has pid 1.
+        for name in ["a.partial-0", "b.partial-1"] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+        }
+        let snapshots = snapshots(install.path());
+        assert!(!dir.join("a.partial-0").exists());
+        assert!(dir.join("b.partial-1").exists());
+        for (age, name) in ["old", "older", "newer", "newest"].iter().enumerate() {
+            fs::create_dir_all(dir.join(name)).unwrap();
+            fs::write(dir.join(name).join("meta.json"), "{}").unwrap();
+            let used =
+                std::time::SystemTime::now() - std::time::Duration::from_secs(100 - age as u64);
+            fs::File::open(dir.join(name))
+                .unwrap()
+                .set_modified(used)
+                .unwrap();
+        }
+        snapshots.evict();
+        let kept: Vec<bool> = ["old", "older", "newer", "newest"]
+            .iter()
+            .map(|name| dir.join(name).exists())
+            .collect();
+        assert_eq!(kept, [false, true, true, true]);
+    }
 }

@@ -121,8 +121,22 @@ pub const SPIRE: Extra = Extra {
     }),
 };
 
+/// CRIU 4, run as root: the native backend's Keycloak snapshots, restored instead of started
+/// (found where `playbook_provider::snapshot_criu` looks: `PLAYBOOK_CRIU`, the cache, `PATH`).
+pub const CRIU: Extra = Extra {
+    name: "criu",
+    needs: "CRIU 4 and root (Keycloak snapshots)",
+    install: "scripts/install-criu.sh, as root",
+    require_variable: "PLAYBOOK_REQUIRE_CRIU",
+    programs: &[],
+    locate: Some(|| {
+        let config = playbook_provider::ProviderConfig::from_env().ok()?;
+        playbook_provider::snapshot_criu(&config).map(|criu| vec![criu])
+    }),
+};
+
 /// Every extra, for the docs and for a test that keeps their variables apart.
-pub const ALL: [&Extra; 5] = [&BROWSER, &CURL_JQ, &PROXY, &POSTGRES, &SPIRE];
+pub const ALL: [&Extra; 6] = [&BROWSER, &CURL_JQ, &PROXY, &POSTGRES, &SPIRE, &CRIU];
 
 /// The extra of that name.
 pub fn named(name: &str) -> Option<&'static Extra> {

@@ -14,6 +14,7 @@ mod dpop;
 mod lab;
 mod proxy;
 mod resource_server;
+mod snapshot;
 mod stage;
 mod token;
 

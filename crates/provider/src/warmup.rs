@@ -1,0 +1,83 @@
+//! Work a Keycloak through what every run asks of it before it is snapshotted, so that the
+//! snapshot holds that work's code compiled.
+//!
+//! A JVM compiles a method to fast machine code only after it has run it thousands of times;
+//! until then Keycloak interprets it and its compiler threads take CPU from the requests. A
+//! snapshot taken at ready would give every run a Keycloak that has served nothing yet. Its
+//! tests and lessons import realms, assign a role, ask for tokens over mTLS and delete realms
+//! (measured with JFR over a whole `cargo test`: realm imports and deletions are ~75 % of
+//! Keycloak's CPU, its compilers ~19 %), so that is what runs here, a few times, once per
+//! snapshot. (JDK 25's AOT cache, which `class_archive.rs` keeps, stores profiles but no
+//! compiled code: training it did not help, see docs/testing.md.)
+
+use playbook_certs::CertSet;
+use playbook_keycloak::{
+    Admin, AdminCredentials, CLIENT_ID, KeycloakUrl, Provisioner, READONLY_ROLE, RealmKey,
+    RealmTemplate,
+};
+use url::Url;
+
+/// Realms imported, used and deleted.
+const ROUNDS: usize = 4;
+/// Tokens asked for in each.
+const TOKENS: usize = 25;
+
+/// Runs the rounds against the Keycloak at `base_url`; the first failure says what failed.
+pub(crate) async fn exercise(
+    base_url: &Url,
+    admin: &AdminCredentials,
+    certs: &CertSet,
+) -> Result<(), String> {
+    let keycloak = KeycloakUrl::new(base_url.clone());
+    let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
+    let http = playbook_https::https_client_with_identity(&certs.ca_pem, identity.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let key = RealmKey::generate();
+    for round in 0..ROUNDS {
+        // A login per round: every `playbook` command logs in once.
+        let admin = Admin::new(keycloak.clone(), admin.clone(), &certs.ca_pem)
+            .map_err(|e| e.to_string())?;
+        let name = format!("playbook-warmup-{round}");
+        let template = RealmTemplate::bundled();
+        let template = match round % 2 {
+            0 => template.signed_with(&key),
+            _ => template,
+        };
+        admin
+            .create_realm(&template.named(&name))
+            .await
+            .map_err(|e| format!("importing {name}: {e}"))?;
+        let provisioner = Provisioner::new(&admin, &name);
+        let (account, role) = provisioner
+            .account_and_role(CLIENT_ID, READONLY_ROLE)
+            .await
+            .map_err(|e| e.to_string())?;
+        provisioner
+            .assign(&account, &role)
+            .await
+            .map_err(|e| e.to_string())?;
+        let realm = keycloak.realm(&name);
+        for _ in 0..TOKENS {
+            let response = http
+                .post(realm.token())
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                ])
+                .send()
+                .await
+                .map_err(|e| playbook_https::describe(&e))?;
+            if !response.status().is_success() {
+                return Err(format!("a token in {name}: {}", response.status()));
+            }
+        }
+        for url in [realm.discovery(), realm.jwks()] {
+            let _ = http.get(url).send().await;
+        }
+        admin
+            .delete_realm(&name)
+            .await
+            .map_err(|e| format!("deleting {name}: {e}"))?;
+    }
+    Ok(())
+}
