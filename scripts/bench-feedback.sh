@@ -40,7 +40,7 @@ dist=$(ls "${PLAYBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-playbook
 # CRIU, where it can run (root): a side that knows Keycloak snapshots uses it; one that does not,
 # ignores the variable. The per-side caches would otherwise hide the one built into the cache.
 criu=""
-[ "$(id -u)" = 0 ] && criu=$(scripts/install-criu.sh 2>/dev/null || true)
+[ "$(id -u)" = 0 ] && criu=$(scripts/install-criu.sh || true)
 
 in_side() { # $1 = base|tree, then a command run in that side's checkout with its own caches
   local side=$1; shift

@@ -13,11 +13,10 @@
 set -euo pipefail
 
 VERSION=4.1.1
-PACKAGE=criu=$VERSION-1
 here=$(cd "$(dirname "$0")" && pwd)
-cache="${PLAYBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-playbook}/criu/$VERSION"
-bin="$cache/bin/criu"
-if [ -x "$bin" ]; then
+# Where the playbook looks for it (crates/provider/src/snapshot.rs, `INSTALLED`).
+bin="${PLAYBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-playbook}/criu/bin/criu"
+if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qx "Version: $VERSION"; then
   echo "$bin"
   exit 0
 fi
@@ -41,23 +40,25 @@ chmod 755 "$work" # apt downloads as its own user
 trap 'rm -rf "$work"' EXIT
 # An apt of our own (its own lists and cache) that knows Debian 13's sources, from the archive
 # the system's apt already names; the system's configuration is left as it is.
-archive=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-[ -n "$archive" ] || archive=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
-[ -n "$archive" ] || { echo "error: no Debian archive found in apt's sources" >&2; exit 1; }
+archive=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1)
+[ -n "$archive" ] || archive=$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+[ -n "$archive" ] || { echo "error: apt names no Debian archive (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list): add Debian's, or build CRIU $VERSION yourself and set PLAYBOOK_CRIU" >&2; exit 1; }
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
 echo "deb-src $archive trixie main" >"$work/sources.list"
 apt_own=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
 echo "fetching CRIU $VERSION's source (Debian 13's package)" >&2
 apt-get "${apt_own[@]}" update -qq >&2
-# Only the upstream tarball is needed; apt checks it against the signed index.
-read -r uri file _ sum < <(apt-get "${apt_own[@]}" source --print-uris "$PACKAGE" | grep "orig.tar")
+# Only the upstream tarball is needed; apt checks it against the signed index. The patch below
+# is for this version: another one in Debian 13 one day is a reason to look again, not to guess.
+read -r uri file _ sum < <(apt-get "${apt_own[@]}" source --print-uris criu | grep "orig.tar" || true)
+[ "${file:-}" = "criu_$VERSION.orig.tar.xz" ] || { echo "error: Debian 13 ($archive) offers ${file:-no criu source}, not criu_$VERSION.orig.tar.xz: update VERSION and the patch in $0, or set PLAYBOOK_CRIU to a CRIU 4 you built" >&2; exit 1; }
 /usr/lib/apt/apt-helper download-file "${uri//\'/}" "$work/$file" "$sum" >&2
 tar -xf "$work/$file" -C "$work"
 cd "$work/criu-$VERSION"
 patch -p1 <"$here/criu-4.1.1-sockets.patch" >&2
 echo "building CRIU $VERSION (about half a minute on 2 cores)" >&2
 make -j"$(nproc)" criu >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; exit 1; }
-mkdir -p "$cache/bin"
+mkdir -p "$(dirname "$bin")"
 install -m 0755 criu/criu "$bin"
 echo "$bin"

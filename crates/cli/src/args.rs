@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use playbook_keycloak::{Admin, AdminCredentials, DEFAULT_HTTPS_PORT, RealmUrl, Secret};
 use playbook_keycloak::{AuthMethod, KeycloakUrl, REALM, TokenBinding};
-use playbook_provider::{BackendChoice, ProviderConfig, Topology, env};
+use playbook_provider::{BackendChoice, ProviderConfig, SnapshotPolicy, Topology, env};
 use playbook_resource_server::{
     Algorithm, BindingMode, ClientCertSource, IntrospectionConfig, ProofAlgorithm,
 };
@@ -121,10 +121,11 @@ pub struct LaunchArgs {
     #[arg(long = "db-user", env = env::DB_USER, default_value = playbook_provider::postgres::USER)]
     pub db_user: String,
 
-    /// Native backend, as root with CRIU 4 (scripts/install-criu.sh): restore a Keycloak started
-    /// before with the same configuration from its snapshot (~0.4 s) instead of starting it.
-    #[arg(long = "keycloak-snapshots", env = env::SNAPSHOTS, default_value_t = true, action = clap::ArgAction::Set)]
-    pub snapshots: bool,
+    /// Native backend, as root with CRIU 4 (scripts/install-criu.sh): when to snapshot a ready
+    /// Keycloak and restore it (~0.4 s) instead of starting it [default: repeated: from the
+    /// second start of the same configuration on].
+    #[arg(long = "keycloak-snapshots", env = env::SNAPSHOTS, value_enum, ignore_case = true)]
+    pub snapshots: Option<SnapshotPolicy>,
 
     /// The criu binary [default: the one scripts/install-criu.sh built, else criu on PATH].
     #[arg(long = "criu", env = env::CRIU)]
@@ -222,7 +223,7 @@ fn provider_config(
         topology: defaults.topology,
         db_url: launch.db_url.clone(),
         db_user: launch.db_user.clone(),
-        snapshots: launch.snapshots,
+        snapshots: launch.snapshots.unwrap_or(defaults.snapshots),
         criu: launch.criu.clone(),
         db_password: launch
             .db_password_file

@@ -86,6 +86,55 @@ impl clap::ValueEnum for BackendChoice {
     }
 }
 
+/// When the native backend snapshots Keycloak (see `snapshot.rs`; needs root and CRIU 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotPolicy {
+    /// Never: every start is a start.
+    Off,
+    /// From the second start of a configuration on: one started once (a throwaway
+    /// certificates directory) is not worth a snapshot's ~10 s and ~300 MB.
+    #[default]
+    Repeated,
+    /// From the first start on: for a configuration known to come back, like the tests'.
+    Always,
+}
+
+impl SnapshotPolicy {
+    pub const ALL: [Self; 3] = [Self::Off, Self::Repeated, Self::Always];
+
+    /// The one name of each: what the flag, the variable and `from_env` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Repeated => "repeated",
+            Self::Always => "always",
+        }
+    }
+}
+
+impl FromStr for SnapshotPolicy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        let names: Vec<&str> = Self::ALL.map(Self::name).to_vec();
+        Self::ALL
+            .into_iter()
+            .find(|policy| policy.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("`{name}` is not one of {}", names.join(", ")))
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for SnapshotPolicy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// What actually runs Keycloak, once `auto` is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -132,10 +181,9 @@ pub struct ProviderConfig {
     /// The external database's user.
     pub db_user: String,
     pub db_password: Option<Secret>,
-    /// Native backend: restore a configuration started before from its snapshot instead of
-    /// starting it, and snapshot the first start of one (needs root and CRIU 4; see
-    /// `snapshot.rs`). Without CRIU this changes nothing.
-    pub snapshots: bool,
+    /// Native backend: when to snapshot Keycloak and restore it instead of starting it (needs
+    /// root and CRIU 4; see `snapshot.rs`). Without CRIU this changes nothing.
+    pub snapshots: SnapshotPolicy,
     /// The `criu` binary; unset, the one `scripts/install-criu.sh` built, else `criu` on PATH.
     pub criu: Option<PathBuf>,
 }
@@ -159,7 +207,7 @@ impl Default for ProviderConfig {
             db_url: None,
             db_user: crate::postgres::USER.to_owned(),
             db_password: None,
-            snapshots: true,
+            snapshots: SnapshotPolicy::default(),
             criu: None,
         }
     }

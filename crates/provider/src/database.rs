@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::ProviderError;
 use playbook_keycloak::AdminCredentials;
 
+/// The file H2 keeps a database in (`jdbc:h2:file:<dir>/keycloakdb`).
+pub(crate) const DATABASE_FILE: &str = "keycloakdb.mv.db";
+
 /// The H2 database of one Keycloak process, in a directory of its own: H2 allows one process per
 /// file, and tests run a second Keycloak beside the shared one.
 pub(crate) struct InstanceDatabase {
@@ -17,13 +20,20 @@ pub(crate) struct InstanceDatabase {
 }
 
 impl InstanceDatabase {
+    /// A new directory, private (0700: the database holds the admin's password hash and, once
+    /// the realm is in, its clients' secrets).
     pub(crate) fn fresh() -> Result<Self, ProviderError> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!(
             "oauth2-playbook-keycloak-db-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
-        fs::create_dir_all(&dir).map_err(ProviderError::io("create", &dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(ProviderError::io("create", &dir))?;
         Ok(Self { dir })
     }
 
@@ -35,7 +45,7 @@ impl InstanceDatabase {
     }
 
     pub(crate) fn file(&self) -> PathBuf {
-        self.dir.join("keycloakdb.mv.db")
+        self.dir.join(DATABASE_FILE)
     }
 
     /// The directory, for whoever removes it once Keycloak has stopped.
@@ -63,7 +73,7 @@ impl DatabaseTemplate {
     }
 
     pub(crate) fn exists(&self) -> bool {
-        self.dir.join("keycloakdb.mv.db").is_file() && self.dir.join("admin-password").is_file()
+        self.dir.join(DATABASE_FILE).is_file() && self.dir.join("admin-password").is_file()
     }
 
     pub(crate) fn save(
@@ -76,7 +86,7 @@ impl DatabaseTemplate {
             .with_extension(format!("staging-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).map_err(ProviderError::io("create", &staging))?;
-        fs::copy(database.file(), staging.join("keycloakdb.mv.db"))
+        fs::copy(database.file(), staging.join(DATABASE_FILE))
             .map_err(ProviderError::io("copy", database.file()))?;
         let password = staging.join("admin-password");
         playbook_certs::write_private(&password, admin.password.expose().as_bytes())
@@ -93,7 +103,7 @@ impl DatabaseTemplate {
         &self,
     ) -> Result<(InstanceDatabase, AdminCredentials), ProviderError> {
         let database = InstanceDatabase::fresh()?;
-        let source = self.dir.join("keycloakdb.mv.db");
+        let source = self.dir.join(DATABASE_FILE);
         fs::copy(&source, database.file()).map_err(ProviderError::io("copy", &source))?;
         let password_file = self.dir.join("admin-password");
         let password = fs::read_to_string(&password_file)

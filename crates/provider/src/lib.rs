@@ -26,7 +26,8 @@ mod snapshot;
 mod warmup;
 
 pub use config::{
-    Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD, env,
+    Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD,
+    SnapshotPolicy, env,
 };
 pub use container::CONTAINER_LABEL;
 pub use error::ProviderError;
@@ -165,7 +166,7 @@ impl Keycloak {
     }
 
     /// Whether this Keycloak was restored from a snapshot instead of started (see
-    /// [`snapshot_criu`]): what a run with CRIU, as root, gets every time.
+    /// [`snapshot_criu`] and [`SnapshotPolicy`]).
     pub fn restored_from_snapshot(&self) -> bool {
         matches!(&self.backend, Running::Native(native) if native.restored())
     }

@@ -11,12 +11,13 @@ use playbook_certs::CertSet;
 use url::Url;
 
 use crate::class_archive::ClassArchive;
+use crate::config::SnapshotPolicy;
 use crate::config::{ensure_free, port_or_free};
 use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
-use crate::snapshot::{Snapshot, Snapshots};
+use crate::snapshot::{Plan, Snapshot, Snapshots};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
 use playbook_process::free_port;
@@ -38,6 +39,7 @@ pub(crate) struct NativeKeycloak {
     detached: std::sync::atomic::AtomicBool,
     /// Where its health is served (`/health/ready`): a load balancer checks it there.
     pub(crate) management_port: u16,
+    https_port: u16,
 }
 
 /// The process that is Keycloak.
@@ -59,8 +61,15 @@ impl Process {
                 if status.is_none() {
                     let mut raw = 0;
                     // SAFETY: waitpid(2) on our own child, without blocking.
-                    if unsafe { libc::waitpid(*pid, &mut raw, libc::WNOHANG) } == *pid {
-                        *status = Some(raw);
+                    match unsafe { libc::waitpid(*pid, &mut raw, libc::WNOHANG) } {
+                        reaped if reaped == *pid => *status = Some(raw),
+                        // Not our child any more (reaped elsewhere): gone as far as we can tell.
+                        -1 if std::io::Error::last_os_error().raw_os_error()
+                            == Some(libc::ECHILD) =>
+                        {
+                            *status = Some(0)
+                        }
+                        _ => {}
                     }
                 }
                 use std::os::unix::process::ExitStatusExt;
@@ -102,11 +111,15 @@ impl Process {
                 let _ = child.wait();
             }
             Self::Restored { pid, status } => {
-                if status.is_none() {
+                while status.is_none() {
                     let mut raw = 0;
                     // SAFETY: waitpid(2) on our own child.
-                    unsafe { libc::waitpid(*pid, &mut raw, 0) };
-                    *status = Some(raw);
+                    let reaped = unsafe { libc::waitpid(*pid, &mut raw, 0) };
+                    let interrupted =
+                        std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+                    if reaped == *pid || !interrupted {
+                        *status = Some(raw);
+                    }
                 }
             }
         }
@@ -176,46 +189,36 @@ pub(crate) async fn start(
         }
     };
     let archive = || ClassArchive::existing(&install, java.major);
-    // A configuration started before is restored from its snapshot, and the first start of one
-    // is snapshotted once ready (see `snapshot.rs`). Not with an admin of the user's (a fresh
-    // database, not the template a snapshot starts from), nor behind the proxy (whose port, part
-    // of Keycloak's hostname, changes every run).
-    let snapshots = (args.snapshots && !custom_admin && public_port.is_none())
-        .then(|| crate::snapshot::Criu::find(args))
-        .flatten()
-        .map(|criu| Snapshots::new(&install, criu));
-    let Some(snapshots) = snapshots else {
-        let keycloak = launcher
-            .launch(
-                https_port,
-                Store::File(database),
-                &admin,
-                archive(),
-                "",
-                false,
-            )
-            .await?;
-        return Ok((keycloak, base_url(https_port), admin));
-    };
-    let identity = launcher.identity(&snapshots, &admin, &archive());
+    // A configuration started before is restored from its snapshot (see `snapshot.rs`). Not with
+    // an admin of the user's (a fresh database, not the template a snapshot starts from), nor
+    // behind the proxy (whose port, part of Keycloak's hostname, changes every run).
+    let snapshots =
+        (args.snapshots != SnapshotPolicy::Off && !custom_admin && public_port.is_none())
+            .then(|| crate::snapshot::Criu::find(args))
+            .flatten()
+            .map(|criu| Snapshots::new(&install, criu));
     let mut database = Some(database);
-    if let Some(snapshot) = snapshots.find(&identity) {
-        let meta = &snapshot.meta;
-        let fits = (args.https_port == 0 || args.https_port == meta.https_port)
-            && ensure_free(meta.https_port).is_ok()
-            && ensure_free(meta.management_port).is_ok();
-        if fits {
-            let database = database.take().expect("not used yet");
-            match launcher
-                .restore(&snapshots, &snapshot, database, archive(), true)
-                .await
-            {
-                Ok(keycloak) => return Ok((keycloak, base_url(meta.https_port), admin)),
-                Err(reason) => {
-                    tracing::warn!(%reason, "Keycloak's snapshot did not restore: removed; starting Keycloak instead");
-                    snapshots.discard(snapshot);
-                }
+    if let Some(snapshots) = &snapshots {
+        let identity = launcher.identity(snapshots, &admin, &archive());
+        // Held until the restore or the snapshot is done: another start of the same
+        // configuration meanwhile starts plainly instead of racing this one.
+        let started = match snapshots.plan(&identity, args.snapshots) {
+            Plan::Restore(snapshot, _lock) => {
+                launcher
+                    .restore_fitting(snapshots, snapshot, args.https_port, &mut database)
+                    .await
             }
+            Plan::Make(_lock) => {
+                let fresh = database.take().expect("not used yet");
+                launcher
+                    .make(snapshots, &identity, https_port, fresh, &admin, &template)
+                    .await?
+            }
+            Plan::Plain => None,
+        };
+        if let Some(keycloak) = started {
+            let url = base_url(keycloak.https_port);
+            return Ok((keycloak, url, admin));
         }
     }
     let database = match database {
@@ -229,41 +232,9 @@ pub(crate) async fn start(
             &admin,
             archive(),
             "",
-            true,
+            false,
         )
         .await?;
-    progress.stage("working Keycloak through a run's requests, then keeping its snapshot (once)");
-    let exercised = crate::warmup::exercise(&base_url(https_port), &admin, certs).await;
-    if let Err(reason) = exercised {
-        tracing::warn!(%reason, "Keycloak failed its warm-up: not snapshotted");
-        return Ok((keycloak, base_url(https_port), admin));
-    }
-    let snapshot = match launcher.freeze(&snapshots, &identity, keycloak, https_port) {
-        Ok(snapshot) => snapshot,
-        Err(running) => return Ok((*running, base_url(https_port), admin)),
-    };
-    let database = template.instantiate()?.0;
-    let keycloak = match launcher
-        .restore(&snapshots, &snapshot, database, archive(), false)
-        .await
-    {
-        Ok(keycloak) => keycloak,
-        Err(reason) => {
-            tracing::warn!(%reason, "the snapshot just made did not restore: removed; starting Keycloak again");
-            snapshots.discard(snapshot);
-            let database = template.instantiate()?.0;
-            launcher
-                .launch(
-                    https_port,
-                    Store::File(database),
-                    &admin,
-                    archive(),
-                    "",
-                    false,
-                )
-                .await?
-        }
-    };
     Ok((keycloak, base_url(https_port), admin))
 }
 
@@ -413,7 +384,7 @@ impl Launcher<'_> {
             &log,
             database,
             archive,
-            management_port,
+            (https_port, management_port),
             namespaced,
         )?;
         match self.ready(&keycloak).await {
@@ -478,29 +449,94 @@ impl Launcher<'_> {
         )
     }
 
-    /// Dumps `keycloak` (started `namespaced`) as the snapshot of `identity`, which stops it;
-    /// hands it back, still running, when that fails.
-    fn freeze(
+    /// Restores `snapshot` if its ports fit the start asked for (any free port, or its own) and
+    /// are free; `None` (after a warning, the snapshot removed if it is to blame) otherwise.
+    async fn restore_fitting(
+        &self,
+        snapshots: &Snapshots,
+        snapshot: Snapshot,
+        asked_port: u16,
+        database: &mut Option<InstanceDatabase>,
+    ) -> Option<NativeKeycloak> {
+        let meta = &snapshot.meta;
+        let ports_free =
+            || ensure_free(meta.https_port).is_ok() && ensure_free(meta.management_port).is_ok();
+        if !(asked_port == 0 || asked_port == meta.https_port) || !ports_free() {
+            tracing::info!(
+                port = meta.https_port,
+                "Keycloak's snapshot is for another or a taken port: starting Keycloak instead"
+            );
+            return None;
+        }
+        let fresh = database.take()?;
+        match self.restore(snapshots, &snapshot, fresh, true).await {
+            Ok(keycloak) => Some(keycloak),
+            // A port taken meanwhile is not the snapshot's fault.
+            Err(reason) if !ports_free() => {
+                tracing::warn!(%reason, "Keycloak's snapshot did not restore (its port was taken meanwhile); starting Keycloak instead");
+                None
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "Keycloak's snapshot did not restore: removed; starting Keycloak instead");
+                snapshots.discard(snapshot);
+                None
+            }
+        }
+    }
+
+    /// The first start of a configuration to be snapshotted: started in a PID namespace on
+    /// `database`, worked through a run's requests, dumped and restored. Whatever fails on the way
+    /// is remembered (see [`Snapshots::failed`]) and leaves a Keycloak running if it can; `None`
+    /// when the one started is gone (the caller starts another).
+    async fn make(
         &self,
         snapshots: &Snapshots,
         identity: &str,
-        keycloak: NativeKeycloak,
         https_port: u16,
-    ) -> Result<Snapshot, Box<NativeKeycloak>> {
-        let Some((init, meta)) = keycloak.describe(https_port) else {
-            tracing::warn!("could not find Keycloak's processes to snapshot; it runs on");
-            return Err(Box::new(keycloak));
-        };
-        match snapshots.make(identity, init, meta) {
-            Ok(snapshot) => {
-                // The dump stopped it; its log stays, for the restored Keycloak to write on.
-                crate::reuse::take(&keycloak.log);
-                drop(keycloak);
-                Ok(snapshot)
+        database: InstanceDatabase,
+        admin: &AdminCredentials,
+        template: &DatabaseTemplate,
+    ) -> Result<Option<NativeKeycloak>, ProviderError> {
+        let archive = ClassArchive::existing(self.install, self.java.major);
+        let keycloak = match self
+            .launch(https_port, Store::File(database), admin, archive, "", true)
+            .await
+        {
+            Ok(keycloak) => keycloak,
+            // `unshare` refused, say: remembered, and started as before.
+            Err(error) => {
+                snapshots.failed(identity, &format!("started in a PID namespace: {error}"));
+                return Ok(None);
             }
+        };
+        self.progress
+            .stage("working Keycloak through a run's requests, then keeping its snapshot (once)");
+        let exercised = crate::warmup::exercise(&base_url(https_port), admin, self.certs).await;
+        if let Err(reason) = exercised {
+            snapshots.failed(identity, &format!("its warm-up: {reason}"));
+            return Ok(Some(keycloak));
+        }
+        let Some((init, meta)) = keycloak.describe(https_port) else {
+            snapshots.failed(identity, "its processes were not found in /proc");
+            return Ok(Some(keycloak));
+        };
+        let snapshot = match snapshots.make(identity, init, meta) {
+            Ok(snapshot) => snapshot,
+            Err(failure) => {
+                snapshots.failed(identity, &failure.reason);
+                return Ok((!failure.stopped).then_some(keycloak));
+            }
+        };
+        // The dump stopped it; its log stays, for the restored Keycloak to write on.
+        crate::reuse::take(&keycloak.log);
+        drop(keycloak);
+        let database = template.instantiate()?.0;
+        match self.restore(snapshots, &snapshot, database, false).await {
+            Ok(keycloak) => Ok(Some(keycloak)),
             Err(reason) => {
-                tracing::warn!(%reason, "could not snapshot Keycloak; it runs on (PLAYBOOK_KEYCLOAK_SNAPSHOTS=false stops trying)");
-                Err(Box::new(keycloak))
+                snapshots.discard(snapshot);
+                snapshots.failed(identity, &format!("its restore: {reason}"));
+                Ok(None)
             }
         }
     }
@@ -512,9 +548,9 @@ impl Launcher<'_> {
         snapshots: &Snapshots,
         snapshot: &Snapshot,
         database: InstanceDatabase,
-        archive: ClassArchive,
         fresh_log: bool,
     ) -> Result<NativeKeycloak, String> {
+        let archive = ClassArchive::existing(self.install, self.java.major);
         let meta = &snapshot.meta;
         let url = base_url(meta.https_port);
         self.progress.stage(&format!(
@@ -524,7 +560,7 @@ impl Launcher<'_> {
         let started = Instant::now();
         let log = log_path(meta.https_port);
         if fresh_log {
-            fs::File::create(&log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
+            create_log(&log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
         }
         let restored = match snapshots.restore(snapshot, &database, &log) {
             Ok(restored) => restored,
@@ -544,6 +580,7 @@ impl Launcher<'_> {
             archive,
             detached: false.into(),
             management_port: meta.management_port,
+            https_port: meta.https_port,
         };
         match self.ready(&keycloak).await {
             Ok(_) => {
@@ -633,11 +670,11 @@ fn spawn(
     log: &Path,
     database: Option<InstanceDatabase>,
     archive: ClassArchive,
-    management_port: u16,
+    (https_port, management_port): (u16, u16),
     namespaced: bool,
 ) -> Result<NativeKeycloak, ProviderError> {
     use std::os::unix::process::CommandExt;
-    let log_file = fs::File::create(log).map_err(ProviderError::io("create", log))?;
+    let log_file = create_log(log).map_err(ProviderError::io("create", log))?;
     // In a PID namespace, its init (the watchdog) a session leader: CRIU dumps a tree whole.
     let mut command = match namespaced {
         true => {
@@ -677,7 +714,20 @@ fn spawn(
         archive,
         detached: false.into(),
         management_port,
+        https_port,
     })
+}
+
+/// A new, empty log: its path in the shared temporary directory is predictable (it names the
+/// port), so a symbolic link planted there is refused rather than followed.
+fn create_log(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// `JAVA_OPTS_APPEND` for `kc.sh`: whatever the user set there, then ours. `namespaced`: no
@@ -766,9 +816,6 @@ impl NativeKeycloak {
         // Stopped before (a cluster node the lab killed, a snapshotted one): its group id may
         // belong to another process by now, so it is not signalled again.
         if child.exited().is_some() {
-            if let Some(log) = crate::reuse::take(&self.log) {
-                let _ = fs::remove_file(log);
-            }
             return;
         }
         let mut killed = abandon || !self.archive.needs_clean_exit();

@@ -27,7 +27,8 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::ProviderConfig;
-use crate::database::InstanceDatabase;
+use crate::config::SnapshotPolicy;
+use crate::database::{DATABASE_FILE, InstanceDatabase};
 
 /// Snapshots kept per install, the most recently used ones (the tests', the tutorial's, …):
 /// each is ~300 MB.
@@ -37,8 +38,8 @@ const KEPT: usize = 3;
 /// makes new snapshots.
 const FORMAT: &str = "exercised by warmup.rs";
 
-/// Whatever CRIU's version, where `scripts/install-criu.sh` puts it.
-const INSTALLED_VERSION: &str = "4.1.1";
+/// Where `scripts/install-criu.sh` puts the CRIU it builds, below the playbook's cache.
+const INSTALLED: &str = "criu/bin/criu";
 
 /// A CRIU that can dump and restore here.
 #[derive(Debug, Clone)]
@@ -56,25 +57,39 @@ impl Criu {
             tracing::debug!("Keycloak snapshots need root (CRIU): starting Keycloak plainly");
             return None;
         }
-        let installed = config
-            .resolved_cache_dir()
-            .join("criu")
-            .join(INSTALLED_VERSION)
-            .join("bin/criu");
-        let candidates = config
-            .criu
-            .clone()
-            .into_iter()
-            .chain([installed, PathBuf::from("criu")]);
-        candidates.into_iter().find_map(|path| {
-            let output = Command::new(&path).arg("--version").output().ok()?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            let version = text.lines().find_map(|l| l.strip_prefix("Version: "))?;
-            let major: u32 = version.split('.').next()?.trim().parse().ok()?;
-            (major >= 4).then(|| Self {
-                path,
-                version: version.trim().to_owned(),
-            })
+        let installed = config.resolved_cache_dir().join(INSTALLED);
+        let found = match &config.criu {
+            Some(named) => {
+                let found = Self::at(named);
+                if found.is_none() {
+                    tracing::warn!(criu = %named.display(), "not a CRIU 4 or later: starting Keycloak without snapshots");
+                }
+                found
+            }
+            None => Self::at(&installed).or_else(|| Self::at(Path::new("criu"))),
+        };
+        // Root without the right to make a PID namespace (a container's root, say) cannot
+        // snapshot either; asking costs a few milliseconds.
+        let namespaces = Command::new("unshare")
+            .args(["--pid", "--fork", "true"])
+            .status()
+            .is_ok_and(|status| status.success());
+        if found.is_some() && !namespaces {
+            tracing::debug!("no PID namespaces here: starting Keycloak without snapshots");
+            return None;
+        }
+        found
+    }
+
+    /// The CRIU at `path`, if it is version 4 or later.
+    fn at(path: &Path) -> Option<Self> {
+        let output = Command::new(path).arg("--version").output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = text.lines().find_map(|l| l.strip_prefix("Version: "))?;
+        let major: u32 = version.split('.').next()?.trim().parse().ok()?;
+        (major >= 4).then(|| Self {
+            path: path.to_owned(),
+            version: version.trim().to_owned(),
         })
     }
 
@@ -82,9 +97,12 @@ impl Criu {
         &self.path
     }
 
+    /// CRIU in a process group of its own: a Ctrl-C meant for us must not stop it halfway
+    /// through a dump (it takes ~0.3 s; we stop Keycloak after it).
     fn run(&self, args: &[&str]) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(&self.path);
-        command.args(args);
+        command.args(args).process_group(0);
         command
     }
 }
@@ -104,6 +122,22 @@ pub(crate) struct Meta {
 pub(crate) struct Snapshots {
     dir: PathBuf,
     criu: Criu,
+}
+
+/// What a start of a configuration does about its snapshot.
+pub(crate) enum Plan {
+    /// Restore it (the lock held until then).
+    Restore(Snapshot, fs::File),
+    /// Start Keycloak to snapshot it (the lock held until then).
+    Make(fs::File),
+    /// Start Keycloak as before.
+    Plain,
+}
+
+/// Why a snapshot was not made, and whether the dump stopped Keycloak on the way.
+pub(crate) struct MakeFailure {
+    pub(crate) stopped: bool,
+    pub(crate) reason: String,
 }
 
 /// One snapshot: CRIU's images, the database as it was, and [`Meta`].
@@ -127,14 +161,26 @@ impl Snapshots {
     }
 
     /// The identity of a configuration: `parts` (options, Java options, admin), the certificate
-    /// files, CRIU's version and the boot.
+    /// files, the environment Keycloak's scripts read (`KC_*`, `QUARKUS_*`, `JAVA_*`), CRIU's
+    /// version and the boot.
     pub(crate) fn identity(&self, parts: &[&str], files: &[PathBuf]) -> String {
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let mut environment: Vec<String> = std::env::vars()
+            .filter(|(name, _)| {
+                ["KC_", "QUARKUS_", "JAVA_"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            })
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        environment.sort();
+        let fixed = [FORMAT, self.criu.version.as_str(), boot.trim()];
         for part in parts
             .iter()
             .copied()
-            .chain([FORMAT, self.criu.version.as_str(), boot.trim()])
+            .chain(environment.iter().map(String::as_str))
+            .chain(fixed)
         {
             context.update(part.as_bytes());
             context.update(&[0]);
@@ -150,23 +196,71 @@ impl Snapshots {
             .collect()
     }
 
+    /// What this start of `identity` does: restore its snapshot; make one (under `Always`, or
+    /// under `Repeated` when the configuration was started before: one used once, like a
+    /// throwaway certificates directory, is not worth ~10 s and ~300 MB); or start plainly when
+    /// an earlier attempt failed or another start of it holds its lock.
+    pub(crate) fn plan(&self, identity: &str, policy: SnapshotPolicy) -> Plan {
+        let _ = fs::create_dir_all(&self.dir);
+        private(&self.dir);
+        let failed = self.dir.join(format!("{identity}.failed"));
+        if let Ok(reason) = fs::read_to_string(&failed) {
+            tracing::debug!(%reason, marker = %failed.display(), "this configuration failed to snapshot before: starting Keycloak plainly (remove the marker to try again)");
+            return Plan::Plain;
+        }
+        let lock = self.dir.join(format!("{identity}.lock"));
+        let Ok(lock) = fs::File::create(&lock) else {
+            return Plan::Plain;
+        };
+        if lock.try_lock().is_err() {
+            return Plan::Plain;
+        }
+        if let Some(snapshot) = self.find(identity) {
+            return Plan::Restore(snapshot, lock);
+        }
+        let seen = self.dir.join(format!("{identity}.seen"));
+        if policy == SnapshotPolicy::Always || seen.exists() {
+            return Plan::Make(lock);
+        }
+        let _ = fs::write(&seen, b"");
+        Plan::Plain
+    }
+
+    /// Remembers that snapshotting `identity` failed, so that later starts do not try again,
+    /// and says so once.
+    pub(crate) fn failed(&self, identity: &str, reason: &str) {
+        let marker = self.dir.join(format!("{identity}.failed"));
+        let _ = fs::write(&marker, reason);
+        tracing::warn!(%reason, marker = %marker.display(), "Keycloak could not be snapshotted; it starts as before from now on (remove the marker to try again, or set {}=off)", crate::env::SNAPSHOTS);
+    }
+
     /// The snapshot of `identity`, if one was made.
-    pub(crate) fn find(&self, identity: &str) -> Option<Snapshot> {
+    fn find(&self, identity: &str) -> Option<Snapshot> {
         let dir = self.dir.join(identity);
         let text = fs::read_to_string(dir.join("meta.json")).ok()?;
         let meta = serde_json::from_str(&text).ok()?;
         Some(Snapshot { dir, meta })
     }
 
-    /// Dumps the Keycloak whose PID namespace init is `init` (it stops), with `meta`, as the
-    /// snapshot of `identity`. On failure CRIU leaves Keycloak running, and says why.
-    pub(crate) fn make(&self, identity: &str, init: i32, meta: Meta) -> Result<Snapshot, String> {
+    /// Dumps the Keycloak whose PID namespace init is `init` (which stops it), with `meta`, as
+    /// the snapshot of `identity`. A failed dump leaves Keycloak running; a failure after it
+    /// does not.
+    pub(crate) fn make(
+        &self,
+        identity: &str,
+        init: i32,
+        meta: Meta,
+    ) -> Result<Snapshot, MakeFailure> {
         let staging = self
             .dir
             .join(format!("{identity}.partial-{}", std::process::id()));
         let images = staging.join("images");
-        fs::create_dir_all(&images).map_err(|e| format!("cannot create {images:?}: {e}"))?;
-        private(&self.dir);
+        let running = |reason: String| MakeFailure {
+            stopped: false,
+            reason,
+        };
+        fs::create_dir_all(&images)
+            .map_err(|e| running(format!("cannot create {images:?}: {e}")))?;
         let dumped = self
             .criu
             .run(&[
@@ -182,26 +276,32 @@ impl Snapshots {
             .arg("-D")
             .arg(&images)
             .output();
-        let result = match dumped {
-            Ok(output) if output.status.success() => {
-                fs::copy(&meta.database, staging.join("keycloakdb.mv.db"))
-                    .map_err(|e| format!("cannot keep the database: {e}"))
-                    .and_then(|_| {
-                        let text = serde_json::to_vec_pretty(&meta).expect("meta serializes");
-                        fs::write(staging.join("meta.json"), text)
-                            .map_err(|e| format!("cannot write the snapshot: {e}"))
-                    })
-            }
-            Ok(_) => Err(criu_error(&images.join("dump.log"))),
-            Err(e) => Err(format!("cannot run {}: {e}", self.criu.path.display())),
+        let dump_failed = match dumped {
+            Ok(output) if output.status.success() => None,
+            Ok(_) => Some(criu_error(&images.join("dump.log"), "dump")),
+            Err(e) => Some(format!("cannot run {}: {e}", self.criu.path.display())),
         };
-        if let Err(reason) = result {
+        if let Some(reason) = dump_failed {
             let _ = fs::remove_dir_all(&staging);
-            return Err(reason);
+            return Err(running(reason));
         }
+        let stopped = |reason: String| {
+            let _ = fs::remove_dir_all(&staging);
+            MakeFailure {
+                stopped: true,
+                reason,
+            }
+        };
+        fs::copy(&meta.database, staging.join(DATABASE_FILE))
+            .map_err(|e| stopped(format!("cannot keep the database: {e}")))?;
+        let text = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        fs::write(staging.join("meta.json"), text)
+            .map_err(|e| stopped(format!("cannot write the snapshot: {e}")))?;
+        // The identity's lock is held: no other start renames into `dir` meanwhile.
         let dir = self.dir.join(identity);
         let _ = fs::remove_dir_all(&dir);
-        fs::rename(&staging, &dir).map_err(|e| format!("cannot keep the snapshot: {e}"))?;
+        fs::rename(&staging, &dir)
+            .map_err(|e| stopped(format!("cannot keep the snapshot: {e}")))?;
         self.evict();
         Ok(Snapshot { dir, meta })
     }
@@ -214,7 +314,7 @@ impl Snapshots {
         database: &InstanceDatabase,
         log: &Path,
     ) -> Result<Restored, String> {
-        let saved = snapshot.dir.join("keycloakdb.mv.db");
+        let saved = snapshot.dir.join(DATABASE_FILE);
         fs::copy(&saved, database.file()).map_err(|e| format!("cannot copy {saved:?}: {e}"))?;
         let _ = touch(&snapshot.dir);
         let open = |path: &Path, append: bool| {
@@ -266,10 +366,19 @@ impl Snapshots {
         }
         let numbers: Vec<(i32, i32)> = handed.iter().map(|(fd, n, _)| (*fd, *n)).collect();
         use std::os::unix::process::CommandExt;
-        // SAFETY: dup2(2) is async-signal-safe; it clears close-on-exec on the new number.
+        // SAFETY: fcntl(2) and dup2(2) are async-signal-safe. Each file is first moved above the
+        // three numbers (a source may already sit on one of them), then put on its number;
+        // dup2 clears close-on-exec there.
         unsafe {
             command.pre_exec(move || {
-                for (fd, number) in &numbers {
+                let mut moved = [0; 3];
+                for (slot, (fd, _)) in moved.iter_mut().zip(&numbers) {
+                    *slot = libc::fcntl(*fd, libc::F_DUPFD, 103);
+                    if *slot < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (fd, (_, number)) in moved.iter().zip(&numbers) {
                     if libc::dup2(*fd, *number) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -281,7 +390,7 @@ impl Snapshots {
             .status()
             .map_err(|e| format!("cannot run {}: {e}", self.criu.path.display()))?;
         if !status.success() {
-            return Err(criu_error(&restore_log));
+            return Err(criu_error(&restore_log, "restore"));
         }
         let pid = fs::read_to_string(&pidfile)
             .ok()
@@ -385,8 +494,17 @@ fn touch(dir: &Path) -> std::io::Result<()> {
     fs::remove_file(marker)
 }
 
-/// The last error lines of a CRIU log, for a one-line warning.
-fn criu_error(log: &Path) -> String {
+/// The last error lines of a CRIU log, for a one-line warning; the log itself is moved to the
+/// temporary directory first (where it was goes with the failed attempt).
+fn criu_error(log: &Path, what: &str) -> String {
+    let kept = std::env::temp_dir().join(format!(
+        "oauth2-playbook-criu-{what}-{}.log",
+        std::process::id()
+    ));
+    let log = match fs::copy(log, &kept) {
+        Ok(_) => kept.as_path(),
+        Err(_) => log,
+    };
     let text = fs::read_to_string(log).unwrap_or_default();
     let errors: Vec<&str> = text
         .lines()

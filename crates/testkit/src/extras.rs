@@ -131,7 +131,11 @@ pub const CRIU: Extra = Extra {
     programs: &[],
     locate: Some(|| {
         let config = playbook_provider::ProviderConfig::from_env().ok()?;
-        playbook_provider::snapshot_criu(&config).map(|criu| vec![criu])
+        let wanted = config.snapshots != playbook_provider::SnapshotPolicy::Off;
+        wanted
+            .then(|| playbook_provider::snapshot_criu(&config))
+            .flatten()
+            .map(|criu| vec![criu])
     }),
 };
 
