@@ -92,7 +92,7 @@ pub enum SnapshotPolicy {
     /// Never: every start is a start.
     Off,
     /// From the second start of a configuration on: one started once (a throwaway
-    /// certificates directory) is not worth a snapshot's ~10 s and ~300 MB.
+    /// certificates directory) is not worth a snapshot's ~10 s and ~430 MB.
     #[default]
     Repeated,
     /// From the first start on: for a configuration known to come back, like the tests'.

@@ -31,7 +31,7 @@ use crate::config::SnapshotPolicy;
 use crate::database::{DATABASE_FILE, InstanceDatabase};
 
 /// Snapshots kept per install, the most recently used ones (the tests', the tutorial's, …):
-/// each is ~300 MB.
+/// each is ~430 MB.
 const KEPT: usize = 3;
 
 /// What a snapshot holds besides a ready Keycloak: part of its identity, so that a change here
@@ -198,7 +198,7 @@ impl Snapshots {
 
     /// What this start of `identity` does: restore its snapshot; make one (under `Always`, or
     /// under `Repeated` when the configuration was started before: one used once, like a
-    /// throwaway certificates directory, is not worth ~10 s and ~300 MB); or start plainly when
+    /// throwaway certificates directory, is not worth ~10 s and ~430 MB); or start plainly when
     /// an earlier attempt failed or another start of it holds its lock.
     pub(crate) fn plan(&self, identity: &str, policy: SnapshotPolicy) -> Plan {
         let _ = fs::create_dir_all(&self.dir);
