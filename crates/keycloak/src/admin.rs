@@ -59,6 +59,9 @@ pub struct Admin {
     token: Mutex<Option<(Secret, Instant)>>,
     /// Where each exchange is recorded; the admin token itself never is.
     trace: Trace,
+    /// The spare realms this session has not tried to claim yet, listed at its first claim
+    /// (see `spare.rs`).
+    pub(crate) spares: Mutex<Option<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +82,7 @@ impl Admin {
             credentials,
             token: Mutex::new(None),
             trace: Trace::off(),
+            spares: Mutex::new(None),
         })
     }
 
@@ -196,9 +200,13 @@ impl Admin {
         self.post("", realm).await
     }
 
-    /// The names of every realm (`GET /admin/realms`).
+    /// The names of every realm (`GET /admin/realms`, brief: a test run's Keycloak holds
+    /// ~150).
     pub async fn realm_names(&self) -> Result<Vec<String>, KeycloakError> {
-        let realms: Vec<serde_json::Value> = self.get("").await?.unwrap_or_default();
+        let realms: Vec<serde_json::Value> = self
+            .get("?briefRepresentation=true")
+            .await?
+            .unwrap_or_default();
         Ok(realms
             .iter()
             .filter_map(|r| r["realm"].as_str().map(String::from))
@@ -235,8 +243,12 @@ impl Admin {
             .admin_realms()
             .join(path)
             .expect("admin paths are relative URLs");
-        // `POST /admin/realms` (creating a realm) has no trailing slash.
-        let url = Url::parse(url.as_str().trim_end_matches('/')).unwrap_or(url);
+        // `POST /admin/realms` (creating a realm) has no trailing slash, nor the realm list.
+        let mut url = url;
+        if url.path().ends_with('/') {
+            let path = url.path().trim_end_matches('/').to_owned();
+            url.set_path(&path);
+        }
         let token = self.token().await?;
         let mut exchange = Exchange::new(
             Party::Client,

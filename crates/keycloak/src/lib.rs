@@ -28,6 +28,7 @@ mod federation;
 mod provision;
 pub mod realm;
 mod realm_key;
+mod spare;
 
 pub use admin::{Admin, AdminCredentials, Secret};
 
@@ -47,3 +48,4 @@ pub use realm::{
     RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform, spiffe,
 };
 pub use realm_key::RealmKey;
+pub use spare::{RealmOrigin, SPARE_PREFIX, is_spare, spare_name};

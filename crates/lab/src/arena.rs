@@ -1,5 +1,6 @@
 //! Where a scenario runs: a realm of its own, the clients and resource servers it needs, all
-//! recording into the lab's trace, and the realm deleted afterwards whatever happened.
+//! recording into the lab's trace, and the realm deleted afterwards whatever happened (but in a
+//! test run's Keycloak, which is thrown away with it).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,9 +9,10 @@ use playbook_client::{
     ClientError, Credential, Presenting, ResourceApi, TokenClient, TokenClientConfig,
 };
 use playbook_dpop::ProofKey;
+use playbook_keycloak::RealmUrl;
 use playbook_keycloak::platform;
 use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
-use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmTemplate, RealmUrl};
+use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmOrigin, RealmTemplate};
 use playbook_proxy::Topology;
 use playbook_resource_server::server::{ServerConfig, ServerError};
 use playbook_trace::{Party, Trace};
@@ -118,8 +120,9 @@ impl<'a> Lab<'a> {
         self
     }
 
-    /// Runs one scenario in a realm of its own, deleted afterwards. Its exchanges go to the
-    /// trace (the realm's import and deletion do not); steps and lessons are the caller's.
+    /// Runs one scenario in a realm of its own, deleted afterwards (see [`RealmOrigin`]). Its
+    /// exchanges go to the trace (the realm's import and deletion do not); steps and lessons are
+    /// the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
         if !scenario.needs.met_by(self.topology()) {
             return Err(LabError::NeedsTopology(
@@ -152,6 +155,8 @@ pub(crate) struct Arena<'a> {
     servers: Mutex<Vec<Arc<Server>>>,
     /// Under FAPI 2.0, the binding the realm's client profile makes every client use.
     fapi2_binding: Option<TokenBinding>,
+    /// A spare's realms are left to the test run's Keycloak, thrown away with them.
+    origin: RealmOrigin,
 }
 
 /// A resource server of the scenario (behind its proxy in the proxy topology) and the
@@ -165,12 +170,9 @@ impl<'a> Arena<'a> {
     async fn open(lab: &'a Lab<'a>, scenario: &Scenario) -> Result<Self, LabError> {
         let _housekeeping = lab.trace.quiet();
         let realm = format!("lab-{}-{:06x}", scenario.name, rand::random::<u32>() >> 8);
-        lab.admin
-            .create_realm(
-                &RealmTemplate::bundled()
-                    .signed_with(&lab.realm_key)
-                    .named(&realm),
-            )
+        let origin = lab
+            .admin
+            .create_bundled_realm(&realm, Some(&lab.realm_key))
             .await?;
         let urls = lab.admin.keycloak().realm(&realm);
         let arena = Self {
@@ -182,6 +184,7 @@ impl<'a> Arena<'a> {
             realm,
             urls,
             servers: Mutex::new(Vec::new()),
+            origin,
             fapi2_binding: scenario.fapi2.binding().filter(|_| lab.fapi2),
         };
         let provisioner = arena.provisioner();
@@ -203,6 +206,9 @@ impl<'a> Arena<'a> {
             if let Ok(server) = Arc::try_unwrap(server) {
                 server.running.shutdown().await;
             }
+        }
+        if self.origin == RealmOrigin::Spare {
+            return;
         }
         let _housekeeping = self.lab.trace.quiet();
         // The federated scenarios' workload platform too (deleting a missing realm is fine).

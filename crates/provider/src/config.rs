@@ -186,6 +186,10 @@ pub struct ProviderConfig {
     pub snapshots: SnapshotPolicy,
     /// The `criu` binary; unset, the one `scripts/install-criu.sh` built, else `criu` on PATH.
     pub criu: Option<PathBuf>,
+    /// Spare realms made before a snapshot is taken, for a test run to claim instead of importing
+    /// realms (see `playbook_keycloak::RealmOrigin`); none without a snapshot, whose restores
+    /// are what pays back making them.
+    pub spare_realms: usize,
 }
 
 impl Default for ProviderConfig {
@@ -209,6 +213,7 @@ impl Default for ProviderConfig {
             db_password: None,
             snapshots: SnapshotPolicy::default(),
             criu: None,
+            spare_realms: 0,
         }
     }
 }
@@ -256,6 +261,7 @@ impl ProviderConfig {
             db_password: var(env::DB_PASSWORD).map(Secret::new),
             snapshots: parsed(env::SNAPSHOTS)?.unwrap_or(defaults.snapshots),
             criu: var(env::CRIU).map(PathBuf::from),
+            spare_realms: defaults.spare_realms,
         })
     }
 

@@ -7,7 +7,9 @@
 //! tests and lessons import realms, assign a role, ask for tokens over mTLS and delete realms
 //! (measured with JFR over a whole `cargo test`: realm imports and deletions are ~75 % of
 //! Keycloak's CPU, its compilers ~19 %), so that is what runs here, a few times, once per
-//! snapshot. (JDK 25's AOT cache, which `class_archive.rs` keeps, stores profiles but no
+//! snapshot. A test run's Keycloak gets its spare realms here too (see
+//! `playbook_keycloak::RealmOrigin`): ~150 realms imported once instead of at every run.
+//! (JDK 25's AOT cache, which `class_archive.rs` keeps, stores profiles but no
 //! compiled code: training it did not help, see docs/testing.md.)
 
 use playbook_certs::CertSet;
@@ -22,11 +24,13 @@ const ROUNDS: usize = 4;
 /// Tokens asked for in each.
 const TOKENS: usize = 25;
 
-/// Runs the rounds against the Keycloak at `base_url`; the first failure says what failed.
+/// Runs the rounds against the Keycloak at `base_url`, then makes `spare_realms` spares; the
+/// first failure says what failed.
 pub(crate) async fn exercise(
     base_url: &Url,
     admin: &AdminCredentials,
     certs: &CertSet,
+    spare_realms: usize,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
     let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
@@ -78,6 +82,17 @@ pub(crate) async fn exercise(
             .delete_realm(&name)
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
+    }
+    if spare_realms > 0 {
+        let admin =
+            Admin::new(keycloak, admin.clone(), &certs.ca_pem).map_err(|e| e.to_string())?;
+        admin
+            .create_spare_realms(spare_realms, &key)
+            .await
+            .map_err(|e| format!("making spare realms: {e}"))?;
+        // Every claimant lists the realms first: listed once here, they are in Keycloak's cache
+        // (~3 s of loading them from the database otherwise, at every run's first claim).
+        admin.realm_names().await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -33,8 +33,9 @@ use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
 use playbook_client::{TokenClient, TokenClientConfig};
+use playbook_keycloak::is_spare;
 use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation, Role, ServiceAccount};
-use playbook_keycloak::{CLIENT_ID, READONLY_ROLE, RealmKey, RealmTemplate, RealmUrl};
+use playbook_keycloak::{CLIENT_ID, MASTER_REALM, READONLY_ROLE, RealmKey, RealmOrigin, RealmUrl};
 use playbook_provider::{Keycloak, Progress, ProviderConfig};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
@@ -116,6 +117,7 @@ pub async fn keycloak() -> &'static Keycloak {
             if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
                 args.snapshots = playbook_provider::SnapshotPolicy::Always;
             }
+            args.spare_realms = SPARE_REALMS;
             if reuse() {
                 return kept(&args).await;
             }
@@ -241,12 +243,13 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
     if let Some(lease) = playbook_provider::Lease::read(&dir)
         && let Some(keycloak) = lease.attach(&certs().ca_pem).await
     {
-        // Earlier runs' realms would pile up in a Keycloak kept for weeks.
+        // Earlier runs' realms would pile up in a Keycloak kept for weeks: all of them are
+        // the tests' (the spares they did not claim stay).
         let admin = keycloak.admin().map_err(|e| e.to_string())?;
         let stale = admin.realm_names().await.map_err(|e| e.to_string())?;
         let stale: Vec<String> = stale
             .into_iter()
-            .filter(|r| r.starts_with(REALM_PREFIX))
+            .filter(|r| r != MASTER_REALM && !is_spare(r))
             .collect();
         futures::future::try_join_all(stale.iter().map(|realm| admin.delete_realm(realm)))
             .await
@@ -309,12 +312,17 @@ impl Progress for TestProgress {
     }
 }
 
-/// Every test realm's name starts so; a kept Keycloak drops such realms of earlier runs.
+/// Every test realm's name starts so.
 const REALM_PREFIX: &str = "test-";
 
+/// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`): a run
+/// makes ~130 realms of the bundled one, in this process and in the `playbook` commands it runs.
+/// Beyond them, realms are imported.
+const SPARE_REALMS: usize = 150;
+
 /// A realm name no other test uses (`test-<what>-<random>`), for tests whose commands import the
-/// bundled realm themselves (`PLAYBOOK_REALM`). A kept Keycloak drops such realms at the next
-/// run's start.
+/// bundled realm themselves (`PLAYBOOK_REALM`). A kept Keycloak drops the realms of earlier runs
+/// at the next run's start.
 pub fn unique_realm(what: &str) -> String {
     format!("{REALM_PREFIX}{what}-{:08x}", rand::random::<u32>())
 }
@@ -329,6 +337,9 @@ pub struct TestRealm {
     pub name: String,
     pub keycloak: &'static Keycloak,
     pub admin: &'static Admin,
+    /// A spare renamed (the run's Keycloak was restored from a snapshot made with spares), or
+    /// imported.
+    pub origin: RealmOrigin,
 }
 
 /// One Admin API session for the whole run: each new session logs in with the admin password,
@@ -346,22 +357,19 @@ impl TestRealm {
         let admin = admin().await;
         let name = format!("{REALM_PREFIX}{:08x}", rand::random::<u32>());
         let started = std::time::Instant::now();
-        admin
-            .create_realm(
-                &RealmTemplate::bundled()
-                    .signed_with(&REALM_KEY)
-                    .named(&name),
-            )
+        let origin = admin
+            .create_bundled_realm(&name, Some(&REALM_KEY))
             .await
-            .unwrap_or_else(|e| panic!("importing realm {name}: {e}"));
+            .unwrap_or_else(|e| panic!("making realm {name}: {e}"));
         eprintln!(
-            "[testkit] realm {name} imported in {} ms",
+            "[testkit] realm {name} made in {} ms ({origin:?})",
             started.elapsed().as_millis()
         );
         Self {
             name,
             keycloak,
             admin,
+            origin,
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use playbook_client::{AccessToken, ClientError, ResourceApi, TokenClient, TokenClientConfig};
 use playbook_keycloak::{
-    Admin, AuthMethod, CLIENT_ID, Provisioner, RealmTemplate, TokenBinding, USERS_READ, fapi2,
+    Admin, AuthMethod, CLIENT_ID, Provisioner, TokenBinding, USERS_READ, fapi2,
 };
 use playbook_lab::ServedApi;
 use playbook_provider::Keycloak;
@@ -159,9 +159,7 @@ async fn demo(
     let realm = args.realm.realm.as_str();
     let admin = keycloak.admin()?;
     if !admin.realm_exists(realm).await? {
-        admin
-            .create_realm(&RealmTemplate::bundled().named(realm))
-            .await?;
+        admin.create_bundled_realm(realm, None).await?;
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     // A rerun against a kept Keycloak starts from the same place as a fresh one.

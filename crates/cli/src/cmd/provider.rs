@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use crate::args::{RealmArgs, StartArgs, TopologyArgs};
 use playbook_certs::CertSet;
-use playbook_keycloak::RealmTemplate;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -59,10 +58,7 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         crate::progress::for_stderr(),
     ))
     .await?;
-    keycloak
-        .admin()?
-        .create_realm(&RealmTemplate::bundled().named(realm))
-        .await?;
+    keycloak.admin()?.create_bundled_realm(realm, None).await?;
     let admin = keycloak.admin_credentials();
     let password_file = crate::cmd::save_admin_password(certs_dir, &admin.password)?;
     println!(

@@ -1,9 +1,10 @@
 //! The run's Keycloak, where CRIU can run (as root): restored from a snapshot of an exercised
-//! Keycloak, not started (the tests ask for a snapshot from the first run on). Every other test
-//! of this binary then runs against that restored Keycloak; this one asserts only what tells a
-//! restore from a start.
+//! Keycloak, not started (the tests ask for a snapshot from the first run on), holding spare
+//! realms that the tests' realms are renamed from. Every other test of this binary then runs
+//! against that restored Keycloak; this one asserts only what tells a restore from a start.
 
-use playbook_testkit::{extras, keycloak, run};
+use playbook_keycloak::RealmOrigin;
+use playbook_testkit::{TestRealm, extras, keycloak, run};
 
 #[test]
 fn the_runs_keycloak_is_restored_from_its_snapshot() {
@@ -24,5 +25,13 @@ fn the_runs_keycloak_is_restored_from_its_snapshot() {
             keycloak.restored_from_snapshot(),
             "CRIU is usable here, yet the run's Keycloak was started, not restored: see the provider's warning and its marker in <build>/.playbook-snapshots/"
         );
+        // A spare, renamed: its issuer is the new name's, and it issues tokens as imported
+        // realms do.
+        let realm = TestRealm::new().await;
+        assert_eq!(realm.origin, RealmOrigin::Spare, "{}", realm.name);
+        realm.grant_readonly_role().await;
+        let token = realm.token_client().request().await.expect("a token");
+        let claims = playbook_client::Claims::peek(token.expose()).expect("claims");
+        assert_eq!(claims.iss.as_deref(), Some(realm.issuer().as_str()));
     })
 }
