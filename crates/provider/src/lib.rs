@@ -325,11 +325,13 @@ pub async fn start(
         }
         Backend::Native if clustered => start_cluster(args, certs, &progress).await?,
         Backend::Native if behind_proxy => {
-            let public = config::port_or_free(args.https_port)
-                .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-            config::ensure_free(public)?;
-            let (native, own_url, admin) =
-                native::start(args, certs, &progress, Some(public)).await?;
+            let native::Started {
+                keycloak: native,
+                url: own_url,
+                admin,
+                public_port,
+            } = native::start(args, certs, &progress, true).await?;
+            let public = public_port.expect("started behind the proxy");
             let upstream = proxy::Upstream {
                 name: "keycloak",
                 listen: public,
@@ -354,9 +356,10 @@ pub async fn start(
             }
         }
         Backend::Native => {
-            let (native, base_url, admin) = native::start(args, certs, &progress, None).await?;
+            let started = native::start(args, certs, &progress, false).await?;
+            let (native, admin) = (started.keycloak, started.admin);
             Keycloak {
-                base_url: KeycloakUrl::new(base_url),
+                base_url: KeycloakUrl::new(started.url),
                 admin,
                 ca_pem: certs.ca_pem.clone(),
                 proxy: None,

@@ -137,15 +137,30 @@ pub(crate) enum Store {
     },
 }
 
-/// Starts Keycloak on `args.https_port`, or behind the proxy topology's `public_port` (then
-/// Keycloak itself takes a free port and advertises the public one as its hostname).
+/// A native Keycloak started (or restored) and ready.
+pub(crate) struct Started {
+    pub(crate) keycloak: NativeKeycloak,
+    pub(crate) url: Url,
+    pub(crate) admin: AdminCredentials,
+    /// Behind the proxy: the port Keycloak names as its hostname, where the proxy must listen.
+    pub(crate) public_port: Option<u16>,
+}
+
+/// Starts Keycloak on `args.https_port`, or, `behind_proxy`, with `args.https_port` the
+/// proxy's (then Keycloak itself takes a free port and advertises the public one as its
+/// hostname).
 pub(crate) async fn start(
     args: &ProviderConfig,
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
-    public_port: Option<u16>,
-) -> Result<(NativeKeycloak, Url, AdminCredentials), ProviderError> {
-    // The port first: a taken one costs a second, not a Java search and a distribution build.
+    behind_proxy: bool,
+) -> Result<Started, ProviderError> {
+    // The ports first: a taken one costs a second, not a Java search and a distribution build.
+    let find_port = ProviderError::io("find a free port", "127.0.0.1");
+    let public_port = match behind_proxy {
+        true => Some(port_or_free(args.https_port).map_err(find_port)?),
+        false => None,
+    };
     let https_port = match public_port {
         // Not the proxy's: it is free until the proxy starts, after Keycloak.
         Some(public) => std::iter::repeat_with(free_port)
@@ -154,7 +169,9 @@ pub(crate) async fn start(
         None => port_or_free(args.https_port),
     }
     .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-    ensure_free(https_port)?;
+    for port in public_port.into_iter().chain([https_port]) {
+        ensure_free(port)?;
+    }
     let (java, install) = built(args, progress).await?;
     crate::class_archive::remove_stale(&install);
     let launcher = Launcher {
@@ -191,13 +208,11 @@ pub(crate) async fn start(
     };
     let archive = || ClassArchive::existing(&install, java.major);
     // A configuration started before is restored from its snapshot (see `snapshot.rs`). Not with
-    // an admin of the user's (a fresh database, not the template a snapshot starts from), nor
-    // behind the proxy (whose port, part of Keycloak's hostname, changes every run).
-    let snapshots =
-        (args.snapshots != SnapshotPolicy::Off && !custom_admin && public_port.is_none())
-            .then(|| crate::snapshot::Criu::find(args))
-            .flatten()
-            .map(|criu| Snapshots::new(&install, criu));
+    // an admin of the user's (a fresh database, not the template a snapshot starts from).
+    let snapshots = (args.snapshots != SnapshotPolicy::Off && !custom_admin)
+        .then(|| crate::snapshot::Criu::find(args))
+        .flatten()
+        .map(|criu| Snapshots::new(&install, criu));
     let mut database = Some(database);
     if let Some(snapshots) = &snapshots {
         let identity = launcher.identity(snapshots, &admin, &archive());
@@ -205,21 +220,30 @@ pub(crate) async fn start(
         // configuration meanwhile starts plainly instead of racing this one.
         let started = match snapshots.plan(&identity, args.snapshots) {
             Plan::Restore(snapshot, _lock) => {
+                // Behind the proxy, the snapshot's public port too (its hostname names it).
+                let public_port = snapshot.meta.public_port;
                 launcher
                     .restore_fitting(snapshots, snapshot, args.https_port, &mut database)
                     .await
+                    .map(|keycloak| (keycloak, public_port))
             }
             Plan::Make(_lock) => {
                 let fresh = database.take().expect("not used yet");
                 launcher
                     .make(snapshots, &identity, https_port, fresh, &admin, &template)
                     .await?
+                    .map(|keycloak| (keycloak, public_port))
             }
             Plan::Plain => None,
         };
-        if let Some(keycloak) = started {
+        if let Some((keycloak, public_port)) = started {
             let url = base_url(keycloak.https_port);
-            return Ok((keycloak, url, admin));
+            return Ok(Started {
+                keycloak,
+                url,
+                admin,
+                public_port,
+            });
         }
     }
     let database = match database {
@@ -236,7 +260,12 @@ pub(crate) async fn start(
             false,
         )
         .await?;
-    Ok((keycloak, base_url(https_port), admin))
+    Ok(Started {
+        keycloak,
+        url: base_url(https_port),
+        admin,
+        public_port,
+    })
 }
 
 /// The cluster topology's Keycloak nodes: `nodes` of them on `database`, one after the other
@@ -343,10 +372,7 @@ impl Launcher<'_> {
     ) -> Result<NativeKeycloak, ProviderError> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-        let mut options = start_options(self.certs, https_port, management_port, self.public_port);
-        if self.topology != crate::Topology::Direct {
-            options.extend(crate::options::proxy_options().iter().map(KcOption::flag));
-        }
+        let mut options = self.options(https_port, management_port, self.public_port);
         let (database, secret_env) = match store {
             Store::File(database) => {
                 options.push(format!("--db-url={}", database.jdbc_url()));
@@ -428,6 +454,21 @@ impl Launcher<'_> {
         .await
     }
 
+    /// Keycloak's options on these ports; behind a proxy it names `public_port` as its hostname
+    /// and reads client certificates from the proxy's header.
+    fn options(
+        &self,
+        https_port: u16,
+        management_port: u16,
+        public_port: Option<u16>,
+    ) -> Vec<String> {
+        let mut options = start_options(self.certs, https_port, management_port, public_port);
+        if self.topology != crate::Topology::Direct {
+            options.extend(crate::options::proxy_options().iter().map(KcOption::flag));
+        }
+        options
+    }
+
     /// What a snapshot of a Keycloak started here is tied to (see `snapshot.rs`): its options
     /// but the ports, its certificates, Java and admin.
     fn identity(
@@ -436,7 +477,7 @@ impl Launcher<'_> {
         admin: &AdminCredentials,
         archive: &ClassArchive,
     ) -> String {
-        let options = start_options(self.certs, 0, 0, None).join(" ");
+        let options = self.options(0, 0, self.public_port.map(|_| 0)).join(" ");
         let install = self.install.display().to_string();
         let java = self.java.path.display().to_string();
         let files = &self.certs.files;
@@ -464,11 +505,24 @@ impl Launcher<'_> {
         database: &mut Option<InstanceDatabase>,
     ) -> Option<NativeKeycloak> {
         let meta = &snapshot.meta;
-        let ports_free =
-            || ensure_free(meta.https_port).is_ok() && ensure_free(meta.management_port).is_ok();
-        if !(asked_port == 0 || asked_port == meta.https_port) || !ports_free() {
+        let ports = [
+            Some(meta.https_port),
+            Some(meta.management_port),
+            meta.public_port,
+        ];
+        let ports_free = || {
+            ports
+                .iter()
+                .flatten()
+                .all(|port| ensure_free(*port).is_ok())
+        };
+        // The port asked for is the one clients reach: behind the proxy, the proxy's.
+        let reached = meta.public_port.unwrap_or(meta.https_port);
+        let fits = (asked_port == 0 || asked_port == reached)
+            && meta.public_port.is_some() == self.public_port.is_some();
+        if !fits || !ports_free() {
             tracing::info!(
-                port = meta.https_port,
+                port = reached,
                 "Keycloak's snapshot is for another or a taken port: starting Keycloak instead"
             );
             return None;
@@ -521,14 +575,19 @@ impl Launcher<'_> {
                 "working Keycloak through a run's requests, importing {spares} spare realms (~1 s each), then keeping its snapshot (once)"
             ),
         });
-        let exercised =
-            crate::warmup::exercise(&base_url(https_port), admin, self.certs, self.spare_realms)
-                .await;
+        let exercised = crate::warmup::exercise(
+            &base_url(https_port),
+            admin,
+            self.certs,
+            self.public_port.is_none(),
+            self.spare_realms,
+        )
+        .await;
         if let Err(reason) = exercised {
             snapshots.failed(identity, &format!("its warm-up: {reason}"));
             return Ok(Some(keycloak));
         }
-        let Some((init, meta)) = keycloak.describe(https_port) else {
+        let Some((init, meta)) = keycloak.describe(https_port, self.public_port) else {
             snapshots.failed(identity, "its processes were not found in /proc");
             return Ok(Some(keycloak));
         };
@@ -763,7 +822,11 @@ impl NativeKeycloak {
     }
 
     /// The init of its PID namespace (started `namespaced`) and what a restore must know.
-    fn describe(&self, https_port: u16) -> Option<(i32, crate::snapshot::Meta)> {
+    fn describe(
+        &self,
+        https_port: u16,
+        public_port: Option<u16>,
+    ) -> Option<(i32, crate::snapshot::Meta)> {
         let child = self.child.lock().ok()?;
         let Process::Spawned {
             child,
@@ -775,7 +838,8 @@ impl NativeKeycloak {
         let init = crate::snapshot::first_child(child.id())?;
         let (database, log) = (self.database.lock().ok()?, self.log.lock().ok()?);
         let ports = (https_port, self.management_port);
-        let meta = crate::snapshot::describe(init, ports, log.as_ref()?, database.as_ref()?)?;
+        let mut meta = crate::snapshot::describe(init, ports, log.as_ref()?, database.as_ref()?)?;
+        meta.public_port = public_port;
         Some((init, meta))
     }
 

@@ -112,6 +112,9 @@ impl Criu {
 pub(crate) struct Meta {
     pub(crate) https_port: u16,
     pub(crate) management_port: u16,
+    /// Behind the proxy topology: the proxy's port, which Keycloak names as its hostname.
+    #[serde(default)]
+    pub(crate) public_port: Option<u16>,
     /// The paths and the pipe the dumped process had open, which a restore hands new files for.
     log: PathBuf,
     database: PathBuf,
@@ -445,6 +448,7 @@ pub(crate) fn describe(
     Some(Meta {
         https_port,
         management_port,
+        public_port: None,
         log: log.to_owned(),
         database: database.file(),
         lifeline_pipe: lifeline.display().to_string(),

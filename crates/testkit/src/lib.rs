@@ -112,12 +112,7 @@ pub async fn keycloak() -> &'static Keycloak {
             if std::env::var_os(playbook_provider::env::PORT).is_none() {
                 args.https_port = 0;
             }
-            // Every run has the same configuration (the certificates are kept): its snapshot is
-            // worth making on the first run already.
-            if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
-                args.snapshots = playbook_provider::SnapshotPolicy::Always;
-            }
-            args.spare_realms = SPARE_REALMS;
+            snapshotted(&mut args, SPARE_REALMS);
             if reuse() {
                 return kept(&args).await;
             }
@@ -171,13 +166,15 @@ async fn started_once(
 ) -> &'static Keycloak {
     let started = cell
         .get_or_init(|| async {
-            let args = ProviderConfig {
+            let mut args = ProviderConfig {
                 backend: playbook_provider::BackendChoice::Native,
                 url: None,
                 https_port: 0,
                 topology,
                 ..provider_config()
             };
+            // The cluster's nodes are never snapshotted (see docs/testing.md).
+            snapshotted(&mut args, PROXY_SPARE_REALMS);
             let progress: Arc<dyn Progress> = Arc::new(TestProgress);
             let started = playbook_provider::start(&args, certs(), progress).await;
             if started.is_ok() {
@@ -315,10 +312,21 @@ impl Progress for TestProgress {
 /// Every test realm's name starts so.
 const REALM_PREFIX: &str = "test-";
 
+/// Every run has the same configuration (the certificates are kept): its Keycloak's snapshot is
+/// worth making on the first run already, with `spares` spare realms.
+fn snapshotted(args: &mut ProviderConfig, spares: usize) {
+    if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
+        args.snapshots = playbook_provider::SnapshotPolicy::Always;
+    }
+    args.spare_realms = spares;
+}
+
 /// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`): a run
 /// makes ~130 realms of the bundled one, in this process and in the `playbook` commands it runs.
 /// Beyond them, realms are imported.
 const SPARE_REALMS: usize = 150;
+/// The same behind the proxy, whose tests make ~10.
+const PROXY_SPARE_REALMS: usize = 24;
 
 /// A realm name no other test uses (`test-<what>-<random>`), for tests whose commands import the
 /// bundled realm themselves (`PLAYBOOK_REALM`). A kept Keycloak drops the realms of earlier runs
