@@ -225,7 +225,7 @@ fn provider_config(
         db_user: launch.db_user.clone(),
         snapshots: launch.snapshots.unwrap_or(defaults.snapshots),
         criu: launch.criu.clone(),
-        spare_realms: defaults.spare_realms,
+        snapshot_extras: defaults.snapshot_extras,
         db_password: launch
             .db_password_file
             .clone()

@@ -186,10 +186,22 @@ pub struct ProviderConfig {
     pub snapshots: SnapshotPolicy,
     /// The `criu` binary; unset, the one `scripts/install-criu.sh` built, else `criu` on PATH.
     pub criu: Option<PathBuf>,
-    /// Spare realms made before a snapshot is taken, for a test run to claim instead of importing
-    /// realms (see `playbook_keycloak::RealmOrigin`); none without a snapshot, whose restores
-    /// are what pays back making them.
+    /// What a snapshot is made with beyond the warm-up: a test run's (see [`SnapshotExtras`]).
+    pub snapshot_extras: SnapshotExtras,
+}
+
+/// What a test run's Keycloak snapshot is made with, paid once and restored every run; nothing
+/// without a snapshot, whose restores are what pays back making them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotExtras {
+    /// Spare realms, for the run to claim instead of importing realms (see
+    /// `playbook_keycloak::RealmOrigin`).
     pub spare_realms: usize,
+    /// The master realm hashes the admin's password with one PBKDF2 round instead of Argon2:
+    /// a login then costs Keycloak ~0 instead of ~0.13 s of CPU, and a test run's tests and the
+    /// commands they run log in ~100 times. For a throwaway Keycloak with a random password
+    /// only.
+    pub quick_admin_login: bool,
 }
 
 impl Default for ProviderConfig {
@@ -213,7 +225,7 @@ impl Default for ProviderConfig {
             db_password: None,
             snapshots: SnapshotPolicy::default(),
             criu: None,
-            spare_realms: 0,
+            snapshot_extras: SnapshotExtras::default(),
         }
     }
 }
@@ -261,7 +273,7 @@ impl ProviderConfig {
             db_password: var(env::DB_PASSWORD).map(Secret::new),
             snapshots: parsed(env::SNAPSHOTS)?.unwrap_or(defaults.snapshots),
             criu: var(env::CRIU).map(PathBuf::from),
-            spare_realms: defaults.spare_realms,
+            snapshot_extras: defaults.snapshot_extras,
         })
     }
 

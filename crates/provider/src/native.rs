@@ -182,7 +182,7 @@ pub(crate) async fn start(
         progress: progress.as_ref(),
         topology: args.topology,
         public_port,
-        spare_realms: args.spare_realms,
+        extras: args.snapshot_extras.clone(),
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
@@ -288,7 +288,7 @@ pub(crate) async fn start_cluster(
         progress: progress.as_ref(),
         topology: args.topology,
         public_port: Some(public_port),
-        spare_realms: 0,
+        extras: crate::SnapshotExtras::default(),
     };
     let admin = args.admin_credentials_or_random();
     let mut started = Vec::new();
@@ -354,8 +354,8 @@ struct Launcher<'a> {
     topology: crate::Topology,
     /// The proxy's port, which Keycloak names as its hostname (None: direct).
     public_port: Option<u16>,
-    /// Made before a snapshot (see [`ProviderConfig::spare_realms`]).
-    spare_realms: usize,
+    /// What a snapshot is made with (see [`ProviderConfig::snapshot_extras`]).
+    extras: crate::SnapshotExtras,
 }
 
 impl Launcher<'_> {
@@ -489,7 +489,7 @@ impl Launcher<'_> {
                 &options,
                 &admin.username,
                 admin.password.expose(),
-                &format!("spare realms: {}", self.spare_realms),
+                &format!("{:?}", self.extras),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -568,7 +568,7 @@ impl Launcher<'_> {
                 return Ok(None);
             }
         };
-        self.progress.stage(&match self.spare_realms {
+        self.progress.stage(&match self.extras.spare_realms {
             0 => "working Keycloak through a run's requests, then keeping its snapshot (once)"
                 .to_owned(),
             spares => format!(
@@ -580,7 +580,7 @@ impl Launcher<'_> {
             admin,
             self.certs,
             self.public_port.is_none(),
-            self.spare_realms,
+            &self.extras,
         )
         .await;
         if let Err(reason) = exercised {

@@ -14,25 +14,31 @@
 
 use playbook_certs::CertSet;
 use playbook_keycloak::{
-    Admin, AdminCredentials, CLIENT_ID, KeycloakUrl, Provisioner, READONLY_ROLE, RealmKey,
-    RealmTemplate,
+    Admin, AdminCredentials, CLIENT_ID, KeycloakUrl, MASTER_REALM, Provisioner, READONLY_ROLE,
+    RealmKey, RealmTemplate,
 };
+use serde_json::json;
 use url::Url;
+
+use crate::SnapshotExtras;
+
+/// The master realm's password policy under [`SnapshotExtras::quick_admin_login`].
+const QUICK_HASH_POLICY: &str = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)";
 
 /// Realms imported, used and deleted.
 const ROUNDS: usize = 4;
 /// Tokens asked for in each.
 const TOKENS: usize = 25;
 
-/// Runs the rounds against the Keycloak at `base_url`, then makes `spare_realms` spares; the
-/// first failure says what failed. `mtls`: tokens are asked for over mTLS (not behind a proxy,
-/// where Keycloak reads the certificate from the proxy's header instead).
+/// Runs the rounds against the Keycloak at `base_url`, then adds `extras`; the first failure
+/// says what failed. `mtls`: tokens are asked for over mTLS (not behind a proxy, where Keycloak
+/// reads the certificate from the proxy's header instead).
 pub(crate) async fn exercise(
     base_url: &Url,
     admin: &AdminCredentials,
     certs: &CertSet,
     mtls: bool,
-    spare_realms: usize,
+    extras: &SnapshotExtras,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
     let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
@@ -85,16 +91,31 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
     }
-    if spare_realms > 0 {
-        let admin =
-            Admin::new(keycloak, admin.clone(), &certs.ca_pem).map_err(|e| e.to_string())?;
-        admin
-            .create_spare_realms(spare_realms, &key)
+    let session = || Admin::new(keycloak.clone(), admin.clone(), &certs.ca_pem);
+    let operator = session().map_err(|e| e.to_string())?;
+    if extras.quick_admin_login {
+        operator
+            .put(
+                MASTER_REALM,
+                &json!({ "passwordPolicy": QUICK_HASH_POLICY }),
+            )
+            .await
+            .map_err(|e| format!("setting the master realm's password policy: {e}"))?;
+        // Keycloak hashes a password again, under the new policy, at its next good login.
+        session()
+            .map_err(|e| e.to_string())?
+            .renew_token()
+            .await
+            .map_err(|e| format!("logging in again: {e}"))?;
+    }
+    if extras.spare_realms > 0 {
+        operator
+            .create_spare_realms(extras.spare_realms, &key)
             .await
             .map_err(|e| format!("making spare realms: {e}"))?;
         // Every claimant lists the realms first: listed once here, they are in Keycloak's cache
         // (~3 s of loading them from the database otherwise, at every run's first claim).
-        admin.realm_names().await.map_err(|e| e.to_string())?;
+        operator.realm_names().await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

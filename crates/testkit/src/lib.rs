@@ -313,12 +313,15 @@ impl Progress for TestProgress {
 const REALM_PREFIX: &str = "test-";
 
 /// Every run has the same configuration (the certificates are kept): its Keycloak's snapshot is
-/// worth making on the first run already, with `spares` spare realms.
+/// worth making on the first run already, with `spares` spare realms and quick admin logins.
 fn snapshotted(args: &mut ProviderConfig, spares: usize) {
     if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
         args.snapshots = playbook_provider::SnapshotPolicy::Always;
     }
-    args.spare_realms = spares;
+    args.snapshot_extras = playbook_provider::SnapshotExtras {
+        spare_realms: spares,
+        quick_admin_login: true,
+    };
 }
 
 /// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`): a run
