@@ -33,6 +33,8 @@ use crate::database::{DATABASE_FILE, InstanceDatabase};
 /// Snapshots kept per install, the most recently used ones (the tests', the tutorial's, …):
 /// each is ~430 MB.
 const KEPT: usize = 3;
+/// How long the markers of a configuration without a snapshot outlive its last start.
+const MARKERS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// What a snapshot holds besides a ready Keycloak: part of its identity, so that a change here
 /// makes new snapshots.
@@ -411,7 +413,10 @@ impl Snapshots {
         let _ = fs::remove_dir_all(snapshot.dir);
     }
 
-    /// Keeps the [`KEPT`] most recently used snapshots.
+    /// Keeps the [`KEPT`] most recently used snapshots, and the markers (`.seen`, `.lock`) of
+    /// configurations started within [`MARKERS_KEPT_FOR`]: a throwaway certificates directory
+    /// leaves one of each, and would otherwise leave them for good. A `.failed` marker stays
+    /// until it is removed by hand, as its warning says.
     fn evict(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -427,6 +432,24 @@ impl Snapshots {
         snapshots.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
         for (_, dir) in snapshots.into_iter().skip(KEPT) {
             let _ = fs::remove_dir_all(dir);
+        }
+        let Some(unused_since) = std::time::SystemTime::now().checked_sub(MARKERS_KEPT_FOR) else {
+            return;
+        };
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let marker = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("seen" | "lock")
+            );
+            // Opening a lock truncates it, which dates it: a start in progress holds a new one.
+            let unused = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < unused_since);
+            if marker && unused && !path.with_extension("").join("meta.json").is_file() {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 }
@@ -568,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn a_half_written_snapshot_of_a_process_gone_is_removed_and_the_oldest_are_evicted() {
+    fn a_half_written_snapshot_of_a_process_gone_is_removed_and_the_oldest_and_unused_markers_evicted() {
         let install = tempfile::tempdir().unwrap();
         let dir = install.path().join(".playbook-snapshots");
         // No process has pid 0 in /proc; every Linux system has pid 1.
@@ -588,11 +611,36 @@ mod tests {
                 .set_modified(used)
                 .unwrap();
         }
+        let week_ago = std::time::SystemTime::now() - MARKERS_KEPT_FOR;
+        for (name, modified) in [
+            ("gone.seen", week_ago),
+            ("gone.lock", week_ago),
+            ("gone.failed", week_ago),
+            ("newest.lock", week_ago),
+            ("recent.seen", std::time::SystemTime::now()),
+        ] {
+            fs::File::create(dir.join(name))
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
+        }
         snapshots.evict();
         let kept: Vec<bool> = ["old", "older", "newer", "newest"]
             .iter()
             .map(|name| dir.join(name).exists())
             .collect();
         assert_eq!(kept, [false, true, true, true]);
+        // Markers of configurations a week unused go, unless a snapshot or a failure needs them.
+        let markers: Vec<bool> = [
+            "gone.seen",
+            "gone.lock",
+            "gone.failed",
+            "newest.lock",
+            "recent.seen",
+        ]
+        .iter()
+        .map(|name| dir.join(name).exists())
+        .collect();
+        assert_eq!(markers, [false, false, true, true, true]);
     }
 }
