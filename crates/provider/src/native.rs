@@ -280,6 +280,13 @@ pub(crate) async fn start_cluster(
     nodes: usize,
 ) -> Result<(Vec<(NativeKeycloak, Url)>, AdminCredentials), ProviderError> {
     let (java, install) = built(args, progress).await?;
+    crate::class_archive::remove_stale(&install);
+    // The first node (the one the lab never kills) writes the install's class cache when it stops
+    // cleanly, the first time; every node maps it from then on (~30 % off a start).
+    let archive = |node: usize| match ClassArchive::existing(&install, java.major) {
+        ClassArchive::Absent if node == 1 => ClassArchive::to_write(&install, java.major),
+        existing => existing,
+    };
     let launcher = Launcher {
         install: &install,
         java: &java,
@@ -306,14 +313,7 @@ pub(crate) async fn start_cluster(
         };
         let purpose = format!(" (cluster node {node} of {nodes})");
         let keycloak = launcher
-            .launch(
-                https_port,
-                store,
-                &admin,
-                ClassArchive::Absent,
-                &purpose,
-                false,
-            )
+            .launch(https_port, store, &admin, archive(node), &purpose, false)
             .await?;
         started.push((keycloak, base_url(https_port)));
     }

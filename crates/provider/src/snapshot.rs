@@ -591,7 +591,8 @@ mod tests {
     }
 
     #[test]
-    fn a_half_written_snapshot_of_a_process_gone_is_removed_and_the_oldest_and_unused_markers_evicted() {
+    fn a_half_written_snapshot_of_a_process_gone_is_removed_and_the_oldest_and_unused_markers_evicted()
+     {
         let install = tempfile::tempdir().unwrap();
         let dir = install.path().join(".playbook-snapshots");
         // No process has pid 0 in /proc; every Linux system has pid 1.
