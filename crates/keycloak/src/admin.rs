@@ -238,13 +238,12 @@ impl Admin {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, KeycloakError> {
-        let url = self
+        let mut url = self
             .keycloak
             .admin_realms()
             .join(path)
             .expect("admin paths are relative URLs");
         // `POST /admin/realms` (creating a realm) has no trailing slash, nor the realm list.
-        let mut url = url;
         if url.path().ends_with('/') {
             let path = url.path().trim_end_matches('/').to_owned();
             url.set_path(&path);

@@ -48,4 +48,4 @@ pub use realm::{
     RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform, spiffe,
 };
 pub use realm_key::RealmKey;
-pub use spare::{RealmOrigin, SPARE_PREFIX, is_spare, spare_name};
+pub use spare::{RealmOrigin, is_spare};

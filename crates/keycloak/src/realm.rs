@@ -273,6 +273,11 @@ const REALM_JSON: &str = include_str!("../../../oauth2-provider/realm.json");
 pub struct RealmTemplate(Value);
 
 impl RealmTemplate {
+    /// `realm.json` as bundled: a Keycloak snapshot that holds realms made from it is tied to it.
+    pub fn bundled_source() -> &'static str {
+        REALM_JSON
+    }
+
     pub fn bundled() -> Self {
         Self(serde_json::from_str(REALM_JSON).expect("oauth2-provider/realm.json is valid JSON"))
     }

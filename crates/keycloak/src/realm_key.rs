@@ -3,7 +3,8 @@
 //! A new realm gets two RSA-2048 keys that Keycloak generates for it (one to sign, one to
 //! encrypt): measured on a 2-core machine, that is ~0.4 s of the ~0.85 s of CPU a bare realm
 //! costs. The lab and the tests create a realm per scenario, dozens per run, so they make one key
-//! per run here and import it into each realm as Keycloak's `rsa` key provider. A shared key gives
+//! per run here and import it into each realm as Keycloak's `rsa` key provider (a realm renamed
+//! from a spare keeps the key of the warm-up that made it, see `spare.rs`). A shared key gives
 //! nothing away between realms: each token names its issuer, and a resource server accepts only
 //! its own issuer's. The tutorial's one realm keeps the keys Keycloak generates for it.
 

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::{Admin, KeycloakError, RealmKey, RealmTemplate};
 
 /// Every spare's name starts so; nothing else does.
-pub const SPARE_PREFIX: &str = "playbook-spare-";
+const SPARE_PREFIX: &str = "playbook-spare-";
 
 /// The role whose creation claims a spare; removed once the spare is renamed.
 const CLAIM_MARKER: &str = "playbook-claimed";
@@ -35,22 +35,26 @@ pub enum RealmOrigin {
 }
 
 /// The name of spare number `index`.
-pub fn spare_name(index: usize) -> String {
+fn spare_name(index: usize) -> String {
     format!("{SPARE_PREFIX}{index:03}")
 }
 
+/// Whether `realm` is an unclaimed spare: a kept Keycloak's clean-up leaves those alone.
 pub fn is_spare(realm: &str) -> bool {
     realm.starts_with(SPARE_PREFIX)
 }
 
 impl Admin {
-    /// Makes realm `name` the bundled realm, signed with `key` (`None`: keys Keycloak generates).
-    /// A spare is renamed to `name` if this Keycloak holds one, whose key is then the one it was
-    /// made with.
-    pub async fn create_bundled_realm(
+    /// Makes realm `name` the bundled realm, signed with `key()` (`None`: keys Keycloak
+    /// generates). A spare is renamed to `name` if this Keycloak holds one; its key is then the
+    /// one it was made with, and `key` is never called (a new RSA key costs ~0.1–0.2 s). A
+    /// renamed spare differs from an import only in names Keycloak derived from the spare's at
+    /// import: its default role (`default-roles-playbook-spare-NNN`), and its built-in clients'
+    /// URLs.
+    pub async fn create_bundled_realm<'k>(
         &self,
         name: &str,
-        key: Option<&RealmKey>,
+        key: impl FnOnce() -> Option<&'k RealmKey>,
     ) -> Result<RealmOrigin, KeycloakError> {
         while let Some(spare) = self.next_spare().await? {
             if self.claim(&spare, name).await? {
@@ -58,7 +62,7 @@ impl Admin {
             }
         }
         let template = RealmTemplate::bundled();
-        let template = match key {
+        let template = match key() {
             Some(key) => template.signed_with(key),
             None => template,
         };
@@ -76,12 +80,11 @@ impl Admin {
         let template = RealmTemplate::bundled().signed_with(key);
         let create = |index| self.create_realm_named(&template, index);
         for first in (0..count).step_by(2) {
-            match first + 1 < count {
-                true => {
-                    let (one, other) = tokio::join!(create(first), create(first + 1));
-                    one.and(other)?;
-                }
-                false => create(first).await?,
+            if first + 1 < count {
+                let (one, other) = tokio::join!(create(first), create(first + 1));
+                one.and(other)?;
+            } else {
+                create(first).await?;
             }
         }
         Ok(())
@@ -120,15 +123,22 @@ impl Admin {
             .await
         {
             Ok(()) => {}
-            Err(KeycloakError::AdminApi {
-                status: 404 | 409, ..
-            }) => return Ok(false),
+            // Another claimant created the marker (409) or renamed the spare (404) first. A 5xx,
+            // such as a lock timeout between two claimants, leaves this spare to the other one:
+            // another spare, or an import, still gives the caller its realm.
+            Err(KeycloakError::AdminApi { status, .. })
+                if status == 404 || status == 409 || status >= 500 =>
+            {
+                return Ok(false);
+            }
             Err(error) => return Err(error),
         }
         let renamed = self.put(spare, &json!({ "realm": name })).await;
         let holder = if renamed.is_ok() { name } else { spare };
-        self.remove(&format!("{holder}/roles/{CLAIM_MARKER}"))
-            .await?;
+        // A marker left behind harms nothing; failing here would fail a realm that exists.
+        if let Err(error) = self.remove(&format!("{holder}/roles/{CLAIM_MARKER}")).await {
+            tracing::warn!(realm = holder, %error, "could not remove a spare realm's claim marker");
+        }
         renamed.map(|()| true)
     }
 }

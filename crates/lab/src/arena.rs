@@ -44,8 +44,9 @@ pub enum LabError {
 /// trace every scenario records into.
 pub struct Lab<'a> {
     admin: &'a Admin,
-    /// The signing key of every scenario's realm, made once for the run.
-    realm_key: RealmKey,
+    /// The signing key of every scenario's realm that is imported, made once for the run when
+    /// the first is.
+    realm_key: std::sync::OnceLock<RealmKey>,
     certs: &'a CertSet,
     trace: Trace,
     api_port: u16,
@@ -72,7 +73,7 @@ impl<'a> Lab<'a> {
     pub fn new(admin: &'a Admin, certs: &'a CertSet, trace: Trace) -> Self {
         Self {
             admin,
-            realm_key: RealmKey::generate(),
+            realm_key: std::sync::OnceLock::new(),
             certs,
             trace,
             api_port: 0,
@@ -104,6 +105,10 @@ impl<'a> Lab<'a> {
     pub fn behind_proxy(mut self, keycloak_itself: Url) -> Self {
         self.keycloak_past_proxy = Some(keycloak_itself);
         self
+    }
+
+    fn realm_key(&self) -> &RealmKey {
+        self.realm_key.get_or_init(RealmKey::generate)
     }
 
     fn topology(&self) -> Topology {
@@ -172,7 +177,7 @@ impl<'a> Arena<'a> {
         let realm = format!("lab-{}-{:06x}", scenario.name, rand::random::<u32>() >> 8);
         let origin = lab
             .admin
-            .create_bundled_realm(&realm, Some(&lab.realm_key))
+            .create_bundled_realm(&realm, || Some(lab.realm_key()))
             .await?;
         let urls = lab.admin.keycloak().realm(&realm);
         let arena = Self {

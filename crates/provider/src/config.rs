@@ -192,7 +192,7 @@ pub struct ProviderConfig {
 
 /// What a test run's Keycloak snapshot is made with, paid once and restored every run; nothing
 /// without a snapshot, whose restores are what pays back making them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotExtras {
     /// Spare realms, for the run to claim instead of importing realms (see
     /// `playbook_keycloak::RealmOrigin`).

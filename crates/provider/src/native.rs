@@ -156,11 +156,10 @@ pub(crate) async fn start(
     behind_proxy: bool,
 ) -> Result<Started, ProviderError> {
     // The ports first: a taken one costs a second, not a Java search and a distribution build.
-    let find_port = ProviderError::io("find a free port", "127.0.0.1");
-    let public_port = match behind_proxy {
-        true => Some(port_or_free(args.https_port).map_err(find_port)?),
-        false => None,
-    };
+    let public_port = behind_proxy
+        .then(|| port_or_free(args.https_port))
+        .transpose()
+        .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     let https_port = match public_port {
         // Not the proxy's: it is free until the proxy starts, after Keycloak.
         Some(public) => std::iter::repeat_with(free_port)
@@ -182,7 +181,7 @@ pub(crate) async fn start(
         progress: progress.as_ref(),
         topology: args.topology,
         public_port,
-        extras: args.snapshot_extras.clone(),
+        extras: args.snapshot_extras,
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
@@ -490,6 +489,11 @@ impl Launcher<'_> {
                 &admin.username,
                 admin.password.expose(),
                 &format!("{:?}", self.extras),
+                // Spares are realms made from it.
+                match self.extras.spare_realms {
+                    0 => "",
+                    _ => playbook_keycloak::RealmTemplate::bundled_source(),
+                },
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -518,9 +522,7 @@ impl Launcher<'_> {
         };
         // The port asked for is the one clients reach: behind the proxy, the proxy's.
         let reached = meta.public_port.unwrap_or(meta.https_port);
-        let fits = (asked_port == 0 || asked_port == reached)
-            && meta.public_port.is_some() == self.public_port.is_some();
-        if !fits || !ports_free() {
+        if !(asked_port == 0 || asked_port == reached) || !ports_free() {
             tracing::info!(
                 port = reached,
                 "Keycloak's snapshot is for another or a taken port: starting Keycloak instead"

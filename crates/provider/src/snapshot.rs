@@ -38,7 +38,7 @@ const MARKERS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7 *
 
 /// What a snapshot holds besides a ready Keycloak: part of its identity, so that a change here
 /// makes new snapshots.
-const FORMAT: &str = "exercised by warmup.rs";
+const FORMAT: &str = "exercised by warmup.rs, with its extras";
 
 /// Where `scripts/install-criu.sh` puts the CRIU it builds, below the playbook's cache.
 const INSTALLED: &str = "criu/bin/criu";
@@ -442,11 +442,11 @@ impl Snapshots {
                 path.extension().and_then(|e| e.to_str()),
                 Some("seen" | "lock")
             );
-            // Opening a lock truncates it, which dates it: a start in progress holds a new one.
-            let unused = entry
-                .metadata()
+            // Every start opens its configuration's lock, which truncates it and so dates it: a
+            // start in progress holds a new one. (A `.seen` is written once.)
+            let unused = fs::metadata(path.with_extension("lock"))
                 .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < unused_since);
+                .map_or(true, |modified| modified < unused_since);
             if marker && unused && !path.with_extension("").join("meta.json").is_file() {
                 let _ = fs::remove_file(path);
             }
@@ -618,7 +618,9 @@ mod tests {
             ("gone.lock", week_ago),
             ("gone.failed", week_ago),
             ("newest.lock", week_ago),
-            ("recent.seen", std::time::SystemTime::now()),
+            // Written at a first start long ago; the lock says when it was last started.
+            ("recent.seen", week_ago),
+            ("recent.lock", std::time::SystemTime::now()),
         ] {
             fs::File::create(dir.join(name))
                 .unwrap()
@@ -638,10 +640,11 @@ mod tests {
             "gone.failed",
             "newest.lock",
             "recent.seen",
+            "recent.lock",
         ]
         .iter()
         .map(|name| dir.join(name).exists())
         .collect();
-        assert_eq!(markers, [false, false, true, true, true]);
+        assert_eq!(markers, [false, false, true, true, true, true]);
     }
 }

@@ -69,7 +69,8 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| e.to_string())?;
         let realm = keycloak.realm(&name);
-        for _ in 0..if mtls { TOKENS } else { 0 } {
+        let tokens = if mtls { TOKENS } else { 0 };
+        for _ in 0..tokens {
             let response = http
                 .post(realm.token())
                 .form(&[

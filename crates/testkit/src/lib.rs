@@ -173,7 +173,8 @@ async fn started_once(
                 topology,
                 ..provider_config()
             };
-            // The cluster's nodes are never snapshotted (see docs/testing.md).
+            // Only the proxy's Keycloak uses these: the cluster's nodes are never snapshotted
+            // (their PostgreSQL connections would not survive a restore).
             snapshotted(&mut args, PROXY_SPARE_REALMS);
             let progress: Arc<dyn Progress> = Arc::new(TestProgress);
             let started = playbook_provider::start(&args, certs(), progress).await;
@@ -369,7 +370,7 @@ impl TestRealm {
         let name = format!("{REALM_PREFIX}{:08x}", rand::random::<u32>());
         let started = std::time::Instant::now();
         let origin = admin
-            .create_bundled_realm(&name, Some(&REALM_KEY))
+            .create_bundled_realm(&name, || Some(&*REALM_KEY))
             .await
             .unwrap_or_else(|e| panic!("making realm {name}: {e}"));
         eprintln!(

@@ -159,7 +159,7 @@ async fn demo(
     let realm = args.realm.realm.as_str();
     let admin = keycloak.admin()?;
     if !admin.realm_exists(realm).await? {
-        admin.create_bundled_realm(realm, None).await?;
+        admin.create_bundled_realm(realm, || None).await?;
     }
     crate::cmd::save_admin_password(certs_dir, &keycloak.admin_credentials().password)?;
     // A rerun against a kept Keycloak starts from the same place as a fresh one.

@@ -58,7 +58,10 @@ pub async fn run(certs_dir: &Path, args: Args) -> anyhow::Result<ExitCode> {
         crate::progress::for_stderr(),
     ))
     .await?;
-    keycloak.admin()?.create_bundled_realm(realm, None).await?;
+    keycloak
+        .admin()?
+        .create_bundled_realm(realm, || None)
+        .await?;
     let admin = keycloak.admin_credentials();
     let password_file = crate::cmd::save_admin_password(certs_dir, &admin.password)?;
     println!(

@@ -26,7 +26,20 @@ fn the_runs_keycloak_is_restored_from_its_snapshot() {
             "CRIU is usable here, yet the run's Keycloak was started, not restored: see the provider's warning and its marker in <build>/.playbook-snapshots/"
         );
         // A spare, renamed: its issuer is the new name's, and it issues tokens as imported
-        // realms do.
+        // realms do. A run that claims every spare before this test gets its realms imported,
+        // slowly: the tests' snapshot needs more of them.
+        let left = playbook_testkit::admin()
+            .await
+            .realm_names()
+            .await
+            .expect("the realms")
+            .into_iter()
+            .filter(|realm| playbook_keycloak::is_spare(realm))
+            .count();
+        assert!(
+            left > 0,
+            "the run has claimed every spare realm of its snapshot: raise SPARE_REALMS in crates/testkit/src/lib.rs"
+        );
         let realm = TestRealm::new().await;
         assert_eq!(realm.origin, RealmOrigin::Spare, "{}", realm.name);
         realm.grant_readonly_role().await;

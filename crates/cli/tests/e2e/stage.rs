@@ -135,13 +135,16 @@ fn the_stage_draws_the_real_run_as_the_presenter_steps_through_it() {
                 )
                 .await;
         }
-        assert_eq!(
-            browser
-                .execute("return document.body.dataset.finished", json!([]))
-                .await,
-            "true",
-            "the run finished well"
-        );
+        let finished = browser
+            .execute("return document.body.dataset.finished", json!([]))
+            .await;
+        if finished != "true" {
+            // What the room would see says which step failed.
+            let shown = browser
+                .execute("return document.body.innerText", json!([]))
+                .await;
+            panic!("the run did not finish well (finished: {finished}); the page shows:\n{shown}");
+        }
         assert_eq!(
             presses, 6,
             "a Next before each lesson and each of the four steps"
