@@ -159,14 +159,20 @@ impl Owned {
         child.try_wait().ok().flatten()
     }
 
-    /// Stops the whole group, waits for it to be gone, and removes the directory. Idempotent.
-    pub fn terminate(&self) {
+    /// Stops the whole group and waits for it to be gone, keeping the directory (for what is
+    /// kept of it) until [`Owned::terminate`] or the drop. Idempotent.
+    pub fn stop(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         self.lifeline
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         stop_group(&mut child, self.grace);
+    }
+
+    /// Stops the whole group, waits for it to be gone, and removes the directory. Idempotent.
+    pub fn terminate(&self) {
+        self.stop();
         // Also here, not only when the directory's handle drops: a process stopped from an exit
         // hook (a `static` handle) is never dropped.
         let _ = std::fs::remove_dir_all(self.dir.path());

@@ -293,6 +293,12 @@ impl ProviderConfig {
         }
     }
 
+    /// Whether the user named an admin of their own: a Keycloak we start then gets a fresh
+    /// database rather than a kept one (whose admin was chosen when it was made).
+    pub(crate) fn has_custom_admin(&self) -> bool {
+        self.admin_password.is_some() || self.admin_user != crate::DEFAULT_ADMIN_USER
+    }
+
     /// The admin credentials to give a Keycloak we start: the configured ones or a random password.
     pub(crate) fn admin_credentials_or_random(&self) -> AdminCredentials {
         let password = self

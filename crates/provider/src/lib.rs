@@ -43,7 +43,7 @@ pub fn snapshot_criu(config: &ProviderConfig) -> Option<std::path::PathBuf> {
 
 use std::sync::Arc;
 
-use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, RealmUrl, Secret};
+use playbook_keycloak::{Admin, AdminCredentials, KeycloakUrl, RealmUrl};
 use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
@@ -394,26 +394,8 @@ async fn start_cluster(
     let public = config::port_or_free(args.https_port)
         .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     config::ensure_free(public)?;
-    let (postgres, database) = match &args.db_url {
-        Some(url) => {
-            let access = postgres::DatabaseAccess {
-                jdbc_url: url.clone(),
-                user: args.db_user.clone(),
-                password: args.db_password.clone().unwrap_or_else(|| Secret::new("")),
-            };
-            (None, access)
-        }
-        None => {
-            progress.stage("starting PostgreSQL (the cluster's database)");
-            let postgres = tokio::task::spawn_blocking(postgres::Postgres::start)
-                .await
-                .expect("the database task does not panic")?;
-            let access = postgres.access();
-            (Some(postgres), access)
-        }
-    };
-    let (nodes, admin) =
-        native::start_cluster(args, certs, progress, public, &database, NODES).await?;
+    let (nodes, admin, postgres) =
+        native::start_cluster(args, certs, progress, public, NODES).await?;
     let upstream = proxy::Upstream {
         name: "keycloak",
         listen: public,

@@ -17,6 +17,7 @@ use crate::database::{DatabaseTemplate, InstanceDatabase};
 use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
+use crate::postgres::{ClusterTemplate, DatabaseAccess, Postgres};
 use crate::snapshot::{Plan, Snapshot, Snapshots};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
@@ -187,8 +188,7 @@ pub(crate) async fn start(
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
     // database instead.
     let template = DatabaseTemplate::new(&install);
-    let custom_admin =
-        args.admin_password.is_some() || args.admin_user != crate::DEFAULT_ADMIN_USER;
+    let custom_admin = args.has_custom_admin();
     let (database, admin) = match custom_admin {
         true => (
             InstanceDatabase::fresh()?,
@@ -267,17 +267,26 @@ pub(crate) async fn start(
     })
 }
 
-/// The cluster topology's Keycloak nodes: `nodes` of them on `database`, one after the other
-/// (the first creates the schema and the admin), each on free ports, all naming the load
-/// balancer's `public_port` as their hostname. Returns each node and its address.
+/// What [`start_cluster`] started: each node and its address, their admin, and the playbook's
+/// own PostgreSQL (`None` with `--db-url`).
+pub(crate) type StartedCluster = (
+    Vec<(NativeKeycloak, Url)>,
+    AdminCredentials,
+    Option<Postgres>,
+);
+
+/// The cluster topology's Keycloak nodes: `nodes` of them on one database, one after the other
+/// (the first one up is the cluster's coordinator), each on free ports, all naming the load
+/// balancer's `public_port` as their hostname. The database is `--db-url`'s, else a PostgreSQL
+/// of the playbook's, started from the install's [`ClusterTemplate`] (made first if need be)
+/// unless the user named an admin of their own.
 pub(crate) async fn start_cluster(
     args: &ProviderConfig,
     certs: &CertSet,
     progress: &Arc<dyn Progress>,
     public_port: u16,
-    database: &crate::postgres::DatabaseAccess,
     nodes: usize,
-) -> Result<(Vec<(NativeKeycloak, Url)>, AdminCredentials), ProviderError> {
+) -> Result<StartedCluster, ProviderError> {
     let (java, install) = built(args, progress).await?;
     crate::class_archive::remove_stale(&install);
     // The first node (the one the lab never kills) writes the install's class cache when it stops
@@ -296,16 +305,39 @@ pub(crate) async fn start_cluster(
         public_port: Some(public_port),
         extras: crate::SnapshotExtras::default(),
     };
-    let admin = args.admin_credentials_or_random();
+    let (postgres, database, admin) = match &args.db_url {
+        Some(url) => {
+            let access = DatabaseAccess {
+                jdbc_url: url.clone(),
+                user: args.db_user.clone(),
+                password: args
+                    .db_password
+                    .clone()
+                    .unwrap_or_else(|| playbook_keycloak::Secret::new("")),
+            };
+            (None, access, args.admin_credentials_or_random())
+        }
+        None => {
+            let template = ClusterTemplate::new(&install, &args.snapshot_extras)?;
+            if !args.has_custom_admin() && !template.exists() {
+                launcher
+                    .prime_cluster(&template, &args.snapshot_extras, archive(1))
+                    .await?;
+            }
+            progress.stage("starting PostgreSQL (the cluster's database)");
+            let (postgres, admin) = if !args.has_custom_admin() && template.exists() {
+                blocking(move || Postgres::start_from(&template)).await?
+            } else {
+                let postgres = blocking(Postgres::start).await?;
+                (postgres, args.admin_credentials_or_random())
+            };
+            let access = postgres.access();
+            (Some(postgres), access, admin)
+        }
+    };
     let mut started = Vec::new();
     for node in 1..=nodes {
-        let port = || {
-            std::iter::repeat_with(free_port)
-                .find(|port| port.as_ref().map_or(true, |port| *port != public_port))
-                .expect("an endless iterator")
-                .map_err(ProviderError::io("find a free port", "127.0.0.1"))
-        };
-        let (https_port, cluster_port) = (port()?, port()?);
+        let (https_port, cluster_port) = (free_port_but(public_port)?, free_port_but(public_port)?);
         let store = Store::Cluster {
             database: database.clone(),
             cluster_port,
@@ -316,7 +348,24 @@ pub(crate) async fn start_cluster(
             .await?;
         started.push((keycloak, base_url(https_port)));
     }
-    Ok((started, admin))
+    Ok((started, admin, postgres))
+}
+
+/// A free loopback port other than `taken` (the load balancer's, which is not listening yet).
+fn free_port_but(taken: u16) -> Result<u16, ProviderError> {
+    std::iter::repeat_with(free_port)
+        .find(|port| port.as_ref().map_or(true, |port| *port != taken))
+        .expect("an endless iterator")
+        .map_err(ProviderError::io("find a free port", "127.0.0.1"))
+}
+
+/// Runs blocking work (processes, files) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("the blocking task does not panic")
 }
 
 /// The Java to run Keycloak on, and the install built for `args` (fetched and built if need
@@ -665,6 +714,57 @@ impl Launcher<'_> {
             }
             Err(NotReady::Exited(reason) | NotReady::TimedOut(reason)) => Err(reason),
         }
+    }
+
+    /// Makes the cluster's database template once: a node on a fresh PostgreSQL creates the schema,
+    /// the master realm and a random admin, gets `extras`, and is stopped; the database is kept.
+    /// If the extras cannot be made, no template is kept (each cluster then starts fresh).
+    async fn prime_cluster(
+        &self,
+        template: &ClusterTemplate,
+        extras: &crate::SnapshotExtras,
+        archive: ClassArchive,
+    ) -> Result<(), ProviderError> {
+        self.progress
+            .stage("starting PostgreSQL (once: preparing the cluster's database)");
+        let postgres = blocking(Postgres::start).await?;
+        let admin = AdminCredentials::new(
+            crate::DEFAULT_ADMIN_USER,
+            playbook_keycloak::Secret::new(crate::config::random_password()),
+        );
+        let https_port = free_port_but(self.public_port.unwrap_or_default())?;
+        let store = Store::Cluster {
+            database: postgres.access(),
+            cluster_port: free_port_but(https_port)?,
+        };
+        let spares = extras.spare_realms;
+        let purpose = format!(
+            " (once: preparing the cluster's database{})",
+            match spares {
+                0 => String::new(),
+                n => format!(" with {n} spare realms"),
+            }
+        );
+        let node = self
+            .launch(https_port, store, &admin, archive, &purpose, false)
+            .await?;
+        let added =
+            crate::warmup::add_extras(&base_url(https_port), &admin, self.certs, extras, None)
+                .await;
+        let template = template.clone();
+        blocking(move || {
+            node.terminate();
+            match added {
+                Ok(()) => postgres.save_as(&template, &admin),
+                Err(reason) => {
+                    tracing::warn!(
+                        "the cluster's database is not kept (each cluster starts on a fresh one): {reason}"
+                    );
+                    Ok(())
+                }
+            }
+        })
+        .await
     }
 
     /// Bootstraps a fresh database once (master realm, random admin), stops Keycloak cleanly

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use playbook_keycloak::Secret;
+use playbook_keycloak::{AdminCredentials, Secret};
 
 use crate::ProviderError;
 use crate::error::tail;
@@ -46,22 +46,13 @@ impl Postgres {
     pub fn start() -> Result<Self, ProviderError> {
         let bin = binaries().ok_or(ProviderError::PostgresMissing)?;
         let runner = Runner::for_this_user();
-        playbook_process::remove_stale_dirs(DIR_PREFIX);
-        let guard = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .map_err(ProviderError::io(
-                "create a directory in",
-                std::env::temp_dir(),
-            ))?;
+        let guard = own_dir(&runner)?;
         let dir = guard.path().to_owned();
-        runner.hand_over(&dir)?;
         let password = Secret::new(crate::config::random_password());
         let password_file = dir.join("password");
         playbook_certs::write_private(&password_file, password.expose().as_bytes())
             .map_err(ProviderError::io("write", &password_file))?;
         runner.hand_over(&password_file)?;
-        let log = dir.join("postgres.log");
         let initdb = runner
             .command(&bin.join("initdb"))
             .arg("-D")
@@ -87,16 +78,41 @@ impl Postgres {
                 tail: String::from_utf8_lossy(&initdb.stderr).into_owned(),
             });
         }
+        let postgres = Self::spawn(&runner, &bin, guard, password)?;
+        postgres.create_database(&bin)?;
+        Ok(postgres)
+    }
+
+    /// Starts PostgreSQL on a private copy of `template`'s data, which already holds Keycloak's
+    /// database; returns it and the Keycloak admin that database knows. Blocking.
+    pub(crate) fn start_from(
+        template: &ClusterTemplate,
+    ) -> Result<(Self, AdminCredentials), ProviderError> {
+        let bin = binaries().ok_or(ProviderError::PostgresMissing)?;
+        let runner = Runner::for_this_user();
+        let guard = own_dir(&runner)?;
+        copy_tree(&template.dir.join("data"), &guard.path().join("data"))?;
+        let (password, admin) = template.secrets()?;
+        let postgres = Self::spawn(&runner, &bin, guard, password)?;
+        postgres.wait_accepting(&bin)?;
+        Ok((postgres, admin))
+    }
+
+    /// PostgreSQL on `guard`'s data directory, on a free loopback port.
+    fn spawn(
+        runner: &Runner,
+        bin: &Path,
+        guard: tempfile::TempDir,
+        password: Secret,
+    ) -> Result<Self, ProviderError> {
         let port = playbook_process::free_port()
             .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-        let child = spawn(&runner, &bin, &dir, port, &log)?;
-        let postgres = Self {
+        let child = spawn(runner, bin, guard.path(), port, &guard.path().join(LOG))?;
+        Ok(Self {
             process: playbook_process::Owned::new(child, guard, Duration::from_secs(10)),
             port,
             password,
-        };
-        postgres.create_database(&bin, &log)?;
-        Ok(postgres)
+        })
     }
 
     /// How Keycloak connects to it.
@@ -109,47 +125,214 @@ impl Postgres {
     }
 
     /// `createdb` until PostgreSQL accepts connections: it both waits and makes the database.
-    fn create_database(&self, bin: &Path, log: &Path) -> Result<(), ProviderError> {
+    fn create_database(&self, bin: &Path) -> Result<(), ProviderError> {
+        self.retry(|| self.client(bin, "createdb", &[DATABASE]))
+    }
+
+    /// Until PostgreSQL accepts connections to Keycloak's database.
+    fn wait_accepting(&self, bin: &Path) -> Result<(), ProviderError> {
+        self.retry(|| self.client(bin, "psql", &["-d", DATABASE, "-c", "SELECT 1"]))
+    }
+
+    /// Runs `command` until it succeeds, while PostgreSQL runs, for [`START_TIMEOUT`] at most.
+    fn retry(&self, command: impl Fn() -> Command) -> Result<(), ProviderError> {
+        let log = self.process.dir().join(LOG);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.process.exited() {
                 return Err(ProviderError::PostgresFailed {
                     reason: format!("postgres exited ({status})"),
-                    tail: tail(log, 15),
+                    tail: tail(&log, 15),
                 });
             }
-            let created = Command::new(bin.join("createdb"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    USER,
-                    DATABASE,
-                ])
-                .env("PGPASSWORD", self.password.expose())
+            let mut command = command();
+            let done = command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .map_err(ProviderError::io("run", bin.join("createdb")))?;
-            if created.success() {
+                .map_err(ProviderError::io("run", command.get_program()))?;
+            if done.success() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(ProviderError::PostgresFailed {
                     reason: format!("no connection after {} s", START_TIMEOUT.as_secs()),
-                    tail: tail(log, 15),
+                    tail: tail(&log, 15),
                 });
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// One of PostgreSQL's client programs with `args`, connecting to this server as Keycloak's
+    /// user.
+    fn client(&self, bin: &Path, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(bin.join(program));
+        command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
+            .args(args)
+            .env("PGPASSWORD", self.password.expose());
+        command
+    }
+
+    /// Keeps this server's data as `template`, for clusters of the same install to start from,
+    /// with `admin`, the Keycloak admin it knows; the Keycloak nodes using it must be stopped.
+    /// Stops PostgreSQL. Blocking.
+    pub(crate) fn save_as(
+        &self,
+        template: &ClusterTemplate,
+        admin: &AdminCredentials,
+    ) -> Result<(), ProviderError> {
+        let bin = binaries().ok_or(ProviderError::PostgresMissing)?;
+        // The stopped nodes' rows in JGroups' discovery table would send the next cluster's
+        // nodes looking for members that are gone (and a dead coordinator's row keeps a node
+        // from reporting ready: docs/production.md).
+        let forgot = self
+            .client(
+                &bin,
+                "psql",
+                &["-d", DATABASE, "-c", "DELETE FROM jgroups_ping"],
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(ProviderError::io("run", bin.join("psql")))?;
+        if !forgot.status.success() {
+            return Err(ProviderError::PostgresFailed {
+                reason: "could not empty JGroups' discovery table before keeping the database"
+                    .into(),
+                tail: String::from_utf8_lossy(&forgot.stderr).into_owned(),
+            });
+        }
+        self.process.stop();
+        template.save(&self.process.dir().join("data"), &self.password, admin)
     }
 
     /// Stops PostgreSQL and removes its data. Idempotent.
     pub fn terminate(&self) {
         self.process.terminate();
+    }
+}
+
+/// PostgreSQL's log, in its directory.
+const LOG: &str = "postgres.log";
+
+/// A new directory for one PostgreSQL, handed over to the user it runs as; stale ones of runs
+/// that died are removed first.
+fn own_dir(runner: &Runner) -> Result<tempfile::TempDir, ProviderError> {
+    playbook_process::remove_stale_dirs(DIR_PREFIX);
+    let guard = tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(ProviderError::io(
+            "create a directory in",
+            std::env::temp_dir(),
+        ))?;
+    runner.hand_over(guard.path())?;
+    Ok(guard)
+}
+
+/// `cp -a`: a data directory's files keep their owner (PostgreSQL's user) and modes (0700: it
+/// refuses anything laxer), which the standard library's copy would not.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ProviderError> {
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(ProviderError::io("run", "cp"))?;
+    if !copied.status.success() {
+        return Err(ProviderError::PostgresFailed {
+            reason: format!("could not copy {} to {}", from.display(), to.display()),
+            tail: String::from_utf8_lossy(&copied.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A cluster's database as its first node left it (schema, master realm and admin, and whatever
+/// the start's [`crate::SnapshotExtras`] added), kept beside the cluster's built install: a node
+/// on a fresh database spends ~9 s creating the schema, ~10 s more making the master realm and
+/// the extras. One per PostgreSQL major version (a data directory is tied to it) and extras.
+#[derive(Clone)]
+pub(crate) struct ClusterTemplate {
+    dir: PathBuf,
+}
+
+impl ClusterTemplate {
+    pub(crate) fn new(
+        install: &Path,
+        extras: &crate::SnapshotExtras,
+    ) -> Result<Self, ProviderError> {
+        let bin = binaries().ok_or(ProviderError::PostgresMissing)?;
+        let major = bin
+            .parent()
+            .and_then(Path::file_name)
+            .map(|major| major.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let crate::SnapshotExtras {
+            spare_realms,
+            quick_admin_login,
+        } = extras;
+        let quick = if *quick_admin_login { "-quick" } else { "" };
+        Ok(Self {
+            dir: install.join(format!(
+                ".playbook-cluster-database-pg{major}-spares{spare_realms}{quick}"
+            )),
+        })
+    }
+
+    pub(crate) fn exists(&self) -> bool {
+        ["data/PG_VERSION", "db-password", "admin-password"]
+            .iter()
+            .all(|file| self.dir.join(file).is_file())
+    }
+
+    /// Staged beside and renamed into place: another process may save one at the same time, and
+    /// either serves.
+    fn save(
+        &self,
+        data: &Path,
+        password: &Secret,
+        admin: &AdminCredentials,
+    ) -> Result<(), ProviderError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let staging = self
+            .dir
+            .with_extension(format!("staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        // 0700: the data holds password hashes and the realms' client secrets.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(ProviderError::io("create", &staging))?;
+        copy_tree(data, &staging.join("data"))?;
+        for (name, secret) in [
+            ("db-password", password),
+            ("admin-password", &admin.password),
+        ] {
+            let file = staging.join(name);
+            playbook_certs::write_private(&file, secret.expose().as_bytes())
+                .map_err(ProviderError::io("write", &file))?;
+        }
+        if std::fs::rename(&staging, &self.dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Ok(())
+    }
+
+    /// The database user's password and the Keycloak admin the template was made with.
+    fn secrets(&self) -> Result<(Secret, AdminCredentials), ProviderError> {
+        let read = |name: &str| {
+            let file = self.dir.join(name);
+            std::fs::read_to_string(&file)
+                .map(|secret| Secret::new(secret.trim()))
+                .map_err(ProviderError::io("read", &file))
+        };
+        let admin = AdminCredentials::new(crate::DEFAULT_ADMIN_USER, read("admin-password")?);
+        Ok((read("db-password")?, admin))
     }
 }
 

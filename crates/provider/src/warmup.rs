@@ -92,6 +92,19 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
     }
+    add_extras(base_url, admin, certs, extras, Some(&key)).await
+}
+
+/// Adds `extras` to the Keycloak at `base_url` (spare realms signed with `key`, else with a key
+/// made here): after the warm-up of a snapshot, or into the cluster's kept database.
+pub(crate) async fn add_extras(
+    base_url: &Url,
+    admin: &AdminCredentials,
+    certs: &CertSet,
+    extras: &SnapshotExtras,
+    key: Option<&RealmKey>,
+) -> Result<(), String> {
+    let keycloak = KeycloakUrl::new(base_url.clone());
     let session = || Admin::new(keycloak.clone(), admin.clone(), &certs.ca_pem);
     let operator = session().map_err(|e| e.to_string())?;
     if extras.quick_admin_login {
@@ -110,8 +123,16 @@ pub(crate) async fn exercise(
             .map_err(|e| format!("logging in again: {e}"))?;
     }
     if extras.spare_realms > 0 {
+        let made;
+        let key = match key {
+            Some(key) => key,
+            None => {
+                made = RealmKey::generate();
+                &made
+            }
+        };
         operator
-            .create_spare_realms(extras.spare_realms, &key)
+            .create_spare_realms(extras.spare_realms, key)
             .await
             .map_err(|e| format!("making spare realms: {e}"))?;
         // Every claimant lists the realms first: listed once here, they are in Keycloak's cache

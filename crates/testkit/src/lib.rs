@@ -173,8 +173,9 @@ async fn started_once(
                 topology,
                 ..provider_config()
             };
-            // Only the proxy's Keycloak uses these: the cluster's nodes are never snapshotted
-            // (their PostgreSQL connections would not survive a restore).
+            // The proxy's Keycloak is snapshotted with these; the cluster's nodes never are
+            // (their PostgreSQL connections would not survive a restore), but their kept
+            // database holds the same extras.
             snapshotted(&mut args, PROXY_SPARE_REALMS);
             let progress: Arc<dyn Progress> = Arc::new(TestProgress);
             let started = playbook_provider::start(&args, certs(), progress).await;
