@@ -202,11 +202,19 @@ impl Admin {
 
     /// The names of every realm (`GET /admin/realms`, brief: a test run's Keycloak holds
     /// ~150).
+    ///
+    /// Keycloak writes the list while reading the realms, and a realm renamed or deleted by
+    /// another client meanwhile fails the whole answer with 400 "Cannot parse the JSON" (seen
+    /// under a test run's load): such an answer is asked again, a few times.
     pub async fn realm_names(&self) -> Result<Vec<String>, KeycloakError> {
-        let realms: Vec<serde_json::Value> = self
-            .get("?briefRepresentation=true")
-            .await?
-            .unwrap_or_default();
+        const TRIES: usize = 4;
+        let mut tried = 1;
+        let realms: Vec<serde_json::Value> = loop {
+            match self.get("?briefRepresentation=true").await {
+                Err(KeycloakError::AdminApi { status: 400, .. }) if tried < TRIES => tried += 1,
+                answer => break answer?.unwrap_or_default(),
+            }
+        };
         Ok(realms
             .iter()
             .filter_map(|r| r["realm"].as_str().map(String::from))

@@ -21,7 +21,8 @@ fn answers(verdict: &Verdict) -> Vec<String> {
         .collect()
 }
 
-/// Every request of the load served, and the dead part taken out of rotation within the load.
+/// Every request of the load served (at least the ten made after the load balancer noticed), and
+/// the dead part taken out of rotation within the load.
 fn assert_survived(answer: &Answer) {
     match answer {
         Answer::Survived {
@@ -29,7 +30,7 @@ fn assert_survived(answer: &Answer) {
             failed,
             noticed_after_ms: Some(noticed),
         } => {
-            assert!(*served > 10 && *failed == 0, "{answer:?}");
+            assert!(*served >= 10 && *failed == 0, "{answer:?}");
             assert!(*noticed < 5_000, "{answer:?}");
         }
         other => panic!("expected a survived load, got {other:?}"),
