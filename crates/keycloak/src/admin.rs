@@ -211,7 +211,12 @@ impl Admin {
         let mut tried = 1;
         let realms: Vec<serde_json::Value> = loop {
             match self.get("?briefRepresentation=true").await {
-                Err(KeycloakError::AdminApi { status: 400, .. }) if tried < TRIES => tried += 1,
+                Err(KeycloakError::AdminApi {
+                    status: 400, body, ..
+                }) if tried < TRIES && body.contains("Cannot parse the JSON") => {
+                    tried += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
                 answer => break answer?.unwrap_or_default(),
             }
         };

@@ -204,6 +204,17 @@ pub struct SnapshotExtras {
     pub quick_admin_login: bool,
 }
 
+impl SnapshotExtras {
+    /// What the extras are made from beyond their own settings, for whatever keeps them (a
+    /// snapshot, the cluster's database) to be tied to: spares are realms of the bundled one.
+    pub(crate) fn made_from(&self) -> &'static str {
+        match self.spare_realms {
+            0 => "",
+            _ => playbook_keycloak::RealmTemplate::bundled_source(),
+        }
+    }
+}
+
 impl Default for ProviderConfig {
     fn default() -> Self {
         Self {

@@ -325,11 +325,28 @@ pub(crate) async fn start_cluster(
                     .await?;
             }
             progress.stage("starting PostgreSQL (the cluster's database)");
-            let (postgres, admin) = if !args.has_custom_admin() && template.exists() {
-                blocking(move || Postgres::start_from(&template)).await?
-            } else {
-                let postgres = blocking(Postgres::start).await?;
-                (postgres, args.admin_credentials_or_random())
+            let kept = match !args.has_custom_admin() && template.exists() {
+                true => {
+                    let from = template.clone();
+                    match blocking(move || Postgres::start_from(&from)).await {
+                        Ok(started) => Some(started),
+                        Err(e) => {
+                            tracing::warn!(
+                                "the cluster's kept database did not start ({e}); removed, the next start makes a new one"
+                            );
+                            template.discard();
+                            None
+                        }
+                    }
+                }
+                false => None,
+            };
+            let (postgres, admin) = match kept {
+                Some(started) => started,
+                None => (
+                    blocking(Postgres::start).await?,
+                    args.admin_credentials_or_random(),
+                ),
             };
             let access = postgres.access();
             (Some(postgres), access, admin)
@@ -538,11 +555,7 @@ impl Launcher<'_> {
                 &admin.username,
                 admin.password.expose(),
                 &format!("{:?}", self.extras),
-                // Spares are realms made from it.
-                match self.extras.spare_realms {
-                    0 => "",
-                    _ => playbook_keycloak::RealmTemplate::bundled_source(),
-                },
+                self.extras.made_from(),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -718,7 +731,7 @@ impl Launcher<'_> {
 
     /// Makes the cluster's database template once: a node on a fresh PostgreSQL creates the schema,
     /// the master realm and a random admin, gets `extras`, and is stopped; the database is kept.
-    /// If the extras cannot be made, no template is kept (each cluster then starts fresh).
+    /// A failure fails the start: a cluster that cannot import a realm would fail its users.
     async fn prime_cluster(
         &self,
         template: &ClusterTemplate,
@@ -748,21 +761,15 @@ impl Launcher<'_> {
         let node = self
             .launch(https_port, store, &admin, archive, &purpose, false)
             .await?;
+        let key = playbook_keycloak::RealmKey::generate();
         let added =
-            crate::warmup::add_extras(&base_url(https_port), &admin, self.certs, extras, None)
+            crate::warmup::add_extras(&base_url(https_port), &admin, self.certs, extras, &key)
                 .await;
         let template = template.clone();
         blocking(move || {
             node.terminate();
-            match added {
-                Ok(()) => postgres.save_as(&template, &admin),
-                Err(reason) => {
-                    tracing::warn!(
-                        "the cluster's database is not kept (each cluster starts on a fresh one): {reason}"
-                    );
-                    Ok(())
-                }
-            }
+            added.map_err(|reason| ProviderError::ClusterDatabase { reason })?;
+            postgres.save_as(&template, &admin)
         })
         .await
     }

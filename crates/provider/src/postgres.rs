@@ -205,8 +205,25 @@ impl Postgres {
                 tail: String::from_utf8_lossy(&forgot.stderr).into_owned(),
             });
         }
+        // A fast shutdown, waited for: the data is copied only once PostgreSQL has written its
+        // last checkpoint and removed its pid file.
+        let data = self.process.dir().join("data");
+        let stopped = Runner::for_this_user()
+            .command(&bin.join("pg_ctl"))
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(ProviderError::io("run", bin.join("pg_ctl")))?;
         self.process.stop();
-        template.save(&self.process.dir().join("data"), &self.password, admin)
+        if !stopped.status.success() || data.join("postmaster.pid").exists() {
+            return Err(ProviderError::PostgresFailed {
+                reason: "did not stop cleanly, so its data is not kept".into(),
+                tail: String::from_utf8_lossy(&stopped.stderr).into_owned(),
+            });
+        }
+        template.save(&data, &self.password, admin)
     }
 
     /// Stops PostgreSQL and removes its data. Idempotent.
@@ -262,6 +279,8 @@ pub(crate) struct ClusterTemplate {
 }
 
 impl ClusterTemplate {
+    /// The template for `install` and `extras`, made or not (its directory's name says what it
+    /// holds; PostgreSQL must be installed, for its major version).
     pub(crate) fn new(
         install: &Path,
         extras: &crate::SnapshotExtras,
@@ -277,13 +296,27 @@ impl ClusterTemplate {
             quick_admin_login,
         } = extras;
         let quick = if *quick_admin_login { "-quick" } else { "" };
+        // Spares of an older realm.json would be claimed as if they were today's.
+        let made_from = match extras.made_from() {
+            "" => String::new(),
+            source => {
+                let digest =
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source.as_bytes());
+                let hex: String = digest.as_ref()[..6]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("-{hex}")
+            }
+        };
         Ok(Self {
             dir: install.join(format!(
-                ".playbook-cluster-database-pg{major}-spares{spare_realms}{quick}"
+                ".playbook-cluster-database-pg{major}-spares{spare_realms}{made_from}{quick}"
             )),
         })
     }
 
+    /// Whether a whole template is there (it is renamed into place only once complete).
     pub(crate) fn exists(&self) -> bool {
         ["data/PG_VERSION", "db-password", "admin-password"]
             .iter()
@@ -321,6 +354,16 @@ impl ClusterTemplate {
             let _ = std::fs::remove_dir_all(&staging);
         }
         Ok(())
+    }
+
+    /// Removes a template that PostgreSQL could not start from: the next start makes a new one.
+    pub(crate) fn discard(&self) {
+        let aside = self
+            .dir
+            .with_extension(format!("discarded-{}", std::process::id()));
+        if std::fs::rename(&self.dir, &aside).is_ok() {
+            let _ = std::fs::remove_dir_all(&aside);
+        }
     }
 
     /// The database user's password and the Keycloak admin the template was made with.

@@ -92,17 +92,17 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
     }
-    add_extras(base_url, admin, certs, extras, Some(&key)).await
+    add_extras(base_url, admin, certs, extras, &key).await
 }
 
-/// Adds `extras` to the Keycloak at `base_url` (spare realms signed with `key`, else with a key
-/// made here): after the warm-up of a snapshot, or into the cluster's kept database.
+/// Adds `extras` to the Keycloak at `base_url` (spare realms signed with `key`): after the warm-up
+/// of a snapshot, or into the cluster's kept database.
 pub(crate) async fn add_extras(
     base_url: &Url,
     admin: &AdminCredentials,
     certs: &CertSet,
     extras: &SnapshotExtras,
-    key: Option<&RealmKey>,
+    key: &RealmKey,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
     let session = || Admin::new(keycloak.clone(), admin.clone(), &certs.ca_pem);
@@ -123,14 +123,6 @@ pub(crate) async fn add_extras(
             .map_err(|e| format!("logging in again: {e}"))?;
     }
     if extras.spare_realms > 0 {
-        let made;
-        let key = match key {
-            Some(key) => key,
-            None => {
-                made = RealmKey::generate();
-                &made
-            }
-        };
         operator
             .create_spare_realms(extras.spare_realms, key)
             .await
