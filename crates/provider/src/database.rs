@@ -1,4 +1,4 @@
-//! The H2 databases of native Keycloak instances.
+//! The H2 databases of native Keycloak instances, and how any kept database is saved whole.
 //!
 //! A fresh database costs ~8 s of schema and master-realm creation at every start. The first start
 //! of a build keeps its bootstrapped database as a template; every later instance starts from a
@@ -58,6 +58,30 @@ impl InstanceDatabase {
     }
 }
 
+/// Makes `dir` whole or not at all: `fill` writes into a private (0700) staging directory beside
+/// it, renamed into place once complete. Another process may save the same at the same time:
+/// either copy serves, and the loser's is removed.
+pub(crate) fn save_whole(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), ProviderError>,
+) -> Result<(), ProviderError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let staging = dir.with_extension(format!("staging-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(ProviderError::io("create", &staging))?;
+    if let Err(e) = fill(&staging) {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if fs::rename(&staging, dir).is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    Ok(())
+}
+
 /// A bootstrapped database (master realm and admin) kept beside the built install, with the
 /// admin password it was made with (mode 0600).
 #[derive(Clone)]
@@ -81,21 +105,13 @@ impl DatabaseTemplate {
         database: &InstanceDatabase,
         admin: &AdminCredentials,
     ) -> Result<(), ProviderError> {
-        let staging = self
-            .dir
-            .with_extension(format!("staging-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging).map_err(ProviderError::io("create", &staging))?;
-        fs::copy(database.file(), staging.join(DATABASE_FILE))
-            .map_err(ProviderError::io("copy", database.file()))?;
-        let password = staging.join("admin-password");
-        playbook_certs::write_private(&password, admin.password.expose().as_bytes())
-            .map_err(ProviderError::io("write", &password))?;
-        // Another process may have primed the same install meanwhile: either template serves.
-        if fs::rename(&staging, &self.dir).is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        Ok(())
+        save_whole(&self.dir, |staging| {
+            fs::copy(database.file(), staging.join(DATABASE_FILE))
+                .map_err(ProviderError::io("copy", database.file()))?;
+            let password = staging.join("admin-password");
+            playbook_certs::write_private(&password, admin.password.expose().as_bytes())
+                .map_err(ProviderError::io("write", &password))
+        })
     }
 
     /// A private copy of the template for one instance, and the admin it knows.

@@ -323,37 +323,25 @@ impl ClusterTemplate {
             .all(|file| self.dir.join(file).is_file())
     }
 
-    /// Staged beside and renamed into place: another process may save one at the same time, and
-    /// either serves.
+    /// Private (0700): the data holds password hashes and the realms' client secrets.
     fn save(
         &self,
         data: &Path,
         password: &Secret,
         admin: &AdminCredentials,
     ) -> Result<(), ProviderError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let staging = self
-            .dir
-            .with_extension(format!("staging-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        // 0700: the data holds password hashes and the realms' client secrets.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
-            .map_err(ProviderError::io("create", &staging))?;
-        copy_tree(data, &staging.join("data"))?;
-        for (name, secret) in [
-            ("db-password", password),
-            ("admin-password", &admin.password),
-        ] {
-            let file = staging.join(name);
-            playbook_certs::write_private(&file, secret.expose().as_bytes())
-                .map_err(ProviderError::io("write", &file))?;
-        }
-        if std::fs::rename(&staging, &self.dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-        Ok(())
+        crate::database::save_whole(&self.dir, |staging| {
+            copy_tree(data, &staging.join("data"))?;
+            for (name, secret) in [
+                ("db-password", password),
+                ("admin-password", &admin.password),
+            ] {
+                let file = staging.join(name);
+                playbook_certs::write_private(&file, secret.expose().as_bytes())
+                    .map_err(ProviderError::io("write", &file))?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes a template that PostgreSQL could not start from: the next start makes a new one.
