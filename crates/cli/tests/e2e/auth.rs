@@ -10,7 +10,7 @@ use playbook_keycloak::{AuthMethod, TokenBinding};
 use playbook_resource_server::{BindingMode, RunningServer};
 use playbook_testkit::{TestRealm, certs, run};
 
-use super::{playbook_with, stderr};
+use super::{playbook_with, shows_compact_jwt, stderr};
 
 /// The realm's client of `method`, with its role and its credential provisioned, its tokens
 /// bound as the realm sets the method up.
@@ -115,12 +115,6 @@ pub(super) fn playbook_in(
     )
 }
 
-/// A compact JWT (a token, an assertion): two base64url JSON parts and a dot, not a value
-/// that merely starts like one (a thumbprint or a kid may contain `eyJ`).
-fn compact_jwt() -> regex::Regex {
-    regex::Regex::new(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.").unwrap()
-}
-
 /// What each method keeps that must never be shown: the secret, or the private key's PEM body
 /// (its lines, any of which would be a piece of the key). The federated client keeps nothing:
 /// what it must not show is the platform's token, a compact JWT like any other.
@@ -172,7 +166,7 @@ fn the_client_command_shows_the_wire_and_never_a_secret() {
                     );
                 }
                 assert!(
-                    !compact_jwt().is_match(text),
+                    !shows_compact_jwt(text),
                     "{name} --json={json}: a compact JWT in {what}"
                 );
             }
@@ -391,7 +385,7 @@ fn the_demo_with_a_secret_or_federated_client_shows_its_token_is_a_bearer_token(
         let kept = kept_secrets(dir.path(), method);
         for shown in [text.into_owned(), stderr(&output), hand_out, diagram] {
             assert!(
-                !compact_jwt().is_match(&shown),
+                !shows_compact_jwt(&shown),
                 "{name}: a compact JWT reached an output"
             );
             for piece in &kept {
@@ -492,7 +486,7 @@ fn the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire() {
         }
         for (what, text) in [("stdout", &stdout), ("stderr", &stderr(&output))] {
             assert!(
-                !compact_jwt().is_match(text),
+                !shows_compact_jwt(text),
                 "--json={json}: a whole JWT in {what}"
             );
         }

@@ -4,6 +4,8 @@
 use playbook_lab::{Answer, Attempt, Lab, Verdict, scenario};
 use playbook_trace::{Party, Trace};
 
+use super::shows_compact_jwt;
+
 /// Runs one scenario on the run's shared Keycloak, recording its exchanges.
 fn run(name: &str) -> (Verdict, Trace) {
     playbook_testkit::run(async {
@@ -269,7 +271,7 @@ fn a_client_assertion_is_single_use_for_this_server_recent_and_signed_by_the_hel
         .collect();
     assert_eq!(sent.len(), 5);
     assert!(sent.iter().all(|s| s.assertion.is_some()));
-    assert!(!serde_json::to_string(&sent).unwrap().contains("eyJ"));
+    assert!(!shows_compact_jwt(&serde_json::to_string(&sent).unwrap()));
     assert!(verdict.held());
 }
 

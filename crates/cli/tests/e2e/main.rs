@@ -45,6 +45,15 @@ fn playbook_with(certs_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         .expect("the playbook binary runs")
 }
 
+/// Whether `text` shows a compact JWT (a token, an assertion): two base64url JSON parts and a
+/// dot. Not merely `eyJ`, which a thumbprint or a kid (random base64url) contains by chance.
+fn shows_compact_jwt(text: &str) -> bool {
+    static COMPACT_JWT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.").unwrap()
+    });
+    COMPACT_JWT.is_match(text)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
