@@ -243,16 +243,17 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
         && let Some(keycloak) = lease.attach(&certs().ca_pem).await
     {
         // Earlier runs' realms would pile up in a Keycloak kept for weeks: all of them are
-        // the tests' (the spares they did not claim stay).
+        // the tests' (the spares they did not claim stay). One at a time: a hundred deletions
+        // at once make Keycloak's H2 database fail some of them with "Database operation failed".
         let admin = keycloak.admin().map_err(|e| e.to_string())?;
         let stale = admin.realm_names().await.map_err(|e| e.to_string())?;
         let stale: Vec<String> = stale
             .into_iter()
             .filter(|r| r != MASTER_REALM && !is_spare(r))
             .collect();
-        futures::future::try_join_all(stale.iter().map(|realm| admin.delete_realm(realm)))
-            .await
-            .map_err(|e| e.to_string())?;
+        for realm in &stale {
+            admin.delete_realm(realm).await.map_err(|e| e.to_string())?;
+        }
         eprintln!(
             "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
             lease.backend,
