@@ -188,6 +188,10 @@ pub struct ProviderConfig {
     pub criu: Option<PathBuf>,
     /// What a snapshot is made with beyond the warm-up: a test run's (see [`SnapshotExtras`]).
     pub snapshot_extras: SnapshotExtras,
+    /// The cluster lives a minute and serves a few hundred requests (a test run's): its nodes
+    /// compile with C1 only (see [`crate::options::QUICK_COMPILER`]). A cluster kept for a demo
+    /// or a lab leaves this off.
+    pub short_lived_cluster: bool,
 }
 
 /// What a test run's Keycloak snapshot is made with, paid once and restored every run; nothing
@@ -237,6 +241,7 @@ impl Default for ProviderConfig {
             snapshots: SnapshotPolicy::default(),
             criu: None,
             snapshot_extras: SnapshotExtras::default(),
+            short_lived_cluster: false,
         }
     }
 }
@@ -285,6 +290,7 @@ impl ProviderConfig {
             snapshots: parsed(env::SNAPSHOTS)?.unwrap_or(defaults.snapshots),
             criu: var(env::CRIU).map(PathBuf::from),
             snapshot_extras: defaults.snapshot_extras,
+            short_lived_cluster: defaults.short_lived_cluster,
         })
     }
 

@@ -183,6 +183,7 @@ pub(crate) async fn start(
         topology: args.topology,
         public_port,
         extras: args.snapshot_extras,
+        short_lived_cluster: false,
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
@@ -304,6 +305,7 @@ pub(crate) async fn start_cluster(
         topology: args.topology,
         public_port: Some(public_port),
         extras: crate::SnapshotExtras::default(),
+        short_lived_cluster: args.short_lived_cluster,
     };
     let (postgres, database, admin) = match &args.db_url {
         Some(url) => {
@@ -421,6 +423,8 @@ struct Launcher<'a> {
     public_port: Option<u16>,
     /// What a snapshot is made with (see [`ProviderConfig::snapshot_extras`]).
     extras: crate::SnapshotExtras,
+    /// See [`ProviderConfig::short_lived_cluster`].
+    short_lived_cluster: bool,
 }
 
 impl Launcher<'_> {
@@ -438,6 +442,12 @@ impl Launcher<'_> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let mut options = self.options(https_port, management_port, self.public_port);
+        let mut java_options = java_opts_append(&archive, namespaced);
+        // Not while writing the class cache, whose method profiles C1 alone would not gather.
+        let quick = self.short_lived_cluster && !matches!(archive, ClassArchive::Write { .. });
+        if quick && matches!(store, Store::Cluster { .. }) {
+            java_options = format!("{java_options} {}", crate::options::QUICK_COMPILER);
+        }
         let (database, secret_env) = match store {
             Store::File(database) => {
                 options.push(format!("--db-url={}", database.jdbc_url()));
@@ -479,6 +489,7 @@ impl Launcher<'_> {
             &log,
             database,
             archive,
+            &java_options,
             (https_port, management_port),
             namespaced,
         )?;
@@ -850,6 +861,7 @@ fn spawn(
     log: &Path,
     database: Option<InstanceDatabase>,
     archive: ClassArchive,
+    java_options: &str,
     (https_port, management_port): (u16, u16),
     namespaced: bool,
 ) -> Result<NativeKeycloak, ProviderError> {
@@ -864,7 +876,7 @@ fn spawn(
         }
         false => Command::new("/bin/sh"),
     };
-    command.env("JAVA_OPTS_APPEND", java_opts_append(&archive, namespaced));
+    command.env("JAVA_OPTS_APPEND", java_options);
     let mut child = command
         .arg("-c")
         .arg(playbook_process::WATCHDOG)

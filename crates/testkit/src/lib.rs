@@ -171,6 +171,7 @@ async fn started_once(
                 url: None,
                 https_port: 0,
                 topology,
+                short_lived_cluster: true,
                 ..provider_config()
             };
             // The proxy's Keycloak is snapshotted with these; the cluster's nodes never are
