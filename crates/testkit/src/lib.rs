@@ -243,26 +243,36 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
     if let Some(lease) = playbook_provider::Lease::read(&dir)
         && let Some(keycloak) = lease.attach(&certs().ca_pem).await
     {
-        // Earlier runs' realms would pile up in a Keycloak kept for weeks: all of them are
-        // the tests' (the spares they did not claim stay). One at a time: a hundred deletions
-        // at once make Keycloak's H2 database fail some of them with "Database operation failed".
         let admin = keycloak.admin().map_err(|e| e.to_string())?;
-        let stale = admin.realm_names().await.map_err(|e| e.to_string())?;
-        let stale: Vec<String> = stale
+        let (spares, stale): (Vec<String>, Vec<String>) = (admin.realm_names().await)
+            .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|r| r != MASTER_REALM && !is_spare(r))
-            .collect();
-        for realm in &stale {
-            admin.delete_realm(realm).await.map_err(|e| e.to_string())?;
+            .filter(|r| r != MASTER_REALM)
+            .partition(|r| is_spare(r));
+        // An earlier run left it short of spares: this run would import most of its realms
+        // (a whole run then took 274 s against 81 s). A new one, restored from its snapshot
+        // in about a second, serves better. None at all: it was made without a snapshot.
+        if !(1..RUN_REALMS).contains(&spares.len()) {
+            // Earlier runs' realms would pile up in a Keycloak kept for weeks: all of them
+            // are the tests'. One at a time: a hundred deletions at once make Keycloak's H2
+            // database fail some of them with "Database operation failed".
+            for realm in &stale {
+                admin.delete_realm(realm).await.map_err(|e| e.to_string())?;
+            }
+            eprintln!(
+                "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
+                lease.backend,
+                lease.base_url,
+                stale.len(),
+                started.elapsed().as_millis()
+            );
+            return Ok(keycloak);
         }
         eprintln!(
-            "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
-            lease.backend,
+            "[testkit] the kept Keycloak at {} has {} spare realms left, fewer than a run claims: a new one",
             lease.base_url,
-            stale.len(),
-            started.elapsed().as_millis()
+            spares.len()
         );
-        return Ok(keycloak);
     }
     let _ = playbook_provider::stop_leased(&dir);
     let progress: Arc<dyn Progress> = Arc::new(TestProgress);
@@ -328,9 +338,11 @@ fn snapshotted(args: &mut ProviderConfig, spares: usize) {
     };
 }
 
-/// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`): a run
-/// makes ~130 realms of the bundled one, in this process and in the `playbook` commands it runs.
-/// Beyond them, realms are imported.
+/// The realms of the bundled one a whole run makes, in this process and in the `playbook`
+/// commands it runs.
+const RUN_REALMS: usize = 130;
+/// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`), a
+/// few more than [`RUN_REALMS`]. Beyond them, realms are imported.
 const SPARE_REALMS: usize = 150;
 /// The same behind the proxy, whose tests make ~10.
 const PROXY_SPARE_REALMS: usize = 24;
