@@ -285,10 +285,10 @@ impl RealmTemplate {
     /// The workload platform's realm (`oauth2-provider/platform-realm.json`), named `name`,
     /// its workloads' tokens made for `audience` (the issuer of the realm that trusts it).
     ///
-    /// Signed with a key of its own made here (~0.15 s of CPU) rather than by Keycloak, which
-    /// would spend more on each of the two it makes for a realm (see [`RealmKey`]); the lab and
-    /// the tests make a platform per federated scenario, on the Keycloak every test shares.
-    /// Never a key shared with other realms: each platform stands for a separate authority.
+    /// Signed with a key of its own made here ([`RealmKey::generate`]) rather than by Keycloak,
+    /// which would spend more on each of the two it makes for a realm; the lab and the tests
+    /// make a platform per federated scenario, on the Keycloak every test shares. Never a key
+    /// shared with other realms: each platform stands for a separate authority.
     pub fn platform(name: &str, audience: &Url) -> Value {
         let text = include_str!("../../../oauth2-provider/platform-realm.json")
             .replace(platform::AUDIENCE_PLACEHOLDER, audience.as_str());

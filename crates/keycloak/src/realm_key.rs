@@ -1,4 +1,5 @@
-//! One RSA signing key for many realms, so that creating a realm costs Keycloak half as much.
+//! RSA signing keys made here rather than by Keycloak, so that creating a realm costs Keycloak
+//! half as much: one key for many realms of the bundled one, or one per workload platform.
 //!
 //! A new realm gets two RSA-2048 keys that Keycloak generates for it (one to sign, one to
 //! encrypt): measured on a 2-core machine, that is ~0.4 s of the ~0.85 s of CPU a bare realm
@@ -6,7 +7,9 @@
 //! per run here and import it into each realm as Keycloak's `rsa` key provider (a realm renamed
 //! from a spare keeps the key of the warm-up that made it, see `spare.rs`). A shared key gives
 //! nothing away between realms: each token names its issuer, and a resource server accepts only
-//! its own issuer's. The tutorial's one realm keeps the keys Keycloak generates for it.
+//! its own issuer's. The tutorial's one realm keeps the keys Keycloak generates for it. A
+//! workload platform's realm gets a key of its own (`RealmTemplate::platform`): each stands
+//! for a separate authority.
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -47,7 +50,7 @@ impl RealmKey {
         let provider = |name: &str, id: &str, config: Value| json!({ "name": name, "providerId": id, "subComponents": {}, "config": config });
         json!([
             provider(
-                "playbook-run-rsa",
+                "playbook-rsa",
                 "rsa",
                 json!({ "priority": ["100"], "algorithm": ["RS256"], "keyUse": ["SIG"],
                         "privateKey": [self.pkcs8_pem.expose()] })

@@ -444,8 +444,7 @@ impl Launcher<'_> {
         let mut options = self.options(https_port, management_port, self.public_port);
         let mut java_options = java_opts_append(&archive, namespaced);
         // Not while writing the class cache, whose method profiles C1 alone would not gather.
-        let quick = self.short_lived_cluster && !matches!(archive, ClassArchive::Write { .. });
-        if quick && matches!(store, Store::Cluster { .. }) {
+        if self.short_lived_cluster && !matches!(archive, ClassArchive::Write { .. }) {
             java_options = format!("{java_options} {}", crate::options::QUICK_COMPILER);
         }
         let (database, secret_env) = match store {

@@ -142,9 +142,8 @@ pub(crate) const COLLECTOR: &str = "-XX:-UseG1GC -XX:+UseSerialGC";
 /// `JAVA_OPTS_APPEND` of a node that starts, serves a few hundred requests and is gone within a
 /// minute (a test run's cluster, see [`crate::ProviderConfig::short_lived_cluster`]): C1 only,
 /// no C2. Keycloak's start is most of such a node's life, and C2 compiling it was most of its
-/// CPU: measured over one e2e run, a node used 26–28 s of CPU, 15 s of it C2's, and 8.6 s with
-/// this. A Keycloak that serves a whole run does the opposite: the run's own, C1 only, spent
-/// 139 s of CPU on requests against 57 s, and 153 s in all against 95 s.
+/// CPU; a Keycloak that serves a whole run is the opposite, its requests much slower without C2
+/// (measured: docs/testing.md, "The cluster").
 pub(crate) const QUICK_COMPILER: &str = "-XX:TieredStopAtLevel=1";
 
 /// The admin a fresh database is bootstrapped with. Pass these as environment variables

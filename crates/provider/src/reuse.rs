@@ -29,6 +29,9 @@ pub struct Lease {
     keeper_pid: u32,
     /// Files the stopped Keycloak leaves behind (a native instance's database).
     leftovers: Vec<PathBuf>,
+    /// Restored from a snapshot: another one costs about a second, not a start.
+    #[serde(default)]
+    pub restored: bool,
 }
 
 /// The folder of the kept Keycloak of `args`' cache: its lease and the certificates it serves.
@@ -93,6 +96,7 @@ impl Keycloak {
     /// An external Keycloak was never ours to keep.
     pub fn detach(self, dir: &Path) -> Result<Lease, ProviderError> {
         let backend = self.backend_name().to_owned();
+        let restored = self.restored_from_snapshot();
         if self.proxy.is_some() {
             // The proxy dies with this process; a kept Keycloak without it would be unreachable.
             return Err(ProviderError::NotDetachableBehindProxy);
@@ -126,6 +130,7 @@ impl Keycloak {
             admin_password: self.admin.password.expose().to_owned(),
             keeper_pid: keeper.id(),
             leftovers: lifeline.leftovers,
+            restored,
         };
         lease.write(dir)?;
         Ok(lease)

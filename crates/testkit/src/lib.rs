@@ -249,30 +249,29 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
             .into_iter()
             .filter(|r| r != MASTER_REALM)
             .partition(|r| is_spare(r));
-        // An earlier run left it short of spares: this run would import most of its realms
-        // (a whole run then took 274 s against 81 s). A new one, restored from its snapshot
-        // in about a second, serves better. None at all: it was made without a snapshot.
-        if !(1..RUN_REALMS).contains(&spares.len()) {
-            // Earlier runs' realms would pile up in a Keycloak kept for weeks: all of them
-            // are the tests'. One at a time: a hundred deletions at once make Keycloak's H2
-            // database fail some of them with "Database operation failed".
-            for realm in &stale {
-                admin.delete_realm(realm).await.map_err(|e| e.to_string())?;
+        // Restored, it was made with spares: an earlier run that left fewer than a whole run
+        // claims would have this one import most of its realms (see docs/testing.md, "Keep
+        // Keycloak between runs"), where a new one is restored in about a second.
+        let renew = match lease.restored && spares.len() < RUN_REALMS {
+            true => Some(format!("{} spare realms left", spares.len())),
+            false => drop_realms(&admin, &stale).await.err(),
+        };
+        match renew {
+            None => {
+                eprintln!(
+                    "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
+                    lease.backend,
+                    lease.base_url,
+                    stale.len(),
+                    started.elapsed().as_millis()
+                );
+                return Ok(keycloak);
             }
-            eprintln!(
-                "[testkit] reusing the kept Keycloak ({}) at {} (attached, {} old realms dropped, in {} ms)",
-                lease.backend,
-                lease.base_url,
-                stale.len(),
-                started.elapsed().as_millis()
-            );
-            return Ok(keycloak);
+            Some(why) => eprintln!(
+                "[testkit] not reusing the kept Keycloak at {} ({why}): a new one",
+                lease.base_url
+            ),
         }
-        eprintln!(
-            "[testkit] the kept Keycloak at {} has {} spare realms left, fewer than a run claims: a new one",
-            lease.base_url,
-            spares.len()
-        );
     }
     let _ = playbook_provider::stop_leased(&dir);
     let progress: Arc<dyn Progress> = Arc::new(TestProgress);
@@ -290,6 +289,17 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
         .attach(&certs().ca_pem)
         .await
         .expect("the Keycloak just started answers"))
+}
+
+/// Deletes a kept Keycloak's realms of earlier runs, which would pile up in one kept for weeks:
+/// all of them are the tests'. One at a time: a hundred deletions at once make Keycloak's H2
+/// database fail some of them with "Database operation failed".
+async fn drop_realms(admin: &Admin, stale: &[String]) -> Result<(), String> {
+    for realm in stale {
+        (admin.delete_realm(realm).await)
+            .map_err(|e| format!("deleting an earlier run's realm {realm}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Statics are never dropped, so the shared Keycloak is stopped from `atexit`; the native
@@ -339,7 +349,7 @@ fn snapshotted(args: &mut ProviderConfig, spares: usize) {
 }
 
 /// The realms of the bundled one a whole run makes, in this process and in the `playbook`
-/// commands it runs.
+/// commands it runs (~110 on 2026-12-05), with room to grow.
 const RUN_REALMS: usize = 130;
 /// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`), a
 /// few more than [`RUN_REALMS`]. Beyond them, realms are imported.
