@@ -21,9 +21,40 @@ pub fn signal(group: i32, signal: i32) {
     }
 }
 
-pub fn group_alive(group: i32) -> bool {
+/// Whether process `target` (> 0), or a member of process group `-target` (< 0, as kill(2)
+/// takes it), is still running. A zombie is not: it holds no memory, port or file any more, and
+/// an orphan's zombie waits for init to reap it, which on some machines takes seconds (~1.5 s
+/// on these, at every stop of a watched process: its group outlives its watchdog as zombies).
+pub fn group_alive(target: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(group, 0) == 0 }
+    if unsafe { libc::kill(target, 0) } != 0 {
+        return false;
+    }
+    let running = |stat: &str| {
+        // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace());
+        let state = fields.as_mut().and_then(Iterator::next);
+        let pgrp = fields.as_mut().and_then(|f| f.nth(1));
+        (state != Some("Z"), pgrp.and_then(|p| p.parse::<i32>().ok()))
+    };
+    if target > 0 {
+        return std::fs::read_to_string(format!("/proc/{target}/stat"))
+            .is_ok_and(|stat| running(&stat).0);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc to tell zombies apart: kill(2) said someone is there.
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+            && std::fs::read_to_string(entry.path().join("stat"))
+                .is_ok_and(|stat| running(&stat) == (true, Some(-target)))
+    })
 }
 
 /// A free TCP port on loopback, for a process the playbook starts to bind.
@@ -182,5 +213,34 @@ impl Owned {
 impl Drop for Owned {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_group_of_zombies_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = -(child.id() as i32);
+        assert!(group_alive(group));
+        assert!(group_alive(child.id() as i32));
+        signal(group, libc::SIGKILL);
+        // Not reaped yet: a zombie, which kill(2) still finds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_alive(group) {
+            assert!(std::time::Instant::now() < deadline, "the group never died");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // SAFETY: signal 0 only checks for existence.
+        assert_eq!(unsafe { libc::kill(group, 0) }, 0, "still a zombie");
+        assert!(!group_alive(child.id() as i32));
+        child.wait().unwrap();
     }
 }

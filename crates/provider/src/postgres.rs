@@ -456,6 +456,10 @@ fn spawn(
         .arg("-D")
         .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        // Every instance runs on a data directory thrown away with it (the kept one is a copy
+        // made after a clean stop), so nothing here needs to survive a machine crash: without
+        // fsync a stop took ~2 s instead of ~0.1 s, its shutdown checkpoint syncing every file.
+        .args(["-c", "fsync=off"])
         .arg("-k")
         .arg(dir)
         .stdout(
