@@ -44,12 +44,13 @@ async fn an_answer_is_never_reused_past_the_tokens_expiry() {
     // A TTL far longer than the token: the token's exp bounds the cache.
     let fx = introspecting(Duration::from_secs(600)).await;
     let mut claims = fx.claims();
-    claims["exp"] = json!(now() + 1);
+    let exp = now() + 1;
+    claims["exp"] = json!(exp);
     let token = sign(&claims);
     assert_eq!(fx.get(Some(&token), false).await.0, 200);
     fx.set_introspection(Some(false));
     // Past exp, still within the fixture's 5 s leeway: valid locally, so Keycloak is asked.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    sleep_past(exp).await;
     let (status, challenge) = fx.get(Some(&token), false).await;
     assert_eq!(status, 401, "{challenge}");
     assert!(challenge.contains("token is not active"), "{challenge}");
