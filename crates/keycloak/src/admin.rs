@@ -226,6 +226,47 @@ impl Admin {
             .collect())
     }
 
+    /// Trades this admin's master-realm `admin` role for `create-realm` alone: Keycloak then
+    /// grants it every realm it creates from now on directly, and checks a direct grant with one
+    /// set lookup. `admin` is a composite of ~17 roles for every realm the server holds, walked at
+    /// each of an Admin API call's permission checks: beside 150 realms, looking a client up took
+    /// ~8 ms of Keycloak's time this way and ~3 ms with direct grants. The admin can then manage
+    /// only the realms it creates (and no longer the master realm): for a Keycloak made for tests.
+    pub async fn narrow_to_realm_creation(&self) -> Result<(), KeycloakError> {
+        let roles = format!("{MASTER_REALM}/roles");
+        let create_realm: serde_json::Value = self
+            .get(&format!("{roles}/create-realm"))
+            .await?
+            .unwrap_or_default();
+        let admin_role: serde_json::Value = self
+            .get(&format!("{roles}/admin"))
+            .await?
+            .unwrap_or_default();
+        let username: String =
+            url::form_urlencoded::byte_serialize(self.credentials.username.as_bytes()).collect();
+        let users: Vec<serde_json::Value> = self
+            .get(&format!(
+                "{MASTER_REALM}/users?exact=true&username={username}"
+            ))
+            .await?
+            .unwrap_or_default();
+        let id = users
+            .first()
+            .and_then(|user| user["id"].as_str())
+            .ok_or_else(|| KeycloakError::AdminApi {
+                method: "GET",
+                path: format!("{MASTER_REALM}/users"),
+                status: 404,
+                body: format!("no user {}", self.credentials.username),
+            })?;
+        let mappings = format!("{MASTER_REALM}/users/{id}/role-mappings/realm");
+        // Granted first: without `admin`, it could no longer grant anything.
+        self.post(&mappings, &serde_json::json!([create_realm]))
+            .await?;
+        self.delete(&mappings, &serde_json::json!([admin_role]))
+            .await
+    }
+
     /// Whether a realm of that name exists.
     pub async fn realm_exists(&self, name: &str) -> Result<bool, KeycloakError> {
         Ok(self.get::<serde_json::Value>(name).await?.is_some())

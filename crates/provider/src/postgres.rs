@@ -294,8 +294,10 @@ impl ClusterTemplate {
         let crate::SnapshotExtras {
             spare_realms,
             quick_admin_login,
+            narrow_admin,
         } = extras;
         let quick = if *quick_admin_login { "-quick" } else { "" };
+        let narrow = if *narrow_admin { "-narrow" } else { "" };
         // Spares of an older realm.json would be claimed as if they were today's.
         let made_from = match extras.made_from() {
             "" => String::new(),
@@ -311,7 +313,7 @@ impl ClusterTemplate {
         };
         Ok(Self {
             dir: install.join(format!(
-                ".playbook-cluster-database-pg{major}-spares{spare_realms}{made_from}{quick}"
+                ".playbook-cluster-database-pg{major}-spares{spare_realms}{made_from}{quick}{narrow}"
             )),
         })
     }

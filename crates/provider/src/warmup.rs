@@ -122,6 +122,12 @@ pub(crate) async fn add_extras(
             .await
             .map_err(|e| format!("logging in again: {e}"))?;
     }
+    if extras.narrow_admin {
+        operator
+            .narrow_to_realm_creation()
+            .await
+            .map_err(|e| format!("narrowing the admin to the realms it creates: {e}"))?;
+    }
     if extras.spare_realms > 0 {
         operator
             .create_spare_realms(extras.spare_realms, key)

@@ -337,7 +337,8 @@ impl Progress for TestProgress {
 const REALM_PREFIX: &str = "test-";
 
 /// Every run has the same configuration (the certificates are kept): its Keycloak's snapshot is
-/// worth making on the first run already, with `spares` spare realms and quick admin logins.
+/// worth making on the first run already, with `spares` spare realms, quick admin logins and an
+/// admin narrowed to the realms it makes.
 fn snapshotted(args: &mut ProviderConfig, spares: usize) {
     if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
         args.snapshots = playbook_provider::SnapshotPolicy::Always;
@@ -345,6 +346,7 @@ fn snapshotted(args: &mut ProviderConfig, spares: usize) {
     args.snapshot_extras = playbook_provider::SnapshotExtras {
         spare_realms: spares,
         quick_admin_login: true,
+        narrow_admin: true,
     };
 }
 

@@ -102,17 +102,25 @@ pub(super) fn playbook_in(
     dir: &std::path::Path,
     args: &[&str],
 ) -> std::process::Output {
+    playbook_in_env(realm, dir, args, &[])
+}
+
+/// [`playbook_in`] with more of the command's environment.
+fn playbook_in_env(
+    realm: &TestRealm,
+    dir: &std::path::Path,
+    args: &[&str],
+    more: &[(&str, &str)],
+) -> std::process::Output {
     let admin = realm.keycloak.admin_credentials();
-    playbook_with(
-        dir,
-        args,
-        &[
-            ("PLAYBOOK_KEYCLOAK_URL", realm.keycloak.base_url().as_str()),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
-            ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
-            ("PLAYBOOK_REALM", &realm.name),
-        ],
-    )
+    let env = [
+        ("PLAYBOOK_KEYCLOAK_URL", realm.keycloak.base_url().as_str()),
+        ("PLAYBOOK_KEYCLOAK_ADMIN_USER", &admin.username),
+        ("PLAYBOOK_KEYCLOAK_ADMIN_PASSWORD", admin.password.expose()),
+        ("PLAYBOOK_REALM", &realm.name),
+    ];
+    let env: Vec<_> = env.iter().chain(more).copied().collect();
+    playbook_with(dir, args, &env)
 }
 
 /// What each method keeps that must never be shown: the secret, or the private key's PEM body
@@ -455,6 +463,10 @@ fn the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire() {
     let api = server.base_url();
     let dir = tempfile::tempdir().unwrap();
     playbook_testkit::copy_certs(dir.path());
+    // SPIRE's directory goes there, so that only this test's SPIRE is looked for at the end (the
+    // lab's tests and the executed docs run theirs meanwhile).
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir(&temp).unwrap();
     for json in [false, true] {
         let mut args = vec![
             "client",
@@ -468,7 +480,12 @@ fn the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire() {
         if json {
             args.push("--json");
         }
-        let output = playbook_in(&realm, dir.path(), &args);
+        let output = playbook_in_env(
+            &realm,
+            dir.path(),
+            &args,
+            &[("TMPDIR", temp.to_str().unwrap())],
+        );
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         for shown in [
@@ -492,7 +509,7 @@ fn the_federated_client_gets_a_token_with_a_real_jwt_svid_from_spire() {
         }
     }
     let running = std::process::Command::new("pgrep")
-        .args(["-f", "oauth2-playbook-spire-"])
+        .args(["-f", &format!("{}/oauth2-playbook-spire-", temp.display())])
         .output()
         .expect("pgrep runs");
     assert!(
