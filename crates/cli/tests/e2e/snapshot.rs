@@ -1,7 +1,8 @@
 //! The run's Keycloak, where CRIU can run (as root): restored from a snapshot of an exercised
 //! Keycloak, not started (the tests ask for a snapshot from the first run on), holding spare
 //! realms that the tests' realms are renamed from. Every other test of this binary then runs
-//! against that restored Keycloak; this one asserts only what tells a restore from a start.
+//! against that restored Keycloak; this one asserts only what tells a restore from a start, and
+//! that its admin holds only the realms it makes (cheaper permission checks).
 
 use playbook_keycloak::RealmOrigin;
 use playbook_testkit::{TestRealm, extras, keycloak, run};
@@ -46,5 +47,17 @@ fn the_runs_keycloak_is_restored_from_its_snapshot() {
         let token = realm.token_client().request().await.expect("a token");
         let claims = playbook_client::Claims::peek(token.expose()).expect("claims");
         assert_eq!(claims.iss.as_deref(), Some(realm.issuer().as_str()));
+        // The snapshot's admin was narrowed to the realms it makes (`narrow_admin`): it manages
+        // this one's users and may not read the master realm's.
+        let admin = playbook_testkit::admin().await;
+        let users = |realm: &str| {
+            let path = format!("{realm}/users?max=1");
+            async move { admin.get::<serde_json::Value>(&path).await }
+        };
+        assert!(users(&realm.name).await.is_ok());
+        match users(playbook_keycloak::MASTER_REALM).await {
+            Err(playbook_keycloak::KeycloakError::AdminApi { status: 403, .. }) => {}
+            other => panic!("the run's admin reads the master realm's users: {other:?}"),
+        }
     })
 }
