@@ -226,6 +226,7 @@ fn provider_config(
         snapshots: launch.snapshots.unwrap_or(defaults.snapshots),
         criu: launch.criu.clone(),
         snapshot_extras: defaults.snapshot_extras,
+        snapshot_training: defaults.snapshot_training,
         short_lived_cluster: defaults.short_lived_cluster,
         db_password: launch
             .db_password_file

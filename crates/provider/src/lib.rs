@@ -27,7 +27,7 @@ mod warmup;
 
 pub use config::{
     Backend, BackendChoice, DEFAULT_ADMIN_USER, ProviderConfig, SEED_ADMIN_PASSWORD,
-    SnapshotExtras, SnapshotPolicy, env,
+    SnapshotExtras, SnapshotPolicy, Training, TrainingRun, env,
 };
 pub use container::CONTAINER_LABEL;
 pub use error::ProviderError;

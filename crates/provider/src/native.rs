@@ -183,6 +183,7 @@ pub(crate) async fn start(
         topology: args.topology,
         public_port,
         extras: args.snapshot_extras,
+        training: args.snapshot_training.as_ref(),
         short_lived_cluster: false,
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
@@ -305,6 +306,7 @@ pub(crate) async fn start_cluster(
         topology: args.topology,
         public_port: Some(public_port),
         extras: crate::SnapshotExtras::default(),
+        training: None,
         short_lived_cluster: args.short_lived_cluster,
     };
     let (postgres, database, admin) = match &args.db_url {
@@ -423,6 +425,8 @@ struct Launcher<'a> {
     public_port: Option<u16>,
     /// What a snapshot is made with (see [`ProviderConfig::snapshot_extras`]).
     extras: crate::SnapshotExtras,
+    /// See [`ProviderConfig::snapshot_training`].
+    training: Option<&'a crate::Training>,
     /// See [`ProviderConfig::short_lived_cluster`].
     short_lived_cluster: bool,
 }
@@ -566,6 +570,7 @@ impl Launcher<'_> {
                 admin.password.expose(),
                 &format!("{:?}", self.extras),
                 self.extras.made_from(),
+                self.training.map_or("", |training| training.name),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -655,6 +660,7 @@ impl Launcher<'_> {
             self.certs,
             self.public_port.is_none(),
             &self.extras,
+            self.training,
         )
         .await;
         if let Err(reason) = exercised {
@@ -772,9 +778,15 @@ impl Launcher<'_> {
             .launch(https_port, store, &admin, archive, &purpose, false)
             .await?;
         let key = playbook_keycloak::RealmKey::generate();
-        let added =
-            crate::warmup::add_extras(&base_url(https_port), &admin, self.certs, extras, &key)
-                .await;
+        let added = crate::warmup::add_extras(
+            &base_url(https_port),
+            &admin,
+            self.certs,
+            extras,
+            None,
+            &key,
+        )
+        .await;
         let template = template.clone();
         blocking(move || {
             node.terminate();

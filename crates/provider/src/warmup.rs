@@ -20,7 +20,7 @@ use playbook_keycloak::{
 use serde_json::json;
 use url::Url;
 
-use crate::SnapshotExtras;
+use crate::{SnapshotExtras, Training};
 
 /// The master realm's password policy under [`SnapshotExtras::quick_admin_login`].
 const QUICK_HASH_POLICY: &str = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)";
@@ -39,6 +39,7 @@ pub(crate) async fn exercise(
     certs: &CertSet,
     mtls: bool,
     extras: &SnapshotExtras,
+    training: Option<&Training>,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
     let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
@@ -92,7 +93,7 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
     }
-    add_extras(base_url, admin, certs, extras, &key).await
+    add_extras(base_url, admin, certs, extras, training, &key).await
 }
 
 /// Adds `extras` to the Keycloak at `base_url` (spare realms signed with `key`): after the warm-up
@@ -102,6 +103,7 @@ pub(crate) async fn add_extras(
     admin: &AdminCredentials,
     certs: &CertSet,
     extras: &SnapshotExtras,
+    training: Option<&Training>,
     key: &RealmKey,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
@@ -127,6 +129,36 @@ pub(crate) async fn add_extras(
             .narrow_to_realm_creation()
             .await
             .map_err(|e| format!("narrowing the admin to the realms it creates: {e}"))?;
+    }
+    if let Some(training) = training {
+        let started = std::time::Instant::now();
+        let (run, args) = (
+            training.run.clone(),
+            (base_url.clone(), admin.clone(), certs.clone()),
+        );
+        let trained = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(run(args.0, args.1, args.2))
+        })
+        .await
+        .unwrap_or_else(|panicked| Err(panicked.to_string()));
+        if let Err(reason) = trained {
+            tracing::warn!(training = training.name, %reason, "Keycloak's training before its snapshot failed; the snapshot is made all the same");
+        }
+        // What the work left (its realms) is not the run's.
+        for realm in operator.realm_names().await.map_err(|e| e.to_string())? {
+            if realm != MASTER_REALM {
+                operator
+                    .delete_realm(&realm)
+                    .await
+                    .map_err(|e| format!("deleting {realm}, left by the training: {e}"))?;
+            }
+        }
+        tracing::debug!(training = training.name, took = ?started.elapsed(), "trained Keycloak before its snapshot");
     }
     if extras.spare_realms > 0 {
         operator

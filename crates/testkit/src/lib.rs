@@ -27,6 +27,7 @@ pub mod browser;
 pub mod cpu;
 pub mod docs;
 pub mod extras;
+mod training;
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -113,6 +114,7 @@ pub async fn keycloak() -> &'static Keycloak {
                 args.https_port = 0;
             }
             snapshotted(&mut args, SPARE_REALMS);
+            args.snapshot_training = Some(training::lab());
             if reuse() {
                 return kept(&args).await;
             }
