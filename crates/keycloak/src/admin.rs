@@ -201,8 +201,9 @@ impl Admin {
     }
 
     /// The names of every realm this admin may see (`GET /admin/realms`, brief: a test run's
-    /// Keycloak holds ~150). None for an admin narrowed to the realms it creates
-    /// ([`Admin::narrow_to_realm_creation`]) that holds none, whom Keycloak answers 403.
+    /// Keycloak holds ~150). An empty list for an admin Keycloak answers 403: one narrowed to
+    /// the realms it creates ([`Admin::narrow_to_realm_creation`]) that holds none yet (an admin
+    /// with no right at all is refused what it asks next just the same).
     ///
     /// Keycloak writes the list while reading the realms, and a realm renamed or deleted by
     /// another client meanwhile fails the whole answer with 400 "Cannot parse the JSON" (seen

@@ -40,6 +40,16 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// Sleeps until the wall clock reaches `unix` seconds (a token's NumericDate), and 20 ms more:
+/// a token with `exp` E has expired from second `E + 1` on, to whoever compares whole seconds.
+pub async fn sleep_until_unix(unix: i64) {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    if let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + std::time::Duration::from_millis(20)).await;
+    }
+}
 pub use error::KeycloakError;
 pub use provision::{Assignment, Provisioner, Revocation, Role, ServiceAccount};
 pub use realm::{

@@ -182,7 +182,7 @@ pub(crate) async fn expiry(arena: &Arena<'_>) -> Attempts {
     ];
     let exp = claims(&token)["exp"].as_i64().unwrap_or_default();
     // Expired from the first moment after second `exp`: wait for exactly that, not a second more.
-    sleep_until_unix(exp + 1).await;
+    playbook_keycloak::sleep_until_unix(exp + 1).await;
     attempts.push(
         arena
             .victim_call(
@@ -220,14 +220,6 @@ pub(crate) async fn expiry(arena: &Arena<'_>) -> Attempts {
         },
     });
     Ok(attempts)
-}
-
-/// Sleeps until the wall clock reaches `unix` seconds (a token's NumericDate).
-async fn sleep_until_unix(unix: i64) {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    if let Ok(left) = at.duration_since(std::time::SystemTime::now()) {
-        tokio::time::sleep(left + Duration::from_millis(20)).await;
-    }
 }
 
 pub(crate) async fn role_removed(arena: &Arena<'_>) -> Attempts {

@@ -22,38 +22,58 @@ pub fn signal(group: i32, signal: i32) {
 }
 
 /// Whether process `target` (> 0), or a member of process group `-target` (< 0, as kill(2)
-/// takes it), is still running. A zombie is not: it holds no memory, port or file any more, and
-/// an orphan's zombie waits for init to reap it, which on some machines takes seconds (~1.5 s
-/// on these, at every stop of a watched process: its group outlives its watchdog as zombies).
+/// takes it), is still running. A dead process whose zombie is not reaped yet is not: it holds no
+/// memory, port or file any more, and an orphan's zombie waits for init to reap it, which on some
+/// machines takes seconds (~1.5 s on these, at every stop of a watched process: its group
+/// outlives its watchdog as zombies). A zombie leader whose other threads still run is running.
 pub fn group_alive(target: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     if unsafe { libc::kill(target, 0) } != 0 {
         return false;
     }
-    let running = |stat: &str| {
-        // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
-        let mut fields = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace());
-        let state = fields.as_mut().and_then(Iterator::next);
-        let pgrp = fields.as_mut().and_then(|f| f.nth(1));
-        (state != Some("Z"), pgrp.and_then(|p| p.parse::<i32>().ok()))
-    };
-    if target > 0 {
-        return std::fs::read_to_string(format!("/proc/{target}/stat"))
-            .is_ok_and(|stat| running(&stat).0);
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        // No /proc to tell zombies apart: kill(2) said someone is there.
+    // kill(2) counts zombies; /proc tells them apart, when it is this PID namespace's.
+    if !own_proc() {
         return true;
-    };
-    entries.flatten().any(|entry| {
-        entry
-            .file_name()
-            .to_str()
-            .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-            && std::fs::read_to_string(entry.path().join("stat"))
-                .is_ok_and(|stat| running(&stat) == (true, Some(-target)))
+    }
+    let leader = target.abs();
+    if target > 0 {
+        // Unreadable: gone meanwhile, or hidden; taken as running, the safe side for callers.
+        return running(leader).is_none_or(|(alive, _)| alive);
+    }
+    // The group's leader (a watchdog) runs through most of a stop: /proc need not be read whole.
+    if running(leader).is_some_and(|(alive, _)| alive) {
+        return true;
+    }
+    std::fs::read_dir("/proc").map_or(true, |entries| {
+        entries.flatten().any(|entry| {
+            (entry.file_name().to_str())
+                .and_then(|pid| pid.parse::<i32>().ok())
+                .and_then(running)
+                .is_some_and(|(alive, pgrp)| alive && pgrp == leader)
+        })
+    })
+}
+
+/// From `/proc/<pid>/stat`: whether the process runs (not a zombie whose threads are all gone),
+/// and its process group; `None` when there is no such process (any more).
+fn running(pid: i32) -> Option<(bool, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp … num_threads …`: comm may hold spaces and parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let zombie = fields.first() == Some(&"Z");
+    let threads: u32 = fields.get(17)?.parse().ok()?;
+    Some((!zombie || threads > 1, fields.get(2)?.parse().ok()?))
+}
+
+/// Whether `/proc` shows this process's own PID namespace (not so in a sandbox that did not
+/// mount its own): only then do its entries name the processes kill(2) sees.
+fn own_proc() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|link| link.to_str()?.parse::<u32>().ok())
+            == Some(std::process::id())
     })
 }
 

@@ -228,8 +228,8 @@ pub struct Training {
     /// Part of the snapshot's identity: other work makes another snapshot.
     pub name: &'static str,
     /// Runs the work against the Keycloak at `base_url` as `admin`, with the certificates it
-    /// trusts; what it leaves is removed before the spares are made. A failure is a warning,
-    /// never a failed start.
+    /// trusts; what it leaves is removed before the spares are made. A failure, a panic or a run
+    /// past 5 minutes is a warning: the snapshot is made all the same.
     pub run: std::sync::Arc<
         dyn Fn(Url, AdminCredentials, playbook_certs::CertSet) -> TrainingRun + Send + Sync,
     >,

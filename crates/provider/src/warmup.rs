@@ -96,8 +96,10 @@ pub(crate) async fn exercise(
     add_extras(base_url, admin, certs, extras, training, &key).await
 }
 
-/// Adds `extras` to the Keycloak at `base_url` (spare realms signed with `key`): after the warm-up
-/// of a snapshot, or into the cluster's kept database.
+/// Adds `extras` to the Keycloak at `base_url`, in this order: the quick admin login (which needs
+/// the master realm), the narrowed admin, the `training` (as the narrowed admin will work), the
+/// spare realms signed with `key` (granted to the narrowed admin). After the warm-up of a
+/// snapshot, or into the cluster's kept database (no training: its nodes are never snapshotted).
 pub(crate) async fn add_extras(
     base_url: &Url,
     admin: &AdminCredentials,
@@ -131,34 +133,7 @@ pub(crate) async fn add_extras(
             .map_err(|e| format!("narrowing the admin to the realms it creates: {e}"))?;
     }
     if let Some(training) = training {
-        let started = std::time::Instant::now();
-        let (run, args) = (
-            training.run.clone(),
-            (base_url.clone(), admin.clone(), certs.clone()),
-        );
-        let trained = tokio::task::spawn_blocking(move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(run(args.0, args.1, args.2))
-        })
-        .await
-        .unwrap_or_else(|panicked| Err(panicked.to_string()));
-        if let Err(reason) = trained {
-            tracing::warn!(training = training.name, %reason, "Keycloak's training before its snapshot failed; the snapshot is made all the same");
-        }
-        // What the work left (its realms) is not the run's.
-        for realm in operator.realm_names().await.map_err(|e| e.to_string())? {
-            if realm != MASTER_REALM {
-                operator
-                    .delete_realm(&realm)
-                    .await
-                    .map_err(|e| format!("deleting {realm}, left by the training: {e}"))?;
-            }
-        }
-        tracing::debug!(training = training.name, took = ?started.elapsed(), "trained Keycloak before its snapshot");
+        train(training, base_url, admin, certs, &operator).await?;
     }
     if extras.spare_realms > 0 {
         operator
@@ -169,5 +144,66 @@ pub(crate) async fn add_extras(
         // (~3 s of loading them from the database otherwise, at every run's first claim).
         operator.realm_names().await.map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// How long a [`Training`] may take before it is given up (the lab's took ~1 min here).
+const TRAINING_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `training` against the Keycloak at `base_url`, then deletes what it left. A failed,
+/// panicked or overlong training is a warning: the snapshot is made all the same, with less of
+/// the run's code compiled in it.
+async fn train(
+    training: &Training,
+    base_url: &Url,
+    admin: &AdminCredentials,
+    certs: &CertSet,
+    operator: &Admin,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let (run, args) = (
+        training.run.clone(),
+        (base_url.clone(), admin.clone(), certs.clone()),
+    );
+    let trained = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let outcome = runtime.block_on(tokio::time::timeout(
+            TRAINING_LIMIT,
+            run(args.0, args.1, args.2),
+        ));
+        // What it still had running stops here, before its realms are deleted.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        outcome.unwrap_or_else(|_| Err(format!("not done after {TRAINING_LIMIT:?}")))
+    })
+    .await
+    .unwrap_or_else(|panicked| Err(panicked.to_string()));
+    if let Err(reason) = trained {
+        tracing::warn!(training = training.name, %reason, "Keycloak's training before its snapshot failed; the snapshot is made all the same");
+    }
+    // What the work left (its realms) is not the run's. H2 fails a deletion now and then
+    // ("Database operation failed"): three tries each, and a realm still left only costs the
+    // snapshot one more realm.
+    for realm in operator.realm_names().await.map_err(|e| e.to_string())? {
+        if realm == MASTER_REALM {
+            continue;
+        }
+        for tries in 1.. {
+            match operator.delete_realm(&realm).await {
+                Ok(()) => break,
+                Err(_) if tries < 3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%realm, %error, "a realm the training left stays in the snapshot");
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(training = training.name, took = ?started.elapsed(), "trained Keycloak before its snapshot");
     Ok(())
 }

@@ -50,7 +50,7 @@ async fn an_answer_is_never_reused_past_the_tokens_expiry() {
     assert_eq!(fx.get(Some(&token), false).await.0, 200);
     fx.set_introspection(Some(false));
     // Past exp, still within the fixture's 5 s leeway: valid locally, so Keycloak is asked.
-    sleep_past(exp).await;
+    sleep_until_unix(exp + 1).await;
     let (status, challenge) = fx.get(Some(&token), false).await;
     assert_eq!(status, 401, "{challenge}");
     assert!(challenge.contains("token is not active"), "{challenge}");

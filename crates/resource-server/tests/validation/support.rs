@@ -313,17 +313,7 @@ impl Answered {
     }
 }
 
-pub use playbook_keycloak::unix_now as now;
-
-/// Sleeps until a token with this `exp` (whole seconds) has expired: the first moment after
-/// second `exp`, not longer.
-pub async fn sleep_past(exp: i64) {
-    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(exp as u64 + 1);
-    let left = expired_at
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::sleep(left + Duration::from_millis(20)).await;
-}
+pub use playbook_keycloak::{sleep_until_unix, unix_now as now};
 
 pub fn b64(value: &Value) -> String {
     b64_json(value)
