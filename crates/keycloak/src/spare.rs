@@ -12,6 +12,11 @@
 //! role in the spare: only one claimant can create it (a realm's role names are unique), and
 //! Keycloak answers the others 409. A rename alone would not do: two renames of one realm can
 //! both succeed, the second undoing the first.
+//!
+//! A claimant finds spares by name, from their number, which a realm of its own holds
+//! ([`SPARES_REALM`]): one small read instead of listing every realm, which made Keycloak load
+//! all ~150 of them (a test run's first claim took 12.6 s on a Keycloak just started) and check
+//! its admin's rights on each, for each of the ~110 processes that claim.
 
 use rand::seq::SliceRandom;
 use serde_json::json;
@@ -20,6 +25,12 @@ use crate::{Admin, KeycloakError, RealmKey, RealmTemplate};
 
 /// Every spare's name starts so; nothing else does.
 const SPARE_PREFIX: &str = "playbook-spare-";
+
+/// The realm whose attribute [`COUNT_ATTRIBUTE`] says how many spares were made; never claimed.
+/// A kept Keycloak's clean-up leaves it alone.
+pub const SPARES_REALM: &str = "playbook-spares";
+
+const COUNT_ATTRIBUTE: &str = "playbook-spare-count";
 
 /// The role whose creation claims a spare; removed once the spare is renamed.
 const CLAIM_MARKER: &str = "playbook-claimed";
@@ -32,6 +43,13 @@ pub enum RealmOrigin {
     Spare,
     /// Imported now.
     Imported,
+}
+
+/// What a pool of spares is made from, for whatever keeps one (a snapshot, a database) to be tied
+/// to: the bundled realm they are copies of, and the pool's layout (2: counted by
+/// [`SPARES_REALM`]), so that a pool of an older realm.json or layout is never claimed from.
+pub fn spares_made_from() -> String {
+    format!("layout 2\n{}", RealmTemplate::bundled_source())
 }
 
 /// The name of spare number `index`.
@@ -70,8 +88,8 @@ impl Admin {
         Ok(RealmOrigin::Imported)
     }
 
-    /// Imports spares `0..count`, signed with `key`, two at a time (Keycloak's CPU is the limit);
-    /// before a snapshot is taken.
+    /// Imports spares `0..count`, signed with `key`, two at a time (Keycloak's CPU is the limit),
+    /// then the realm that says how many there are; into a database that is kept.
     pub async fn create_spare_realms(
         &self,
         count: usize,
@@ -87,7 +105,12 @@ impl Admin {
                 create(first).await?;
             }
         }
-        Ok(())
+        self.create_realm(&json!({
+            "realm": SPARES_REALM,
+            "enabled": false,
+            "attributes": { COUNT_ATTRIBUTE: count.to_string() },
+        }))
+        .await
     }
 
     async fn create_realm_named(
@@ -99,20 +122,29 @@ impl Admin {
     }
 
     /// A spare not tried yet by this session, in an order of its own (claimants that all took
-    /// the same one first would all but one have to try again).
+    /// the same one first would all but one have to try again). It may have been claimed by
+    /// another session already: the claim says so.
     async fn next_spare(&self) -> Result<Option<String>, KeycloakError> {
         let mut spares = self.spares.lock().await;
         if spares.is_none() {
-            let mut names: Vec<String> = self
-                .realm_names()
-                .await?
-                .into_iter()
-                .filter(|realm| is_spare(realm))
-                .collect();
+            let mut names: Vec<String> = (0..self.spare_count().await?).map(spare_name).collect();
             names.shuffle(&mut rand::rng());
             *spares = Some(names);
         }
         Ok(spares.as_mut().and_then(Vec::pop))
+    }
+
+    /// How many spares this Keycloak was made with: none without [`SPARES_REALM`], or where
+    /// this admin may not read it (a Keycloak not made by this admin for a test run).
+    async fn spare_count(&self) -> Result<usize, KeycloakError> {
+        let realm = match self.get::<serde_json::Value>(SPARES_REALM).await {
+            Ok(realm) => realm,
+            Err(KeycloakError::AdminApi { status: 403, .. }) => None,
+            Err(error) => return Err(error),
+        };
+        Ok(realm
+            .and_then(|realm| realm["attributes"][COUNT_ATTRIBUTE].as_str()?.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Renames `spare` to `name` if this session is the one that claims it; `false` when
@@ -153,5 +185,6 @@ mod tests {
         assert_eq!(spare_name(7), "playbook-spare-007");
         assert!(!is_spare(crate::REALM));
         assert!(!is_spare(crate::MASTER_REALM));
+        assert!(!is_spare(SPARES_REALM), "never claimed");
     }
 }

@@ -196,8 +196,8 @@ pub struct ProviderConfig {
     pub short_lived_cluster: bool,
 }
 
-/// What a test run's Keycloak snapshot is made with, paid once and restored every run; nothing
-/// without a snapshot, whose restores are what pays back making them.
+/// What a test run's Keycloak is made with, paid once (~2 min): added to a database kept beside
+/// the build, which every later start copies, and so in every snapshot made from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotExtras {
     /// Spare realms, for the run to claim instead of importing realms (see
@@ -249,12 +249,38 @@ impl std::fmt::Debug for Training {
 
 impl SnapshotExtras {
     /// What the extras are made from beyond their own settings, for whatever keeps them (a
-    /// snapshot, the cluster's database) to be tied to: spares are realms of the bundled one.
-    pub(crate) fn made_from(&self) -> &'static str {
+    /// snapshot, a kept database) to be tied to: see [`playbook_keycloak::spares_made_from`].
+    pub(crate) fn made_from(&self) -> String {
         match self.spare_realms {
-            0 => "",
-            _ => playbook_keycloak::RealmTemplate::bundled_source(),
+            0 => String::new(),
+            _ => playbook_keycloak::spares_made_from(),
         }
+    }
+
+    /// What a kept database's directory name says of the extras it holds, so that one made with
+    /// other extras, or with spares of an older realm.json (which would be claimed as if they
+    /// were today's), is never taken for it.
+    pub(crate) fn name_suffix(&self) -> String {
+        let Self {
+            spare_realms,
+            quick_admin_login,
+            narrow_admin,
+        } = self;
+        let quick = if *quick_admin_login { "-quick" } else { "" };
+        let narrow = if *narrow_admin { "-narrow" } else { "" };
+        let made_from = match self.made_from().as_str() {
+            "" => String::new(),
+            source => {
+                let digest =
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source.as_bytes());
+                let hex: String = digest.as_ref()[..6]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("-{hex}")
+            }
+        };
+        format!("-spares{spare_realms}{made_from}{quick}{narrow}")
     }
 }
 

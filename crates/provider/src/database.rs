@@ -83,16 +83,30 @@ pub(crate) fn save_whole(
 }
 
 /// A bootstrapped database (master realm and admin) kept beside the built install, with the
-/// admin password it was made with (mode 0600).
+/// admin password it was made with (mode 0600); or one made from it with a test run's extras
+/// (see [`crate::SnapshotExtras`]).
 #[derive(Clone)]
 pub(crate) struct DatabaseTemplate {
     dir: PathBuf,
+    /// What it holds beyond the master realm and the admin.
+    pub(crate) extras: crate::SnapshotExtras,
 }
 
 impl DatabaseTemplate {
     pub(crate) fn new(install: &Path) -> Self {
         Self {
             dir: install.join(".playbook-database-template"),
+            extras: crate::SnapshotExtras::default(),
+        }
+    }
+
+    /// This template with `extras` added, made or not; the same admin.
+    pub(crate) fn with_extras(&self, extras: &crate::SnapshotExtras) -> Self {
+        let mut name = self.dir.as_os_str().to_owned();
+        name.push(extras.name_suffix());
+        Self {
+            dir: name.into(),
+            extras: *extras,
         }
     }
 

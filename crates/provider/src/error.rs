@@ -93,8 +93,9 @@ pub enum ProviderError {
     #[error("PostgreSQL did not start: {reason}\n--- last lines of its log ---\n{tail}")]
     PostgresFailed { reason: String, tail: String },
 
-    #[error("could not prepare the cluster's database: {reason}")]
-    ClusterDatabase { reason: String },
+    /// Making a kept database (the cluster's, or one with a test run's extras) failed.
+    #[error("could not prepare a kept database: {reason}")]
+    KeptDatabase { reason: String },
 
     #[error("{name}: {reason}")]
     BadSetting { name: &'static str, reason: String },

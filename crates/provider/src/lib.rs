@@ -48,6 +48,10 @@ use url::Url;
 
 /// The one place the Keycloak version is pinned: the distribution and the container image tag.
 pub const KEYCLOAK_VERSION: &str = "26.7.3";
+
+/// The native backend's name, as [`Keycloak::backend_name`] gives it and a kept Keycloak's lease
+/// records it.
+const NATIVE: &str = "native";
 /// The official image, tagged [`KEYCLOAK_VERSION`]: the base of ours where a registry serves it.
 pub const OFFICIAL_IMAGE: &str = "quay.io/keycloak/keycloak";
 /// The container backend's image (`oauth2-provider/Dockerfile`), tagged [`KEYCLOAK_VERSION`]:
@@ -158,7 +162,7 @@ impl Keycloak {
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Running::Cluster(_) => "native cluster",
-            Running::Native(_) => "native",
+            Running::Native(_) => NATIVE,
             Running::Container(_) => "container",
             Running::External => "external",
             Running::Reused => "reused",

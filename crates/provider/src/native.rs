@@ -189,10 +189,11 @@ pub(crate) async fn start(
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
     // database instead.
-    let template = DatabaseTemplate::new(&install);
+    let base = DatabaseTemplate::new(&install);
     let custom_admin = args.has_custom_admin();
-    let (database, admin) = match custom_admin {
+    let (template, database, admin) = match custom_admin {
         true => (
+            base,
             InstanceDatabase::fresh()?,
             args.admin_credentials_or_random(),
         ),
@@ -201,10 +202,12 @@ pub(crate) async fn start(
                 ClassArchive::existing(&install, java.major),
                 ClassArchive::Absent
             );
-            if !template.exists() || no_archive {
-                launcher.prime(&template).await?;
+            if !base.exists() || no_archive {
+                launcher.prime(&base).await?;
             }
-            template.instantiate()?
+            let template = launcher.with_extras(base).await;
+            let (database, admin) = template.instantiate()?;
+            (template, database, admin)
         }
     };
     let archive = || ClassArchive::existing(&install, java.major);
@@ -569,7 +572,7 @@ impl Launcher<'_> {
                 &admin.username,
                 admin.password.expose(),
                 &format!("{:?}", self.extras),
-                self.extras.made_from(),
+                &self.extras.made_from(),
                 self.training.map_or("", |training| training.name),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
@@ -647,7 +650,12 @@ impl Launcher<'_> {
                 return Ok(None);
             }
         };
-        self.progress.stage(&match self.extras.spare_realms {
+        // The extras are in the database already, unless keeping them there failed.
+        let missing = match template.extras == self.extras {
+            true => crate::SnapshotExtras::default(),
+            false => self.extras,
+        };
+        self.progress.stage(&match missing.spare_realms {
             0 => "working Keycloak through a run's requests, then keeping its snapshot (once)"
                 .to_owned(),
             spares => format!(
@@ -659,7 +667,7 @@ impl Launcher<'_> {
             admin,
             self.certs,
             self.public_port.is_none(),
-            &self.extras,
+            &missing,
             self.training,
         )
         .await;
@@ -790,8 +798,75 @@ impl Launcher<'_> {
         let template = template.clone();
         blocking(move || {
             node.terminate();
-            added.map_err(|reason| ProviderError::ClusterDatabase { reason })?;
+            added.map_err(|reason| ProviderError::KeptDatabase { reason })?;
             postgres.save_as(&template, &admin)
+        })
+        .await
+    }
+
+    /// The template every start of this configuration copies: `base`, or, for a configuration
+    /// with extras (a test run's), `base` with them added, made once (~2 min with 150 spare
+    /// realms) and kept beside it: a Keycloak started, not only one restored from a snapshot,
+    /// then has them (without CRIU, a test run imported its ~110 realms instead). Failing to make
+    /// it is a warning: the run imports its realms instead, and the next start tries again.
+    async fn with_extras(&self, base: DatabaseTemplate) -> DatabaseTemplate {
+        if self.extras == crate::SnapshotExtras::default() {
+            return base;
+        }
+        let kept = base.with_extras(&self.extras);
+        if kept.exists() {
+            return kept;
+        }
+        match self.prime_extras(&base, &kept).await {
+            Ok(()) => kept,
+            Err(error) => {
+                tracing::warn!(%error, "could not keep a database with a test run's extras; starting from the plain one");
+                base
+            }
+        }
+    }
+
+    /// Starts Keycloak on a copy of `base`, adds the extras, stops it cleanly and keeps its
+    /// database as `kept`.
+    async fn prime_extras(
+        &self,
+        base: &DatabaseTemplate,
+        kept: &DatabaseTemplate,
+    ) -> Result<(), ProviderError> {
+        let (database, admin) = base.instantiate()?;
+        let port = free_port_but(self.public_port.unwrap_or_default())?;
+        let purpose = format!(
+            " (once: keeping a database with {} spare realms, ~1 s each)",
+            self.extras.spare_realms
+        );
+        let keycloak = self
+            .launch(
+                port,
+                Store::File(database),
+                &admin,
+                ClassArchive::existing(self.install, self.java.major),
+                &purpose,
+                false,
+            )
+            .await?;
+        let key = playbook_keycloak::RealmKey::generate();
+        let added = crate::warmup::add_extras(
+            &base_url(port),
+            &admin,
+            self.certs,
+            &self.extras,
+            None,
+            &key,
+        )
+        .await;
+        let kept = kept.clone();
+        blocking(move || {
+            let database = keycloak.terminate_keeping_database();
+            let saved = added
+                .map_err(|reason| ProviderError::KeptDatabase { reason })
+                .and_then(|()| kept.save(&database, &admin));
+            database.remove();
+            saved
         })
         .await
     }
@@ -987,7 +1062,7 @@ impl NativeKeycloak {
         if self.detached.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        self.stop_processes(abandon);
+        self.stop_processes(!abandon && self.archive.needs_clean_exit());
         let database = crate::reuse::take(&self.database);
         if let Some(database) = database {
             database.remove();
@@ -1009,16 +1084,18 @@ impl NativeKeycloak {
         Some(crate::reuse::Lifeline { pipe, leftovers })
     }
 
-    /// Stops Keycloak and hands its database over instead of removing it.
+    /// Stops Keycloak cleanly (H2 writes out what it holds at its close) and hands its database
+    /// over instead of removing it.
     fn terminate_keeping_database(self) -> InstanceDatabase {
-        self.stop_processes(false);
+        self.stop_processes(true);
         crate::reuse::take(&self.database).expect("a running Keycloak has its database")
     }
 
-    /// Only a JVM writing the class archive needs a clean exit (it writes at exit); every other
+    /// `clean`: SIGTERM, and the JVM's exit awaited (up to a grace period). Only a JVM writing
+    /// the class archive (it writes at exit) or a database to be kept needs it; every other
     /// Keycloak here runs on a throwaway copy of the database, so it is killed at once instead
     /// of given the ~3 s a graceful stop takes.
-    fn stop_processes(&self, abandon: bool) {
+    fn stop_processes(&self, clean: bool) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         crate::reuse::take(&self.lifeline);
         // Stopped before (a cluster node the lab killed, a snapshotted one): its group id may
@@ -1026,7 +1103,7 @@ impl NativeKeycloak {
         if child.exited().is_some() {
             return;
         }
-        let mut killed = abandon || !self.archive.needs_clean_exit();
+        let mut killed = !clean;
         child.signal(if killed { libc::SIGKILL } else { libc::SIGTERM });
         let deadline = Instant::now() + self.archive.stop_grace(STOP_GRACE);
         while child.alive() {

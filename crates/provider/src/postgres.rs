@@ -291,29 +291,10 @@ impl ClusterTemplate {
             .and_then(Path::file_name)
             .map(|major| major.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let crate::SnapshotExtras {
-            spare_realms,
-            quick_admin_login,
-            narrow_admin,
-        } = extras;
-        let quick = if *quick_admin_login { "-quick" } else { "" };
-        let narrow = if *narrow_admin { "-narrow" } else { "" };
-        // Spares of an older realm.json would be claimed as if they were today's.
-        let made_from = match extras.made_from() {
-            "" => String::new(),
-            source => {
-                let digest =
-                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source.as_bytes());
-                let hex: String = digest.as_ref()[..6]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                format!("-{hex}")
-            }
-        };
         Ok(Self {
             dir: install.join(format!(
-                ".playbook-cluster-database-pg{major}-spares{spare_realms}{made_from}{quick}{narrow}"
+                ".playbook-cluster-database-pg{major}{}",
+                extras.name_suffix()
             )),
         })
     }

@@ -29,9 +29,6 @@ pub struct Lease {
     keeper_pid: u32,
     /// Files the stopped Keycloak leaves behind (a native instance's database).
     leftovers: Vec<PathBuf>,
-    /// Restored from a snapshot: another one costs about a second, not a start.
-    #[serde(default)]
-    pub restored: bool,
 }
 
 /// The folder of the kept Keycloak of `args`' cache: its lease and the certificates it serves.
@@ -55,6 +52,12 @@ impl Lease {
         std::fs::create_dir_all(dir).map_err(ProviderError::io("create", dir))?;
         let text = serde_json::to_vec_pretty(self).expect("a lease serializes");
         playbook_certs::write_private(&path, &text).map_err(ProviderError::io("write", path))
+    }
+
+    /// Whether the kept Keycloak runs natively: then it started from the database kept for its
+    /// configuration, with the spare realms a test run's has.
+    pub fn native(&self) -> bool {
+        self.backend == crate::NATIVE
     }
 
     /// The leased Keycloak, if it still answers with the leased admin credentials. Its handle
@@ -97,7 +100,6 @@ impl Keycloak {
     /// An external Keycloak was never ours to keep.
     pub fn detach(self, dir: &Path) -> Result<Lease, ProviderError> {
         let backend = self.backend_name().to_owned();
-        let restored = self.restored_from_snapshot();
         if self.proxy.is_some() {
             // The proxy dies with this process; a kept Keycloak without it would be unreachable.
             return Err(ProviderError::NotDetachableBehindProxy);
@@ -131,7 +133,6 @@ impl Keycloak {
             admin_password: self.admin.password.expose().to_owned(),
             keeper_pid: keeper.id(),
             leftovers: lifeline.leftovers,
-            restored,
         };
         lease.write(dir)?;
         Ok(lease)

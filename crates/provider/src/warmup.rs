@@ -7,8 +7,9 @@
 //! tests and lessons import realms, assign a role, ask for tokens over mTLS and delete realms
 //! (measured with JFR over a whole `cargo test`: realm imports and deletions are ~75 % of
 //! Keycloak's CPU, its compilers ~19 %), so that is what runs here, a few times, once per
-//! snapshot. A test run's Keycloak gets its spare realms here too (see
-//! `playbook_keycloak::RealmOrigin`): ~150 realms imported once instead of at every run.
+//! snapshot. A test run's extras are made here too (its spare realms, see
+//! `playbook_keycloak::RealmOrigin`: ~150 realms imported once instead of at every run), into a
+//! database kept beside the build for every later start.
 //! (JDK 25's AOT cache, which `class_archive.rs` keeps, stores profiles but no
 //! compiled code: training it did not help, see docs/testing.md.)
 
@@ -93,13 +94,22 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| format!("deleting {name}: {e}"))?;
     }
-    add_extras(base_url, admin, certs, extras, training, &key).await
+    add_extras(base_url, admin, certs, extras, training, &key).await?;
+    // Listed once, every realm is in Keycloak's cache, and so in the snapshot: a claim of a
+    // spare then finds it there instead of loading it from the database.
+    Admin::new(keycloak, admin.clone(), &certs.ca_pem)
+        .map_err(|e| e.to_string())?
+        .realm_names()
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Adds `extras` to the Keycloak at `base_url`, in this order: the quick admin login (which needs
 /// the master realm), the narrowed admin, the `training` (as the narrowed admin will work), the
-/// spare realms signed with `key` (granted to the narrowed admin). After the warm-up of a
-/// snapshot, or into the cluster's kept database (no training: its nodes are never snapshotted).
+/// spare realms signed with `key` (granted to the narrowed admin). Into a kept database (no
+/// training: a JVM's compiled code is not kept there), or after the warm-up of a snapshot
+/// (whose database holds the extras already, unless keeping them failed).
 pub(crate) async fn add_extras(
     base_url: &Url,
     admin: &AdminCredentials,
@@ -140,9 +150,6 @@ pub(crate) async fn add_extras(
             .create_spare_realms(extras.spare_realms, key)
             .await
             .map_err(|e| format!("making spare realms: {e}"))?;
-        // Every claimant lists the realms first: listed once here, they are in Keycloak's cache
-        // (~3 s of loading them from the database otherwise, at every run's first claim).
-        operator.realm_names().await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -161,6 +168,8 @@ async fn train(
     operator: &Admin,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
+    // The spares may be there already (kept in the database): only what the work adds goes.
+    let before = operator.realm_names().await.map_err(|e| e.to_string())?;
     let (run, args) = (
         training.run.clone(),
         (base_url.clone(), admin.clone(), certs.clone()),
@@ -188,7 +197,7 @@ async fn train(
     // ("Database operation failed"): three tries each, and a realm still left only costs the
     // snapshot one more realm.
     for realm in operator.realm_names().await.map_err(|e| e.to_string())? {
-        if realm == MASTER_REALM {
+        if realm == MASTER_REALM || before.contains(&realm) {
             continue;
         }
         for tries in 1.. {

@@ -34,9 +34,9 @@ use std::sync::{Arc, LazyLock, OnceLock};
 
 use playbook_certs::CertSet;
 use playbook_client::{TokenClient, TokenClientConfig};
-use playbook_keycloak::is_spare;
 use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation, Role, ServiceAccount};
 use playbook_keycloak::{CLIENT_ID, MASTER_REALM, READONLY_ROLE, RealmKey, RealmOrigin, RealmUrl};
+use playbook_keycloak::{SPARES_REALM, is_spare};
 use playbook_provider::{Keycloak, Progress, ProviderConfig};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
@@ -249,12 +249,13 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
         let (spares, stale): (Vec<String>, Vec<String>) = (admin.realm_names().await)
             .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|r| r != MASTER_REALM)
+            .filter(|r| r != MASTER_REALM && r != SPARES_REALM)
             .partition(|r| is_spare(r));
-        // Restored, it was made with spares: an earlier run that left fewer than a whole run
-        // claims would have this one import most of its realms (see docs/testing.md, "Keep
-        // Keycloak between runs"), where a new one is restored in about a second.
-        let renew = match lease.restored && spares.len() < RUN_REALMS {
+        // A native one was made with spares (kept in its database): an earlier run that left
+        // fewer than a whole run claims would have this one import most of its realms (see
+        // docs/testing.md, "Keep Keycloak between runs"), where a new one is restored in about
+        // a second, or started in a few.
+        let renew = match lease.native() && spares.len() < RUN_REALMS {
             true => Some(format!("{} spare realms left", spares.len())),
             false => drop_realms(&admin, &stale).await.err(),
         };
