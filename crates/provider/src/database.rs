@@ -79,7 +79,57 @@ pub(crate) fn save_whole(
     if fs::rename(&staging, dir).is_err() {
         let _ = fs::remove_dir_all(&staging);
     }
+    remove_superseded(dir);
     Ok(())
+}
+
+/// Removes the kept databases `dir` supersedes: those named as it is but for the digest of what
+/// their spares were made from (see `SnapshotExtras::name_suffix`), an older realm.json's, which
+/// no start asks for again (~250 MB each with 150 spares).
+fn remove_superseded(dir: &Path) {
+    let (Some(parent), Some(own)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if superseded(&own.to_string_lossy(), &entry.file_name().to_string_lossy()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether `other` is `own` for other spares: the same name but for its 12-hex-digit digest.
+fn superseded(own: &str, other: &str) -> bool {
+    let digest = |part: &str| part.len() == 12 && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let (own, other): (Vec<&str>, Vec<&str>) =
+        (own.split('-').collect(), other.split('-').collect());
+    own != other
+        && own.len() == other.len()
+        && (own.iter().zip(&other)).all(|(a, b)| a == b || (digest(a) && digest(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::superseded;
+
+    #[test]
+    fn a_kept_database_supersedes_only_itself_for_another_realm() {
+        let own = ".playbook-database-template-spares150-d0d28f6aa9d2-quick-narrow";
+        let older = ".playbook-database-template-spares150-c8e160fc9cf0-quick-narrow";
+        assert!(superseded(own, older));
+        for kept in [
+            own,
+            ".playbook-database-template",
+            ".playbook-database-template-spares24-c8e160fc9cf0-quick-narrow",
+            ".playbook-database-template-spares150-c8e160fc9cf0-quick",
+            ".playbook-database-template-spares150-d0d28f6aa9d2-quick-narrow.staging-42",
+            ".playbook-cluster-database-pg15-spares150-c8e160fc9cf0-quick-narrow",
+        ] {
+            assert!(!superseded(own, kept), "{kept}");
+        }
+    }
 }
 
 /// A bootstrapped database (master realm and admin) kept beside the built install, with the
