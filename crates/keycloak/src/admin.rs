@@ -59,7 +59,7 @@ pub struct Admin {
     token: Mutex<Option<(Secret, Instant)>>,
     /// Where each exchange is recorded; the admin token itself never is.
     trace: Trace,
-    /// The spare realms this session has not tried to claim yet, listed at its first claim
+    /// The spare realms this session has not tried to claim yet, named at its first claim
     /// (see `spare.rs`).
     pub(crate) spares: Mutex<Option<Vec<String>>>,
 }
@@ -84,6 +84,13 @@ impl Admin {
             trace: Trace::off(),
             spares: Mutex::new(None),
         })
+    }
+
+    /// Imports every realm it makes instead of claiming spares: for work whose realms are
+    /// deleted after it (the training before a snapshot), which would use them up.
+    pub fn importing(mut self) -> Self {
+        *self.spares.get_mut() = Some(Vec::new());
+        self
     }
 
     /// Records this session's exchanges from now on (for the instructor's stage).

@@ -6,8 +6,9 @@
 //! the master realm, which makes every later import dearer. Measured on a 2-core machine, one
 //! import took ~0.4 s of CPU beside 10 realms and ~0.85 s beside 60. A run imports ~130 realms.
 //!
-//! A Keycloak snapshot made with spares (see `playbook-provider`) holds them, so every restore
-//! of it starts with them ready; a rename costs ~0.03 s. Several processes claim from one
+//! A test run's Keycloak starts with them, imported once into a database kept for it (see
+//! `playbook-provider`), or restored from a snapshot made from that database; a rename costs
+//! ~0.03 s. Several processes claim from one
 //! Keycloak (the tests, and the `playbook` commands they run), so a claim first creates a marker
 //! role in the spare: only one claimant can create it (a realm's role names are unique), and
 //! Keycloak answers the others 409. A rename alone would not do: two renames of one realm can

@@ -196,7 +196,7 @@ pub struct ProviderConfig {
     pub short_lived_cluster: bool,
 }
 
-/// What a test run's Keycloak is made with, paid once (~2 min): added to a database kept beside
+/// What a test run's Keycloak is made with, paid once (~0.5 s a spare realm): added to a database kept beside
 /// the build, which every later start copies, and so in every snapshot made from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotExtras {
@@ -217,8 +217,8 @@ pub struct SnapshotExtras {
     pub narrow_admin: bool,
 }
 
-/// Work a Keycloak is put through once before its snapshot is taken, after the warm-up and the
-/// narrowed admin, before the spares: a test run's lab, whose requests a JVM restored from that
+/// Work a Keycloak is put through once before its snapshot is taken, after the warm-up: a test
+/// run's lab, whose requests a JVM restored from that
 /// snapshot then serves with code already compiled. A JVM compiles what it runs often; what it
 /// compiled before the snapshot is in it, what it did not is compiled at every restore: over one
 /// test run, C2 took ~22 s of the run's Keycloak's ~75 s of CPU. The crates above the provider
@@ -228,7 +228,8 @@ pub struct Training {
     /// Part of the snapshot's identity: other work makes another snapshot.
     pub name: &'static str,
     /// Runs the work against the Keycloak at `base_url` as `admin`, with the certificates it
-    /// trusts; what it leaves is removed before the spares are made. A failure, a panic or a run
+    /// trusts; what it leaves is removed after it. It must import its realms, not claim the
+    /// spares the runs need (`playbook_keycloak::Admin::importing`). A failure, a panic or a run
     /// past 5 minutes is a warning: the snapshot is made all the same.
     pub run: std::sync::Arc<
         dyn Fn(Url, AdminCredentials, playbook_certs::CertSet) -> TrainingRun + Send + Sync,

@@ -178,6 +178,12 @@ impl DatabaseTemplate {
         })
     }
 
+    /// Where a failure to make this template is remembered (a marker beside it, holding the
+    /// reason), so that later starts do not pay for trying again; removed, they try.
+    pub(crate) fn failure_marker(&self) -> PathBuf {
+        self.dir.with_extension("failed")
+    }
+
     /// A private copy of the template for one instance, and the admin it knows.
     pub(crate) fn instantiate(
         &self,

@@ -659,7 +659,7 @@ impl Launcher<'_> {
             0 => "working Keycloak through a run's requests, then keeping its snapshot (once)"
                 .to_owned(),
             spares => format!(
-                "working Keycloak through a run's requests, importing {spares} spare realms (~1 s each), then keeping its snapshot (once)"
+                "working Keycloak through a run's requests, importing {spares} spare realms (~0.5 s each), then keeping its snapshot (once)"
             ),
         });
         let exercised = crate::warmup::exercise(
@@ -805,22 +805,28 @@ impl Launcher<'_> {
     }
 
     /// The template every start of this configuration copies: `base`, or, for a configuration
-    /// with extras (a test run's), `base` with them added, made once (~2 min with 150 spare
+    /// with extras (a test run's), `base` with them added, made once (~1 min with 150 spare
     /// realms) and kept beside it: a Keycloak started, not only one restored from a snapshot,
     /// then has them (without CRIU, a test run imported its ~110 realms instead). Failing to make
-    /// it is a warning: the run imports its realms instead, and the next start tries again.
+    /// it is a warning and a marker beside it: the runs import their realms instead, and do not
+    /// try again until the marker is removed.
     async fn with_extras(&self, base: DatabaseTemplate) -> DatabaseTemplate {
         if self.extras == crate::SnapshotExtras::default() {
             return base;
         }
         let kept = base.with_extras(&self.extras);
+        let marker = kept.failure_marker();
         if kept.exists() {
             return kept;
+        }
+        if marker.exists() {
+            return base;
         }
         match self.prime_extras(&base, &kept).await {
             Ok(()) => kept,
             Err(error) => {
-                tracing::warn!(%error, "could not keep a database with a test run's extras; starting from the plain one");
+                let _ = fs::write(&marker, error.to_string());
+                tracing::warn!(%error, marker = %marker.display(), "could not keep a database with a test run's extras; its realms are imported from now on (remove the marker to try again)");
                 base
             }
         }
@@ -836,7 +842,7 @@ impl Launcher<'_> {
         let (database, admin) = base.instantiate()?;
         let port = free_port_but(self.public_port.unwrap_or_default())?;
         let purpose = format!(
-            " (once: keeping a database with {} spare realms, ~1 s each)",
+            " (once: keeping a database with {} spare realms, ~0.5 s each)",
             self.extras.spare_realms
         );
         let keycloak = self
@@ -861,8 +867,9 @@ impl Launcher<'_> {
         .await;
         let kept = kept.clone();
         blocking(move || {
-            let database = keycloak.terminate_keeping_database();
+            let (database, stopped) = keycloak.terminate_keeping_database();
             let saved = added
+                .and(stopped)
                 .map_err(|reason| ProviderError::KeptDatabase { reason })
                 .and_then(|()| kept.save(&database, &admin));
             database.remove();
@@ -893,8 +900,10 @@ impl Launcher<'_> {
             .await?;
         let template = template.clone();
         tokio::task::spawn_blocking(move || {
-            let database = keycloak.terminate_keeping_database();
-            let saved = template.save(&database, &admin);
+            let (database, stopped) = keycloak.terminate_keeping_database();
+            let saved = stopped
+                .map_err(|reason| ProviderError::KeptDatabase { reason })
+                .and_then(|()| template.save(&database, &admin));
             database.remove();
             saved
         })
@@ -1085,23 +1094,29 @@ impl NativeKeycloak {
     }
 
     /// Stops Keycloak cleanly (H2 writes out what it holds at its close) and hands its database
-    /// over instead of removing it.
-    fn terminate_keeping_database(self) -> InstanceDatabase {
-        self.stop_processes(true);
-        crate::reuse::take(&self.database).expect("a running Keycloak has its database")
+    /// over instead of removing it; with an error when Keycloak had to be killed, as H2 may then
+    /// have lost its last writes.
+    fn terminate_keeping_database(self) -> (InstanceDatabase, Result<(), String>) {
+        let stopped = match self.stop_processes(true) {
+            true => Ok(()),
+            false => Err("Keycloak did not stop in time and was killed".to_owned()),
+        };
+        let database =
+            crate::reuse::take(&self.database).expect("a running Keycloak has its database");
+        (database, stopped)
     }
 
     /// `clean`: SIGTERM, and the JVM's exit awaited (up to a grace period). Only a JVM writing
     /// the class archive (it writes at exit) or a database to be kept needs it; every other
     /// Keycloak here runs on a throwaway copy of the database, so it is killed at once instead
-    /// of given the ~3 s a graceful stop takes.
-    fn stop_processes(&self, clean: bool) {
+    /// of given the ~3 s a graceful stop takes. Whether it stopped cleanly.
+    fn stop_processes(&self, clean: bool) -> bool {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         crate::reuse::take(&self.lifeline);
         // Stopped before (a cluster node the lab killed, a snapshotted one): its group id may
         // belong to another process by now, so it is not signalled again.
         if child.exited().is_some() {
-            return;
+            return false;
         }
         let mut killed = !clean;
         child.signal(if killed { libc::SIGKILL } else { libc::SIGTERM });
@@ -1118,6 +1133,7 @@ impl NativeKeycloak {
         if let Some(log) = crate::reuse::take(&self.log) {
             let _ = fs::remove_file(log);
         }
+        !killed
     }
 }
 

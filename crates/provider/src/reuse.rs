@@ -55,7 +55,7 @@ impl Lease {
     }
 
     /// Whether the kept Keycloak runs natively: then it started from the database kept for its
-    /// configuration, with the spare realms a test run's has.
+    /// configuration, which holds a test run's spare realms (unless keeping it failed).
     pub fn native(&self) -> bool {
         self.backend == crate::NATIVE
     }

@@ -246,16 +246,16 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
         && let Some(keycloak) = lease.attach(&certs().ca_pem).await
     {
         let admin = keycloak.admin().map_err(|e| e.to_string())?;
-        let (spares, stale): (Vec<String>, Vec<String>) = (admin.realm_names().await)
-            .map_err(|e| e.to_string())?
-            .into_iter()
+        let realms = admin.realm_names().await.map_err(|e| e.to_string())?;
+        let counted = realms.iter().any(|r| r == SPARES_REALM);
+        let (spares, stale): (Vec<String>, Vec<String>) = (realms.into_iter())
             .filter(|r| r != MASTER_REALM && r != SPARES_REALM)
             .partition(|r| is_spare(r));
-        // A native one was made with spares (kept in its database): an earlier run that left
-        // fewer than a whole run claims would have this one import most of its realms (see
-        // docs/testing.md, "Keep Keycloak between runs"), where a new one is restored in about
-        // a second, or started in a few.
-        let renew = match lease.native() && spares.len() < RUN_REALMS {
+        // A native one starts on the database kept with spares: one an earlier run left with
+        // fewer than a whole run claims, or with none counted (made by an older playbook),
+        // would have this one import most of its realms (see docs/testing.md, "Keep Keycloak
+        // between runs"), where a new one is restored in about a second, or started in a few.
+        let renew = match lease.native() && (!counted || spares.len() < RUN_REALMS) {
             true => Some(format!("{} spare realms left", spares.len())),
             false => drop_realms(&admin, &stale).await.err(),
         };
@@ -340,8 +340,8 @@ impl Progress for TestProgress {
 const REALM_PREFIX: &str = "test-";
 
 /// Every run has the same configuration (the certificates are kept): its Keycloak's snapshot is
-/// worth making on the first run already, with `spares` spare realms, quick admin logins and an
-/// admin narrowed to the realms it makes.
+/// worth making on the first run already; and its database is kept with `spares` spare realms,
+/// quick admin logins and an admin narrowed to the realms it makes.
 fn snapshotted(args: &mut ProviderConfig, spares: usize) {
     if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
         args.snapshots = playbook_provider::SnapshotPolicy::Always;
@@ -356,8 +356,8 @@ fn snapshotted(args: &mut ProviderConfig, spares: usize) {
 /// The realms of the bundled one a whole run makes, in this process and in the `playbook`
 /// commands it runs (~110 on 2026-12-05), with room to grow.
 const RUN_REALMS: usize = 130;
-/// The spare realms in the run's Keycloak snapshot (see `playbook_keycloak::RealmOrigin`), a
-/// few more than [`RUN_REALMS`]. Beyond them, realms are imported.
+/// The spare realms in the run's Keycloak's kept database (see `playbook_keycloak::RealmOrigin`),
+/// a few more than [`RUN_REALMS`]. Beyond them, realms are imported.
 const SPARE_REALMS: usize = 150;
 /// The same behind the proxy, whose tests make ~10.
 const PROXY_SPARE_REALMS: usize = 24;

@@ -15,11 +15,13 @@ use playbook_trace::Trace;
 /// The lab, as [`Training`] for the run's Keycloak snapshot.
 pub(crate) fn lab() -> Training {
     Training {
-        name: "the lab's direct scenarios, plain and under FAPI 2.0",
+        name: "the lab's direct scenarios, plain and under FAPI 2.0, their realms imported",
         run: Arc::new(|base_url, admin, certs| {
             Box::pin(async move {
+                // Its realms are deleted after it: the spares stay for the runs.
                 let admin = Admin::new(KeycloakUrl::new(base_url), admin, &certs.ca_pem)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.to_string())?
+                    .importing();
                 let direct = SCENARIOS.iter().filter(|s| s.needs == Needs::Nothing);
                 for fapi2 in [false, true] {
                     let lab = Lab::new(&admin, &certs, Trace::off());
