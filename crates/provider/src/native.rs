@@ -26,6 +26,11 @@ use playbook_process::free_port;
 /// How long Keycloak gets to shut down gracefully before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// A system property nothing reads, on the JVM of a Keycloak started only to prepare a database
+/// that is kept: what tells it, in a process list, from the Keycloak a run uses (`.ci/run`
+/// counts those).
+const PREPARING_MARK: &str = "-Dplaybook.preparing=database";
+
 /// A running native Keycloak; dropping it stops the whole process group.
 pub(crate) struct NativeKeycloak {
     child: Mutex<Process>,
@@ -131,6 +136,9 @@ impl Process {
 pub(crate) enum Store {
     /// Its own copy of an H2 file.
     File(InstanceDatabase),
+    /// An H2 file to be kept as a template once Keycloak has prepared it; that Keycloak's JVM
+    /// carries [`PREPARING_MARK`].
+    Kept(InstanceDatabase),
     /// The cluster's shared PostgreSQL, and the port this node's cluster transport binds.
     Cluster {
         database: crate::postgres::DatabaseAccess,
@@ -457,6 +465,11 @@ impl Launcher<'_> {
         let (database, secret_env) = match store {
             Store::File(database) => {
                 options.push(format!("--db-url={}", database.jdbc_url()));
+                (Some(database), Vec::new())
+            }
+            Store::Kept(database) => {
+                options.push(format!("--db-url={}", database.jdbc_url()));
+                java_options = format!("{java_options} {PREPARING_MARK}");
                 (Some(database), Vec::new())
             }
             Store::Cluster {
@@ -848,7 +861,7 @@ impl Launcher<'_> {
         let keycloak = self
             .launch(
                 port,
-                Store::File(database),
+                Store::Kept(database),
                 &admin,
                 ClassArchive::existing(self.install, self.java.major),
                 &purpose,
@@ -891,7 +904,7 @@ impl Launcher<'_> {
         let keycloak = self
             .launch(
                 port,
-                Store::File(database),
+                Store::Kept(database),
                 &admin,
                 ClassArchive::to_write(self.install, self.java.major),
                 " (once: preparing a reusable database and class archive)",
