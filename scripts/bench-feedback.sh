@@ -68,7 +68,9 @@ suite() { # prints "suite_s e2e_s"
   in_side "$side" cargo test --workspace >"$log" 2>&1 || { echo "cargo test failed in $side: $log" >&2; exit 1; }
   local total e2e
   total=$(since "$start")
-  e2e=$(grep -A 200 'Running tests/e2e/main.rs' "$log" | grep -m1 '^test result' | sed -E 's/.*finished in ([0-9.]+)s.*/\1/')
+  # One reader: a pipeline whose last stage stops early fails the first with SIGPIPE (pipefail).
+  e2e=$(awk '/Running tests\/e2e\/main.rs/ { e2e = 1 } e2e && /^test result/ { print; exit }' "$log" |
+    sed -E 's/.*finished in ([0-9.]+)s.*/\1/')
   echo "$total $e2e"
 }
 
@@ -120,7 +122,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for side in base tree; do
     read -r total e2e < <(suite "$side")
     read -r ready token < <(provider "$side")
-    [ -n "${token:-}" ] || exit 1
+    [ -n "${e2e:-}" ] && [ -n "${token:-}" ] ||
+      { echo "round $round failed in $side: see $work/$side-suite.log and $work/$side-provider.log" >&2; exit 1; }
     echo "$side $total $e2e $ready $token" >>"$results"
     printf 'round %d %-4s  suite %6.1f s  e2e %6.1f s  ready %5.2f s  first token %5.3f s\n' \
       "$round" "$side" "$total" "$e2e" "$ready" "$token"
