@@ -845,83 +845,78 @@ impl Launcher<'_> {
         }
     }
 
-    /// Starts Keycloak on a copy of `base`, adds the extras, stops it cleanly and keeps its
-    /// database as `kept`.
+    /// Starts Keycloak on a copy of `base`, adds the extras and keeps its database as `kept`.
     async fn prime_extras(
         &self,
         base: &DatabaseTemplate,
         kept: &DatabaseTemplate,
     ) -> Result<(), ProviderError> {
         let (database, admin) = base.instantiate()?;
-        let port = free_port_but(self.public_port.unwrap_or_default())?;
         let purpose = format!(
             " (once: keeping a database with {} spare realms, ~0.5 s each)",
             self.extras.spare_realms
         );
-        let keycloak = self
-            .launch(
-                port,
-                Store::Kept(database),
-                &admin,
-                ClassArchive::existing(self.install, self.java.major),
-                &purpose,
-                false,
-            )
-            .await?;
-        let key = playbook_keycloak::RealmKey::generate();
-        let added = crate::warmup::add_extras(
-            &base_url(port),
-            &admin,
-            self.certs,
-            &self.extras,
-            None,
-            &key,
-        )
-        .await;
-        let kept = kept.clone();
-        blocking(move || {
-            let (database, stopped) = keycloak.terminate_keeping_database();
-            let saved = added
-                .and(stopped)
-                .map_err(|reason| ProviderError::KeptDatabase { reason })
-                .and_then(|()| kept.save(&database, &admin));
-            database.remove();
-            saved
+        let (certs, extras) = (self.certs, self.extras);
+        let adding = admin.clone();
+        let archive = ClassArchive::existing(self.install, self.java.major);
+        self.keep_prepared(database, admin, archive, &purpose, kept, |url| async move {
+            let key = playbook_keycloak::RealmKey::generate();
+            crate::warmup::add_extras(&url, &adding, certs, &extras, None, &key).await
         })
         .await
     }
 
-    /// Bootstraps a fresh database once (master realm, random admin), stops Keycloak cleanly
-    /// and keeps the database as the template for every later start of this install, and the
-    /// classes it loaded as the install's class archive.
+    /// Bootstraps a fresh database once (master realm, random admin) and keeps it as the
+    /// template for every later start of this install, and the classes it loaded as the
+    /// install's class archive.
     async fn prime(&self, template: &DatabaseTemplate) -> Result<(), ProviderError> {
-        let port = free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
         let admin = AdminCredentials::new(
             crate::DEFAULT_ADMIN_USER,
             playbook_keycloak::Secret::new(crate::config::random_password()),
         );
-        let database = InstanceDatabase::fresh()?;
+        let archive = ClassArchive::to_write(self.install, self.java.major);
+        let purpose = " (once: preparing a reusable database and class archive)";
+        self.keep_prepared(
+            InstanceDatabase::fresh()?,
+            admin,
+            archive,
+            purpose,
+            template,
+            |_| async { Ok(()) },
+        )
+        .await
+    }
+
+    /// Starts Keycloak on `database`, has `prepare` work on it (given its URL), stops it
+    /// cleanly and keeps the database as `template`; nothing is kept if either failed.
+    async fn keep_prepared<Prepared>(
+        &self,
+        database: InstanceDatabase,
+        admin: AdminCredentials,
+        archive: ClassArchive,
+        purpose: &str,
+        template: &DatabaseTemplate,
+        prepare: impl FnOnce(Url) -> Prepared,
+    ) -> Result<(), ProviderError>
+    where
+        Prepared: std::future::Future<Output = Result<(), String>>,
+    {
+        let port = free_port_but(self.public_port.unwrap_or_default())?;
         let keycloak = self
-            .launch(
-                port,
-                Store::Kept(database),
-                &admin,
-                ClassArchive::to_write(self.install, self.java.major),
-                " (once: preparing a reusable database and class archive)",
-                false,
-            )
+            .launch(port, Store::Kept(database), &admin, archive, purpose, false)
             .await?;
+        let prepared = prepare(base_url(port)).await;
         let template = template.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let (database, stopped) = keycloak.terminate_keeping_database();
-            let saved = stopped
+            let saved = prepared
+                .and(stopped)
                 .map_err(|reason| ProviderError::KeptDatabase { reason })
                 .and_then(|()| template.save(&database, &admin));
             database.remove();
             saved
         })
         .await
-        .expect("the stop task does not panic")
     }
 }
 
