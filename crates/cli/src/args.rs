@@ -227,7 +227,7 @@ fn provider_config(
         criu: launch.criu.clone(),
         snapshot_extras: defaults.snapshot_extras,
         snapshot_training: defaults.snapshot_training,
-        short_lived_cluster: defaults.short_lived_cluster,
+        short_lived: defaults.short_lived,
         db_password: launch
             .db_password_file
             .clone()

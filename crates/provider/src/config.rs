@@ -190,10 +190,11 @@ pub struct ProviderConfig {
     pub snapshot_extras: SnapshotExtras,
     /// Work run once against a Keycloak before its snapshot is taken (see [`Training`]).
     pub snapshot_training: Option<Training>,
-    /// The cluster lives a minute and serves a few hundred requests (a test run's): its nodes
-    /// compile with C1 only (see [`crate::options::QUICK_COMPILER`]). A cluster kept for a demo
-    /// or a lab leaves this off.
-    pub short_lived_cluster: bool,
+    /// Keycloak lives one test run (a minute or two) and serves a few hundred requests: a cluster's
+    /// nodes compile with C1 only (see [`crate::options::QUICK_COMPILER`]), and a restored
+    /// Keycloak compiles no new code with C2 (see `compiler.rs`). A Keycloak kept for a demo, a
+    /// room or a lab leaves this off.
+    pub short_lived: bool,
 }
 
 /// What a test run's Keycloak is made with, paid once (~0.5 s a spare realm): added to a database kept beside
@@ -308,7 +309,7 @@ impl Default for ProviderConfig {
             criu: None,
             snapshot_extras: SnapshotExtras::default(),
             snapshot_training: None,
-            short_lived_cluster: false,
+            short_lived: false,
         }
     }
 }
@@ -358,7 +359,7 @@ impl ProviderConfig {
             criu: var(env::CRIU).map(PathBuf::from),
             snapshot_extras: defaults.snapshot_extras,
             snapshot_training: defaults.snapshot_training,
-            short_lived_cluster: defaults.short_lived_cluster,
+            short_lived: defaults.short_lived,
         })
     }
 

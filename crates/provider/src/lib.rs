@@ -9,6 +9,7 @@
 //! through [`start`] and [`ProviderConfig`].
 
 mod class_archive;
+mod compiler;
 mod config;
 mod container;
 mod database;

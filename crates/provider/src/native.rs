@@ -192,7 +192,7 @@ pub(crate) async fn start(
         public_port,
         extras: args.snapshot_extras,
         training: args.snapshot_training.as_ref(),
-        short_lived_cluster: false,
+        short_lived: args.short_lived,
     };
     // A database that already holds the master realm and an admin skips ~8 s of bootstrap. Its
     // admin password was chosen when it was made, so an admin given by the user needs a fresh
@@ -318,7 +318,7 @@ pub(crate) async fn start_cluster(
         public_port: Some(public_port),
         extras: crate::SnapshotExtras::default(),
         training: None,
-        short_lived_cluster: args.short_lived_cluster,
+        short_lived: args.short_lived,
     };
     let (postgres, database, admin) = match &args.db_url {
         Some(url) => {
@@ -438,8 +438,8 @@ struct Launcher<'a> {
     extras: crate::SnapshotExtras,
     /// See [`ProviderConfig::snapshot_training`].
     training: Option<&'a crate::Training>,
-    /// See [`ProviderConfig::short_lived_cluster`].
-    short_lived_cluster: bool,
+    /// See [`ProviderConfig::short_lived`].
+    short_lived: bool,
 }
 
 impl Launcher<'_> {
@@ -459,7 +459,8 @@ impl Launcher<'_> {
         let mut options = self.options(https_port, management_port, self.public_port);
         let mut java_options = java_opts_append(&archive, namespaced);
         // Not while writing the class cache, whose method profiles C1 alone would not gather.
-        if self.short_lived_cluster && !matches!(archive, ClassArchive::Write { .. }) {
+        let cluster_node = matches!(store, Store::Cluster { .. });
+        if self.short_lived && cluster_node && !matches!(archive, ClassArchive::Write { .. }) {
             java_options = format!("{java_options} {}", crate::options::QUICK_COMPILER);
         }
         let (database, secret_env) = match store {
@@ -741,6 +742,10 @@ impl Launcher<'_> {
                 return Err(reason);
             }
         };
+        let compiler = match (self.short_lived, database.file().parent()) {
+            (true, Some(dir)) => crate::compiler::stop_c2(&self.java.path, restored.pid, dir),
+            _ => None,
+        };
         let keycloak = NativeKeycloak {
             child: Mutex::new(Process::Restored {
                 pid: restored.pid,
@@ -754,7 +759,11 @@ impl Launcher<'_> {
             management_port: meta.management_port,
             https_port: meta.https_port,
         };
-        match self.ready(&keycloak).await {
+        let ready = self.ready(&keycloak).await;
+        if let Some(compiler) = compiler {
+            compiler.finish().await;
+        }
+        match ready {
             Ok(_) => {
                 self.progress.finished(&format!(
                     "Keycloak ready at {url} in {:.1} s (restored from its snapshot)",

@@ -140,7 +140,7 @@ pub(crate) fn server_options(tls: &TlsFiles, https_port: u16) -> Vec<KcOption> {
 pub(crate) const COLLECTOR: &str = "-XX:-UseG1GC -XX:+UseSerialGC";
 
 /// `JAVA_OPTS_APPEND` of a node that starts, serves a few hundred requests and is gone within a
-/// minute (a test run's cluster, see [`crate::ProviderConfig::short_lived_cluster`]): C1 only,
+/// minute (a test run's cluster, see [`crate::ProviderConfig::short_lived`]): C1 only,
 /// no C2. Keycloak's start is most of such a node's life, and C2 compiling it was most of its
 /// CPU; a Keycloak that serves a whole run is the opposite, its requests much slower without C2
 /// (measured: docs/testing.md, "The cluster").

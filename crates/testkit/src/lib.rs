@@ -173,7 +173,6 @@ async fn started_once(
                 url: None,
                 https_port: 0,
                 topology,
-                short_lived_cluster: true,
                 ..provider_config()
             };
             // The proxy's Keycloak is snapshotted with these; the cluster's nodes never are
@@ -341,8 +340,10 @@ const REALM_PREFIX: &str = "test-";
 
 /// Every run has the same configuration (the certificates are kept): its Keycloak's snapshot is
 /// worth making on the first run already; and its database is kept with `spares` spare realms,
-/// quick admin logins and an admin narrowed to the realms it makes.
+/// quick admin logins and an admin narrowed to the realms it makes. It lives one run
+/// (`short_lived`: compiled for that, see `ProviderConfig::short_lived`).
 fn snapshotted(args: &mut ProviderConfig, spares: usize) {
+    args.short_lived = true;
     if std::env::var_os(playbook_provider::env::SNAPSHOTS).is_none() {
         args.snapshots = playbook_provider::SnapshotPolicy::Always;
     }
