@@ -61,7 +61,7 @@ pub struct Admin {
     trace: Trace,
     /// The spare realms this session has not tried to claim yet, named at its first claim
     /// (see `spare.rs`).
-    pub(crate) spares: Mutex<Option<Vec<String>>>,
+    pub(crate) spares: Mutex<Option<crate::spare::SpareNames>>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +89,7 @@ impl Admin {
     /// Imports every realm it makes instead of claiming spares: for work whose realms are
     /// deleted after it (the training before a snapshot), which would use them up.
     pub fn importing(mut self) -> Self {
-        *self.spares.get_mut() = Some(Vec::new());
+        *self.spares.get_mut() = Some(Default::default());
         self
     }
 

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 
 use crate::realm::{platform, spiffe};
-use crate::{KeycloakError, Provisioner, RealmTemplate, RealmUrl};
+use crate::{Admin, KeycloakError, Provisioner, RealmUrl};
 
 impl Provisioner<'_> {
     /// Makes this realm's workload platform when it is missing (its workloads' tokens made for
@@ -23,10 +23,9 @@ impl Provisioner<'_> {
         let name = platform::realm(&self.realm);
         let issuer = keycloak.realm(&self.realm);
         if !self.admin.realm_exists(&name).await? {
-            let realm = RealmTemplate::platform(&name, issuer.issuer());
-            self.admin.create_realm(&realm).await?;
+            self.admin.create_platform_realm(&name, &issuer).await?;
         } else {
-            self.aim_workloads_at(&name, issuer.issuer()).await?;
+            self.admin.aim_workloads_at(&name, issuer.issuer()).await?;
         }
         let platform = keycloak.realm(&name);
         let (key_id, public_key) = self.signing_key(&name).await?;
@@ -52,43 +51,6 @@ impl Provisioner<'_> {
             self.admin.post(&instances, &provider).await?;
         }
         Ok(platform)
-    }
-
-    /// An existing platform's workloads keep making tokens for this realm's issuer as it is
-    /// now (a realm reached at another address has another issuer), by their audience mappers.
-    async fn aim_workloads_at(
-        &self,
-        platform_realm: &str,
-        issuer: &url::Url,
-    ) -> Result<(), KeycloakError> {
-        let platform = Provisioner::new(self.admin, platform_realm);
-        for workload in [
-            platform::WORKLOAD_CLIENT_ID,
-            platform::OTHER_WORKLOAD_CLIENT_ID,
-        ] {
-            let client = format!(
-                "{platform_realm}/clients/{}",
-                platform.client_uuid(workload).await?
-            );
-            let mappers: Vec<Value> = self
-                .admin
-                .get(&format!("{client}/protocol-mappers/models"))
-                .await?
-                .unwrap_or_default();
-            let audience = "included.custom.audience";
-            for mut mapper in mappers {
-                if mapper["protocolMapper"] != "oidc-audience-mapper"
-                    || mapper["config"][audience] == issuer.as_str()
-                {
-                    continue;
-                }
-                mapper["config"][audience] = issuer.as_str().into();
-                let id = mapper["id"].as_str().unwrap_or_default().to_owned();
-                let path = format!("{client}/protocol-mappers/models/{id}");
-                self.admin.put(&path, &mapper).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Has this realm trust a SPIRE server, by its SPIFFE bundle endpoint (its JWT-SVID keys,
@@ -140,5 +102,44 @@ impl Provisioner<'_> {
             .ok_or_else(|| KeycloakError::NoSigningKey {
                 realm: realm.into(),
             })
+    }
+}
+
+impl Admin {
+    /// The workloads of `platform_realm` make their tokens for `issuer` from now on, by their
+    /// audience mappers: a spare platform's (made for no realm), or an existing one's for its
+    /// realm's issuer as it is now (a realm reached at another address has another issuer).
+    pub(crate) async fn aim_workloads_at(
+        &self,
+        platform_realm: &str,
+        issuer: &url::Url,
+    ) -> Result<(), KeycloakError> {
+        let platform = Provisioner::new(self, platform_realm);
+        for workload in [
+            platform::WORKLOAD_CLIENT_ID,
+            platform::OTHER_WORKLOAD_CLIENT_ID,
+        ] {
+            let client = format!(
+                "{platform_realm}/clients/{}",
+                platform.client_uuid(workload).await?
+            );
+            let mappers: Vec<Value> = self
+                .get(&format!("{client}/protocol-mappers/models"))
+                .await?
+                .unwrap_or_default();
+            let audience = "included.custom.audience";
+            for mut mapper in mappers {
+                if mapper["protocolMapper"] != "oidc-audience-mapper"
+                    || mapper["config"][audience] == issuer.as_str()
+                {
+                    continue;
+                }
+                mapper["config"][audience] = issuer.as_str().into();
+                let id = mapper["id"].as_str().unwrap_or_default().to_owned();
+                let path = format!("{client}/protocol-mappers/models/{id}");
+                self.put(&path, &mapper).await?;
+            }
+        }
+        Ok(())
     }
 }

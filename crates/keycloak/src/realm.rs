@@ -267,6 +267,7 @@ pub const MASTER_REALM: &str = "master";
 pub const ADMIN_CLI: &str = "admin-cli";
 
 const REALM_JSON: &str = include_str!("../../../oauth2-provider/realm.json");
+const PLATFORM_JSON: &str = include_str!("../../../oauth2-provider/platform-realm.json");
 
 /// The bundled realm (`realm.json`), ready to be imported under any name.
 #[derive(Debug, Clone)]
@@ -276,6 +277,11 @@ impl RealmTemplate {
     /// `realm.json` as bundled: a Keycloak snapshot that holds realms made from it is tied to it.
     pub fn bundled_source() -> &'static str {
         REALM_JSON
+    }
+
+    /// `platform-realm.json` as bundled: spare platforms are tied to it likewise.
+    pub fn platform_source() -> &'static str {
+        PLATFORM_JSON
     }
 
     pub fn bundled() -> Self {
@@ -290,8 +296,7 @@ impl RealmTemplate {
     /// make a platform per federated scenario, on the Keycloak every test shares. Never a key
     /// shared with other realms: each platform stands for a separate authority.
     pub fn platform(name: &str, audience: &Url) -> Value {
-        let text = include_str!("../../../oauth2-provider/platform-realm.json")
-            .replace(platform::AUDIENCE_PLACEHOLDER, audience.as_str());
+        let text = PLATFORM_JSON.replace(platform::AUDIENCE_PLACEHOLDER, audience.as_str());
         let mut realm: Value = serde_json::from_str(&text).expect("platform-realm.json is JSON");
         realm["realm"] = Value::String(name.to_owned());
         realm["components"]["org.keycloak.keys.KeyProvider"] = RealmKey::generate().key_providers();

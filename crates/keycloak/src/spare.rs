@@ -10,31 +10,70 @@
 //! `playbook-provider`), or restored from a snapshot made from that database; a rename costs
 //! ~0.03 s. Several processes claim from one
 //! Keycloak (the tests, and the `playbook` commands they run), so a claim first creates a marker
-//! role in the spare: only one claimant can create it (a realm's role names are unique), and
-//! Keycloak answers the others 409. A rename alone would not do: two renames of one realm can
-//! both succeed, the second undoing the first.
+//! role named after the spare in [`SPARES_REALM`]: only one claimant can create it (a realm's
+//! role names are unique), and Keycloak answers the others 409. A rename alone would not do: two
+//! renames of one realm can both succeed, the second undoing the first. The markers stay there:
+//! they were first made in the spare itself and deleted after the rename, and deleting a role
+//! (Keycloak looks for it in every composite and mapping) took 5 % of a run's Keycloak's CPU.
 //!
 //! A claimant finds spares by name, from their number, which a realm of its own holds
 //! ([`SPARES_REALM`]): one small read instead of listing every realm, which made Keycloak load
 //! all ~150 of them (a test run's first claim took 12.6 s on a Keycloak just started) and check
 //! its admin's rights on each, for each of the ~110 processes that claim.
+//!
+//! The workload platforms the federated method trusts are realms too (~20 a run, each imported
+//! at ~0.5 s of Keycloak's CPU: a sixth of what a run's Keycloak spent, profiled), so they have
+//! a pool of their own. A platform is made for one realm (its workloads' tokens name that realm
+//! as their audience): a spare platform is made for none, and aimed at its realm when claimed.
 
 use rand::seq::SliceRandom;
 use serde_json::json;
 
-use crate::{Admin, KeycloakError, RealmKey, RealmTemplate};
+use crate::{Admin, KeycloakError, RealmKey, RealmTemplate, RealmUrl};
 
 /// Every spare's name starts so; nothing else does.
 const SPARE_PREFIX: &str = "playbook-spare-";
 
-/// The realm whose attribute [`COUNT_ATTRIBUTE`] says how many spares were made; never claimed.
+/// The realm whose attributes say how many spares of each [`Pool`] were made; never claimed.
 /// A kept Keycloak's clean-up leaves it alone.
 pub const SPARES_REALM: &str = "playbook-spares";
 
-const COUNT_ATTRIBUTE: &str = "playbook-spare-count";
+/// A spare workload platform for every this many spares of the bundled realm: a run makes ~110
+/// realms and ~20 platforms (2026-12-05).
+const REALMS_PER_PLATFORM: usize = 5;
 
-/// The role whose creation claims a spare; removed once the spare is renamed.
-const CLAIM_MARKER: &str = "playbook-claimed";
+/// The two kinds of spare realm.
+#[derive(Debug, Clone, Copy)]
+enum Pool {
+    /// Copies of the bundled realm (`oauth2-provider/realm.json`).
+    Bundled = 0,
+    /// Workload platforms (`oauth2-provider/platform-realm.json`).
+    Platform = 1,
+}
+
+impl Pool {
+    /// The name of this pool's spare number `index`.
+    fn spare(self, index: usize) -> String {
+        match self {
+            Pool::Bundled => format!("{SPARE_PREFIX}{index:03}"),
+            Pool::Platform => format!("{SPARE_PREFIX}platform-{index:03}"),
+        }
+    }
+
+    /// The attribute of [`SPARES_REALM`] that says how many were made.
+    fn count_attribute(self) -> &'static str {
+        match self {
+            Pool::Bundled => "playbook-spare-count",
+            Pool::Platform => "playbook-spare-platform-count",
+        }
+    }
+}
+
+/// The spares a session has not tried to claim yet, for each [`Pool`].
+pub(crate) type SpareNames = [Vec<String>; 2];
+
+/// What the role that claims a spare is named, before the spare's name (in [`SPARES_REALM`]).
+const CLAIM_MARKER: &str = "claimed-";
 
 /// Where a realm made by [`Admin::create_bundled_realm`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +85,15 @@ pub enum RealmOrigin {
     Imported,
 }
 
-/// What a pool of spares is made from, for whatever keeps one (a snapshot, a database) to be tied
-/// to: the bundled realm they are copies of, and the pool's layout (2: counted by
-/// [`SPARES_REALM`]), so that a pool of an older realm.json or layout is never claimed from.
+/// What the spares are made from, for whatever keeps them (a snapshot, a database) to be tied
+/// to: the realms they are copies of, and their layout (3: counted by [`SPARES_REALM`], with
+/// platforms), so that spares of an older realm.json or layout are never claimed.
 pub fn spares_made_from() -> String {
-    format!("layout 2\n{}", RealmTemplate::bundled_source())
-}
-
-/// The name of spare number `index`.
-fn spare_name(index: usize) -> String {
-    format!("{SPARE_PREFIX}{index:03}")
+    format!(
+        "layout 3\n{}\n{}",
+        RealmTemplate::bundled_source(),
+        RealmTemplate::platform_source()
+    )
 }
 
 /// Whether `realm` is an unclaimed spare: a kept Keycloak's clean-up leaves those alone.
@@ -75,10 +113,8 @@ impl Admin {
         name: &str,
         key: impl FnOnce() -> Option<&'k RealmKey>,
     ) -> Result<RealmOrigin, KeycloakError> {
-        while let Some(spare) = self.next_spare().await? {
-            if self.claim(&spare, name).await? {
-                return Ok(RealmOrigin::Spare);
-            }
+        if self.claim_from(Pool::Bundled, name).await? {
+            return Ok(RealmOrigin::Spare);
         }
         let template = RealmTemplate::bundled();
         let template = match key() {
@@ -89,90 +125,130 @@ impl Admin {
         Ok(RealmOrigin::Imported)
     }
 
-    /// Imports spares `0..count`, signed with `key`, two at a time (Keycloak's CPU is the limit),
-    /// then the realm that says how many there are; into a database that is kept.
+    /// Makes realm `name` a workload platform whose workloads' tokens name `audience` (the
+    /// issuer of the realm that trusts it). A spare platform is renamed and aimed at `audience`
+    /// if this Keycloak holds one; else one is imported, signed with a key of its own.
+    pub async fn create_platform_realm(
+        &self,
+        name: &str,
+        audience: &RealmUrl,
+    ) -> Result<RealmOrigin, KeycloakError> {
+        if self.claim_from(Pool::Platform, name).await? {
+            self.aim_workloads_at(name, audience.issuer()).await?;
+            return Ok(RealmOrigin::Spare);
+        }
+        self.create_realm(&RealmTemplate::platform(name, audience.issuer()))
+            .await?;
+        Ok(RealmOrigin::Imported)
+    }
+
+    /// Imports `count` spares of the bundled realm signed with `key`, and a fifth as many
+    /// workload platforms (each signed with a key of its own), two at a time (Keycloak's CPU is
+    /// the limit), then the realm that says how many there are; into a database that is kept.
     pub async fn create_spare_realms(
         &self,
         count: usize,
         key: &RealmKey,
     ) -> Result<(), KeycloakError> {
-        let template = RealmTemplate::bundled().signed_with(key);
-        let create = |index| self.create_realm_named(&template, index);
-        for first in (0..count).step_by(2) {
-            if first + 1 < count {
-                let (one, other) = tokio::join!(create(first), create(first + 1));
-                one.and(other)?;
-            } else {
-                create(first).await?;
+        let bundled = RealmTemplate::bundled().signed_with(key);
+        // Aimed at the realm that counts them until a claim aims each at its realm.
+        let nobody = self.keycloak().realm(SPARES_REALM);
+        let platforms = count.div_ceil(REALMS_PER_PLATFORM);
+        let spares = (0..count)
+            .map(|index| bundled.named(&Pool::Bundled.spare(index)))
+            .chain((0..platforms).map(|index| {
+                RealmTemplate::platform(&Pool::Platform.spare(index), nobody.issuer())
+            }))
+            .collect::<Vec<_>>();
+        for pair in spares.chunks(2) {
+            match pair {
+                [one, other] => {
+                    let (one, other) =
+                        tokio::join!(self.create_realm(one), self.create_realm(other));
+                    one.and(other)?;
+                }
+                [one] => self.create_realm(one).await?,
+                _ => unreachable!("chunks of two"),
             }
         }
         self.create_realm(&json!({
             "realm": SPARES_REALM,
             "enabled": false,
-            "attributes": { COUNT_ATTRIBUTE: count.to_string() },
+            "attributes": {
+                Pool::Bundled.count_attribute(): count.to_string(),
+                Pool::Platform.count_attribute(): platforms.to_string(),
+            },
         }))
         .await
     }
 
-    async fn create_realm_named(
-        &self,
-        template: &RealmTemplate,
-        index: usize,
-    ) -> Result<(), KeycloakError> {
-        self.create_realm(&template.named(&spare_name(index))).await
+    /// Claims a spare of `pool` and renames it `name`; `false` when none is left to this
+    /// session.
+    async fn claim_from(&self, pool: Pool, name: &str) -> Result<bool, KeycloakError> {
+        while let Some(spare) = self.next_spare(pool).await? {
+            if self.claim(&spare, name).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// A spare not tried yet by this session, in an order of its own (claimants that all took
-    /// the same one first would all but one have to try again). It may have been claimed by
-    /// another session already: the claim says so.
-    async fn next_spare(&self) -> Result<Option<String>, KeycloakError> {
+    /// A spare of `pool` not tried yet by this session, in an order of its own (claimants that
+    /// all took the same one first would all but one have to try again). It may have been
+    /// claimed by another session already: the claim says so.
+    async fn next_spare(&self, pool: Pool) -> Result<Option<String>, KeycloakError> {
         let mut spares = self.spares.lock().await;
         if spares.is_none() {
-            let mut names: Vec<String> = (0..self.spare_count().await?).map(spare_name).collect();
-            names.shuffle(&mut rand::rng());
-            *spares = Some(names);
+            let counts = self.spare_counts().await?;
+            let names = |pool: Pool| {
+                let mut names: Vec<String> = (0..counts[pool as usize])
+                    .map(|index| pool.spare(index))
+                    .collect();
+                names.shuffle(&mut rand::rng());
+                names
+            };
+            *spares = Some([names(Pool::Bundled), names(Pool::Platform)]);
         }
-        Ok(spares.as_mut().and_then(Vec::pop))
+        Ok(spares
+            .as_mut()
+            .and_then(|spares| spares[pool as usize].pop()))
     }
 
-    /// How many spares this Keycloak was made with: none without [`SPARES_REALM`], or where
-    /// this admin may not read it (a Keycloak not made by this admin for a test run).
-    async fn spare_count(&self) -> Result<usize, KeycloakError> {
+    /// How many spares of each [`Pool`] this Keycloak was made with: none without
+    /// [`SPARES_REALM`], or where this admin may not read it (a Keycloak not made by this admin
+    /// for a test run).
+    async fn spare_counts(&self) -> Result<[usize; 2], KeycloakError> {
         let realm = match self.get::<serde_json::Value>(SPARES_REALM).await {
-            Ok(realm) => realm,
-            Err(KeycloakError::AdminApi { status: 403, .. }) => None,
+            Ok(realm) => realm.unwrap_or_default(),
+            Err(KeycloakError::AdminApi { status: 403, .. }) => serde_json::Value::Null,
             Err(error) => return Err(error),
         };
-        Ok(realm
-            .and_then(|realm| realm["attributes"][COUNT_ATTRIBUTE].as_str()?.parse().ok())
-            .unwrap_or(0))
+        let count = |pool: Pool| {
+            realm["attributes"][pool.count_attribute()]
+                .as_str()
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok([count(Pool::Bundled), count(Pool::Platform)])
     }
 
     /// Renames `spare` to `name` if this session is the one that claims it; `false` when
     /// another claimant was first.
     async fn claim(&self, spare: &str, name: &str) -> Result<bool, KeycloakError> {
-        match self
-            .post(&format!("{spare}/roles"), &json!({ "name": CLAIM_MARKER }))
-            .await
-        {
+        let marker = json!({ "name": format!("{CLAIM_MARKER}{spare}") });
+        match self.post(&format!("{SPARES_REALM}/roles"), &marker).await {
             Ok(()) => {}
-            // Another claimant created the marker (409) or renamed the spare (404) first. A 5xx,
-            // such as a lock timeout between two claimants, leaves this spare to the other one:
-            // another spare, or an import, still gives the caller its realm.
-            Err(KeycloakError::AdminApi { status, .. })
-                if status == 404 || status == 409 || status >= 500 =>
-            {
+            // Another claimant created the marker first (409). A 5xx, such as a lock timeout
+            // between two claimants, leaves this spare to the other one: another spare, or an
+            // import, still gives the caller its realm.
+            Err(KeycloakError::AdminApi { status, .. }) if status == 409 || status >= 500 => {
                 return Ok(false);
             }
             Err(error) => return Err(error),
         }
-        let renamed = self.put(spare, &json!({ "realm": name })).await;
-        let holder = if renamed.is_ok() { name } else { spare };
-        // A marker left behind harms nothing; failing here would fail a realm that exists.
-        if let Err(error) = self.remove(&format!("{holder}/roles/{CLAIM_MARKER}")).await {
-            tracing::warn!(realm = holder, %error, "could not remove a spare realm's claim marker");
-        }
-        renamed.map(|()| true)
+        self.put(spare, &json!({ "realm": name }))
+            .await
+            .map(|()| true)
     }
 }
 
@@ -182,8 +258,9 @@ mod tests {
 
     #[test]
     fn spares_are_told_from_other_realms_by_name() {
-        assert!(is_spare(&spare_name(7)));
-        assert_eq!(spare_name(7), "playbook-spare-007");
+        assert!(is_spare(&Pool::Bundled.spare(7)));
+        assert_eq!(Pool::Bundled.spare(7), "playbook-spare-007");
+        assert!(is_spare(&Pool::Platform.spare(7)));
         assert!(!is_spare(crate::REALM));
         assert!(!is_spare(crate::MASTER_REALM));
         assert!(!is_spare(SPARES_REALM), "never claimed");

@@ -12,7 +12,7 @@ use playbook_dpop::ProofKey;
 use playbook_keycloak::RealmUrl;
 use playbook_keycloak::platform;
 use playbook_keycloak::{Admin, AuthMethod, KeycloakError, Provisioner, RealmKey, TokenBinding};
-use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmOrigin, RealmTemplate};
+use playbook_keycloak::{CLIENT_ID, INTRUDER_CLIENT_ID, READONLY_ROLE, RealmOrigin};
 use playbook_proxy::Topology;
 use playbook_resource_server::server::{ServerConfig, ServerError};
 use playbook_trace::{Party, Trace};
@@ -414,8 +414,10 @@ impl<'a> Arena<'a> {
     pub async fn untrusted_platform(&self) -> Result<String, LabError> {
         let _housekeeping = self.lab.trace.quiet();
         let name = untrusted_platform(&self.realm);
-        let realm = RealmTemplate::platform(&name, self.urls.issuer());
-        self.lab.admin.create_realm(&realm).await?;
+        self.lab
+            .admin
+            .create_platform_realm(&name, &self.urls)
+            .await?;
         Ok(name)
     }
 
