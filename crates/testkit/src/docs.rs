@@ -388,9 +388,9 @@ impl Session {
             let realm = &self.realm;
             if admin.realm_exists(realm).await.expect("the realm list") {
                 admin
-                    .delete_realm(realm)
+                    .retire_realm(realm)
                     .await
-                    .expect("the tutorial realm deleted");
+                    .expect("the tutorial realm out of the way");
             }
         });
     }

@@ -74,8 +74,9 @@ fn bound_token_replayed_without_the_client_certificate_is_rejected() {
 #[test]
 fn loaded_keys_keep_validating_when_keycloak_no_longer_serves_them() {
     run(async {
-        // The run shares one Keycloak, so the outage is this realm's alone: once it is deleted,
-        // Keycloak answers 404 for its discovery document and JWKS.
+        // The run shares one Keycloak, so the outage is this realm's alone: once it is gone
+        // (retired: renamed, on the run's Keycloak), Keycloak answers 404 for its discovery
+        // document and JWKS.
         let realm = TestRealm::new().await;
         realm.grant_readonly_role().await;
         let tokens = realm.token_client();
@@ -85,7 +86,7 @@ fn loaded_keys_keep_validating_when_keycloak_no_longer_serves_them() {
         let call = || api.get_with("/api/users", token.expose());
         assert_eq!(call().await.unwrap().status, 200);
 
-        realm.admin.delete_realm(&realm.name).await.unwrap();
+        realm.admin.retire_realm(&realm.name).await.unwrap();
         let jwks = playbook_https::https_client(&certs().ca_pem)
             .unwrap()
             .get(realm.urls().jwks())
