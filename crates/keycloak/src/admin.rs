@@ -51,6 +51,12 @@ impl AdminCredentials {
 /// Renew this long before the admin token expires, so a call never carries a dying token.
 const RENEW_MARGIN: Duration = Duration::from_secs(10);
 
+/// How long importing a realm may take, instead of the HTTPS client's 30 s for every other
+/// call: the dearest thing Keycloak is asked, and the dearer the more realms it holds. The first
+/// import on a Keycloak just started beside ~180 realms, its code not compiled yet, with a whole
+/// test run on the machine's two cores, took over 30 s.
+const REALM_IMPORT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// An Admin API session against one Keycloak, as the seed's `client/start.sh` step 1 opens it.
 pub struct Admin {
     http: reqwest::Client,
@@ -165,7 +171,7 @@ impl Admin {
 
     /// `GET` an Admin API path (relative to `admin/realms/`) as JSON; `None` on 404.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, KeycloakError> {
-        let answer = self.send(reqwest::Method::GET, path, None).await?;
+        let answer = self.send(None, reqwest::Method::GET, path, None).await?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -178,33 +184,46 @@ impl Admin {
 
     /// `POST` JSON to an Admin API path (relative to `admin/realms/`).
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let answer = self.send(reqwest::Method::POST, path, Some(body)).await?;
+        let answer = self
+            .send(None, reqwest::Method::POST, path, Some(body))
+            .await?;
         check("POST", path, answer).map(drop)
     }
 
     /// `POST` to an Admin API path without a body, reading the JSON it answers (e.g. a new
     /// client secret).
     pub async fn post_for<T: DeserializeOwned>(&self, path: &str) -> Result<T, KeycloakError> {
-        let answer = self.send(reqwest::Method::POST, path, None).await?;
+        let answer = self.send(None, reqwest::Method::POST, path, None).await?;
         let answer = check("POST", path, answer)?;
         answer.json().map_err(|e| bad_answer(&answer.url, &e))
     }
 
     /// `PUT` JSON to an Admin API path (relative to `admin/realms/`).
     pub async fn put(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let answer = self.send(reqwest::Method::PUT, path, Some(body)).await?;
+        let answer = self
+            .send(None, reqwest::Method::PUT, path, Some(body))
+            .await?;
         check("PUT", path, answer).map(drop)
     }
 
     /// `DELETE` with a JSON body (role mappings take the roles to remove as the body).
     pub async fn delete(&self, path: &str, body: &serde_json::Value) -> Result<(), KeycloakError> {
-        let answer = self.send(reqwest::Method::DELETE, path, Some(body)).await?;
+        let answer = self
+            .send(None, reqwest::Method::DELETE, path, Some(body))
+            .await?;
         check("DELETE", path, answer).map(drop)
     }
 
     /// Creates a realm from its JSON representation (`POST /admin/realms`).
     pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), KeycloakError> {
-        self.post("", realm).await
+        let answer = (self.send(
+            Some(REALM_IMPORT_TIMEOUT),
+            reqwest::Method::POST,
+            "",
+            Some(realm),
+        ))
+        .await?;
+        check("POST", "", answer).map(drop)
     }
 
     /// The names of every realm this admin may see (`GET /admin/realms`, brief: a test run's
@@ -289,15 +308,17 @@ impl Admin {
 
     /// `DELETE` an Admin API path without a body; a resource that is already gone is fine.
     pub async fn remove(&self, path: &str) -> Result<(), KeycloakError> {
-        let answer = self.send(reqwest::Method::DELETE, path, None).await?;
+        let answer = self.send(None, reqwest::Method::DELETE, path, None).await?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
         check("DELETE", path, answer).map(drop)
     }
 
+    /// One Admin API exchange, recorded; `timeout` replaces the client's for this one.
     async fn send(
         &self,
+        timeout: Option<Duration>,
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
@@ -326,6 +347,9 @@ impl Admin {
             .bearer_auth(token.expose());
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
         }
         send_recorded(&self.trace, exchange, request, |answer, exchange| {
             if !answer.is_success() {

@@ -58,4 +58,4 @@ pub use realm::{
     RealmUrl, TokenBinding, USERS_ADMIN, USERS_READ, WRITE_USER, platform, spiffe,
 };
 pub use realm_key::RealmKey;
-pub use spare::{RealmOrigin, SPARES_REALM, is_spare, spares_made_from};
+pub use spare::{RealmOrigin, SPARES_REALM, is_bundled_spare, is_spare, spares_made_from};

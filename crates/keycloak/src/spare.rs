@@ -31,9 +31,6 @@ use serde_json::json;
 
 use crate::{Admin, KeycloakError, RealmKey, RealmTemplate, RealmUrl};
 
-/// Every spare's name starts so; nothing else does.
-const SPARE_PREFIX: &str = "playbook-spare-";
-
 /// The realm whose attributes say how many spares of each [`Pool`] were made; never claimed.
 /// A kept Keycloak's clean-up leaves it alone.
 pub const SPARES_REALM: &str = "playbook-spares";
@@ -45,22 +42,37 @@ const RETIRED_PREFIX: &str = "playbook-retired-";
 /// realms and ~20 platforms (2026-12-05).
 const REALMS_PER_PLATFORM: usize = 5;
 
-/// The two kinds of spare realm.
+/// The kinds of spare realm, each a pool of its own.
 #[derive(Debug, Clone, Copy)]
 enum Pool {
     /// Copies of the bundled realm (`oauth2-provider/realm.json`).
-    Bundled = 0,
+    Bundled,
     /// Workload platforms (`oauth2-provider/platform-realm.json`).
-    Platform = 1,
+    Platform,
 }
 
+/// Every pool, in the order of [`SpareNames`] and of [`Admin::spare_counts`]' answer.
+const POOLS: [Pool; 2] = [Pool::Bundled, Pool::Platform];
+
 impl Pool {
+    /// What this pool's spares are named, before their number; no other realm is named so.
+    fn prefix(self) -> &'static str {
+        match self {
+            Pool::Bundled => "playbook-spare-",
+            Pool::Platform => "playbook-spare-platform-",
+        }
+    }
+
     /// The name of this pool's spare number `index`.
     fn spare(self, index: usize) -> String {
-        match self {
-            Pool::Bundled => format!("{SPARE_PREFIX}{index:03}"),
-            Pool::Platform => format!("{SPARE_PREFIX}platform-{index:03}"),
-        }
+        format!("{}{index:03}", self.prefix())
+    }
+
+    /// Whether `realm` is one of this pool's spares, unclaimed.
+    fn holds(self, realm: &str) -> bool {
+        realm
+            .strip_prefix(self.prefix())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
     /// The attribute of [`SPARES_REALM`] that says how many were made.
@@ -70,10 +82,15 @@ impl Pool {
             Pool::Platform => "playbook-spare-platform-count",
         }
     }
+
+    /// Where this pool sits in [`POOLS`].
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
-/// The spares a session has not tried to claim yet, for each [`Pool`].
-pub(crate) type SpareNames = [Vec<String>; 2];
+/// The spares a session has not tried to claim yet, one list per pool of [`POOLS`].
+pub(crate) type SpareNames = [Vec<String>; POOLS.len()];
 
 /// What the role that claims a spare is named, before the spare's name (in [`SPARES_REALM`]).
 const CLAIM_MARKER: &str = "claimed-";
@@ -99,9 +116,16 @@ pub fn spares_made_from() -> String {
     )
 }
 
-/// Whether `realm` is an unclaimed spare: a kept Keycloak's clean-up leaves those alone.
+/// Whether `realm` is an unclaimed spare of any pool: a kept Keycloak's clean-up leaves those
+/// alone.
 pub fn is_spare(realm: &str) -> bool {
-    realm.starts_with(SPARE_PREFIX)
+    POOLS.iter().any(|pool| pool.holds(realm))
+}
+
+/// Whether `realm` is an unclaimed spare of the bundled realm: a run claims ~110 of them, so
+/// these say whether a kept Keycloak can serve another run.
+pub fn is_bundled_spare(realm: &str) -> bool {
+    Pool::Bundled.holds(realm)
 }
 
 impl Admin {
@@ -145,9 +169,9 @@ impl Admin {
         Ok(RealmOrigin::Imported)
     }
 
-    /// Imports `count` spares of the bundled realm signed with `key`, and a fifth as many
-    /// workload platforms (each signed with a key of its own), two at a time (Keycloak's CPU is
-    /// the limit), then the realm that says how many there are; into a database that is kept.
+    /// Imports `count` spares of the bundled realm signed with `key`, and a spare workload
+    /// platform for every [`REALMS_PER_PLATFORM`] of them (each signed with a key of its own),
+    /// two at a time (Keycloak's CPU is the limit), then the realm that says how many there are; into a database that is kept.
     pub async fn create_spare_realms(
         &self,
         count: usize,
@@ -185,12 +209,13 @@ impl Admin {
         .await
     }
 
-    /// Takes realm `name` out of the way, as if deleted: its name, issuer, discovery document
-    /// and keys are gone. Renamed where this Keycloak holds spares (a test run's, thrown away
-    /// with its realms): a rename cost ~30 ms, a deletion 0.3–1 s of Keycloak's CPU beside ~150
-    /// realms (7 % of a run's Keycloak's, profiled). Deleted elsewhere.
+    /// Takes realm `name` out of the way, as if deleted: its name is free again, and its issuer,
+    /// discovery document and keys answer 404 at their URLs. Renamed where this Keycloak holds
+    /// spares (a test run's, thrown away with its realms): a rename cost ~30 ms, a deletion
+    /// 0.3–1 s of Keycloak's CPU beside ~150 realms (7 % of a run's Keycloak's, profiled).
+    /// Deleted elsewhere.
     pub async fn retire_realm(&self, name: &str) -> Result<(), KeycloakError> {
-        if self.spare_counts().await? == [0, 0] {
+        if self.spare_counts().await?.iter().all(|count| *count == 0) {
             return self.delete_realm(name).await;
         }
         let retired = format!("{RETIRED_PREFIX}{:08x}", rand::random::<u32>());
@@ -218,36 +243,34 @@ impl Admin {
         let mut spares = self.spares.lock().await;
         if spares.is_none() {
             let counts = self.spare_counts().await?;
-            let names = |pool: Pool| {
-                let mut names: Vec<String> = (0..counts[pool as usize])
+            *spares = Some(POOLS.map(|pool| {
+                let mut names: Vec<String> = (0..counts[pool.index()])
                     .map(|index| pool.spare(index))
                     .collect();
                 names.shuffle(&mut rand::rng());
                 names
-            };
-            *spares = Some([names(Pool::Bundled), names(Pool::Platform)]);
+            }));
         }
         Ok(spares
             .as_mut()
-            .and_then(|spares| spares[pool as usize].pop()))
+            .and_then(|spares| spares[pool.index()].pop()))
     }
 
     /// How many spares of each [`Pool`] this Keycloak was made with: none without
     /// [`SPARES_REALM`], or where this admin may not read it (a Keycloak not made by this admin
     /// for a test run).
-    async fn spare_counts(&self) -> Result<[usize; 2], KeycloakError> {
+    async fn spare_counts(&self) -> Result<[usize; POOLS.len()], KeycloakError> {
         let realm = match self.get::<serde_json::Value>(SPARES_REALM).await {
             Ok(realm) => realm.unwrap_or_default(),
             Err(KeycloakError::AdminApi { status: 403, .. }) => serde_json::Value::Null,
             Err(error) => return Err(error),
         };
-        let count = |pool: Pool| {
+        Ok(POOLS.map(|pool| {
             realm["attributes"][pool.count_attribute()]
                 .as_str()
                 .and_then(|count| count.parse().ok())
                 .unwrap_or(0)
-        };
-        Ok([count(Pool::Bundled), count(Pool::Platform)])
+        }))
     }
 
     /// Renames `spare` to `name` if this session is the one that claims it; `false` when
@@ -264,9 +287,17 @@ impl Admin {
             }
             Err(error) => return Err(error),
         }
-        self.put(spare, &json!({ "realm": name }))
-            .await
-            .map(|()| true)
+        match self.put(spare, &json!({ "realm": name })).await {
+            Ok(()) => Ok(true),
+            // Renamed already, by a claimant that left no marker here: an older playbook's, on
+            // a Keycloak kept between runs (`PLAYBOOK_KEYCLOAK_REUSE`).
+            Err(KeycloakError::AdminApi { status: 404, .. }) => Ok(false),
+            Err(error) => {
+                // The spare is still there: whoever tries it next may have it.
+                let _ = (self.remove(&format!("{SPARES_REALM}/roles/{CLAIM_MARKER}{spare}"))).await;
+                Err(error)
+            }
+        }
     }
 }
 
@@ -282,5 +313,10 @@ mod tests {
         assert!(!is_spare(crate::REALM));
         assert!(!is_spare(crate::MASTER_REALM));
         assert!(!is_spare(SPARES_REALM), "never claimed");
+        assert!(!is_bundled_spare(&Pool::Platform.spare(7)));
+        assert!(
+            !is_spare("playbook-spare-platform-"),
+            "a spare has a number"
+        );
     }
 }

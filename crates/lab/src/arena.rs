@@ -222,9 +222,11 @@ impl<'a> Arena<'a> {
             untrusted_platform(&self.realm),
             self.realm.clone(),
         ];
+        // Retired, not deleted, where the Keycloak is a test run's (spares may have run out
+        // for the scenario's realm and not for its platform).
         for realm in realms {
-            if let Err(error) = self.lab.admin.delete_realm(&realm).await {
-                tracing::warn!(%realm, %error, "could not delete the lab's realm");
+            if let Err(error) = self.lab.admin.retire_realm(&realm).await {
+                tracing::warn!(%realm, %error, "could not remove the lab's realm");
             }
         }
     }

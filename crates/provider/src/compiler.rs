@@ -16,7 +16,8 @@
 //! one kept for a room or a lab keeps the JVM's defaults.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Every method: no C2 compilation from now on. The JVM compiles at C1 instead.
 const DIRECTIVE: &str = r#"[{ match: "*.*", c2: { Exclude: true } }]"#;
@@ -24,75 +25,88 @@ const DIRECTIVE: &str = r#"[{ match: "*.*", c2: { Exclude: true } }]"#;
 /// How long `jcmd` may take (it answers in ~0.2 s here; it gives up by itself after 10 s).
 const JCMD_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A `jcmd` adding [`DIRECTIVE`] to a restored JVM, under way while its readiness is polled.
-pub(crate) struct Pending {
-    jcmd: tokio::process::Child,
-    /// The attach socket the JVM opens for `jcmd`, removed afterwards (see [`Pending::finish`]).
-    socket: PathBuf,
+/// Has `jcmd` (beside `java`) add the directive, written into `dir`, to the JVM below `root`
+/// (the restored PID namespace's init), on a thread of its own: the Keycloak is ready and used
+/// meanwhile, and works the same either way. What fails is logged, and the Keycloak then
+/// compiles as usual.
+pub(crate) fn stop_c2(java: &Path, root: i32, dir: &Path) {
+    let (java, dir) = (java.to_owned(), dir.to_owned());
+    let spawned = std::thread::Builder::new()
+        .name("playbook-jcmd".into())
+        .spawn(move || {
+            if let Err(reason) = add_directive(&java, root, &dir) {
+                tracing::warn!("the restored Keycloak compiles as usual ({reason})");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("the restored Keycloak compiles as usual (no thread for jcmd: {e})");
+    }
 }
 
-/// Starts `jcmd` (beside `java`) adding the directive, written into `dir`, to the JVM below
-/// `root` (the restored PID namespace's init). `None`, logged, when the JDK has no `jcmd` or no
-/// JVM is found: the Keycloak then compiles as usual.
-pub(crate) fn stop_c2(java: &Path, root: i32, dir: &Path) -> Option<Pending> {
-    let jcmd = java.canonicalize().ok()?.with_file_name("jcmd");
+fn add_directive(java: &Path, root: i32, dir: &Path) -> Result<(), String> {
+    let java = java
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", java.display()))?;
+    let jcmd = java.with_file_name("jcmd");
     if !jcmd.is_file() {
-        tracing::debug!(jdk = %jcmd.display(), "no jcmd beside Java: the restored Keycloak keeps compiling with C2");
-        return None;
+        // A JRE: nothing to add the directive with, and nothing to warn about.
+        tracing::debug!(jdk = %jcmd.display(), "no jcmd beside Java: the restored Keycloak compiles as usual");
+        return Ok(());
     }
-    let Some(jvm) = jvm_below(root) else {
-        tracing::debug!(root, "no JVM found below the restored init");
-        return None;
-    };
-    // The JVM names its socket with its own pid, which is its namespace's: another restored
-    // JVM may have had the same one, and a socket it left would take this `jcmd`.
-    let socket = PathBuf::from(format!(
-        "/proc/{jvm}/root/tmp/.java_pid{}",
-        namespace_pid(jvm)?
-    ));
+    let jvm = jvm_below(root).ok_or_else(|| format!("no JVM below process {root}"))?;
+    let pid = namespace_pid(jvm).ok_or_else(|| format!("no namespace pid for process {jvm}"))?;
+    // The JVMs run in PID namespaces of their own but share /tmp, where a JVM opens its attach
+    // socket under its namespace pid: restored from similar snapshots, two JVMs can have the
+    // same one. One `jcmd` per namespace pid at a time, across processes; before it, a socket
+    // another JVM left there is removed (it would take this `jcmd`), and after it, this one's.
+    let lock = std::env::temp_dir().join(format!(".playbook-attach-{pid}.lock"));
+    let lock = std::fs::File::create(&lock)
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| format!("cannot lock {}: {e}", lock.display()))?;
+    let socket = PathBuf::from(format!("/proc/{jvm}/root/tmp/.java_pid{pid}"));
     let _ = std::fs::remove_file(&socket);
+    // A path the JVM opens itself: the same file for it, which shares our mount namespace.
     let file = dir.join("compiler-directive.json");
-    if let Err(e) = std::fs::write(&file, DIRECTIVE) {
-        tracing::debug!(file = %file.display(), "cannot write the compiler directive: {e}");
-        return None;
-    }
-    let started = tokio::process::Command::new(&jcmd)
+    std::fs::write(&file, DIRECTIVE).map_err(|e| format!("{}: {e}", file.display()))?;
+    let answered = run(Command::new(&jcmd)
         .arg(jvm.to_string())
         .arg("Compiler.directives_add")
-        .arg(&file)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    match started {
-        Ok(jcmd) => Some(Pending { jcmd, socket }),
-        Err(e) => {
-            tracing::debug!(jcmd = %jcmd.display(), "cannot run jcmd: {e}");
-            None
-        }
-    }
+        .arg(&file));
+    let _ = std::fs::remove_file(&socket);
+    drop(lock);
+    answered.map(|()| tracing::debug!("the restored Keycloak compiles new code with C1 only"))
 }
 
-impl Pending {
-    /// Waits for `jcmd` (a failure is logged: the Keycloak works either way), then removes the
-    /// attach socket so that no later JVM with the same namespace pid is mistaken for this one.
-    pub(crate) async fn finish(self) {
-        let Pending { jcmd, socket } = self;
-        match tokio::time::timeout(JCMD_TIMEOUT, jcmd.wait_with_output()).await {
-            Ok(Ok(output)) if output.status.success() => {
-                tracing::debug!("the restored Keycloak compiles new code with C1 only")
+/// Runs `command` to its end, killed after [`JCMD_TIMEOUT`]; what it printed on failure.
+fn run(command: &mut Command) -> Result<(), String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run jcmd: {e}"))?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < JCMD_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(20))
             }
-            Ok(Ok(output)) => tracing::warn!(
-                "jcmd could not stop C2 in the restored Keycloak (it compiles as usual): {}",
-                String::from_utf8_lossy(&output.stdout).trim()
-            ),
-            Ok(Err(e)) => tracing::warn!("jcmd did not run: {e}"),
-            Err(_) => tracing::warn!(
-                "jcmd took over {JCMD_TIMEOUT:?}: the restored Keycloak compiles as usual"
-            ),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("jcmd did not answer within {JCMD_TIMEOUT:?}"));
+            }
         }
-        let _ = std::fs::remove_file(socket);
+    }
+    let output = child.wait_with_output().map_err(|e| format!("jcmd: {e}"))?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "jcmd: {} {}",
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }
 
@@ -127,10 +141,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_is_found_in_the_tree_below_its_parent_and_its_own_namespace_pid_read() {
-        // This test process is below its parent; a tree without `java` yields none.
+    fn no_jvm_is_found_in_a_tree_without_one_and_a_pid_is_its_own_namespaces() {
+        // Below this test process run no `java`; it runs in the namespace it sees itself in.
         let me = std::process::id() as i32;
-        assert_eq!(namespace_pid(me), Some(std::process::id()));
         assert_eq!(jvm_below(me), None);
+        assert_eq!(namespace_pid(me), Some(std::process::id()));
     }
 }

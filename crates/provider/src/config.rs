@@ -190,10 +190,11 @@ pub struct ProviderConfig {
     pub snapshot_extras: SnapshotExtras,
     /// Work run once against a Keycloak before its snapshot is taken (see [`Training`]).
     pub snapshot_training: Option<Training>,
-    /// Keycloak lives one test run (a minute or two) and serves a few hundred requests: a cluster's
-    /// nodes compile with C1 only (see [`crate::options::QUICK_COMPILER`]), and a restored
-    /// Keycloak compiles no new code with C2 (see `compiler.rs`). A Keycloak kept for a demo, a
-    /// room or a lab leaves this off.
+    /// Keycloak lives one test run (a minute or two; one kept between runs, a run or two, until
+    /// its spares run low) and serves a few hundred requests: a cluster's nodes compile with C1
+    /// only (see [`crate::options::QUICK_COMPILER`]), and a restored Keycloak compiles no new
+    /// code with C2 (see `compiler.rs`). A Keycloak kept for a demo, a room or a lab leaves this
+    /// off.
     pub short_lived: bool,
 }
 

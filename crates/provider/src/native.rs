@@ -742,10 +742,9 @@ impl Launcher<'_> {
                 return Err(reason);
             }
         };
-        let compiler = match (self.short_lived, database.file().parent()) {
-            (true, Some(dir)) => crate::compiler::stop_c2(&self.java.path, restored.pid, dir),
-            _ => None,
-        };
+        if let (true, Some(dir)) = (self.short_lived, database.file().parent()) {
+            crate::compiler::stop_c2(&self.java.path, restored.pid, dir);
+        }
         let keycloak = NativeKeycloak {
             child: Mutex::new(Process::Restored {
                 pid: restored.pid,
@@ -759,11 +758,7 @@ impl Launcher<'_> {
             management_port: meta.management_port,
             https_port: meta.https_port,
         };
-        let ready = self.ready(&keycloak).await;
-        if let Some(compiler) = compiler {
-            compiler.finish().await;
-        }
-        match ready {
+        match self.ready(&keycloak).await {
             Ok(_) => {
                 self.progress.finished(&format!(
                     "Keycloak ready at {url} in {:.1} s (restored from its snapshot)",

@@ -36,7 +36,7 @@ use playbook_certs::CertSet;
 use playbook_client::{TokenClient, TokenClientConfig};
 use playbook_keycloak::{Admin, Assignment, Provisioner, Revocation, Role, ServiceAccount};
 use playbook_keycloak::{CLIENT_ID, MASTER_REALM, READONLY_ROLE, RealmKey, RealmOrigin, RealmUrl};
-use playbook_keycloak::{SPARES_REALM, is_spare};
+use playbook_keycloak::{SPARES_REALM, is_bundled_spare, is_spare};
 use playbook_provider::{Keycloak, Progress, ProviderConfig};
 use playbook_resource_server::{RunningServer, ServerConfig};
 use url::Url;
@@ -254,8 +254,9 @@ async fn kept(args: &ProviderConfig) -> Result<Keycloak, String> {
         // fewer than a whole run claims, or with none counted (made by an older playbook),
         // would have this one import most of its realms (see docs/testing.md, "Keep Keycloak
         // between runs"), where a new one is restored in about a second, or started in a few.
-        let renew = match lease.native() && (!counted || spares.len() < RUN_REALMS) {
-            true => Some(format!("{} spare realms left", spares.len())),
+        let left = spares.iter().filter(|r| is_bundled_spare(r)).count();
+        let renew = match lease.native() && (!counted || left < RUN_REALMS) {
+            true => Some(format!("{left} spare realms left")),
             false => drop_realms(&admin, &stale).await.err(),
         };
         match renew {

@@ -53,7 +53,7 @@ fn the_runs_keycloak_holds_spare_realms_and_an_admin_narrowed_to_them() {
             .await
             .expect("the realms")
             .into_iter()
-            .filter(|realm| playbook_keycloak::is_spare(realm))
+            .filter(|realm| playbook_keycloak::is_bundled_spare(realm))
             .count();
         assert!(
             left > 0,
