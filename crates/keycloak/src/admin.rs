@@ -216,13 +216,10 @@ impl Admin {
 
     /// Creates a realm from its JSON representation (`POST /admin/realms`).
     pub async fn create_realm(&self, realm: &serde_json::Value) -> Result<(), KeycloakError> {
-        let answer = (self.send(
-            Some(REALM_IMPORT_TIMEOUT),
-            reqwest::Method::POST,
-            "",
-            Some(realm),
-        ))
-        .await?;
+        let post = reqwest::Method::POST;
+        let answer = self
+            .send(Some(REALM_IMPORT_TIMEOUT), post, "", Some(realm))
+            .await?;
         check("POST", "", answer).map(drop)
     }
 

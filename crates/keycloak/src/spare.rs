@@ -85,7 +85,10 @@ impl Pool {
 
     /// Where this pool sits in [`POOLS`].
     fn index(self) -> usize {
-        self as usize
+        match self {
+            Pool::Bundled => 0,
+            Pool::Platform => 1,
+        }
     }
 }
 
@@ -289,13 +292,19 @@ impl Admin {
         }
         match self.put(spare, &json!({ "realm": name })).await {
             Ok(()) => Ok(true),
-            // Renamed already, by a claimant that left no marker here: an older playbook's, on
-            // a Keycloak kept between runs (`PLAYBOOK_KEYCLOAK_REUSE`).
+            // Renamed already: by a claimant that left no marker here (an older playbook's, on a
+            // Keycloak kept between runs), or by an earlier rename of ours that Keycloak carried
+            // out after our side had given up on its answer.
             Err(KeycloakError::AdminApi { status: 404, .. }) => Ok(false),
             Err(error) => {
-                // The spare is still there: whoever tries it next may have it.
-                let _ = (self.remove(&format!("{SPARES_REALM}/roles/{CLAIM_MARKER}{spare}"))).await;
-                Err(error)
+                // The spare is still there: whoever tries it next may have it. A 5xx (a lock
+                // timeout between two claimants under load) moves on, as at the marker.
+                let marker = format!("{SPARES_REALM}/roles/{CLAIM_MARKER}{spare}");
+                let _ = self.remove(&marker).await;
+                match error {
+                    KeycloakError::AdminApi { status, .. } if status >= 500 => Ok(false),
+                    error => Err(error),
+                }
             }
         }
     }

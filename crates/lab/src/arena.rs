@@ -1,6 +1,7 @@
 //! Where a scenario runs: a realm of its own, the clients and resource servers it needs, all
-//! recording into the lab's trace, and the realm deleted afterwards whatever happened (but in a
-//! test run's Keycloak, which is thrown away with it).
+//! recording into the lab's trace, and the realm removed afterwards whatever happened: deleted,
+//! or renamed out of the way in a test run's Keycloak (`Admin::retire_realm`), which is thrown
+//! away with it and leaves a spare realm in place.
 
 use std::sync::{Arc, Mutex};
 
@@ -125,8 +126,8 @@ impl<'a> Lab<'a> {
         self
     }
 
-    /// Runs one scenario in a realm of its own, deleted afterwards (see [`RealmOrigin`]). Its
-    /// exchanges go to the trace (the realm's import and deletion do not); steps and lessons are
+    /// Runs one scenario in a realm of its own, removed afterwards (see [`RealmOrigin`]). Its
+    /// exchanges go to the trace (the realm's import and removal do not); steps and lessons are
     /// the caller's.
     pub async fn run(&self, scenario: &'static Scenario) -> Result<Verdict, LabError> {
         if !scenario.needs.met_by(self.topology()) {
@@ -216,7 +217,7 @@ impl<'a> Arena<'a> {
             return;
         }
         let _housekeeping = self.lab.trace.quiet();
-        // The federated scenarios' workload platform too (deleting a missing realm is fine).
+        // The federated scenarios' workload platform too (removing a missing realm is fine).
         let realms = [
             platform::realm(&self.realm),
             untrusted_platform(&self.realm),
@@ -412,7 +413,7 @@ impl<'a> Arena<'a> {
     }
 
     /// A second workload platform, its tokens made for this realm like the trusted one's, that
-    /// this realm has no trust relationship with; deleted with the arena.
+    /// this realm has no trust relationship with; removed with the arena.
     pub async fn untrusted_platform(&self) -> Result<String, LabError> {
         let _housekeeping = self.lab.trace.quiet();
         let name = untrusted_platform(&self.realm);

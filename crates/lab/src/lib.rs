@@ -1,7 +1,8 @@
 //! The attack lab: every classic mistake and attack on the flow, run for real against Keycloak
 //! and the resource server, each with what the defence answered and why.
 //!
-//! A scenario runs in a realm of its own (imported from the bundled one and deleted after), so
+//! A scenario runs in a realm of its own (imported from the bundled one, or a spare renamed, and
+//! removed after), so
 //! scenarios run in any order, alone or all together, without seeing each other's changes.
 //! Every exchange goes to the lab's [`Trace`], so the CLI draws the arrows and the instructor's
 //! stage shows them. A scenario's [`Verdict`] lists its attempts: what was tried, what was

@@ -12,8 +12,9 @@
 //! A JVM flag cannot say this: `-XX:TieredStopAtLevel=1` holds from the start, so the warm-up's
 //! code would be C1's too (tried: the run's Keycloak then used 153 s of CPU instead of 95 s). A
 //! compiler directive can be added to a running JVM, through the JDK's `jcmd`, once it is
-//! restored. Only a Keycloak that lives one test run gets it ([`crate::ProviderConfig::short_lived`]):
-//! one kept for a room or a lab keeps the JVM's defaults.
+//! restored. Only a test run's Keycloak gets it ([`crate::ProviderConfig::short_lived`]: one
+//! run, or a run or two when kept between runs); one kept for a room or a lab keeps the JVM's
+//! defaults.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,9 +45,8 @@ pub(crate) fn stop_c2(java: &Path, root: i32, dir: &Path) {
 }
 
 fn add_directive(java: &Path, root: i32, dir: &Path) -> Result<(), String> {
-    let java = java
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", java.display()))?;
+    // `jcmd` sits beside the real `java`, not beside a link to it (`/usr/bin/java`).
+    let java = java.canonicalize().unwrap_or_else(|_| java.to_owned());
     let jcmd = java.with_file_name("jcmd");
     if !jcmd.is_file() {
         // A JRE: nothing to add the directive with, and nothing to warn about.
@@ -59,11 +59,15 @@ fn add_directive(java: &Path, root: i32, dir: &Path) -> Result<(), String> {
     // socket under its namespace pid: restored from similar snapshots, two JVMs can have the
     // same one. One `jcmd` per namespace pid at a time, across processes; before it, a socket
     // another JVM left there is removed (it would take this `jcmd`), and after it, this one's.
-    let lock = std::env::temp_dir().join(format!(".playbook-attach-{pid}.lock"));
-    let lock = std::fs::File::create(&lock)
+    let tmp = PathBuf::from(format!("/proc/{jvm}/root/tmp"));
+    let lock = tmp.join(format!(".playbook-attach-{pid}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock)
         .and_then(|file| file.lock().map(|()| file))
         .map_err(|e| format!("cannot lock {}: {e}", lock.display()))?;
-    let socket = PathBuf::from(format!("/proc/{jvm}/root/tmp/.java_pid{pid}"));
+    let socket = tmp.join(format!(".java_pid{pid}"));
     let _ = std::fs::remove_file(&socket);
     // A path the JVM opens itself: the same file for it, which shares our mount namespace.
     let file = dir.join("compiler-directive.json");
@@ -92,7 +96,8 @@ fn run(command: &mut Command) -> Result<(), String> {
             Ok(None) if started.elapsed() < JCMD_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            _ => {
+            Err(e) => return Err(format!("jcmd: {e}")),
+            Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("jcmd did not answer within {JCMD_TIMEOUT:?}"));

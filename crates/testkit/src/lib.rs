@@ -115,15 +115,21 @@ pub async fn keycloak() -> &'static Keycloak {
             }
             snapshotted(&mut args, SPARE_REALMS);
             args.snapshot_training = Some(training::lab());
-            if reuse() {
-                return kept(&args).await;
-            }
-            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
-            let started = playbook_provider::start(&args, certs(), progress).await;
+            let started = match reuse() {
+                true => kept(&args).await,
+                false => {
+                    let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+                    let started = playbook_provider::start(&args, certs(), progress).await;
+                    if started.is_ok() {
+                        STOP_AT_EXIT.get_or_init(register_exit_hook);
+                    }
+                    started.map_err(|e| e.to_string())
+                }
+            };
             if started.is_ok() {
-                STOP_AT_EXIT.get_or_init(register_exit_hook);
+                start_cluster_early();
             }
-            started.map_err(|e| e.to_string())
+            started
         })
         .await;
     match started {
@@ -166,34 +172,40 @@ async fn started_once(
     topology: playbook_provider::Topology,
     test: &str,
 ) -> &'static Keycloak {
-    let started = cell
-        .get_or_init(|| async {
-            let mut args = ProviderConfig {
-                backend: playbook_provider::BackendChoice::Native,
-                url: None,
-                https_port: 0,
-                topology,
-                ..provider_config()
-            };
-            // The proxy's Keycloak is snapshotted with these; the cluster's nodes never are
-            // (their PostgreSQL connections would not survive a restore), but their kept
-            // database holds the same extras.
-            snapshotted(&mut args, PROXY_SPARE_REALMS);
-            let progress: Arc<dyn Progress> = Arc::new(TestProgress);
-            let started = playbook_provider::start(&args, certs(), progress).await;
-            if started.is_ok() {
-                STOP_AT_EXIT.get_or_init(register_exit_hook);
-            }
-            started.map_err(|e| e.to_string())
-        })
-        .await;
-    match started {
+    match start_once(cell, topology).await {
         Ok(keycloak) => keycloak,
         Err(reason) => panic!(
             "no Keycloak of the {} topology for {test}: {reason}",
             topology.name()
         ),
     }
+}
+
+/// What [`started_once`] waits for: the start, made by whichever caller comes first.
+async fn start_once(
+    cell: &'static tokio::sync::OnceCell<Result<Keycloak, String>>,
+    topology: playbook_provider::Topology,
+) -> &'static Result<Keycloak, String> {
+    cell.get_or_init(|| async {
+        let mut args = ProviderConfig {
+            backend: playbook_provider::BackendChoice::Native,
+            url: None,
+            https_port: 0,
+            topology,
+            ..provider_config()
+        };
+        // The proxy's Keycloak is snapshotted with these; the cluster's nodes never are
+        // (their PostgreSQL connections would not survive a restore), but their kept
+        // database holds the same extras.
+        snapshotted(&mut args, PROXY_SPARE_REALMS);
+        let progress: Arc<dyn Progress> = Arc::new(TestProgress);
+        let started = playbook_provider::start(&args, certs(), progress).await;
+        if started.is_ok() {
+            STOP_AT_EXIT.get_or_init(register_exit_hook);
+        }
+        started.map_err(|e| e.to_string())
+    })
+    .await
 }
 
 static KEYCLOAK_IN_CLUSTER: tokio::sync::OnceCell<Result<Keycloak, String>> =
@@ -229,6 +241,47 @@ pub async fn keycloak_in_cluster(test: &str) -> Option<&'static Keycloak> {
         )
         .await,
     )
+}
+
+/// Starts the run's cluster now, in the background, when this run has every cluster test to run
+/// and HAProxy and PostgreSQL are installed. The cluster is the run's longest chain (two nodes
+/// started one after the other, ~18 s each beside the other tests, then its tests one after the
+/// other): started by its first test, which the harness runs ~13 s in (it runs tests in name
+/// order), it ended the e2e binary. A failure is its tests' to report.
+fn start_cluster_early() {
+    let installed = [&extras::PROXY, &extras::POSTGRES]
+        .iter()
+        .all(|extra| extra.paths().is_some());
+    if installed && runs_tests_named("cluster", std::env::args().skip(1)) {
+        RUNTIME.spawn(start_once(
+            &KEYCLOAK_IN_CLUSTER,
+            playbook_provider::Topology::Cluster,
+        ));
+    }
+}
+
+/// Whether a test binary given `args` runs every test whose name holds `name`: no test name to
+/// filter by, no `--skip` that matches `name`, and not merely listing the tests. The harness does
+/// not tell a test which others will run, so its arguments are read here; the options of
+/// libtest that take a value are skipped with their value.
+fn runs_tests_named(name: &str, mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(arg) = args.next() {
+        let skipped = match arg.as_str() {
+            "--list" => return false,
+            "--skip" => args.next(),
+            "--test-threads" | "--format" | "--logfile" | "--color" | "--shuffle-seed" | "-Z" => {
+                args.next();
+                None
+            }
+            other if other.starts_with("--skip=") => Some(other["--skip=".len()..].to_owned()),
+            flag if flag.starts_with('-') => None,
+            _filter => return false,
+        };
+        if skipped.is_some_and(|skipped| name.contains(skipped.as_str())) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The Keycloak an earlier run kept, or a new one kept for the next run. A file lock keeps two
@@ -483,5 +536,27 @@ impl TestRealm {
             .account_and_role(CLIENT_ID, READONLY_ROLE)
             .await
             .expect("the realm's client and role")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_tests_named;
+
+    #[test]
+    fn the_cluster_starts_early_only_when_every_cluster_test_runs() {
+        let runs =
+            |args: &[&str]| runs_tests_named("cluster", args.iter().map(|arg| arg.to_string()));
+        assert!(runs(&[]));
+        assert!(runs(&["-q", "--test-threads", "2", "--skip", "proxy"]));
+        assert!(
+            runs(&["--skip", "cluster::the_demo"]),
+            "the others still run"
+        );
+        assert!(!runs(&["token::"]), "a name filter");
+        assert!(!runs(&["--skip", "cluster"]));
+        assert!(!runs(&["--skip=clus"]));
+        assert!(!runs(&["--list"]));
+        assert!(!runs(&["--format", "json", "lab::"]));
     }
 }
