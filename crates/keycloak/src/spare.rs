@@ -297,13 +297,20 @@ impl Admin {
             // out after our side had given up on its answer.
             Err(KeycloakError::AdminApi { status: 404, .. }) => Ok(false),
             Err(error) => {
-                // The spare is still there: whoever tries it next may have it. A 5xx (a lock
-                // timeout between two claimants under load) moves on, as at the marker.
+                let server_side =
+                    matches!(error, KeycloakError::AdminApi { status, .. } if status >= 500);
+                // A 5xx (a lock timeout between two claimants under load) may come after the
+                // rename was made: then the realm is there, and claimed.
+                if server_side && self.realm_exists(name).await? {
+                    return Ok(true);
+                }
+                // The spare is still there: whoever tries it next may have it. After a 5xx the
+                // claim moves on, as at the marker.
                 let marker = format!("{SPARES_REALM}/roles/{CLAIM_MARKER}{spare}");
                 let _ = self.remove(&marker).await;
-                match error {
-                    KeycloakError::AdminApi { status, .. } if status >= 500 => Ok(false),
-                    error => Err(error),
+                match server_side {
+                    true => Ok(false),
+                    false => Err(error),
                 }
             }
         }

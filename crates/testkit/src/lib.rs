@@ -226,7 +226,7 @@ pub fn cluster_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
 }
 
 /// The run's cluster topology (PostgreSQL, two Keycloak nodes, HAProxy balancing them), started
-/// on first use for the cluster's tests; `None`, after one `skipped:` line, when HAProxy or
+/// on first use for the cluster's tests, or early (see [`start_cluster_early`]); `None`, after one `skipped:` line, when HAProxy or
 /// PostgreSQL is missing and not required. Its nodes are built for PostgreSQL, so they cannot be
 /// the run's other Keycloaks; never kept across runs, stopped at exit with them.
 pub async fn keycloak_in_cluster(test: &str) -> Option<&'static Keycloak> {
@@ -252,7 +252,7 @@ fn start_cluster_early() {
     let installed = [&extras::PROXY, &extras::POSTGRES]
         .iter()
         .all(|extra| extra.paths().is_some());
-    if installed && runs_tests_named("cluster", std::env::args().skip(1)) {
+    if installed && is_e2e_binary() && runs_tests_named("cluster", std::env::args().skip(1)) {
         RUNTIME.spawn(start_once(
             &KEYCLOAK_IN_CLUSTER,
             playbook_provider::Topology::Cluster,
@@ -260,14 +260,24 @@ fn start_cluster_early() {
     }
 }
 
+/// Whether this process is the end-to-end test binary (`crates/cli/tests/e2e`, which Cargo
+/// builds as `e2e-<hash>`), the only one with cluster tests: the examples that time the flow
+/// (`auth_cost`, `token_load`) use the test kit too, and must not have a cluster start beside them.
+fn is_e2e_binary() -> bool {
+    std::env::current_exe().is_ok_and(|exe| {
+        exe.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("e2e-"))
+    })
+}
+
 /// Whether a test binary given `args` runs every test whose name holds `name`: no test name to
-/// filter by, no `--skip` that matches `name`, and not merely listing the tests. The harness does
+/// filter by, no `--skip` that could match such a test, and not merely listing the tests. The harness does
 /// not tell a test which others will run, so its arguments are read here; the options of
 /// libtest that take a value are skipped with their value.
 fn runs_tests_named(name: &str, mut args: impl Iterator<Item = String>) -> bool {
     while let Some(arg) = args.next() {
         let skipped = match arg.as_str() {
-            "--list" => return false,
+            "--list" | "--ignored" => return false,
             "--skip" => args.next(),
             "--test-threads" | "--format" | "--logfile" | "--color" | "--shuffle-seed" | "-Z" => {
                 args.next();
@@ -277,7 +287,8 @@ fn runs_tests_named(name: &str, mut args: impl Iterator<Item = String>) -> bool 
             flag if flag.starts_with('-') => None,
             _filter => return false,
         };
-        if skipped.is_some_and(|skipped| name.contains(skipped.as_str())) {
+        // `--skip X` skips every test whose name holds X: `cluster`, `clus` or `cluster::`.
+        if skipped.is_some_and(|skipped| name.contains(&skipped) || skipped.contains(name)) {
             return false;
         }
     }
@@ -549,10 +560,7 @@ mod tests {
             |args: &[&str]| runs_tests_named("cluster", args.iter().map(|arg| arg.to_string()));
         assert!(runs(&[]));
         assert!(runs(&["-q", "--test-threads", "2", "--skip", "proxy"]));
-        assert!(
-            runs(&["--skip", "cluster::the_demo"]),
-            "the others still run"
-        );
+        assert!(!runs(&["--skip", "cluster::"]));
         assert!(!runs(&["token::"]), "a name filter");
         assert!(!runs(&["--skip", "cluster"]));
         assert!(!runs(&["--skip=clus"]));
