@@ -9,6 +9,7 @@
 //! through [`start`] and [`ProviderConfig`].
 
 mod class_archive;
+mod cluster_snapshot;
 mod compiler;
 mod config;
 mod container;
@@ -85,8 +86,10 @@ enum Running {
 /// The cluster's parts besides its load balancer, stopped nodes first, the database last.
 struct Cluster {
     nodes: Vec<(native::NativeKeycloak, Url)>,
-    /// The playbook's own PostgreSQL; `None` with an external one (`--db-url`).
+    /// The playbook's own PostgreSQL; `None` with an external one (`--db-url`), or in the tree.
     postgres: Option<postgres::Postgres>,
+    /// Restored as one tree, PostgreSQL and the nodes (see `cluster_snapshot.rs`): ended last.
+    tree: Option<cluster_snapshot::Tree>,
 }
 
 impl Cluster {
@@ -96,6 +99,9 @@ impl Cluster {
         }
         if let Some(postgres) = &self.postgres {
             postgres.terminate();
+        }
+        if let Some(tree) = &self.tree {
+            tree.terminate();
         }
     }
 }
@@ -399,11 +405,16 @@ async fn start_cluster(
     let public = config::port_or_free(args.https_port)
         .map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
     config::ensure_free(public)?;
-    let (nodes, admin, postgres) =
-        native::start_cluster(args, certs, progress, public, NODES).await?;
+    let native::StartedCluster {
+        nodes,
+        admin,
+        postgres,
+        tree,
+        public_port,
+    } = native::start_cluster(args, certs, progress, public, NODES).await?;
     let upstream = proxy::Upstream {
         name: "keycloak",
-        listen: public,
+        listen: public_port,
         ports: nodes
             .iter()
             .map(|(_, url)| url.port().expect("a local URL has a port"))
@@ -428,6 +439,10 @@ async fn start_cluster(
         ca_pem: certs.ca_pem.clone(),
         proxy: Some(balancer),
         behind_proxy: Some(first),
-        backend: Running::Cluster(Box::new(Cluster { nodes, postgres })),
+        backend: Running::Cluster(Box::new(Cluster {
+            nodes,
+            postgres,
+            tree,
+        })),
     })
 }

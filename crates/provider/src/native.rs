@@ -18,7 +18,7 @@ use crate::error::tail;
 use crate::health::{NotReady, wait_ready};
 use crate::options::{KcOption, TlsFiles, bootstrap_admin, server_options};
 use crate::postgres::{ClusterTemplate, DatabaseAccess, Postgres};
-use crate::snapshot::{Plan, Snapshot, Snapshots};
+use crate::snapshot::{Connections, Plan, Snapshot, Snapshots};
 use crate::{KEYCLOAK_VERSION, Progress, ProviderConfig, ProviderError};
 use playbook_keycloak::AdminCredentials;
 use playbook_process::free_port;
@@ -56,6 +56,10 @@ enum Process {
     /// Restored from a snapshot: the init of its PID namespace, our child. Its death ends every
     /// process in the namespace, so it is the one signalled.
     Restored { pid: i32, status: Option<i32> },
+    /// One node of a cluster restored as one tree (see `cluster_snapshot.rs`): `kc.sh`, leader
+    /// of the process group it shares with its JVM, not our child. `pidfd` says when the leader
+    /// is gone, so that a group id reused since is never signalled.
+    Member { leader: i32, pidfd: OwnedFd },
 }
 
 impl Process {
@@ -81,6 +85,18 @@ impl Process {
                 use std::os::unix::process::ExitStatusExt;
                 status.map(|raw| std::process::ExitStatus::from_raw(raw).to_string())
             }
+            Self::Member { pidfd, .. } => {
+                use std::os::fd::AsRawFd;
+                let mut poll = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one descriptor we own, without waiting; a pidfd is readable
+                // once its process has ended.
+                let ended = unsafe { libc::poll(&mut poll, 1, 0) } != 0;
+                ended.then(|| "ended".to_owned())
+            }
         }
     }
 
@@ -96,6 +112,7 @@ impl Process {
                 playbook_process::signal(-(child.id() as i32), signal);
             }
             Self::Restored { pid, .. } => playbook_process::signal(*pid, libc::SIGKILL),
+            Self::Member { leader, .. } => playbook_process::signal(-*leader, signal),
         }
     }
 
@@ -108,6 +125,7 @@ impl Process {
                 playbook_process::group_alive(-(child.id() as i32))
             }
             Self::Restored { .. } => self.exited().is_none(),
+            Self::Member { leader, .. } => playbook_process::group_alive(-*leader),
         }
     }
 
@@ -115,6 +133,12 @@ impl Process {
         match self {
             Self::Spawned { child, .. } => {
                 let _ = child.wait();
+            }
+            // Reaped by its parent in the tree.
+            Self::Member { .. } => {
+                while self.alive() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             Self::Restored { pid, status } => {
                 while status.is_none() {
@@ -230,7 +254,7 @@ pub(crate) async fn start(
         let identity = launcher.identity(snapshots, &admin, &archive());
         // Held until the restore or the snapshot is done: another start of the same
         // configuration meanwhile starts plainly instead of racing this one.
-        let started = match snapshots.plan(&identity, args.snapshots) {
+        let started = match snapshots.plan::<crate::snapshot::Meta>(&identity, args.snapshots) {
             Plan::Restore(snapshot, _lock) => {
                 // Behind the proxy, the snapshot's public port too (its hostname names it).
                 let public_port = snapshot.meta.public_port;
@@ -280,13 +304,18 @@ pub(crate) async fn start(
     })
 }
 
-/// What [`start_cluster`] started: each node and its address, their admin, and the playbook's
-/// own PostgreSQL (`None` with `--db-url`).
-pub(crate) type StartedCluster = (
-    Vec<(NativeKeycloak, Url)>,
-    AdminCredentials,
-    Option<Postgres>,
-);
+/// What [`start_cluster`] started.
+pub(crate) struct StartedCluster {
+    /// Each node and its address.
+    pub(crate) nodes: Vec<(NativeKeycloak, Url)>,
+    pub(crate) admin: AdminCredentials,
+    /// The playbook's own PostgreSQL, started here (`None` with `--db-url`, or in the tree).
+    pub(crate) postgres: Option<Postgres>,
+    /// PostgreSQL and the nodes restored as one tree (see `cluster_snapshot.rs`).
+    pub(crate) tree: Option<crate::cluster_snapshot::Tree>,
+    /// Where the load balancer must listen: the nodes name it as their hostname.
+    pub(crate) public_port: u16,
+}
 
 /// The cluster topology's Keycloak nodes: `nodes` of them on one database, one after the other
 /// (the first one up is the cluster's coordinator), each on free ports, all naming the load
@@ -339,6 +368,16 @@ pub(crate) async fn start_cluster(
                     .prime_cluster(&template, &args.snapshot_extras, archive(1))
                     .await?;
             }
+            let request = crate::cluster_snapshot::Request {
+                launcher: &launcher,
+                args,
+                template: &template,
+                public_port,
+                nodes,
+            };
+            if let Some(restored) = crate::cluster_snapshot::start(request).await {
+                return Ok(restored);
+            }
             progress.stage("starting PostgreSQL (the cluster's database)");
             let kept = match !args.has_custom_admin() && template.exists() {
                 true => {
@@ -380,7 +419,13 @@ pub(crate) async fn start_cluster(
             .await?;
         started.push((keycloak, base_url(https_port)));
     }
-    Ok((started, admin, postgres))
+    Ok(StartedCluster {
+        nodes: started,
+        admin,
+        postgres,
+        tree: None,
+        public_port,
+    })
 }
 
 /// A free loopback port other than `taken` (the load balancer's, which is not listening yet).
@@ -418,19 +463,28 @@ async fn built(
     Ok((java, install))
 }
 
-fn base_url(https_port: u16) -> Url {
+pub(crate) fn base_url(https_port: u16) -> Url {
     playbook_keycloak::KeycloakUrl::local(https_port)
         .as_url()
         .clone()
 }
 
+/// What `kc.sh start --optimized` runs with: its flags, `JAVA_OPTS_APPEND`, the database it owns
+/// (H2) and the secrets it reads from its environment.
+pub(crate) struct NodeCommand {
+    pub(crate) options: Vec<String>,
+    pub(crate) java_options: String,
+    pub(crate) database: Option<InstanceDatabase>,
+    pub(crate) secret_env: Vec<(String, String)>,
+}
+
 /// What every start of one built install shares.
-struct Launcher<'a> {
-    install: &'a Path,
-    java: &'a crate::java::Java,
-    certs: &'a CertSet,
-    timeout: Duration,
-    progress: &'a dyn Progress,
+pub(crate) struct Launcher<'a> {
+    pub(crate) install: &'a Path,
+    pub(crate) java: &'a crate::java::Java,
+    pub(crate) certs: &'a CertSet,
+    pub(crate) timeout: Duration,
+    pub(crate) progress: &'a dyn Progress,
     topology: crate::Topology,
     /// The proxy's port, which Keycloak names as its hostname (None: direct).
     public_port: Option<u16>,
@@ -456,39 +510,17 @@ impl Launcher<'_> {
     ) -> Result<NativeKeycloak, ProviderError> {
         let management_port =
             free_port().map_err(ProviderError::io("find a free port", "127.0.0.1"))?;
-        let mut options = self.options(https_port, management_port, self.public_port);
-        let mut java_options = java_opts_append(&archive, namespaced);
-        // Not while writing the class cache, whose method profiles C1 alone would not gather.
-        let cluster_node = matches!(store, Store::Cluster { .. });
-        if self.short_lived && cluster_node && !matches!(archive, ClassArchive::Write { .. }) {
-            java_options = format!("{java_options} {}", crate::options::QUICK_COMPILER);
-        }
-        let (database, secret_env) = match store {
-            Store::File(database) => {
-                options.push(format!("--db-url={}", database.jdbc_url()));
-                (Some(database), Vec::new())
-            }
-            Store::Kept(database) => {
-                options.push(format!("--db-url={}", database.jdbc_url()));
-                java_options = format!("{java_options} {PREPARING_MARK}");
-                (Some(database), Vec::new())
-            }
-            Store::Cluster {
-                database,
-                cluster_port,
-            } => {
-                options.retain(|option| !option.starts_with("--cache="));
-                let password = database.password.clone();
-                options.extend(
-                    crate::options::cluster_options(&database, cluster_port)
-                        .iter()
-                        .map(KcOption::flag),
-                );
-                // The password as an environment variable: a flag would show it in `ps`.
-                let password = KcOption::new("db-password", password.expose());
-                (None, vec![password.env()])
-            }
-        };
+        let NodeCommand {
+            options,
+            java_options,
+            database,
+            secret_env,
+        } = self.command(
+            (https_port, management_port, self.public_port),
+            store,
+            &archive,
+            namespaced,
+        );
         let log = log_path(https_port);
         let shown = format!(
             "{} start --optimized {}",
@@ -532,6 +564,56 @@ impl Launcher<'_> {
                     log,
                 })
             }
+        }
+    }
+
+    /// What `kc.sh start` is given to run on these ports (HTTPS, management, and the public one
+    /// it names as its hostname behind a proxy) with `store`.
+    pub(crate) fn command(
+        &self,
+        (https_port, management_port, public_port): (u16, u16, Option<u16>),
+        store: Store,
+        archive: &ClassArchive,
+        namespaced: bool,
+    ) -> NodeCommand {
+        let mut options = self.options(https_port, management_port, public_port);
+        let mut java_options = java_opts_append(archive, namespaced);
+        // Not while writing the class cache, whose method profiles C1 alone would not gather.
+        let cluster_node = matches!(store, Store::Cluster { .. });
+        if self.short_lived && cluster_node && !matches!(archive, ClassArchive::Write { .. }) {
+            java_options = format!("{java_options} {}", crate::options::QUICK_COMPILER);
+        }
+        let (database, secret_env) = match store {
+            Store::File(database) => {
+                options.push(format!("--db-url={}", database.jdbc_url()));
+                (Some(database), Vec::new())
+            }
+            Store::Kept(database) => {
+                options.push(format!("--db-url={}", database.jdbc_url()));
+                java_options = format!("{java_options} {PREPARING_MARK}");
+                (Some(database), Vec::new())
+            }
+            Store::Cluster {
+                database,
+                cluster_port,
+            } => {
+                options.retain(|option| !option.starts_with("--cache="));
+                let password = database.password.clone();
+                options.extend(
+                    crate::options::cluster_options(&database, cluster_port)
+                        .iter()
+                        .map(KcOption::flag),
+                );
+                // The password as an environment variable: a flag would show it in `ps`.
+                let password = KcOption::new("db-password", password.expose());
+                (None, vec![password.env()])
+            }
+        };
+        NodeCommand {
+            options,
+            java_options,
+            database,
+            secret_env,
         }
     }
 
@@ -693,7 +775,13 @@ impl Launcher<'_> {
             snapshots.failed(identity, "its processes were not found in /proc");
             return Ok(Some(keycloak));
         };
-        let snapshot = match snapshots.make(identity, init, meta) {
+        let saved = meta.database.clone();
+        let keep = |staging: &Path| {
+            fs::copy(&saved, staging.join(crate::database::DATABASE_FILE))
+                .map(drop)
+                .map_err(|e| format!("cannot keep the database: {e}"))
+        };
+        let snapshot = match snapshots.make(identity, init, meta, Connections::Close, keep) {
             Ok(snapshot) => snapshot,
             Err(failure) => {
                 snapshots.failed(identity, &failure.reason);
@@ -954,7 +1042,7 @@ fn start_options(
 }
 
 /// Where a Keycloak on `https_port` writes its output.
-fn log_path(https_port: u16) -> PathBuf {
+pub(crate) fn log_path(https_port: u16) -> PathBuf {
     std::env::temp_dir().join(format!("oauth2-playbook-keycloak-{https_port}.log"))
 }
 
@@ -1019,7 +1107,7 @@ fn spawn(
 
 /// A new, empty log: its path in the shared temporary directory is predictable (it names the
 /// port), so a symbolic link planted there is refused rather than followed.
-fn create_log(path: &Path) -> std::io::Result<fs::File> {
+pub(crate) fn create_log(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .write(true)
@@ -1044,6 +1132,34 @@ fn java_opts_append(archive: &ClassArchive, namespaced: bool) -> String {
 }
 
 impl NativeKeycloak {
+    /// A node of a restored cluster tree (see `cluster_snapshot.rs`): `leader` leads its process
+    /// group; `None` when it is gone already.
+    pub(crate) fn member(
+        leader: i32,
+        log: PathBuf,
+        archive: ClassArchive,
+        (https_port, management_port): (u16, u16),
+    ) -> Option<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, leader, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the descriptor was just made and is owned by nothing else.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        Some(Self {
+            child: Mutex::new(Process::Member { leader, pidfd }),
+            lifeline: Mutex::new(None),
+            database: Mutex::new(None),
+            log: Mutex::new(Some(log)),
+            archive,
+            detached: false.into(),
+            management_port,
+            https_port,
+        })
+    }
+
     pub(crate) fn restored(&self) -> bool {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         matches!(*child, Process::Restored { .. })

@@ -32,6 +32,17 @@ pub struct DatabaseAccess {
     pub password: Secret,
 }
 
+impl DatabaseAccess {
+    /// Keycloak's database on a PostgreSQL of the playbook's, on loopback at `port`.
+    pub(crate) fn local(port: u16, password: Secret) -> Self {
+        Self {
+            jdbc_url: format!("jdbc:postgresql://127.0.0.1:{port}/{DATABASE}"),
+            user: USER.to_owned(),
+            password,
+        }
+    }
+}
+
 /// A running PostgreSQL; dropping it stops it and removes its data.
 pub struct Postgres {
     /// PostgreSQL and the data directory's parent, removed with it.
@@ -117,11 +128,7 @@ impl Postgres {
 
     /// How Keycloak connects to it.
     pub fn access(&self) -> DatabaseAccess {
-        DatabaseAccess {
-            jdbc_url: format!("jdbc:postgresql://127.0.0.1:{}/{DATABASE}", self.port),
-            user: USER.to_owned(),
-            password: self.password.clone(),
-        }
+        DatabaseAccess::local(self.port, self.password.clone())
     }
 
     /// `createdb` until PostgreSQL accepts connections: it both waits and makes the database.
@@ -232,6 +239,23 @@ impl Postgres {
     }
 }
 
+/// What `postgres` runs with: `data`, loopback on `port`, its Unix socket in `socket_dir` (an
+/// empty path: none).
+pub(crate) fn server_args(data: &Path, port: u16, socket_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.into()];
+    args.extend(
+        ["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]
+            .iter()
+            .map(Into::into),
+    );
+    // Every instance runs on a data directory thrown away with it (the kept one is a copy made
+    // after a clean stop), so nothing here needs to survive a machine crash: without fsync a
+    // stop took ~2 s instead of ~0.1 s, its shutdown checkpoint syncing every file.
+    args.extend(["-c", "fsync=off", "-k"].iter().map(Into::into));
+    args.push(socket_dir.into());
+    args
+}
+
 /// PostgreSQL's log, in its directory.
 const LOG: &str = "postgres.log";
 
@@ -252,7 +276,7 @@ fn own_dir(runner: &Runner) -> Result<tempfile::TempDir, ProviderError> {
 
 /// `cp -a`: a data directory's files keep their owner (PostgreSQL's user) and modes (0700: it
 /// refuses anything laxer), which the standard library's copy would not.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), ProviderError> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<(), ProviderError> {
     let copied = Command::new("cp")
         .arg("-a")
         .arg(from)
@@ -337,8 +361,21 @@ impl ClusterTemplate {
         }
     }
 
+    /// Its data directory, to be copied (with [`copy_tree`]) before PostgreSQL runs on it.
+    pub(crate) fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// What it holds, for the identity of what is made from it.
+    pub(crate) fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The database user's password and the Keycloak admin the template was made with.
-    fn secrets(&self) -> Result<(Secret, AdminCredentials), ProviderError> {
+    pub(crate) fn secrets(&self) -> Result<(Secret, AdminCredentials), ProviderError> {
         let read = |name: &str| {
             let file = self.dir.join(name);
             std::fs::read_to_string(&file)
@@ -351,7 +388,7 @@ impl ClusterTemplate {
 }
 
 /// The newest PostgreSQL server Debian installed (`/usr/lib/postgresql/<major>/bin`).
-fn binaries() -> Option<PathBuf> {
+pub(crate) fn binaries() -> Option<PathBuf> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .flatten()
@@ -436,15 +473,7 @@ fn spawn(
     let mut command = playbook_process::watched("postgres-watchdog", bin.join("postgres"));
     runner.apply(&mut command);
     command
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-        // Every instance runs on a data directory thrown away with it (the kept one is a copy
-        // made after a clean stop), so nothing here needs to survive a machine crash: without
-        // fsync a stop took ~2 s instead of ~0.1 s, its shutdown checkpoint syncing every file.
-        .args(["-c", "fsync=off"])
-        .arg("-k")
-        .arg(dir)
+        .args(server_args(&dir.join("data"), port, dir))
         .stdout(
             log_file
                 .try_clone()

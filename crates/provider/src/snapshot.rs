@@ -20,10 +20,11 @@
 //! kernels here (`scripts/install-criu.sh`); without either, every start is a plain start.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ProviderConfig;
@@ -119,7 +120,7 @@ pub(crate) struct Meta {
     pub(crate) public_port: Option<u16>,
     /// The paths and the pipe the dumped process had open, which a restore hands new files for.
     log: PathBuf,
-    database: PathBuf,
+    pub(crate) database: PathBuf,
     lifeline_pipe: String,
 }
 
@@ -130,9 +131,9 @@ pub(crate) struct Snapshots {
 }
 
 /// What a start of a configuration does about its snapshot.
-pub(crate) enum Plan {
+pub(crate) enum Plan<M = Meta> {
     /// Restore it (the lock held until then).
-    Restore(Snapshot, fs::File),
+    Restore(Snapshot<M>, fs::File),
     /// Start Keycloak to snapshot it (the lock held until then).
     Make(fs::File),
     /// Start Keycloak as before.
@@ -145,10 +146,29 @@ pub(crate) struct MakeFailure {
     pub(crate) reason: String,
 }
 
-/// One snapshot: CRIU's images, the database as it was, and [`Meta`].
-pub(crate) struct Snapshot {
-    dir: PathBuf,
-    pub(crate) meta: Meta,
+/// One snapshot: CRIU's images, the database as it was, and what a restore must know (`M`:
+/// [`Meta`] for one Keycloak, another for a cluster).
+pub(crate) struct Snapshot<M = Meta> {
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: M,
+}
+
+/// What CRIU does with the TCP connections of the tree it dumps. One Keycloak's are its
+/// clients', outside the tree: closed. A cluster's run between its own processes (nodes and
+/// their database), all in the tree: kept, and restored established.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connections {
+    Close,
+    Keep,
+}
+
+impl Connections {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Close => "--tcp-close",
+            Self::Keep => "--tcp-established",
+        }
+    }
 }
 
 /// A Keycloak restored from a snapshot: the init of its PID namespace (our child, so that its
@@ -163,6 +183,17 @@ impl Snapshots {
         let dir = install.join(".playbook-snapshots");
         remove_partial(&dir);
         Self { dir, criu }
+    }
+
+    /// Where a snapshot whose processes must find their files at fixed paths keeps them while
+    /// it runs (see `cluster_snapshot.rs`); used under the identity's lock only.
+    pub(crate) fn live_dir(&self, identity: &str) -> PathBuf {
+        self.dir.join(format!("{identity}.live"))
+    }
+
+    /// Where the snapshots are: private to root.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The identity of a configuration: `parts` (options, Java options, admin), the certificate
@@ -205,7 +236,11 @@ impl Snapshots {
     /// under `Repeated` when the configuration was started before: one used once, like a
     /// throwaway certificates directory, is not worth ~10 s and ~430 MB); or start plainly when
     /// an earlier attempt failed or another start of it holds its lock.
-    pub(crate) fn plan(&self, identity: &str, policy: SnapshotPolicy) -> Plan {
+    pub(crate) fn plan<M: DeserializeOwned>(
+        &self,
+        identity: &str,
+        policy: SnapshotPolicy,
+    ) -> Plan<M> {
         let _ = fs::create_dir_all(&self.dir);
         private(&self.dir);
         let failed = self.dir.join(format!("{identity}.failed"));
@@ -240,7 +275,7 @@ impl Snapshots {
     }
 
     /// The snapshot of `identity`, if one was made.
-    fn find(&self, identity: &str) -> Option<Snapshot> {
+    fn find<M: DeserializeOwned>(&self, identity: &str) -> Option<Snapshot<M>> {
         let dir = self.dir.join(identity);
         let text = fs::read_to_string(dir.join("meta.json")).ok()?;
         let meta = serde_json::from_str(&text).ok()?;
@@ -248,14 +283,16 @@ impl Snapshots {
     }
 
     /// Dumps the Keycloak whose PID namespace init is `init` (which stops it), with `meta`, as
-    /// the snapshot of `identity`. A failed dump leaves Keycloak running; a failure after it
-    /// does not.
-    pub(crate) fn make(
+    /// the snapshot of `identity`; `keep` then copies its data into the snapshot's directory
+    /// (given the directory). A failed dump leaves Keycloak running; a failure after it does not.
+    pub(crate) fn make<M: Serialize>(
         &self,
         identity: &str,
         init: i32,
-        meta: Meta,
-    ) -> Result<Snapshot, MakeFailure> {
+        meta: M,
+        connections: Connections,
+        keep: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<Snapshot<M>, MakeFailure> {
         let staging = self
             .dir
             .join(format!("{identity}.partial-{}", std::process::id()));
@@ -270,7 +307,7 @@ impl Snapshots {
             .criu
             .run(&[
                 "dump",
-                "--tcp-close",
+                connections.flag(),
                 "--file-locks",
                 "-v2",
                 "-o",
@@ -297,8 +334,7 @@ impl Snapshots {
                 reason,
             }
         };
-        fs::copy(&meta.database, staging.join(DATABASE_FILE))
-            .map_err(|e| stopped(format!("cannot keep the database: {e}")))?;
+        keep(&staging).map_err(stopped)?;
         let text = serde_json::to_vec_pretty(&meta).expect("meta serializes");
         fs::write(staging.join("meta.json"), text)
             .map_err(|e| stopped(format!("cannot write the snapshot: {e}")))?;
@@ -321,21 +357,40 @@ impl Snapshots {
     ) -> Result<Restored, String> {
         let saved = snapshot.dir.join(DATABASE_FILE);
         fs::copy(&saved, database.file()).map_err(|e| format!("cannot copy {saved:?}: {e}"))?;
+        let log_file = open_for_restore(log, true)?;
+        let database_file = open_for_restore(&database.file(), false)?;
+        let handed = [
+            (log_file.as_raw_fd(), snapshot.meta.log.as_path()),
+            (database_file.as_raw_fd(), snapshot.meta.database.as_path()),
+        ];
+        let work = database.file().parent().map(Path::to_owned);
+        let work = work.ok_or("the database file has no directory")?;
+        self.restore_tree(
+            snapshot,
+            &handed,
+            &snapshot.meta.lifeline_pipe,
+            &work,
+            Connections::Close,
+        )
+    }
+
+    /// Restores the tree of `snapshot`, handing it `files` in place of the ones it had open at
+    /// those paths (CRIU checks that a file is as it was; a log has grown since) and a new
+    /// lifeline in place of `lifeline_pipe`. CRIU's pid file and log go in `work`.
+    pub(crate) fn restore_tree<M>(
+        &self,
+        snapshot: &Snapshot<M>,
+        files: &[(RawFd, &Path)],
+        lifeline_pipe: &str,
+        work: &Path,
+        connections: Connections,
+    ) -> Result<Restored, String> {
         let _ = touch(&snapshot.dir);
-        let open = |path: &Path, append: bool| {
-            fs::OpenOptions::new()
-                .read(!append)
-                .write(true)
-                .append(append)
-                .create(true)
-                .open(path)
-                .map_err(|e| format!("cannot open {path:?}: {e}"))
-        };
-        let log_file = open(log, true)?;
-        let database_file = open(&database.file(), false)?;
         let (reader, writer) = pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
-        let pidfile = database.file().with_file_name("keycloak.pid");
-        let restore_log = database.file().with_file_name("restore.log");
+        let pidfile = work.join("keycloak.pid");
+        let restore_log = work.join("restore.log");
+        // CRIU refuses to write over a pid file (one an earlier restore in `work` left).
+        let _ = fs::remove_file(&pidfile);
         // CRIU names a regular file by its path without the leading slash.
         let key = |path: &Path| {
             path.display()
@@ -343,15 +398,18 @@ impl Snapshots {
                 .trim_start_matches('/')
                 .to_owned()
         };
-        // The three files land on these numbers in CRIU's process (see `pre_exec` below).
-        let handed = [
-            (log_file.as_raw_fd(), 100, key(&snapshot.meta.log)),
-            (database_file.as_raw_fd(), 101, key(&snapshot.meta.database)),
-            (reader.as_raw_fd(), 102, snapshot.meta.lifeline_pipe.clone()),
-        ];
+        // The files land on these numbers in CRIU's process (see `pre_exec` below).
+        let handed: Vec<(RawFd, i32, String)> = files
+            .iter()
+            .map(|(fd, path)| (*fd, key(path)))
+            .chain([(reader.as_raw_fd(), lifeline_pipe.to_owned())])
+            .zip(FIRST_HANDED..)
+            .map(|((fd, key), number)| (fd, number, key))
+            .collect();
+        assert!(handed.len() <= MAX_HANDED, "at most {MAX_HANDED} files");
         let mut command = self.criu.run(&[
             "restore",
-            "--tcp-close",
+            connections.flag(),
             "--file-locks",
             "--restore-detached",
             "--restore-sibling",
@@ -371,14 +429,14 @@ impl Snapshots {
         }
         let numbers: Vec<(i32, i32)> = handed.iter().map(|(fd, n, _)| (*fd, *n)).collect();
         use std::os::unix::process::CommandExt;
-        // SAFETY: fcntl(2) and dup2(2) are async-signal-safe. Each file is first moved above the
-        // three numbers (a source may already sit on one of them), then put on its number;
-        // dup2 clears close-on-exec there.
+        // SAFETY: fcntl(2) and dup2(2) are async-signal-safe, and nothing is allocated. Each
+        // file is first moved above the numbers (a source may already sit on one of them), then
+        // put on its number; dup2 clears close-on-exec there.
         unsafe {
             command.pre_exec(move || {
-                let mut moved = [0; 3];
+                let mut moved = [0; MAX_HANDED];
                 for (slot, (fd, _)) in moved.iter_mut().zip(&numbers) {
-                    *slot = libc::fcntl(*fd, libc::F_DUPFD, 103);
+                    *slot = libc::fcntl(*fd, libc::F_DUPFD, FIRST_HANDED + MAX_HANDED as i32);
                     if *slot < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -409,7 +467,7 @@ impl Snapshots {
     }
 
     /// Removes a snapshot that failed to restore, so the next start makes a new one.
-    pub(crate) fn discard(&self, snapshot: Snapshot) {
+    pub(crate) fn discard<M>(&self, snapshot: Snapshot<M>) {
         let _ = fs::remove_dir_all(snapshot.dir);
     }
 
@@ -433,6 +491,19 @@ impl Snapshots {
         for (_, dir) in snapshots.into_iter().skip(KEPT) {
             let _ = fs::remove_dir_all(dir);
         }
+        // The fixed directory of a snapshot gone (see `live_dir`), unless a start holds its lock.
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let live = path.extension().is_some_and(|e| e == "live");
+            let gone = !path.with_extension("").join("meta.json").is_file();
+            let unused = || {
+                fs::File::open(path.with_extension("lock"))
+                    .map_or(true, |lock| lock.try_lock().is_ok())
+            };
+            if live && gone && unused() {
+                let _ = fs::remove_dir_all(path);
+            }
+        }
         let Some(unused_since) = std::time::SystemTime::now().checked_sub(MARKERS_KEPT_FOR) else {
             return;
         };
@@ -455,28 +526,49 @@ impl Snapshots {
 }
 
 /// What a restore of the Keycloak whose namespace init is `init` needs: its ports, and the pipe
-/// and files it has open. The pipe is the lifeline, the only one the watchdog holds (not always
-/// as fd 0: while it runs a command with redirections, the shell keeps it at fd 10 and up).
+/// and files it has open.
 pub(crate) fn describe(
     init: i32,
     (https_port, management_port): (u16, u16),
     log: &Path,
     database: &InstanceDatabase,
 ) -> Option<Meta> {
-    let lifeline = fs::read_dir(format!("/proc/{init}/fd"))
-        .ok()?
-        .flatten()
-        .filter_map(|fd| fs::read_link(fd.path()).ok())
-        .find(|target| target.to_string_lossy().starts_with("pipe:["))?;
     Some(Meta {
         https_port,
         management_port,
         public_port: None,
         log: log.to_owned(),
         database: database.file(),
-        lifeline_pipe: lifeline.display().to_string(),
+        lifeline_pipe: lifeline_pipe(init)?,
     })
 }
+
+/// The pipe the watchdog `init` holds: its lifeline, the only pipe it has (not always as fd 0:
+/// while it runs a command with redirections, the shell keeps it at fd 10 and up).
+pub(crate) fn lifeline_pipe(init: i32) -> Option<String> {
+    let lifeline = fs::read_dir(format!("/proc/{init}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .find(|target| target.to_string_lossy().starts_with("pipe:["))?;
+    Some(lifeline.display().to_string())
+}
+
+/// A file a restored process gets in place of the one it had: a log appended to, a database
+/// read and written.
+pub(crate) fn open_for_restore(path: &Path, append: bool) -> Result<fs::File, String> {
+    fs::OpenOptions::new()
+        .read(!append)
+        .write(true)
+        .append(append)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {path:?}: {e}"))
+}
+
+/// Where the files handed to a restore are numbered from in CRIU's process, and how many at most.
+const FIRST_HANDED: i32 = 100;
+const MAX_HANDED: usize = 8;
 
 /// The first child of `pid` (the init `unshare --fork` made), from `/proc`.
 pub(crate) fn first_child(pid: u32) -> Option<i32> {
