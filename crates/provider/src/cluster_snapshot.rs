@@ -40,6 +40,10 @@ use crate::snapshot::{Connections, Plan, Snapshot, Snapshots};
 use crate::{KEYCLOAK_VERSION, ProviderConfig};
 use playbook_keycloak::AdminCredentials;
 
+/// What the tree is made of, beside the nodes' command (part of the identity, so that a change to
+/// `tree.sh` makes new snapshots).
+const TREE: &str = "PostgreSQL told it runs as its data's owner, its dynamic shared memory System V's, then each node";
+
 /// What a restore must know: every port the tree listens on or is connected from, and the
 /// watchdog's lifeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,7 +188,7 @@ impl TreeSpec<'_> {
         let files = &launcher.certs.files;
         self.snapshots.identity(
             &[
-                "a cluster in one tree, PostgreSQL told it is its data's owner",
+                TREE,
                 &launcher.install.display().to_string(),
                 &launcher.java.path.display().to_string(),
                 &command.java_options,
@@ -350,6 +354,9 @@ impl TreeSpec<'_> {
                 meta.postgres_port,
                 Path::new(""),
             ))
+            // Its parallel queries' shared memory in the IPC namespace, which CRIU dumps, not in
+            // `/dev/shm` files, which would be gone by the next restore.
+            .chain(["-c".into(), "dynamic_shared_memory_type=sysv".into()])
             .map(|arg| quote(&arg.to_string_lossy()))
             .collect::<Vec<_>>()
             .join(" ");
