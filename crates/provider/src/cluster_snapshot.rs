@@ -11,6 +11,10 @@
 //!   a restore needs every port of the snapshot free (else the cluster starts as before).
 //! - **An IPC namespace.** PostgreSQL keeps a System V shared memory segment, which CRIU dumps
 //!   only with a namespace of its own.
+//! - **A time namespace.** CRIU restores it with the monotonic clock where the dump left it.
+//!   Without it, a restored node's clock jumps by the time since the dump, every timer of
+//!   JGroups fires at once, the nodes suspect each other and leave each other's view, and their
+//!   health reports no coordinator for seconds: the load balancer then had no node to send to.
 //! - **A fixed data directory** (`<identity>.live` beside the snapshots): PostgreSQL holds its
 //!   files open, and CRIU reopens them at their paths. So one restored cluster per snapshot at a
 //!   time, under the snapshot's lock; another start meanwhile starts its cluster as before.
@@ -42,7 +46,7 @@ use playbook_keycloak::AdminCredentials;
 
 /// What the tree is made of, beside the nodes' command (part of the identity, so that a change to
 /// `tree.sh` makes new snapshots).
-const TREE: &str = "PostgreSQL told it runs as its data's owner, its dynamic shared memory System V's, then each node";
+const TREE: &str = "in a time namespace; PostgreSQL told it runs as its data's owner, its dynamic shared memory System V's; then each node";
 
 /// What a restore must know: every port the tree listens on or is connected from, and the
 /// watchdog's lifeline.
@@ -401,7 +405,9 @@ impl TreeSpec<'_> {
         let launcher = self.request.launcher;
         let command = self.node_command(meta.nodes[0], meta.postgres_port, meta.public_port);
         Command::new("unshare")
-            .args(["--pid", "--ipc", "--fork", "setsid", "/bin/sh", "-c"])
+            .args([
+                "--pid", "--ipc", "--time", "--fork", "setsid", "/bin/sh", "-c",
+            ])
             .arg(playbook_process::WATCHDOG)
             .arg("cluster-watchdog")
             .arg("/bin/sh")
@@ -468,6 +474,14 @@ impl TreeSpec<'_> {
             data,
             _lock: lock,
         };
+        // JGroups' discovery rows are dated by the wall clock, which went on since the dump: a
+        // row older than a minute is stale to Keycloak, and a node whose coordinator's row is
+        // stale reports itself not ready (for ~15 s here, until the coordinator writes it again).
+        crate::postgres::execute(
+            meta.postgres_port,
+            &self.password,
+            "UPDATE jgroups_ping SET last_update = EXTRACT(EPOCH FROM now())::bigint",
+        )?;
         let mut nodes = Vec::new();
         for (index, node) in meta.nodes.iter().enumerate() {
             let exited = || tree_gone(tree.init);

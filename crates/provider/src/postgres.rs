@@ -175,12 +175,7 @@ impl Postgres {
     /// One of PostgreSQL's client programs with `args`, connecting to this server as Keycloak's
     /// user.
     fn client(&self, bin: &Path, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(bin.join(program));
-        command
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
-            .args(args)
-            .env("PGPASSWORD", self.password.expose());
-        command
+        client(bin, self.port, &self.password, program, args)
     }
 
     /// Keeps this server's data as `template`, for clusters of the same install to start from,
@@ -236,6 +231,33 @@ impl Postgres {
     /// Stops PostgreSQL and removes its data. Idempotent.
     pub fn terminate(&self) {
         self.process.terminate();
+    }
+}
+
+/// One of PostgreSQL's client programs with `args`, connecting to the playbook's server on
+/// `port` as Keycloak's user.
+fn client(bin: &Path, port: u16, password: &Secret, program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(bin.join(program));
+    command
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER])
+        .args(args)
+        .env("PGPASSWORD", password.expose());
+    command
+}
+
+/// Runs `sql` in Keycloak's database on the playbook's server on `port`. Blocking.
+pub(crate) fn execute(port: u16, password: &Secret, sql: &str) -> Result<(), String> {
+    let bin = binaries().ok_or("PostgreSQL is not installed")?;
+    let output = client(&bin, port, password, "psql", &["-d", DATABASE, "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }
 
