@@ -11,10 +11,12 @@
 //!   a restore needs every port of the snapshot free (else the cluster starts as before).
 //! - **An IPC namespace.** PostgreSQL keeps a System V shared memory segment, which CRIU dumps
 //!   only with a namespace of its own.
-//! - **A time namespace.** CRIU restores it with the monotonic clock where the dump left it.
-//!   Without it, a restored node's clock jumps by the time since the dump, every timer of
-//!   JGroups fires at once, the nodes suspect each other and leave each other's view, and their
-//!   health reports no coordinator for seconds: the load balancer then had no node to send to.
+//! - **A time namespace.** CRIU restores it with the monotonic clock where the dump left it, so
+//!   the nodes' timers (JGroups' failure detection and discovery among them) go on from where
+//!   they were instead of all falling due at once. The wall clock cannot be held back: JGroups'
+//!   discovery rows in the database are dated by it, and Keycloak takes a row older than a
+//!   minute for a node gone, reporting itself not ready until its coordinator writes the row
+//!   again (~15 s; the load balancer then had no node to send to). A restore dates them anew.
 //! - **A fixed data directory** (`<identity>.live` beside the snapshots): PostgreSQL holds its
 //!   files open, and CRIU reopens them at their paths. So one restored cluster per snapshot at a
 //!   time, under the snapshot's lock; another start meanwhile starts its cluster as before.

@@ -179,7 +179,11 @@ impl Keycloak {
     /// Whether this Keycloak was restored from a snapshot instead of started (see
     /// [`snapshot_criu`] and [`SnapshotPolicy`]).
     pub fn restored_from_snapshot(&self) -> bool {
-        matches!(&self.backend, Running::Native(native) if native.restored())
+        match &self.backend {
+            Running::Native(native) => native.restored(),
+            Running::Cluster(cluster) => cluster.tree.is_some(),
+            _ => false,
+        }
     }
 
     /// Whether this handle started Keycloak and stops it: false for an external or kept one.
