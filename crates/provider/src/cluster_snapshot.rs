@@ -52,12 +52,15 @@ const TREE: &str = "in a time namespace; PostgreSQL told it runs as its data's o
 
 /// What a restore must know: every port the tree listens on or is connected from, and the
 /// watchdog's lifeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ClusterMeta {
     public_port: u16,
     postgres_port: u16,
     nodes: Vec<NodePorts>,
     lifeline_pipe: String,
+    /// The logs the tree had open (each node's, then PostgreSQL's): where they were is what CRIU
+    /// knows them by, whatever the temporary directory is at a restore.
+    logs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -83,6 +86,8 @@ impl ClusterMeta {
 /// lock, held while the tree uses the fixed data directory. Stopping it ends every process in it.
 pub(crate) struct Tree {
     init: i32,
+    /// Set once the init has been reaped: its pid may be another process's from then on.
+    reaped: std::sync::atomic::AtomicBool,
     lifeline: Mutex<Option<OwnedFd>>,
     /// PostgreSQL's data, a copy of the snapshot's: removed once the tree has ended.
     data: PathBuf,
@@ -100,13 +105,31 @@ impl Tree {
         if lifeline.is_none() {
             return;
         }
-        playbook_process::signal(self.init, libc::SIGKILL);
-        let mut status = 0;
-        // SAFETY: waitpid(2) on our own child.
-        while unsafe { libc::waitpid(self.init, &mut status, 0) } < 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
+        if !self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+            playbook_process::signal(self.init, libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: waitpid(2) on our own child.
+            while unsafe { libc::waitpid(self.init, &mut status, 0) } < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
         let _ = fs::remove_dir_all(&self.data);
+    }
+
+    /// Why the tree, or the node on `https_port` in it, is gone, if it is (reaping the init).
+    fn gone(&self, https_port: u16) -> Option<String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut status = 0;
+        // SAFETY: waitpid(2) on our own child, without blocking.
+        if self.reaped.load(SeqCst)
+            || unsafe { libc::waitpid(self.init, &mut status, libc::WNOHANG) } != 0
+        {
+            self.reaped.store(true, SeqCst);
+            return Some("the restored tree ended".to_owned());
+        }
+        member(self.init, https_port)
+            .is_none()
+            .then(|| "the node is no longer in the restored tree".to_owned())
     }
 }
 
@@ -246,7 +269,9 @@ impl TreeSpec<'_> {
         }
         match self.restore(identity, &snapshot, lock).await {
             Ok(started) => Some(started),
-            Err(reason) if !ports_free() => {
+            // The connections are restored on their own ports too, which another socket may hold
+            // by now: not the snapshot's fault either.
+            Err(reason) if !ports_free() || reason.contains("Address already in use") => {
                 tracing::warn!(%reason, "the cluster's snapshot did not restore (a port was taken meanwhile); starting the cluster instead");
                 None
             }
@@ -262,15 +287,16 @@ impl TreeSpec<'_> {
     async fn make(&self, identity: &str, lock: fs::File) -> Result<StartedCluster, String> {
         let launcher = self.request.launcher;
         let live = self.snapshots.live_dir(identity);
+        // A run that crashed while it made this snapshot left one.
         let _ = fs::remove_dir_all(&live);
+        let live_guard = Removed(Some(live.clone()));
         fs::create_dir_all(&live).map_err(|e| format!("cannot create {live:?}: {e}"))?;
         crate::postgres::copy_tree(&self.request.template.data(), &live.join("data"))
             .map_err(|e| e.to_string())?;
         let preload = preload(self.snapshots.dir(), self.owner)?;
-        let meta = self.ports()?;
-        for node in &meta.nodes {
-            crate::native::create_log(&crate::native::log_path(node.https))
-                .map_err(|e| format!("cannot create a node's log: {e}"))?;
+        let meta = self.ports(identity)?;
+        for log in &meta.logs {
+            crate::native::create_log(log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
         }
         let script = self.script(&live, &preload, &meta);
         let script_path = live.join("tree.sh");
@@ -291,7 +317,12 @@ impl TreeSpec<'_> {
             wait_ready(&health, &launcher.certs.ca_pem, launcher.timeout, exited)
                 .await
                 .map_err(|(NotReady::Exited(reason) | NotReady::TimedOut(reason))| {
-                    format!("node {} in the tree: {reason}", index + 1)
+                    let postgres = crate::error::tail(&live.join(POSTGRES_LOG), 3);
+                    format!(
+                        "node {} in the tree: {reason} (PostgreSQL's log: {})",
+                        index + 1,
+                        postgres.replace('\n', " / ")
+                    )
                 })?;
         }
         let init = crate::snapshot::first_child(tree.0.id()).ok_or("the tree's init is gone")?;
@@ -301,6 +332,8 @@ impl TreeSpec<'_> {
             lifeline_pipe,
             ..meta
         };
+        // The restore below copies the data again and owns it from then on.
+        live_guard.keep();
         let data = live.join("data");
         let keep = |staging: &Path| {
             crate::postgres::copy_tree(&data, &staging.join("data")).map_err(|e| e.to_string())
@@ -318,7 +351,7 @@ impl TreeSpec<'_> {
     }
 
     /// Free ports for everything the tree listens on, all different.
-    fn ports(&self) -> Result<ClusterMeta, String> {
+    fn ports(&self, identity: &str) -> Result<ClusterMeta, String> {
         let public = self.request.public_port;
         let mut taken = vec![public];
         let mut next = || -> Result<u16, String> {
@@ -332,7 +365,7 @@ impl TreeSpec<'_> {
             }
         };
         let postgres_port = next()?;
-        let nodes = (0..self.request.nodes)
+        let nodes: Vec<NodePorts> = (0..self.request.nodes)
             .map(|_| {
                 Ok(NodePorts {
                     https: next()?,
@@ -341,11 +374,17 @@ impl TreeSpec<'_> {
                 })
             })
             .collect::<Result<_, String>>()?;
+        let logs = nodes
+            .iter()
+            .map(|node| crate::native::log_path(node.https))
+            .chain([self.snapshots.live_dir(identity).join(POSTGRES_LOG)])
+            .collect();
         Ok(ClusterMeta {
             public_port: public,
             postgres_port,
             nodes,
             lifeline_pipe: String::new(),
+            logs,
         })
     }
 
@@ -366,9 +405,12 @@ impl TreeSpec<'_> {
             .map(|arg| quote(&arg.to_string_lossy()))
             .collect::<Vec<_>>()
             .join(" ");
+        // A PostgreSQL that exits ends the tree, which the start notices, instead of node 1
+        // waiting for it until the start times out.
         let mut script = format!(
             "LD_PRELOAD={} setsid {server} >>{} 2>&1 </dev/null &\n\
-             until {} -q -h 127.0.0.1 -p {}; do sleep 0.1; done\n",
+             postgres=$!\n\
+             until {} -q -h 127.0.0.1 -p {}; do kill -0 \"$postgres\" || exit 1; sleep 0.1; done\n",
             quote(&preload.display().to_string()),
             quote(&live.join(POSTGRES_LOG).display().to_string()),
             quote(&bin.join("pg_isready").display().to_string()),
@@ -444,24 +486,33 @@ impl TreeSpec<'_> {
         let started = Instant::now();
         let live = self.snapshots.live_dir(identity);
         let data = live.join("data");
+        // The tree before this one removed it when it ended; a crashed run's is still there.
         let _ = fs::remove_dir_all(&data);
+        let data_guard = Removed(Some(data.clone()));
         crate::postgres::copy_tree(&snapshot.dir.join("data"), &data).map_err(|e| e.to_string())?;
+        // Today's paths (the nodes' in today's temporary directory), handed in for the dumped ones.
         let logs: Vec<PathBuf> = meta
             .nodes
             .iter()
             .map(|node| crate::native::log_path(node.https))
             .chain([live.join(POSTGRES_LOG)])
             .collect();
+        if meta.logs.len() != logs.len() {
+            return Err("the snapshot names other logs than its tree's".to_owned());
+        }
         let files = logs
             .iter()
             .map(|log| {
-                crate::native::create_log(log).map_err(|e| format!("cannot create {log:?}: {e}"))
+                crate::native::create_log(log)
+                    .map_err(|e| format!("cannot create {log:?}: {e}"))?;
+                // Appended to, as `tree.sh` opened them: PostgreSQL's processes share one.
+                crate::snapshot::open_for_restore(log, true)
             })
             .collect::<Result<Vec<_>, String>>()?;
         let handed: Vec<_> = files
             .iter()
-            .zip(&logs)
-            .map(|(file, log)| (file.as_raw_fd(), log.as_path()))
+            .zip(&meta.logs)
+            .map(|(file, dumped)| (file.as_raw_fd(), dumped.as_path()))
             .collect();
         let restored = self.snapshots.restore_tree(
             snapshot,
@@ -470,8 +521,10 @@ impl TreeSpec<'_> {
             &live,
             Connections::Keep,
         )?;
+        data_guard.keep();
         let tree = Tree {
             init: restored.pid,
+            reaped: false.into(),
             lifeline: Mutex::new(Some(restored.lifeline)),
             data,
             _lock: lock,
@@ -486,7 +539,7 @@ impl TreeSpec<'_> {
         )?;
         let mut nodes = Vec::new();
         for (index, node) in meta.nodes.iter().enumerate() {
-            let exited = || tree_gone(tree.init);
+            let exited = || tree.gone(node.https);
             wait_ready(
                 &health_url(node.management),
                 &launcher.certs.ca_pem,
@@ -566,12 +619,21 @@ impl Drop for Spawned {
     }
 }
 
-/// Whether the restored tree's init (our child) has ended, reaping it if so.
-fn tree_gone(init: i32) -> Option<String> {
-    let mut status = 0;
-    // SAFETY: waitpid(2) on our own child, without blocking.
-    (unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) } != 0)
-        .then(|| "the restored tree ended".to_owned())
+/// A directory removed when dropped, unless kept: what a failed start leaves is not worth keeping.
+struct Removed(Option<PathBuf>);
+
+impl Removed {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The `kc.sh` of the node on `https_port` among `init`'s descendants: the leader of its process
@@ -685,6 +747,7 @@ mod tests {
                 },
             ],
             lifeline_pipe: String::new(),
+            logs: Vec::new(),
         };
         assert_eq!(
             meta.ports().collect::<Vec<_>>(),

@@ -93,8 +93,9 @@ impl Process {
                     revents: 0,
                 };
                 // SAFETY: poll(2) on one descriptor we own, without waiting; a pidfd is readable
-                // once its process has ended.
-                let ended = unsafe { libc::poll(&mut poll, 1, 0) } != 0;
+                // once its process has ended. An error (EINTR) says nothing: not ended.
+                let ready = unsafe { libc::poll(&mut poll, 1, 0) } > 0;
+                let ended = ready && poll.revents & libc::POLLIN != 0;
                 ended.then(|| "ended".to_owned())
             }
         }

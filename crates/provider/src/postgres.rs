@@ -248,7 +248,9 @@ fn client(bin: &Path, port: u16, password: &Secret, program: &str, args: &[&str]
 /// Runs `sql` in Keycloak's database on the playbook's server on `port`. Blocking.
 pub(crate) fn execute(port: u16, password: &Secret, sql: &str) -> Result<(), String> {
     let bin = binaries().ok_or("PostgreSQL is not installed")?;
-    let output = client(&bin, port, password, "psql", &["-d", DATABASE, "-c", sql])
+    // Without the user's ~/.psqlrc, and failing on the first error.
+    let args = ["-X", "-v", "ON_ERROR_STOP=1", "-d", DATABASE, "-c", sql];
+    let output = client(&bin, port, password, "psql", &args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run psql: {e}"))?;

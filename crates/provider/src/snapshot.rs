@@ -156,7 +156,7 @@ pub(crate) struct Snapshot<M = Meta> {
 /// What CRIU does with the TCP connections of the tree it dumps. One Keycloak's are its
 /// clients', outside the tree: closed. A cluster's run between its own processes (nodes and
 /// their database), all in the tree: kept, and restored established.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Connections {
     Close,
     Keep,
@@ -406,7 +406,9 @@ impl Snapshots {
             .zip(FIRST_HANDED..)
             .map(|((fd, key), number)| (fd, number, key))
             .collect();
-        assert!(handed.len() <= MAX_HANDED, "at most {MAX_HANDED} files");
+        if handed.len() > MAX_HANDED {
+            return Err(format!("a restore is handed at most {MAX_HANDED} files"));
+        }
         let mut command = self.criu.run(&[
             "restore",
             connections.flag(),
@@ -474,7 +476,8 @@ impl Snapshots {
     /// Keeps the [`KEPT`] most recently used snapshots, and the markers (`.seen`, `.lock`) of
     /// configurations started within [`MARKERS_KEPT_FOR`]: a throwaway certificates directory
     /// leaves one of each, and would otherwise leave them for good. A `.failed` marker stays
-    /// until it is removed by hand, as its warning says.
+    /// until it is removed by hand, as its warning says. A cluster's fixed directory
+    /// (`<identity>.live`) goes with its snapshot.
     fn evict(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -601,7 +604,8 @@ fn remove_partial(dir: &Path) {
             .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if !running || pid == std::process::id().to_string() {
             tracing::info!(dir = %entry.path().display(), "removing a snapshot an interrupted start left half-written");
-            let _ = fs::remove_dir_all(entry.path());
+            // A directory of images, or a file (the cluster's preloaded library, being built).
+            let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
         }
     }
 }
@@ -719,7 +723,13 @@ mod tests {
                 .set_modified(modified)
                 .unwrap();
         }
+        // A cluster's fixed directory: kept beside its snapshot, removed without one.
+        for live in ["newest.live", "gone.live"] {
+            fs::create_dir_all(dir.join(live).join("data")).unwrap();
+        }
         snapshots.evict();
+        assert!(dir.join("newest.live").exists());
+        assert!(!dir.join("gone.live").exists());
         let kept: Vec<bool> = ["old", "older", "newer", "newest"]
             .iter()
             .map(|name| dir.join(name).exists())
