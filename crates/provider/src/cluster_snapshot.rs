@@ -17,8 +17,9 @@
 //!   discovery rows in the database are dated by it, and Keycloak takes a row older than a
 //!   minute for a node gone, reporting itself not ready until its coordinator writes the row
 //!   again (~15 s; the load balancer then had no node to send to). A restore dates them anew.
-//! - **A fixed data directory** (`<identity>.live` beside the snapshots): PostgreSQL holds its
-//!   files open, and CRIU reopens them at their paths. So one restored cluster per snapshot at a
+//! - **A fixed data directory** (`<identity>.live`, in memory where `/dev/shm` has room, else
+//!   beside the snapshots; see `snapshot::live_root`): PostgreSQL holds its files open, and CRIU
+//!   reopens them at their paths. So one restored cluster per snapshot at a
 //!   time, under the snapshot's lock; another start meanwhile starts its cluster as before.
 //! - **PostgreSQL as root.** It refuses root (`geteuid() == 0`), and CRIU cannot read the resource
 //!   limits of another user's process where root lacks CAP_SYS_RESOURCE (containers, these
@@ -226,6 +227,7 @@ impl TreeSpec<'_> {
                 self.admin.password.expose(),
                 &self.request.template.name(),
                 &self.request.nodes.to_string(),
+                &self.snapshots.live_root().display().to_string(),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -286,6 +288,7 @@ impl TreeSpec<'_> {
     /// Starts the tree on a copy of the template, waits for its nodes, dumps it and restores it.
     async fn make(&self, identity: &str, lock: fs::File) -> Result<StartedCluster, String> {
         let launcher = self.request.launcher;
+        self.snapshots.ensure_live_root()?;
         let live = self.snapshots.live_dir(identity);
         // A run that crashed while it made this snapshot left one.
         let _ = fs::remove_dir_all(&live);
@@ -324,6 +327,23 @@ impl TreeSpec<'_> {
                         postgres.replace('\n', " / ")
                     )
                 })?;
+        }
+        // Each node's JIT compiles what the cluster's tests will ask of it, once, into the
+        // snapshot; one node after the other, since their realms are one database's.
+        launcher
+            .progress
+            .stage("working each node through a run's requests (once)");
+        for (index, node) in meta.nodes.iter().enumerate() {
+            crate::warmup::exercise(
+                &crate::native::base_url(node.https),
+                &self.admin,
+                launcher.certs,
+                crate::warmup::TokenRoute::Forwarded,
+                &crate::SnapshotExtras::default(),
+                None,
+            )
+            .await
+            .map_err(|reason| format!("the warm-up of node {}: {reason}", index + 1))?;
         }
         let init = crate::snapshot::first_child(tree.0.id()).ok_or("the tree's init is gone")?;
         let lifeline_pipe =
@@ -484,7 +504,9 @@ impl TreeSpec<'_> {
             launcher.java.major
         ));
         let started = Instant::now();
+        self.snapshots.ensure_live_root()?;
         let live = self.snapshots.live_dir(identity);
+        fs::create_dir_all(&live).map_err(|e| format!("cannot create {live:?}: {e}"))?;
         let data = live.join("data");
         // The tree before this one removed it when it ended; a crashed run's is still there.
         let _ = fs::remove_dir_all(&data);

@@ -763,7 +763,10 @@ impl Launcher<'_> {
             &base_url(https_port),
             admin,
             self.certs,
-            self.public_port.is_none(),
+            match self.public_port {
+                None => crate::warmup::TokenRoute::Mtls,
+                Some(_) => crate::warmup::TokenRoute::Forwarded,
+            },
             &missing,
             self.training,
         )

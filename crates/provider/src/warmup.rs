@@ -21,7 +21,7 @@ use playbook_keycloak::{
 use serde_json::json;
 use url::Url;
 
-use crate::{SnapshotExtras, Training};
+use crate::{SnapshotExtras, Training, proxy};
 
 /// The master realm's password policy under [`SnapshotExtras::quick_admin_login`].
 const QUICK_HASH_POLICY: &str = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)";
@@ -31,21 +31,50 @@ const ROUNDS: usize = 4;
 /// Tokens asked for in each.
 const TOKENS: usize = 25;
 
-/// Runs the rounds against the Keycloak at `base_url`, then adds `extras`; the first failure
-/// says what failed. `mtls`: tokens are asked for over mTLS (not behind a proxy, where Keycloak
-/// reads the certificate from the proxy's header instead).
+/// How the warm-up's tokens reach Keycloak: as they will in the runs it is snapshotted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenRoute {
+    /// The client's certificate in Keycloak's own TLS handshake (the direct topology).
+    Mtls,
+    /// The client's certificate in the proxy's RFC 9440 header, sent from the proxy's address:
+    /// behind a proxy (and in a cluster) Keycloak reads it from there and from nowhere else.
+    Forwarded,
+}
+
+impl TokenRoute {
+    /// An HTTP client for this route, and the header it adds to each token request.
+    fn client(self, certs: &CertSet) -> Result<(reqwest::Client, Option<String>), String> {
+        match self {
+            TokenRoute::Mtls => {
+                let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
+                playbook_https::https_client_with_identity(&certs.ca_pem, identity.as_bytes())
+                    .map(|http| (http, None))
+            }
+            TokenRoute::Forwarded => {
+                playbook_https::https_client_from(&certs.ca_pem, proxy::UPSTREAM_SOURCE.into()).map(
+                    |http| {
+                        let header = playbook_certs::der::to_forwarded(&certs.client.cert_der());
+                        (http, Some(header))
+                    },
+                )
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the rounds against the Keycloak at `base_url`, its tokens asked for by `route`, then adds
+/// `extras`; the first failure says what failed.
 pub(crate) async fn exercise(
     base_url: &Url,
     admin: &AdminCredentials,
     certs: &CertSet,
-    mtls: bool,
+    route: TokenRoute,
     extras: &SnapshotExtras,
     training: Option<&Training>,
 ) -> Result<(), String> {
     let keycloak = KeycloakUrl::new(base_url.clone());
-    let identity = format!("{}{}", certs.client.cert_pem(), certs.client.key_pem());
-    let http = playbook_https::https_client_with_identity(&certs.ca_pem, identity.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let (http, forwarded) = route.client(certs)?;
     let key = RealmKey::generate();
     for round in 0..ROUNDS {
         // A login per round: every `playbook` command logs in once.
@@ -71,10 +100,12 @@ pub(crate) async fn exercise(
             .await
             .map_err(|e| e.to_string())?;
         let realm = keycloak.realm(&name);
-        let tokens = if mtls { TOKENS } else { 0 };
-        for _ in 0..tokens {
-            let response = http
-                .post(realm.token())
+        for _ in 0..TOKENS {
+            let mut request = http.post(realm.token());
+            if let Some(certificate) = &forwarded {
+                request = request.header(proxy::FORWARDED_CERT_HEADER, certificate);
+            }
+            let response = request
                 .form(&[
                     ("grant_type", "client_credentials"),
                     ("client_id", CLIENT_ID),
