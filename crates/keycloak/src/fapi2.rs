@@ -9,7 +9,7 @@
 
 use serde_json::json;
 
-use crate::{KeycloakError, Provisioner, TokenBinding};
+use crate::{KeycloakError, Provisioner, RealmKey, TokenBinding};
 
 /// The name of the playbook's client policy in the realm.
 pub const POLICY: &str = "oauth2-playbook-fapi2";
@@ -47,10 +47,12 @@ pub fn client_profile(binding: TokenBinding) -> &'static str {
 impl Provisioner<'_> {
     /// Tokens of this realm signed with [`SIGNATURE_ALGORITHM`] from now on (one read, one
     /// write of the realm).
-    /// A key for it is made now unless the realm has one: Keycloak would otherwise make one at
+    /// A key for it is added now unless the realm has one: Keycloak would otherwise make one at
     /// the first token it signs, after a resource server started has fetched the realm's keys,
-    /// and that server would spend its refetch on it.
-    pub async fn sign_for_fapi2(&self) -> Result<(), KeycloakError> {
+    /// and that server would spend its refetch on it. `key`: that key, imported (the lab's many
+    /// realms share one, see `realm_key.rs`); `None`: Keycloak generates it, as for a realm of
+    /// the tutorial.
+    pub async fn sign_for_fapi2(&self, key: Option<&RealmKey>) -> Result<(), KeycloakError> {
         let mut realm: serde_json::Value = self.admin.get(&self.realm).await?.unwrap_or_default();
         realm["defaultSignatureAlgorithm"] = SIGNATURE_ALGORITHM.into();
         self.admin.put(&self.realm, &realm).await?;
@@ -63,12 +65,17 @@ impl Provisioner<'_> {
         if has_key {
             return Ok(());
         }
-        let component = json!({
-            "name": KEY_NAME, "providerId": "rsa-generated",
-            "providerType": "org.keycloak.keys.KeyProvider", "parentId": realm["id"],
-            "config": { "priority": ["100"], "algorithm": [SIGNATURE_ALGORITHM], "keySize": ["2048"],
-                        "active": ["true"], "enabled": ["true"] }
-        });
+        let mut component = match key {
+            Some(key) => key.provider(KEY_NAME, SIGNATURE_ALGORITHM),
+            None => json!({
+                "name": KEY_NAME, "providerId": "rsa-generated",
+                "config": { "priority": ["100"], "algorithm": [SIGNATURE_ALGORITHM], "keySize": ["2048"] }
+            }),
+        };
+        component["providerType"] = "org.keycloak.keys.KeyProvider".into();
+        component["parentId"] = realm["id"].clone();
+        component["config"]["active"] = json!(["true"]);
+        component["config"]["enabled"] = json!(["true"]);
         self.admin
             .post(&format!("{}/components", self.realm), &component)
             .await

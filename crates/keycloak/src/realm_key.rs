@@ -43,18 +43,22 @@ impl RealmKey {
         }
     }
 
+    /// Keycloak's `rsa` key provider named `name`, this key signing with `algorithm`.
+    pub(crate) fn provider(&self, name: &str, algorithm: &str) -> Value {
+        json!({ "name": name, "providerId": "rsa", "config": {
+            "priority": ["100"], "algorithm": [algorithm], "keyUse": ["SIG"],
+            "privateKey": [self.pkcs8_pem.expose()] } })
+    }
+
     /// The realm's key providers (`components` of a realm representation): this key to sign
     /// with RS256, and the HMAC and AES keys Keycloak makes cheaply for its own cookies and
     /// internal tokens. With key providers given, Keycloak generates no RSA key of its own.
     pub(crate) fn key_providers(&self) -> Value {
         let provider = |name: &str, id: &str, config: Value| json!({ "name": name, "providerId": id, "subComponents": {}, "config": config });
+        let mut signing = self.provider("playbook-rsa", "RS256");
+        signing["subComponents"] = json!({});
         json!([
-            provider(
-                "playbook-rsa",
-                "rsa",
-                json!({ "priority": ["100"], "algorithm": ["RS256"], "keyUse": ["SIG"],
-                        "privateKey": [self.pkcs8_pem.expose()] })
-            ),
+            signing,
             provider(
                 "hmac-generated-hs512",
                 "hmac-generated",

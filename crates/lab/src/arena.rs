@@ -41,6 +41,11 @@ pub enum LabError {
     ForbiddenByFapi2(&'static str, &'static str),
 }
 
+/// The PS256 key of every realm the lab puts under FAPI 2.0, made once per process when the first
+/// needs it: Keycloak made one per realm otherwise (~8 % of a test run's Keycloak CPU,
+/// profiled). Not a realm key: one key under two algorithms would give two JWKS entries one `kid`.
+static FAPI2_KEY: std::sync::OnceLock<RealmKey> = std::sync::OnceLock::new();
+
 /// The lab: a Keycloak (through its Admin API session), the playbook's certificates, and the
 /// trace every scenario records into.
 pub struct Lab<'a> {
@@ -199,7 +204,9 @@ impl<'a> Arena<'a> {
             .await?;
         provisioner.assign(&account, &role).await?;
         if let Some(binding) = arena.fapi2_binding {
-            provisioner.sign_for_fapi2().await?;
+            provisioner
+                .sign_for_fapi2(Some(FAPI2_KEY.get_or_init(RealmKey::generate)))
+                .await?;
             provisioner.enforce_fapi2(binding).await?;
         }
         Ok(arena)

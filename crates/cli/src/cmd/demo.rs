@@ -175,7 +175,7 @@ async fn demo(
     if args.profile.fapi2() {
         config.fapi2();
         // Its PS256 key exists before the resource server first fetches the realm's keys.
-        Provisioner::new(&admin, realm).sign_for_fapi2().await?;
+        Provisioner::new(&admin, realm).sign_for_fapi2(None).await?;
     }
     let server = ServedApi::start(config, args.topology.topology, certs).await?;
     report.note(&format!(
