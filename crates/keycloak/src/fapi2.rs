@@ -50,7 +50,7 @@ impl Provisioner<'_> {
     /// A key for it is added now unless the realm has one: Keycloak would otherwise make one at
     /// the first token it signs, after a resource server started has fetched the realm's keys,
     /// and that server would spend its refetch on it. `key`: that key, imported (the lab's many
-    /// realms share one, see `realm_key.rs`); `None`: Keycloak generates it, as for a realm of
+    /// realms share one, made in the test process); `None`: Keycloak generates it, as for a realm of
     /// the tutorial.
     pub async fn sign_for_fapi2(&self, key: Option<&RealmKey>) -> Result<(), KeycloakError> {
         let mut realm: serde_json::Value = self.admin.get(&self.realm).await?.unwrap_or_default();

@@ -43,7 +43,8 @@ impl RealmKey {
         }
     }
 
-    /// Keycloak's `rsa` key provider named `name`, this key signing with `algorithm`.
+    /// Keycloak's `rsa` key provider named `name`, this key signing with `algorithm`: imported,
+    /// so that Keycloak makes no key of its own for it.
     pub(crate) fn provider(&self, name: &str, algorithm: &str) -> Value {
         json!({ "name": name, "providerId": "rsa", "config": {
             "priority": ["100"], "algorithm": [algorithm], "keyUse": ["SIG"],

@@ -51,6 +51,9 @@ use playbook_keycloak::AdminCredentials;
 /// `tree.sh` makes new snapshots).
 const TREE: &str = "in a time namespace; PostgreSQL told it runs as its data's owner, its dynamic shared memory System V's; then each node";
 
+/// The tree's script, in its fixed directory.
+const SCRIPT: &str = "tree.sh";
+
 /// What a restore must know: every port the tree listens on or is connected from, and the
 /// watchdog's lifeline.
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,6 +172,10 @@ pub(crate) async fn start(request: Request<'_>) -> Option<StartedCluster> {
         return None;
     }
     let snapshots = Snapshots::new(launcher.install, criu);
+    if !snapshots.fixed_root_ready() {
+        tracing::info!(root = ?snapshots.fixed_root(), "the cluster's fixed directory cannot be made private: starting the cluster instead");
+        return None;
+    }
     let (password, admin) = template.secrets().ok()?;
     let owner = owner(&template.data())?;
     let tree = TreeSpec {
@@ -227,7 +234,7 @@ impl TreeSpec<'_> {
                 self.admin.password.expose(),
                 &self.request.template.name(),
                 &self.request.nodes.to_string(),
-                &self.snapshots.live_root().display().to_string(),
+                &self.snapshots.fixed_root().display().to_string(),
             ],
             &[files.keycloak_cert(), files.keycloak_key(), files.ca_cert()],
         )
@@ -288,7 +295,6 @@ impl TreeSpec<'_> {
     /// Starts the tree on a copy of the template, waits for its nodes, dumps it and restores it.
     async fn make(&self, identity: &str, lock: fs::File) -> Result<StartedCluster, String> {
         let launcher = self.request.launcher;
-        self.snapshots.ensure_live_root()?;
         let live = self.snapshots.live_dir(identity);
         // A run that crashed while it made this snapshot left one.
         let _ = fs::remove_dir_all(&live);
@@ -302,7 +308,7 @@ impl TreeSpec<'_> {
             crate::native::create_log(log).map_err(|e| format!("cannot create {log:?}: {e}"))?;
         }
         let script = self.script(&live, &preload, &meta);
-        let script_path = live.join("tree.sh");
+        let script_path = live.join(SCRIPT);
         fs::write(&script_path, script)
             .map_err(|e| format!("cannot write {script_path:?}: {e}"))?;
         launcher.progress.stage(&format!(
@@ -504,9 +510,16 @@ impl TreeSpec<'_> {
             launcher.java.major
         ));
         let started = Instant::now();
-        self.snapshots.ensure_live_root()?;
         let live = self.snapshots.live_dir(identity);
         fs::create_dir_all(&live).map_err(|e| format!("cannot create {live:?}: {e}"))?;
+        // The tree's shell holds its script open, so CRIU reopens it: written again, the same,
+        // where something emptied `/dev/shm` since the dump.
+        let script_path = live.join(SCRIPT);
+        if !script_path.exists() {
+            let preload = preload(self.snapshots.dir(), self.owner)?;
+            fs::write(&script_path, self.script(&live, &preload, meta))
+                .map_err(|e| format!("cannot write {script_path:?}: {e}"))?;
+        }
         let data = live.join("data");
         // The tree before this one removed it when it ended; a crashed run's is still there.
         let _ = fs::remove_dir_all(&data);

@@ -128,7 +128,7 @@ pub(crate) struct Meta {
 /// The snapshots of one built install.
 pub(crate) struct Snapshots {
     dir: PathBuf,
-    /// Where the fixed directories are (see [`live_root`]).
+    /// Where the fixed directories are (see [`fixed_root`]).
     live: PathBuf,
     criu: Criu,
 }
@@ -183,9 +183,14 @@ pub(crate) struct Restored {
 
 impl Snapshots {
     pub(crate) fn new(install: &Path, criu: Criu) -> Self {
+        Self::with_fixed_root(install, criu, fixed_root)
+    }
+
+    /// [`Self::new`], its fixed directories in the folder `root` picks for the snapshots' path.
+    fn with_fixed_root(install: &Path, criu: Criu, root: fn(&Path) -> PathBuf) -> Self {
         let dir = install.join(".playbook-snapshots");
         remove_partial(&dir);
-        let live = live_root(&dir);
+        let live = root(&dir);
         Self { dir, live, criu }
     }
 
@@ -195,27 +200,16 @@ impl Snapshots {
         self.live.join(format!("{identity}.live"))
     }
 
-    /// Makes [`Self::live_dir`]'s parent, private to root, if it is missing (memory is empty
-    /// after a reboot); refuses one that is not a directory of ours (`/dev/shm` is everyone's).
-    pub(crate) fn ensure_live_root(&self) -> Result<(), String> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-        let created = fs::DirBuilder::new().mode(0o700).create(&self.live);
-        if let Err(error) = created
-            && error.kind() != std::io::ErrorKind::AlreadyExists
-        {
-            return Err(format!("cannot create {:?}: {error}", self.live));
-        }
-        let ours = fs::symlink_metadata(&self.live)
-            .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::geteuid().as_raw());
-        match ours {
-            true => Ok(()),
-            false => Err(format!("{:?} is not a directory of ours", self.live)),
-        }
+    /// Whether [`Self::live_dir`]'s parent is usable now: a private folder of ours, made again if
+    /// something emptied `/dev/shm` since. `false`: a cluster starts as before, and its snapshot
+    /// is kept for later.
+    pub(crate) fn fixed_root_ready(&self) -> bool {
+        self.live == self.dir || private_folder(&self.live)
     }
 
     /// Part of a fixed-path snapshot's identity: one made with its files elsewhere would not
     /// find them.
-    pub(crate) fn live_root(&self) -> &Path {
+    pub(crate) fn fixed_root(&self) -> &Path {
         &self.live
     }
 
@@ -522,18 +516,23 @@ impl Snapshots {
         for (_, dir) in snapshots.into_iter().skip(KEPT) {
             let _ = fs::remove_dir_all(dir);
         }
-        // The fixed directory of a snapshot gone (see `live_dir`), unless a start holds its lock.
-        for entry in fs::read_dir(&self.live).into_iter().flatten().flatten() {
+        // The fixed directory of a snapshot gone (see `live_dir`), unless a start holds its lock
+        // (held here until the directory is gone). Beside the snapshots too: where they were
+        // before `/dev/shm` had room.
+        let roots = [&self.live, &self.dir];
+        let entries = roots[..if self.live == self.dir { 1 } else { 2 }]
+            .iter()
+            .flat_map(|root| fs::read_dir(root).into_iter().flatten().flatten());
+        for entry in entries {
             let name = entry.file_name();
             let Some(identity) = name.to_str().and_then(|n| n.strip_suffix(".live")) else {
                 continue;
             };
-            let gone = !self.dir.join(identity).join("meta.json").is_file();
-            let unused = || {
-                fs::File::open(self.dir.join(format!("{identity}.lock")))
-                    .map_or(true, |lock| lock.try_lock().is_ok())
-            };
-            if gone && unused() {
+            if self.dir.join(identity).join("meta.json").is_file() {
+                continue;
+            }
+            let lock = fs::File::open(self.dir.join(format!("{identity}.lock")));
+            if lock.as_ref().map_or(true, |lock| lock.try_lock().is_ok()) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -617,19 +616,13 @@ fn private(dir: &Path) {
 
 /// Where a build's fixed directories go (see [`Snapshots::live_dir`]). A cluster's restore copies
 /// PostgreSQL's data, ~1,800 files, into one, and its end removes them: on these machines' ext4
-/// the copy took up to 2 s of CPU in a whole test run, in memory 0.15 s. So, where `/dev/shm` is a tmpfs with
-/// room to spare, a folder there named after the snapshots' path (one per build); else beside
-/// the snapshots.
-fn live_root(dir: &Path) -> PathBuf {
+/// the copy took up to 2 s of CPU in a whole test run, in memory 0.15 s. So in `/dev/shm`, a
+/// folder named after the snapshots' path (one per build): kept once it is there and ours, made
+/// where `/dev/shm` is a tmpfs with room to spare; else beside the snapshots (one that another
+/// user made first, say, since `/dev/shm` is everyone's).
+fn fixed_root(dir: &Path) -> PathBuf {
     const ROOM: u64 = 2 << 30;
     let shm = Path::new("/dev/shm");
-    let roomy_tmpfs = rustix::fs::statfs(shm).is_ok_and(|stat| {
-        stat.f_type == libc::TMPFS_MAGIC
-            && stat.f_bavail.saturating_mul(stat.f_bsize as u64) >= ROOM
-    });
-    if !roomy_tmpfs {
-        return dir.to_path_buf();
-    }
     let digest = aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         dir.as_os_str().as_encoded_bytes(),
@@ -638,7 +631,27 @@ fn live_root(dir: &Path) -> PathBuf {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    shm.join(format!("oauth2-playbook-snapshots-{name}"))
+    let folder = shm.join(format!("oauth2-playbook-snapshots-{name}"));
+    let roomy_tmpfs = || {
+        rustix::fs::statfs(shm).is_ok_and(|stat| {
+            stat.f_type == libc::TMPFS_MAGIC
+                && stat.f_bavail.saturating_mul(stat.f_bsize as u64) >= ROOM
+        })
+    };
+    match folder.exists() || roomy_tmpfs() {
+        true if private_folder(&folder) => folder,
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// Whether `path` is a directory of ours that no one else may enter, made so if it is missing.
+/// Not a link: in `/dev/shm` anyone may have made one there first.
+fn private_folder(path: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let _ = fs::DirBuilder::new().mode(0o700).create(path);
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o077 == 0
+    })
 }
 
 /// A dump interrupted midway leaves a `.partial-<pid>` directory; the next start removes it.
@@ -720,10 +733,27 @@ mod tests {
             path: PathBuf::from("criu"),
             version: "4.1.1".into(),
         };
-        let mut snapshots = Snapshots::new(install, criu);
-        // Beside the snapshots, where the tests look and clean up.
-        snapshots.live = snapshots.dir.clone();
-        snapshots
+        // Fixed directories beside the snapshots, where the tests look and clean up.
+        Snapshots::with_fixed_root(install, criu, Path::to_path_buf)
+    }
+
+    #[test]
+    fn a_fixed_root_is_a_private_folder_of_ours_never_a_link_or_one_others_may_enter() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("made");
+        assert!(private_folder(&made), "a missing one is made");
+        assert_eq!(
+            fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!private_folder(&open), "one others may enter");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&made, &link).unwrap();
+        assert!(!private_folder(&link), "a link, even to a folder of ours");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! A JVM compiles a method to fast machine code only after it has run it thousands of times;
 //! until then Keycloak interprets it and its compiler threads take CPU from the requests. A
 //! snapshot taken at ready would give every run a Keycloak that has served nothing yet. Its
-//! tests and lessons import realms, assign a role, ask for tokens over mTLS and delete realms
+//! tests and lessons import realms, assign a role, ask for tokens (over mTLS, or as the proxy
+//! forwards them) and delete realms
 //! (measured with JFR over a whole `cargo test`: realm imports and deletions are ~75 % of
 //! Keycloak's CPU, its compilers ~19 %), so that is what runs here, a few times, once per
 //! snapshot. A test run's extras are made here too (its spare realms, see

@@ -135,7 +135,7 @@ impl Browser {
     /// The page polls itself, in one asynchronous script: a poll from here every 25 ms was a
     /// WebDriver round trip each (this process, chromedriver, Chromium), and the stage's tests
     /// made hundreds of them, which made their Chromium use twice the CPU of one that only loads
-    /// a page.
+    /// a page. A navigation meanwhile ends the wait with WebDriver's "document unloaded" error.
     pub async fn wait_for(&self, script: &str, args: Value, limit: Duration) -> Value {
         assert!(
             limit < SCRIPT_TIMEOUT,
@@ -147,7 +147,7 @@ impl Browser {
             const deadline = Date.now() + limit;
             (function poll() {{
               let value;
-              try {{ value = check.apply(null, args); }} catch (e) {{ done({{ error: String(e) }}); return; }}
+              try {{ value = check.apply(null, args); }} catch (e) {{ done({{ thrown: String(e) }}); return; }}
               if (value !== null && value !== undefined && value !== false && value !== "" && value !== 0) done({{ value }});
               else if (Date.now() > deadline) done({{ timeout: true }});
               else setTimeout(poll, 25);
@@ -160,8 +160,8 @@ impl Browser {
                 json!({ "script": poll, "args": [args, limit.as_millis() as u64] }),
             )
             .await;
-        if let Some(error) = answer.get("error") {
-            panic!("`{script}` threw in the page: {error}");
+        if let Some(thrown) = answer.get("thrown") {
+            panic!("`{script}` threw in the page: {thrown}");
         }
         if answer.get("timeout").is_some() {
             let page = self
