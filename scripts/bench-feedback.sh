@@ -11,6 +11,9 @@
 # alternate, round after round, and every round measures:
 #   suite        warm `cargo test --workspace`, wall time
 #   e2e          the end-to-end binary's own "finished in" time
+#   same tests   the working tree only: the suite again with the end-to-end tests BASE does not
+#                have skipped (by exact name), so that it compares the same scenarios; every
+#                other test binary runs whole (it only grew)
 #   ready        `playbook provider` spawned until it prints "Keycloak ready at"
 #   first token  the first client-credentials token over mTLS once the realm is in (curl's total)
 # and prints the median, min and max of each and the ratio of medians (tree / base).
@@ -62,12 +65,13 @@ no_keycloak_running "before the benchmark"
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
-suite() { # prints "suite_s e2e_s"
-  local side=$1 start log=$work/$side-suite.log try
+suite() { # prints "suite_s e2e_s"; $2 on: the libtest arguments (the same-tests run)
+  local side=$1 start log=$work/$side-suite${2:+-same}.log try
+  shift
   # A test that fails (an older BASE has flaky ones) runs the round again, once; its log is kept.
   for try in 1 2; do
     start=$(now)
-    in_side "$side" cargo test --workspace >"$log" 2>&1 && break
+    in_side "$side" cargo test --workspace ${1:+-- "$@"} >"$log" 2>&1 && break
     [ "$try" = 2 ] && { echo "cargo test failed twice in $side: $log" >&2; exit 1; }
     mv "$log" "$log.failed"
     echo "cargo test failed in $side (kept in $log.failed): the round runs again" >&2
@@ -112,6 +116,12 @@ provider() { # prints "ready_s first_token_s"
   echo "$ready $token_time"
 }
 
+e2e_tests() { # the end-to-end tests of a side, one name a line, from the binary its suite ran
+  local binary
+  binary=$(sed -nE 's|.*Running tests/e2e/main.rs \((.*)\)$|\1|p' "$work/$1-suite.log")
+  in_side "$1" "$binary" --list | sed -n 's/: test$//p' | sort
+}
+
 for side in base tree; do
   echo "building and warming up $side ($([ $side = base ] && git rev-parse --short "$BASE" || echo 'working tree'))"
   in_side "$side" cargo build --quiet -p playbook-cli
@@ -122,24 +132,34 @@ for side in base tree; do
   provider "$side" >/dev/null
 done
 
+# The working tree's end-to-end tests that BASE lacks, skipped by exact name in "same tests".
+same=(--exact)
+while IFS= read -r name; do same+=(--skip "$name"); done < <(comm -13 <(e2e_tests base) <(e2e_tests tree))
+echo "same tests: the working tree's suite with $(((${#same[@]} - 1) / 2)) end-to-end tests BASE lacks skipped"
+suite tree "${same[@]}" >/dev/null
+
 results=$work/results
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
   for side in base tree; do
     read -r total e2e < <(suite "$side")
     read -r ready token < <(provider "$side")
-    [ -n "${e2e:-}" ] && [ -n "${token:-}" ] ||
-      { echo "round $round failed in $side: see $work/$side-suite.log and $work/$side-provider.log" >&2; exit 1; }
-    echo "$side $total $e2e $ready $token" >>"$results"
-    printf 'round %d %-4s  suite %6.1f s  e2e %6.1f s  ready %5.2f s  first token %5.3f s\n' \
-      "$round" "$side" "$total" "$e2e" "$ready" "$token"
+    # BASE runs its own tests; the tree its suite restricted to them.
+    if [ "$side" = tree ]; then read -r same_total same_e2e < <(suite tree "${same[@]}"); else
+      same_total=$total same_e2e=$e2e; fi
+    [ -n "${e2e:-}" ] && [ -n "${token:-}" ] && [ -n "${same_e2e:-}" ] ||
+      { echo "round $round failed in $side: see $work/$side-suite*.log and $work/$side-provider.log" >&2; exit 1; }
+    echo "$side $total $e2e $ready $token $same_total $same_e2e" >>"$results"
+    printf 'round %d %-4s  suite %6.1f s  e2e %6.1f s  ready %5.2f s  first token %5.3f s  same tests: suite %6.1f s  e2e %6.1f s\n' \
+      "$round" "$side" "$total" "$e2e" "$ready" "$token" "$same_total" "$same_e2e"
   done
 done
 
 python3 - "$results" "$(git rev-parse --short "$BASE")" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-names = ["warm cargo test --workspace (s)", "e2e binary (s)", "Keycloak ready (s)", "first token after ready (s)"]
+names = ["warm cargo test --workspace (s)", "e2e binary (s)", "Keycloak ready (s)", "first token after ready (s)",
+         "same tests: warm suite (s)", "same tests: e2e binary (s)"]
 print(f"\n| measure | base {sys.argv[2]}: median (min–max) | working tree: median (min–max) | ratio |")
 print("|---|---|---|---|")
 for i, name in enumerate(names, start=1):
