@@ -65,7 +65,7 @@ no_keycloak_running "before the benchmark"
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
-suite() { # prints "suite_s e2e_s"; $2 on: the libtest arguments (the same-tests run)
+suite() { # suite SIDE [LIBTEST_ARG...]: prints "suite_s e2e_s"; with arguments, a log of its own
   local side=$1 start log=$work/$side-suite${2:+-same}.log try
   shift
   # A test that fails (an older BASE has flaky ones) runs the round again, once; its log is kept.
