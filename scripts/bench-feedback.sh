@@ -13,7 +13,8 @@
 #   e2e          the end-to-end binary's own "finished in" time
 #   same tests   the working tree only: the suite again with the end-to-end tests BASE does not
 #                have skipped (by exact name), so that it compares the same scenarios; every
-#                other test binary runs whole (it only grew)
+#                other test binary runs whole (it only grew). A test renamed or removed since
+#                BASE runs on neither side's count: the tree then runs fewer of BASE's tests
 #   ready        `playbook provider` spawned until it prints "Keycloak ready at"
 #   first token  the first client-credentials token over mTLS once the realm is in (curl's total)
 # and prints the median, min and max of each and the ratio of medians (tree / base).
@@ -66,7 +67,9 @@ now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
 suite() { # suite SIDE [LIBTEST_ARG...]: prints "suite_s e2e_s"; with arguments, a log of its own
-  local side=$1 start log=$work/$side-suite${2:+-same}.log try
+  # Two statements: bash expands a whole `local` line before it assigns any of it.
+  local side=$1
+  local start log=$work/$side-suite${2:+-same}.log try
   shift
   # A test that fails (an older BASE has flaky ones) runs the round again, once; its log is kept.
   for try in 1 2; do
@@ -85,7 +88,8 @@ suite() { # suite SIDE [LIBTEST_ARG...]: prints "suite_s e2e_s"; with arguments,
 }
 
 provider() { # prints "ready_s first_token_s"
-  local side=$1 certs=$work/$side-certs out=$work/$side-provider.log start pid
+  local side=$1
+  local certs=$work/$side-certs out=$work/$side-provider.log start pid
   in_side "$side" "$work/$side/target/debug/playbook" certs --certs-dir "$certs" >/dev/null
   rm -f "$work/provider.pid"
   start=$(now)
@@ -119,6 +123,7 @@ provider() { # prints "ready_s first_token_s"
 e2e_tests() { # the end-to-end tests of a side, one name a line, from the binary its suite ran
   local binary
   binary=$(sed -nE 's|.*Running tests/e2e/main.rs \((.*)\)$|\1|p' "$work/$1-suite.log")
+  [ -n "$binary" ] || { echo "no end-to-end binary named in $work/$1-suite.log" >&2; exit 1; }
   in_side "$1" "$binary" --list | sed -n 's/: test$//p' | sort
 }
 
@@ -133,8 +138,12 @@ for side in base tree; do
 done
 
 # The working tree's end-to-end tests that BASE lacks, skipped by exact name in "same tests".
+# Listed first, outside any process substitution, so that a failure stops the script.
+base_tests=$(e2e_tests base)
+tree_tests=$(e2e_tests tree)
+[ -n "$base_tests" ] && [ -n "$tree_tests" ] || { echo "an end-to-end binary listed no test" >&2; exit 1; }
 same=(--exact)
-while IFS= read -r name; do same+=(--skip "$name"); done < <(comm -13 <(e2e_tests base) <(e2e_tests tree))
+while IFS= read -r name; do same+=(--skip "$name"); done < <(comm -13 <(echo "$base_tests") <(echo "$tree_tests"))
 echo "same tests: the working tree's suite with $(((${#same[@]} - 1) / 2)) end-to-end tests BASE lacks skipped"
 suite tree "${same[@]}" >/dev/null
 

@@ -180,9 +180,9 @@ pub(crate) async fn expiry(arena: &Arena<'_>) -> Attempts {
             )
             .await?,
     ];
-    // Meanwhile, the client's own calls over one and a half lifespans: its cache renews at
-    // half-life, so it asks for new tokens and none of its calls meets an expiry. They also
-    // fill the wait for the first token's expiry, which they outlast.
+    // Then, while the first token ages, the client's own calls over one and a half lifespans:
+    // its cache renews at half-life, so it asks for new tokens and none of its calls meets an
+    // expiry. They fill the wait for the first token's expiry, which they outlast.
     const CALLS: u32 = 6;
     let span = LIFESPAN * 3 / 2;
     let client = arena.client(CLIENT_ID, &arena.certs().client, USERS_READ)?;

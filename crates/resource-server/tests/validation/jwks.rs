@@ -41,9 +41,17 @@ async fn flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
         assert_invalid_token(answer);
     }
     // The first unknown kid fetches (start-up and scheduled fetches do not count against the
-    // interval, so a key rotated in just after one is found at once); the other 49 wait for
-    // that fetch and then find the interval not passed.
+    // interval, so a key rotated in just after one is found at once); the others that waited
+    // for that fetch use its result.
     assert_eq!(fx.jwks_fetches() - before, 1);
+    // One more, after it: nothing is in flight to wait for, so only the interval holds it back.
+    let late = sign_with(
+        &KEY,
+        &json!({ "alg": "RS256", "kid": "random-late" }),
+        &fx.claims(),
+    );
+    assert_invalid_token(fx.get(Some(&late), false).await);
+    assert_eq!(fx.jwks_fetches() - before, 1, "within the interval");
 }
 
 #[tokio::test]
