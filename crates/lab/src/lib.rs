@@ -118,7 +118,7 @@ pub const SCENARIOS: [Scenario; 28] = [
     Scenario {
         name: "expiry",
         title: "An expired token, and a client that renews before expiry",
-        lesson: "With the client's token lifespan cut to a few seconds through the Admin API, the client's cache renews at half-life, so its own calls never meet the expiry, while a token used after its exp gets 401 token expired.",
+        lesson: "With the client's token lifespan cut to a few seconds through the Admin API, the client's cache renews at half-life, so its own calls never meet the expiry. A token used after its exp gets 401 token expired.",
         rfc: "RFC 7519 §4.1.4; RFC 6749 §4.4",
         needs: Needs::Nothing,
         fapi2: UnderFapi2::Certificate,
